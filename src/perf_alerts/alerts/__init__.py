@@ -1,0 +1,1 @@
+"""Alert state: the state machine (state.py) and its history (history.py)."""

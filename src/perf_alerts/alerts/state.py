@@ -1,0 +1,117 @@
+"""The alert state machine: pending → firing → resolved, with for / keep_firing_for /
+recovery (hysteresis) / cooldown. Pure: takes the current alerts and a rule's results,
+returns the new alerts and the transitions; the caller persists both in one transaction.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, replace
+from typing import Iterable
+
+from perf_alerts.config import Rule
+from perf_alerts.model import Alert, AlertState, fingerprint
+from perf_alerts.rules.evaluate import SeriesResult, template_context
+from perf_alerts.rules.template import render
+from perf_alerts.timeutil import format_duration
+
+
+@dataclass(frozen=True, slots=True)
+class Transition:
+    """An alert changed state at `at`: what the notification pipeline reacts to."""
+
+    alert: Alert
+    previous: AlertState | None  # None: the alert is new
+    event: str  # pending, firing, resolved, cancelled
+    at: float
+
+
+def alert_labels(rule: Rule, series_labels: dict[str, str]) -> dict[str, str]:
+    return {**series_labels, **rule.labels, "alertname": rule.name, "severity": rule.severity.value}
+
+
+def apply_results(rule: Rule, results: Iterable[SeriesResult], current: dict[str, Alert],
+                  at: float) -> tuple[list[Alert], list[str], list[Transition]]:
+    """Advance every alert of `rule` to time `at`.
+
+    `current` holds this rule's stored alerts by fingerprint. Returns (alerts to save,
+    fingerprints to delete, transitions).
+    """
+    save: list[Alert] = []
+    delete: list[str] = []
+    transitions: list[Transition] = []
+    seen: set[str] = set()
+
+    for r in results:
+        labels = alert_labels(rule, r.labels)
+        fp = fingerprint(rule.name, labels)
+        seen.add(fp)
+        ctx = template_context(rule, labels, r.value, r.detail)
+        annotations = {k: render(v, ctx) for k, v in rule.annotations.items()}
+        a = current.get(fp)
+        if r.active:
+            if a is None or a.state == AlertState.RESOLVED:
+                if a is not None and rule.cooldown > 0 and a.resolved_at is not None \
+                        and at < a.resolved_at + rule.cooldown:
+                    continue  # still cooling down from the last episode: do not re-raise yet
+                prev = None if a is None else a.state
+                new = Alert(
+                    fingerprint=fp, rule=rule.name, state=AlertState.PENDING, severity=rule.severity,
+                    labels=labels, annotations=annotations, value=r.value, threshold=rule.threshold,
+                    window=format_duration(rule.window), active_since=at, last_eval_at=at, last_true_at=at,
+                    started_at=None if a is None else a.started_at,
+                    resolved_at=None if a is None else a.resolved_at,
+                    fire_count=0 if a is None else a.fire_count,
+                )
+                transitions.append(Transition(new, prev, "pending", at))
+                if rule.for_ <= 0:
+                    new = _fire(new, at)
+                    transitions.append(Transition(new, AlertState.PENDING, "firing", at))
+                save.append(new)
+            elif a.state == AlertState.PENDING:
+                a = replace(a, value=r.value, annotations=annotations, last_eval_at=at, last_true_at=at)
+                if at - (a.active_since or at) >= rule.for_:
+                    a = _fire(a, at)
+                    transitions.append(Transition(a, AlertState.PENDING, "firing", at))
+                save.append(a)
+            else:  # firing
+                save.append(replace(a, value=r.value, annotations=annotations, last_eval_at=at, last_true_at=at))
+        elif a is not None and a.state != AlertState.RESOLVED:
+            if a.state == AlertState.FIRING and r.holding:
+                # back inside the threshold but not past the recovery level: stays firing
+                save.append(replace(a, value=r.value, annotations=annotations, last_eval_at=at, last_true_at=at))
+            else:
+                changed, gone, tr = _inactive(rule, replace(a, value=r.value, annotations=annotations), at)
+                save += changed
+                delete += gone
+                transitions += tr
+
+    # alerts whose series produced no result this cycle (no data in window, series gone)
+    for fp, a in current.items():
+        if fp in seen or a.state == AlertState.RESOLVED:
+            continue
+        changed, gone, tr = _inactive(rule, a, at)
+        save += changed
+        delete += gone
+        transitions += tr
+    return save, delete, transitions
+
+
+def _fire(a: Alert, at: float) -> Alert:
+    return replace(a, state=AlertState.FIRING, started_at=at, resolved_at=None, acknowledged_at=None,
+                   acknowledged_by=None, escalation_level=0, fire_count=a.fire_count + 1)
+
+
+def _inactive(rule: Rule, a: Alert, at: float) -> tuple[list[Alert], list[str], list[Transition]]:
+    if a.state == AlertState.PENDING:
+        # never fired this episode: drop it (or return to the previous resolved episode for cooldowns)
+        tr = [Transition(a, AlertState.PENDING, "cancelled", at)]
+        if a.fire_count > 0:
+            back = replace(a, state=AlertState.RESOLVED, active_since=None, last_eval_at=at)
+            return [back], [], tr
+        return [], [a.fingerprint], tr
+    # firing
+    last_true = a.last_true_at or at
+    if rule.keep_firing_for > 0 and at - last_true < rule.keep_firing_for:
+        return [replace(a, last_eval_at=at)], [], []
+    resolved = replace(a, state=AlertState.RESOLVED, resolved_at=at, last_eval_at=at)
+    return [resolved], [], [Transition(resolved, AlertState.FIRING, "resolved", at)]

@@ -1,0 +1,618 @@
+"""Causal anomaly scores for performance metrics (numpy only).
+
+``anomaly_scores(values, timestamps)`` returns one score in [0, 1] per point;
+the score of point ``i`` only depends on points ``0..i``, so the batch result
+equals what a live daemon gets feeding :class:`StreamingDetector` one point
+at a time.
+
+Design (why, not how):
+
+* Raw *surprise* per point comes from a few residual views of the series
+  ("channels"): the jump from the previous point, the distance to a recent
+  exponentially weighted level, and, when timestamps show enough history,
+  the distance to the same time of day / week (so daily and weekly patterns
+  are expected, not surprising).  Each residual is divided by its own
+  exponentially weighted mean absolute size, so it is unit free.
+* Surprise is not comparable across metrics (a noisy metric is always a bit
+  surprising), so each channel goes through an *anomaly likelihood* step in
+  the spirit of Numenta's: a short average of the surprise is compared with
+  the long-run distribution of that average, and the Gaussian tail
+  probability is mapped to ``-log10`` "decades" -> [0, 1].  One threshold
+  then means the same rarity on every metric.
+* After a score crosses the alerting threshold, further points are damped
+  for a while (causally), so one incident raises one alert, not a burst.
+
+Every recursive filter is a first-order exponential sum; the batch path
+evaluates it in closed form by blocks (see :func:`_ew_sum`) so the whole
+default detector runs at well over 200k points/s without Python loops over
+points, and the streaming path runs the same recursions one step at a time.
+"""
+
+from __future__ import annotations
+
+import bisect
+import math
+from typing import Any, ClassVar
+
+import numpy as np
+
+__all__ = [
+    "DEFAULT_ANOMALY_THRESHOLD",
+    "DETECTORS",
+    "StreamingDetector",
+    "anomaly_scores",
+    "threshold_for",
+]
+
+#: Score at or above which an ``anomaly`` rule fires by default.
+DEFAULT_ANOMALY_THRESHOLD: float = 0.5
+
+_REL_FLOOR = 1e-9          # residuals below 1e-9 |x| are float noise
+_DAY = 86400.0
+_WEEK = 7 * _DAY
+
+
+# ---------------------------------------------------------------------------
+# numeric helpers shared by the batch and streaming forms
+
+def _decay(halflife: float) -> float:
+    return 0.5 ** (1.0 / float(halflife))
+
+
+def _ew_sum(x: np.ndarray, decay: float, s0: float = 0.0) -> np.ndarray:
+    """``S[i] = decay * S[i-1] + x[i]`` (``S[-1] = s0``), vectorised.
+
+    Closed form per block: ``S[i] = d^i (s0 + sum_j d^-j x[j])``; blocks keep
+    ``d^-j`` below 1e100 so nothing overflows and precision stays ~1e-15.
+    """
+    x = np.asarray(x, dtype=float)
+    n = len(x)
+    out = np.empty(n)
+    if n == 0:
+        return out
+    block = max(1, min(n, int(230.0 / -math.log(decay))))
+    k = np.arange(1, block + 1, dtype=float)
+    up = decay ** -k                       # d^-j, j = 1..block
+    down = decay ** k                      # d^i
+    s = float(s0)
+    for a in range(0, n, block):
+        b = min(n, a + block)
+        m = b - a
+        seg = down[:m] * (s + np.cumsum(x[a:b] * up[:m]))
+        out[a:b] = seg
+        s = float(seg[-1])
+    return out
+
+
+# Numerical Recipes' erfc approximation (relative error < 1.2e-7), written in
+# log form so tails never underflow.  Used identically by both code paths.
+_ERFC_C = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
+           0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
+_LN10 = math.log(10.0)
+
+
+def _decades_batch(z: np.ndarray) -> np.ndarray:
+    """-log10 P(N(0,1) >= z) - log10(2) for z >= 0 (0 at z = 0)."""
+    u = np.maximum(z, 0.0) / math.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.5 * u)
+    poly = np.full_like(t, _ERFC_C[-1])
+    for c in _ERFC_C[-2::-1]:
+        poly = poly * t + c
+    ln_erfc = np.log(t) - u * u + poly
+    return np.maximum(-ln_erfc / _LN10, 0.0)
+
+
+def _decades_one(z: float) -> float:
+    u = max(z, 0.0) / math.sqrt(2.0)
+    t = 1.0 / (1.0 + 0.5 * u)
+    poly = _ERFC_C[-1]
+    for c in _ERFC_C[-2::-1]:
+        poly = poly * t + c
+    return max(-(math.log(t) - u * u + poly) / _LN10, 0.0)
+
+
+# ---------------------------------------------------------------------------
+# detector protocol
+
+class Detector:
+    """A scoring rule with a vectorised batch form and a one-step form.
+
+    ``batch(values, timestamps)`` scores a NaN-free series; ``init_state()``
+    returns a JSON-able dict and ``step(state, value, timestamp)`` scores
+    one point and updates the state in place.  Both must agree to ~1e-9.
+    """
+
+    name: ClassVar[str] = ""
+
+    def __init__(self, **params: Any) -> None:
+        unknown = set(params) - set(self.defaults())
+        if unknown:
+            raise TypeError(f"{self.name}: unknown parameter(s) "
+                            f"{sorted(unknown)}")
+        self.params = {**self.defaults(), **params}
+
+    @classmethod
+    def defaults(cls) -> dict[str, Any]:
+        return {}
+
+    def batch(self, x: np.ndarray, t: np.ndarray | None) -> np.ndarray:
+        raise NotImplementedError
+
+    def init_state(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def step(self, st: dict[str, Any], x: float, t: float | None) -> float:
+        raise NotImplementedError
+
+
+# ---------------------------------------------------------------------------
+# baseline: rolling z-score
+
+class RollingZScore(Detector):
+    """Baseline: |x - mean| / std over the previous ``window`` points.
+
+    Output ``z / (1 + z)``; this is the classic detector the default one is
+    measured against.
+    """
+
+    name = "zscore"
+
+    @classmethod
+    def defaults(cls):
+        return {"window": 400, "min_std": 1e-9}
+
+    def batch(self, x, t):
+        w, eps = int(self.params["window"]), self.params["min_std"]
+        n = len(x)
+        out = np.zeros(n)
+        if n < 2:
+            return out
+        y = x - x[0]
+        c1 = np.r_[0.0, np.cumsum(y)]
+        c2 = np.r_[0.0, np.cumsum(y * y)]
+        i = np.arange(1, n)
+        lo = np.maximum(0, i - w)
+        cnt = i - lo
+        m = (c1[i] - c1[lo]) / cnt
+        var = np.maximum((c2[i] - c2[lo]) / cnt - m * m, 0.0)
+        sd = np.maximum(np.sqrt(var), eps * (1.0 + np.abs(m)))
+        z = np.abs(y[1:] - m) / sd
+        out[1:] = z / (1.0 + z)
+        return out
+
+    def init_state(self):
+        # cumulative sums C[j] of the shifted values (and squares) for the
+        # last window+1 indices; same additions, same order as np.cumsum
+        return {"x0": None, "k": 0, "c": [[0.0, 0.0]]}
+
+    def step(self, st, x, t):
+        w, eps = int(self.params["window"]), self.params["min_std"]
+        if st["x0"] is None:
+            st["x0"] = x
+        y = x - st["x0"]
+        c = st["c"]
+        k = st["k"]
+        score = 0.0
+        c1, c2 = c[-1]
+        if k >= 1:
+            cnt = min(k, w)
+            m = (c1 - c[0][0]) / cnt
+            var = max((c2 - c[0][1]) / cnt - m * m, 0.0)
+            sd = max(math.sqrt(var), eps * (1.0 + abs(m)))
+            z = abs(y - m) / sd
+            score = z / (1.0 + z)
+        c.append([c1 + y, c2 + y * y])
+        if len(c) > w + 1:
+            del c[0]
+        st["k"] = k + 1
+        return score
+
+
+# ---------------------------------------------------------------------------
+# default: multi-channel surprise + anomaly likelihood + alert spacing
+
+class Likelihood(Detector):
+    """Multi-channel robust surprise, calibrated by an anomaly likelihood.
+
+    A *family* is a view of the series: ``plain`` (the values), ``daily`` and
+    ``weekly`` (the change from the same time one day / one week earlier,
+    only when timestamps are given and that lag exists).  On each family two
+    channels measure surprise: ``jump`` (change from the previous point) and
+    ``level`` (distance to an EW level, halflife ``level_hl``).  A residual
+    is scaled by its EW mean absolute size (halflife ``scale_hl``) and
+    bounded, ``r = z / (z + z_half)``, so one wild point cannot dominate.
+
+    Likelihood step: ``r`` is averaged (halflife ``avg_hl``) and compared
+    with the long-run EW mean/std of that average (halflife ``hist_hl``, std
+    floored at ``min_std``); the Gaussian upper tail, in decades, divided by
+    ``decades`` is the channel score (optionally also ``z / z_full``, an
+    instantaneous path for single extreme points).
+
+    Seasonality is handled by *model selection*, not by adding alarms: at
+    each point the family whose level residual has been smallest so far
+    (best explains the series) provides the score.  A daily wave is then
+    judged on its day-over-day changes, a flat metric on its raw values.
+
+    Alert spacing: after a score reaches ``alert_level`` the next
+    ``spacing`` points are multiplied by ``damp`` (one incident, one alert).
+    """
+
+    name = "likelihood"
+    channels: ClassVar[tuple[str, ...]] = ("jump", "level")
+    families: ClassVar[dict[str, float]] = {"plain": 0.0, "daily": _DAY,
+                                            "weekly": _WEEK}
+
+    @classmethod
+    def defaults(cls):
+        return {"level_hl": 64.0, "scale_hl": 512.0, "z_half": 8.0,
+                "avg_hl": 3.0, "hist_hl": 1024.0, "min_std": 0.02,
+                "decades": 8.0, "warmup": 64, "spacing": 200,
+                "damp": 0.25, "alert_level": DEFAULT_ANOMALY_THRESHOLD,
+                "z_full": 0.0, "seasonal": True, "lag_tol": 1.0 / 48,
+                "jump_ratio": 2.0, "jump_hl": 2048.0, "jump_ref": 4.0}
+
+    def _fams(self, has_t: bool) -> list[str]:
+        if has_t and self.params["seasonal"]:
+            return list(self.families)
+        return ["plain"]
+
+    # -- batch ------------------------------------------------------------
+    def _lag_index(self, t, period):
+        """Index of the point one period earlier (or -1), causally."""
+        tt = np.where(np.isfinite(t), t, -np.inf)
+        te = np.maximum.accumulate(tt)           # effective, sorted time
+        target = te - period
+        j = np.searchsorted(te, target + 1.0, side="right") - 1
+        i = np.arange(len(t))
+        ok = (j >= 0) & (j < i) & np.isfinite(te)
+        ok &= te[np.maximum(j, 0)] >= target - self.params["lag_tol"] * period
+        return np.where(ok, j, -1)
+
+    def _family_batch(self, y):
+        """(score, level-fit) of one family's series y (NaN-free)."""
+        p = self.params
+        n = len(y)
+        d_lvl = _decay(p["level_hl"])
+        jump = np.r_[0.0, np.diff(y)]
+        lvl_s = _ew_sum(y, d_lvl)
+        lvl_w = _ew_sum(np.ones(n), d_lvl)
+        prev_lvl = np.r_[0.0, (lvl_s / lvl_w)[:-1]]
+        level = y - prev_lvl
+        level[0] = 0.0
+        s_j, _ = self._channel_batch(jump, y)
+        s_l, fit = self._channel_batch(level, y)
+        s = np.maximum(s_j, s_l)
+        fit = fit.copy()
+        fit[: int(p["warmup"])] = np.inf
+        return s, fit
+
+    def _channel_batch(self, e, y):
+        """Residual -> (calibrated score, scale before each point).
+
+        The scale is floored at 1e-9 |y| so float rounding on a constant
+        series is never mistaken for signal.
+        """
+        p = self.params
+        n = len(e)
+        ae = np.abs(e)
+        d_sc = _decay(p["scale_hl"])
+        sc_s = _ew_sum(ae, d_sc)
+        sc_w = _ew_sum(np.ones(n), d_sc)
+        prev_scale = np.r_[0.0, (sc_s / sc_w)[:-1]]
+        floor = np.maximum(_REL_FLOOR * np.abs(y), 1e-12)
+        z = np.minimum(ae / np.maximum(prev_scale, floor), 1e12)
+        r = z / (z + p["z_half"])
+        d_av = _decay(p["avg_hl"])
+        avg = _ew_sum(r * (1.0 - d_av), d_av)
+        d_h = _decay(p["hist_hl"])
+        ones = _ew_sum(np.ones(n), d_h)
+        m1 = _ew_sum(avg, d_h) / ones
+        m2 = _ew_sum(avg * avg, d_h) / ones
+        mu = np.r_[0.0, m1[:-1]]
+        var = np.r_[0.0, np.maximum(m2 - m1 * m1, 0.0)[:-1]]
+        sd = np.maximum(np.sqrt(var), p["min_std"])
+        s = np.minimum(_decades_batch((avg - mu) / sd) / p["decades"], 1.0)
+        if p["z_full"] > 0:
+            s = np.maximum(s, np.minimum(z / p["z_full"], 1.0))
+        if p["jump_ratio"] > 0:
+            s = np.maximum(s, self._extreme_batch(z))
+        return s, prev_scale
+
+    def _extreme_batch(self, z):
+        """Instant path: z against the decayed max of earlier z.
+
+        A point ``jump_ratio`` times beyond anything seen recently scores
+        0.5; recurring spikes raise the reference and stop alerting.
+        """
+        p = self.params
+        n = len(z)
+        ld = math.log(_decay(p["jump_hl"]))
+        lz = np.log(np.maximum(z, 1e-300))
+        j = np.arange(n, dtype=float)
+        seen = np.where(j < p["warmup"], -np.inf, lz)   # scale not settled
+        lm = np.maximum.accumulate(seen - j * ld) + j * ld
+        ref = np.maximum(np.r_[-np.inf, lm[:-1]], math.log(p["jump_ref"]))
+        return np.clip(0.5 * (lz - ref) / math.log(p["jump_ratio"]), 0.0, 1.0)
+
+    def batch(self, x, t):
+        p = self.params
+        n = len(x)
+        if n == 0:
+            return np.zeros(0)
+        fams = self._fams(t is not None)
+        scores = np.zeros((len(fams), n))
+        fits = np.full((len(fams), n), np.inf)
+        for k, fam in enumerate(fams):
+            if fam == "plain":
+                scores[k], fits[k] = self._family_batch(x - x[0])
+                continue
+            j = self._lag_index(t, self.families[fam])
+            idx = np.flatnonzero(j >= 0)
+            if len(idx):
+                s, f = self._family_batch(x[idx] - x[j[idx]])
+                scores[k, idx], fits[k, idx] = s, f
+        best = np.argmin(fits, axis=0)       # ties -> plain
+        s = scores[best, np.arange(n)]
+        s[: int(p["warmup"])] = 0.0
+        return self._space(s)
+
+    def _space(self, s):
+        """Damp points for ``spacing`` steps after each (undamped) alert."""
+        p = self.params
+        out = s.copy()
+        gap, lvl = int(p["spacing"]), p["alert_level"]
+        if gap <= 0:
+            return out
+        last = -gap - 1
+        for i in np.flatnonzero(s >= lvl).tolist():
+            if i - last > gap:
+                last = i
+                out[i + 1:i + 1 + gap] = s[i + 1:i + 1 + gap] * p["damp"]
+        return out
+
+    # -- streaming --------------------------------------------------------
+    def init_state(self):
+        def fam():
+            ch = {c: {"sc_s": 0.0, "sc_w": 0.0, "avg": 0.0, "h_w": 0.0,
+                      "h_1": 0.0, "h_2": 0.0, "lm": -1e300, "k": 0}
+                  for c in self.channels}
+            return {"n": 0, "prev": None, "lvl_s": 0.0, "lvl_w": 0.0,
+                    "ch": ch}
+        return {"n": 0, "x0": None, "since_alert": None,
+                "te": None, "buf_t": [], "buf_x": [],
+                "fam": {f: fam() for f in self.families}}
+
+    def _channel_step(self, c, e, y):
+        p = self.params
+        ae = abs(e)
+        prev_scale = c["sc_s"] / c["sc_w"] if c["sc_w"] > 0 else 0.0
+        floor = max(_REL_FLOOR * abs(y), 1e-12)
+        z = min(ae / max(prev_scale, floor), 1e12)
+        r = z / (z + p["z_half"])
+        d_av = _decay(p["avg_hl"])
+        avg = d_av * c["avg"] + r * (1.0 - d_av)
+        if c["h_w"] > 0:
+            mu = c["h_1"] / c["h_w"]
+            var = max(c["h_2"] / c["h_w"] - mu * mu, 0.0)
+        else:
+            mu = var = 0.0
+        sd = max(math.sqrt(var), p["min_std"])
+        score = min(_decades_one((avg - mu) / sd) / p["decades"], 1.0)
+        if p["z_full"] > 0:
+            score = max(score, min(z / p["z_full"], 1.0))
+        if p["jump_ratio"] > 0:
+            lz = math.log(max(z, 1e-300))
+            ref = max(c["lm"], math.log(p["jump_ref"]))
+            score = max(score, min(max(0.5 * (lz - ref) / math.log(
+                p["jump_ratio"]), 0.0), 1.0))
+            seen = lz if c["k"] >= p["warmup"] else -math.inf
+            c["lm"] = max(seen, c["lm"] + math.log(_decay(p["jump_hl"])))
+        c["k"] += 1
+        d_sc = _decay(p["scale_hl"])
+        c["sc_s"] = d_sc * c["sc_s"] + ae
+        c["sc_w"] = d_sc * c["sc_w"] + 1.0
+        c["avg"] = avg
+        d_h = _decay(p["hist_hl"])
+        c["h_w"] = d_h * c["h_w"] + 1.0
+        c["h_1"] = d_h * c["h_1"] + avg
+        c["h_2"] = d_h * c["h_2"] + avg * avg
+        return score, prev_scale
+
+    def _family_step(self, f, y):
+        p = self.params
+        if f["prev"] is None:
+            jump = level = 0.0
+        else:
+            jump = y - f["prev"]
+            level = y - f["lvl_s"] / f["lvl_w"]
+        d = _decay(p["level_hl"])
+        f["lvl_s"] = d * f["lvl_s"] + y
+        f["lvl_w"] = d * f["lvl_w"] + 1.0
+        f["prev"] = y
+        s_j, _ = self._channel_step(f["ch"]["jump"], jump, y)
+        s_l, fit = self._channel_step(f["ch"]["level"], level, y)
+        if f["n"] < int(p["warmup"]):
+            fit = math.inf
+        f["n"] += 1
+        return max(s_j, s_l), fit
+
+    def _lag_step(self, st, t, x, period):
+        """Value one period before ``t`` from the buffer, or None."""
+        bt = st["buf_t"]
+        target = st["te"] - period
+        k = bisect.bisect_right(bt, target + 1.0) - 1
+        if k >= 0 and bt[k] >= target - self.params["lag_tol"] * period:
+            return st["buf_x"][k]
+        return None
+
+    def step(self, st, x, t):
+        p = self.params
+        if st["x0"] is None:
+            st["x0"] = x
+        has_t = t is not None
+        fams = self._fams(has_t)
+        best_s, best_fit = 0.0, math.inf
+        te = None
+        if has_t and len(fams) > 1:
+            tt = t if math.isfinite(t) else -math.inf
+            te = tt if st["te"] is None else max(st["te"], tt)
+            st["te"] = te
+        for fam in fams:
+            if fam == "plain":
+                y = x - st["x0"]
+            else:
+                lag = (self._lag_step(st, t, x, self.families[fam])
+                       if math.isfinite(te) else None)
+                if lag is None:
+                    continue
+                y = x - lag
+            s, fit = self._family_step(st["fam"][fam], y)
+            if fit < best_fit or fam == "plain":
+                best_s, best_fit = s, fit
+        if te is not None:
+            st["buf_t"].append(te)
+            st["buf_x"].append(x)
+            horizon = te - max(self.families.values()) * (1 + p["lag_tol"])
+            drop = bisect.bisect_left(st["buf_t"], horizon) - 1
+            if drop > 0:
+                del st["buf_t"][:drop]
+                del st["buf_x"][:drop]
+        s = best_s if st["n"] >= int(p["warmup"]) else 0.0
+        st["n"] += 1
+        gap = int(p["spacing"])
+        since = st["since_alert"]
+        if since is not None:
+            since += 1
+        held = gap > 0 and since is not None and since <= gap
+        if held:
+            s *= p["damp"]
+        elif gap > 0 and s >= p["alert_level"]:
+            since = 0
+        st["since_alert"] = since
+        return s
+
+
+# ---------------------------------------------------------------------------
+# registry and public API
+
+_REGISTRY: dict[str, type[Detector]] = {
+    "likelihood": Likelihood,
+    "zscore": RollingZScore,
+}
+_ALIASES = {"default": "likelihood"}
+
+#: Names accepted by ``detector=``.
+DETECTORS: tuple[str, ...] = ("default",) + tuple(_REGISTRY)
+
+
+def _make(detector: str, params: dict[str, Any]) -> Detector:
+    key = _ALIASES.get(detector, detector)
+    cls = _REGISTRY.get(key) if isinstance(key, str) else None
+    if cls is None:
+        raise ValueError(f"unknown anomaly detector {detector!r}; "
+                         f"valid: {', '.join(DETECTORS)}")
+    return cls(**params)
+
+
+def threshold_for(sensitivity: float | None) -> float:
+    """Score threshold for a user sensitivity in (0, 1]; higher = more alerts.
+
+    0.5 maps to DEFAULT_ANOMALY_THRESHOLD; the mapping is linear in the log
+    tail probability, so each step of sensitivity changes the expected alert
+    rate by a constant factor.
+    """
+    if sensitivity is None:
+        return DEFAULT_ANOMALY_THRESHOLD
+    s = float(sensitivity)
+    if not (0.0 < s <= 1.0) or math.isnan(s):
+        raise ValueError(f"sensitivity must be in (0, 1], got {sensitivity!r}")
+    # s = 1 -> 0.05 (very chatty), s = 0.5 -> default, s -> 0 -> 1.0
+    d = DEFAULT_ANOMALY_THRESHOLD
+    if s >= 0.5:
+        return d + (0.05 - d) * (s - 0.5) / 0.5
+    return d + (1.0 - d) * (0.5 - s) / 0.5
+
+
+def _as_arrays(values, timestamps):
+    x = np.asarray(values, dtype=float).ravel()
+    t = None
+    if timestamps is not None:
+        t = _to_seconds(timestamps)
+        if t.shape != x.shape:
+            raise ValueError(f"timestamps has {t.shape[0]} entries for "
+                             f"{x.shape[0]} values")
+    return x, t
+
+
+def _to_seconds(timestamps) -> np.ndarray:
+    t = np.asarray(timestamps)
+    if np.issubdtype(t.dtype, np.datetime64):
+        return t.astype("datetime64[us]").astype("int64") / 1e6
+    return t.astype(float).ravel()
+
+
+def anomaly_scores(values, timestamps=None, *, detector: str = "default",
+                   sensitivity: float | None = None) -> np.ndarray:
+    """Causal anomaly score in [0, 1] for every point of ``values``.
+
+    ``timestamps`` (unix seconds or datetime64) enable seasonal channels.
+    NaN values are missing data: they score 0 and do not touch the state.
+    ``sensitivity`` does not rescale scores: it sets the alert level
+    (``threshold_for(sensitivity)``) that the default detector uses to space
+    out alerts, i.e. compare the scores with that same threshold.
+    """
+    params = {}
+    if sensitivity is not None:
+        thr = threshold_for(sensitivity)
+        if "alert_level" in _make(detector, {}).params:
+            params["alert_level"] = thr
+    det = _make(detector, params)
+    x, t = _as_arrays(values, timestamps)
+    out = np.zeros(len(x))
+    ok = np.isfinite(x)
+    if ok.any():
+        xs = x[ok]
+        ts = t[ok] if t is not None else None
+        out[ok] = det.batch(xs, ts)
+    return np.clip(np.nan_to_num(out, nan=0.0), 0.0, 1.0)
+
+
+class StreamingDetector:
+    """One point at a time, with exactly the maths of :func:`anomaly_scores`.
+
+    ``state_dict()`` / ``from_state()`` round-trip through JSON so a daemon
+    can persist the detector between runs.
+    """
+
+    def __init__(self, detector: str = "default", **params: Any) -> None:
+        self.detector = detector
+        self._det = _make(detector, params)
+        self._params = params
+        self._state = self._det.init_state()
+
+    def update(self, value: float, timestamp: float | None = None) -> float:
+        x = float(value)
+        if not math.isfinite(x):
+            return 0.0
+        t = None if timestamp is None else float(_to_seconds([timestamp])[0])
+        s = self._det.step(self._state, x, t)
+        if s != s:
+            return 0.0
+        return min(max(s, 0.0), 1.0)
+
+    def state_dict(self) -> dict[str, Any]:
+        import copy
+        return {"detector": self.detector, "params": dict(self._params),
+                "state": copy.deepcopy(self._state)}
+
+    @classmethod
+    def from_state(cls, state: dict[str, Any]) -> "StreamingDetector":
+        import copy
+        obj = cls(state["detector"], **state.get("params", {}))
+        obj._state = _fix_json(copy.deepcopy(state["state"]))
+        return obj
+
+
+def _fix_json(obj):
+    """JSON turns tuples into lists; the detectors only index them."""
+    return obj

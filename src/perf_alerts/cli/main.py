@@ -1,0 +1,493 @@
+"""`perf-alerts`: thin commands over `perf_alerts.core.PerfAlerts`.
+
+Exit codes: 0 ok, 1 a finding the user asked to fail on (firing alerts with
+`--fail-on`, failing rule tests), 2 bad usage, bad input or bad config. User mistakes
+print one clear line, never a traceback. Heavy imports happen inside the commands so
+`perf-alerts --help` stays fast.
+"""
+
+from __future__ import annotations
+
+import functools
+import os
+import sys
+from pathlib import Path
+from typing import Any, Callable, Optional, TypeVar
+
+import typer
+
+from perf_alerts.cli import output as out
+
+app = typer.Typer(
+    name="perf-alerts",
+    help="Performance analytics and alerting for CrewAI crews, delivered to Discord.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,
+)
+
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+class _State:
+    config: Optional[str] = None
+    db: Optional[str] = None
+
+
+state = _State()
+
+
+def _user_errors() -> tuple[type[BaseException], ...]:
+    from perf_alerts.config import ConfigError
+    from perf_alerts.core import AlertNotFound
+    from perf_alerts.model import SampleError
+    from perf_alerts.sources.files import IngestError
+    from perf_alerts.timeutil import TimeParseError
+
+    return (ConfigError, AlertNotFound, SampleError, IngestError, TimeParseError)
+
+
+def handled(fn: F) -> F:
+    """Turn user mistakes into one line on stderr and exit code 2."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except typer.Exit:
+            raise
+        except Exception as e:
+            if isinstance(e, _user_errors()):
+                out.error(str(e))
+                raise typer.Exit(2) from None
+            import sqlite3
+
+            if isinstance(e, sqlite3.DatabaseError):
+                out.error(f"SQLite store: {e}")
+                raise typer.Exit(2) from None
+            raise
+
+    return wrapper  # type: ignore[return-value]
+
+
+def system(clock: Any = None) -> Any:
+    from perf_alerts.core import PerfAlerts
+
+    return PerfAlerts(config=state.config, db=state.db, clock=clock)
+
+
+@app.callback()
+def _global(
+    config: Optional[str] = typer.Option(
+        None, "--config", "-c", envvar="PERF_ALERTS_CONFIG",
+        help="Config file (default ./config/alerting.yaml, else the packaged default)."),
+    db: Optional[str] = typer.Option(None, "--db", envvar="PERF_ALERTS_DB", help="SQLite store (default ./perf_alerts.db)."),
+) -> None:
+    state.config = config
+    state.db = db
+
+
+# --------------------------------------------------------------------------- metrics in
+
+
+@app.command()
+@handled
+def ingest(
+    files: list[Path] = typer.Argument(..., help="CSV (timestamp,metric,value,+labels) or JSONL files."),
+    fmt: Optional[str] = typer.Option(None, "--format", help="csv or jsonl (default: from the extension)."),
+    as_json: bool = typer.Option(False, "--json", help="Machine-readable output."),
+    strict: bool = typer.Option(False, "--strict", help="Exit 1 when any record was rejected."),
+) -> None:
+    """Load metric samples from files; bad records are reported by line, good ones kept."""
+    import time
+
+    s = system()
+    reports = []
+    t0 = time.perf_counter()
+    for f in files:
+        if as_json or not sys.stderr.isatty():
+            rep = s.ingest(f, fmt)
+        else:
+            from rich.progress import Progress, SpinnerColumn, TextColumn
+
+            with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True) as prog:
+                task = prog.add_task(f"ingesting {f}", total=None)
+                rep = s.ingest(f, fmt, progress=lambda n: prog.update(task, description=f"ingesting {f}: {n:,} lines"))
+        reports.append(rep)
+    elapsed = time.perf_counter() - t0
+    rejected = sum(r.rejected for r in reports)
+    if as_json:
+        out.emit_json({"files": [r.to_dict() for r in reports], "seconds": round(elapsed, 3)})
+    else:
+        for r in reports:
+            out.line(f"{r.source}: {r.accepted:,} samples stored in {r.series:,} series, {r.rejected:,} rejected")
+            for e in r.errors:
+                out.warn(str(e))
+            if r.rejected > len(r.errors):
+                out.warn(f"{r.source}: … and {r.rejected - len(r.errors):,} more rejected records")
+    if strict and rejected:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handled
+def collect(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Record one reading of the host metrics (CPU, memory, disk)."""
+    samples = system().collect_host()
+    if as_json:
+        out.emit_json([{"metric": x.metric, "labels": x.labels, "value": x.value} for x in samples])
+    else:
+        for x in samples:
+            out.line(f"{x.metric} {x.labels} {x.value:.1f}")
+
+
+# --------------------------------------------------------------------------- alerts
+
+
+def _parse_at(at: Optional[str]) -> Optional[float]:
+    if at is None:
+        return None
+    from perf_alerts.timeutil import SystemClock, parse_time_arg
+
+    return parse_time_arg(at, SystemClock())
+
+
+@app.command()
+@handled
+def evaluate(
+    at: Optional[str] = typer.Option(None, "--at", help="Evaluation time: ISO 8601, Unix seconds, now, now-1h."),
+    group: Optional[str] = typer.Option(None, "--group", help="Only rules of this group."),
+    no_notify: bool = typer.Option(False, "--no-notify", help="Do not send notifications."),
+    fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 if an alert of this severity (or worse) is firing."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Run one evaluation cycle of the rules and show what changed."""
+    s = system()
+    res = s.evaluate(at=_parse_at(at), group=group)
+    delivery = None
+    if not no_notify:
+        notify = _notifier()
+        if notify is not None:
+            delivery = notify(s, res)
+    if as_json:
+        d = res.to_dict()
+        d["alerts"] = [a.to_dict() for a in res.active]
+        if delivery is not None:
+            d["notifications"] = delivery
+        out.emit_json(d)
+    else:
+        for t in res.transitions:
+            out.line(f"{t.event:9} {t.alert.severity.value:8} {t.alert.rule} {_fmt_labels(t.alert.labels)} "
+                     f"value={_fmt_value(t.alert.value)}")
+        firing = sum(1 for a in res.active if a.state.value == "firing")
+        pending = sum(1 for a in res.active if a.state.value == "pending")
+        out.line(f"evaluated {res.rules} rules over {res.series} series at {_iso(res.at)}: "
+                 f"{firing} firing, {pending} pending, {len(res.transitions)} transitions")
+        for e in res.errors:
+            out.warn(e)
+    if fail_on:
+        _fail_on(fail_on, res.active)
+
+
+def _notifier() -> Optional[Callable[[Any, Any], Any]]:
+    """The notification pipeline, when it is installed in this build."""
+    try:
+        from perf_alerts.notify.pipeline import deliver_evaluation  # type: ignore[import-not-found]
+    except ImportError:
+        return None
+    return deliver_evaluation  # type: ignore[no-any-return]
+
+
+def _fail_on(level: str, alerts: list[Any]) -> None:
+    from perf_alerts.model import AlertState, Severity
+
+    try:
+        sev = Severity(level)
+    except ValueError:
+        out.error(f"--fail-on: unknown severity {level!r}; valid: critical, warning, info")
+        raise typer.Exit(2) from None
+    if any(a.state == AlertState.FIRING and a.severity.rank >= sev.rank for a in alerts):
+        raise typer.Exit(1)
+
+
+def _iso(ts: Optional[float]) -> str:
+    from perf_alerts.timeutil import iso
+
+    return iso(ts) or "-"
+
+
+def _fmt_labels(labels: dict[str, str]) -> str:
+    return "{" + ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("alertname", "severity")) + "}"
+
+
+def _fmt_value(v: Optional[float]) -> str:
+    from perf_alerts.rules.template import fmt_number
+
+    return "-" if v is None else fmt_number(v)
+
+
+@app.command("alerts")
+@handled
+def alerts_cmd(
+    state_: Optional[str] = typer.Option(None, "--state", help="pending, firing, resolved or active (pending+firing)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List alerts, worst first."""
+    from perf_alerts.model import AlertState
+
+    states: Optional[list[AlertState]] = None
+    if state_:
+        if state_ == "active":
+            states = [AlertState.FIRING, AlertState.PENDING]
+        else:
+            try:
+                states = [AlertState(state_)]
+            except ValueError:
+                out.error(f"--state: unknown state {state_!r}; valid: pending, firing, resolved, active")
+                raise typer.Exit(2) from None
+    alerts = system().alerts(states)
+    if as_json:
+        out.emit_json([a.to_dict() for a in alerts])
+        return
+    if not alerts:
+        out.line("no alerts")
+        return
+    out.table(None, ["fingerprint", "state", "severity", "rule", "labels", "value", "since", "ack"], [
+        (a.fingerprint, a.state.value, a.severity.value, a.rule, _fmt_labels(a.labels), _fmt_value(a.value),
+         _iso(a.started_at if a.state.value != "pending" else a.active_since), "yes" if a.acknowledged else "")
+        for a in alerts
+    ])
+
+
+@app.command()
+@handled
+def ack(
+    fingerprint: str = typer.Argument(..., help="Alert fingerprint (a unique prefix is enough)."),
+    by: str = typer.Option(os.environ.get("USER", "cli"), "--by", help="Who acknowledges."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Acknowledge an alert (stops its escalation)."""
+    a = system().ack(fingerprint, by=by)
+    if as_json:
+        out.emit_json(a.to_dict())
+    else:
+        out.line(f"acknowledged {a.fingerprint} ({a.rule}) at {_iso(a.acknowledged_at)} by {a.acknowledged_by}")
+
+
+@app.command()
+@handled
+def history(
+    since: Optional[str] = typer.Option(None, "--since", help="e.g. now-7d"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Alert statistics from history: episodes, MTTA and MTTR per rule and severity."""
+    st = system().alert_stats(since=_parse_at(since))
+    if as_json:
+        out.emit_json(st)
+        return
+    from perf_alerts.timeutil import format_duration
+
+    out.line(f"{st['episodes']} firing episodes; MTTA {format_duration(st['mtta']['mean_seconds'])}, "
+             f"MTTR {format_duration(st['mttr']['mean_seconds'])}")
+    out.table(None, ["rule", "severity", "fired", "MTTA", "MTTR"], [
+        (r["rule"], r["severity"], r["fired"], format_duration(r["mtta"]["mean_seconds"]),
+         format_duration(r["mttr"]["mean_seconds"])) for r in st["by_rule"]
+    ])
+
+
+# --------------------------------------------------------------------------- analytics
+
+
+def _duration_opt(text: str, name: str) -> float:
+    from perf_alerts.timeutil import TimeParseError, parse_duration
+
+    try:
+        return parse_duration(text)
+    except TimeParseError as e:
+        out.error(f"{name}: {e}")
+        raise typer.Exit(2) from None
+
+
+@app.command()
+@handled
+def analyze(
+    lookback: str = typer.Option("24h", "--lookback", help="Window to analyse."),
+    agent: Optional[str] = typer.Option(None, "--agent"),
+    at: Optional[str] = typer.Option(None, "--at"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Health (overall and per agent), findings, trends and anomalies."""
+    rep = system().analyze(lookback=_duration_opt(lookback, "--lookback"), agent=agent, at=_parse_at(at))
+    if as_json:
+        out.emit_json(rep)
+        return
+    h = rep["health"]
+    out.line(f"window {rep['window']['start']} → {rep['window']['end']}; {rep['series_analyzed']} series")
+    out.line(f"overall health: {h['score'] if h['score'] is not None else 'no data'} ({h['status']})")
+    for c in h["components"]:
+        out.line(f"  {c['name']:10} {c['score'] if c['score'] is not None else '-':>6}  {c['evidence']}")
+    if rep["agents"]:
+        out.table("agents", ["agent", "health", "status", "weakest"], [
+            (name, d["score"], d["status"],
+             min((c for c in d["components"] if c["score"] is not None), key=lambda c: c["score"], default={"evidence": "-"})["evidence"])
+            for name, d in rep["agents"].items()
+        ])
+    if rep["findings"]:
+        out.line("findings:")
+        for f in rep["findings"]:
+            out.line(f"  - {f}")
+
+
+@app.command()
+@handled
+def predict(
+    horizon: str = typer.Option("6h", "--horizon"),
+    lookback: str = typer.Option("24h", "--lookback"),
+    agent: Optional[str] = typer.Option(None, "--agent"),
+    at: Optional[str] = typer.Option(None, "--at"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Forecasts and predicted threshold breaches with time-to-breach."""
+    rep = system().predict(horizon=_duration_opt(horizon, "--horizon"), lookback=_duration_opt(lookback, "--lookback"),
+                           agent=agent, at=_parse_at(at))
+    if as_json:
+        out.emit_json(rep)
+        return
+    out.line(f"{rep['series_forecast']} series forecast {rep['horizon']} ahead ({rep['series_skipped']} with too little data)")
+    if not rep["breaches"]:
+        out.line("no threshold breach predicted within the horizon")
+        return
+    out.table("predicted breaches", ["series", "rule", "threshold", "in", "at", "probability"], [
+        (b["series"], b["rule"], b["threshold"], b["time_to_breach"], b["breach_at"] or "-", b["probability"])
+        for b in rep["breaches"]
+    ])
+
+
+# --------------------------------------------------------------------------- rules
+
+
+@app.command("check-config")
+@handled
+def check_config(as_json: bool = typer.Option(False, "--json")) -> None:
+    """Validate the configuration; exit 2 with file:line:field on a problem."""
+    from perf_alerts.config import ConfigError, load_config, resolve_config_path
+    from perf_alerts.rules.template import template_problems
+
+    path = resolve_config_path(state.config)
+    try:
+        cfg = load_config(path)
+    except ConfigError as e:
+        if as_json:
+            out.emit_json({"ok": False, "config": str(path), "problems": e.problems})
+        else:
+            for p in e.problems:
+                out.error(p)
+        raise typer.Exit(2) from None
+    problems = [f"{path}: rule {r.name}: annotations.{k}: {p}" for r in cfg.rules for k, v in r.annotations.items()
+                for p in template_problems(v)]
+    if as_json:
+        out.emit_json({"ok": not problems, "config": str(path), "rules": len(cfg.rules), "problems": problems})
+    else:
+        for p in problems:
+            out.error(p)
+        if not problems:
+            out.line(f"{path}: OK ({len(cfg.rules)} rules)")
+    if problems:
+        raise typer.Exit(2)
+
+
+@app.command("test-rules")
+@handled
+def test_rules(
+    files: list[Path] = typer.Argument(..., help="Rule test files (promtool-style YAML)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Run rule unit tests; exit 1 when a test fails."""
+    from perf_alerts.config import load_config
+    from perf_alerts.rules.testing import run_rule_tests
+
+    default = None
+    results = []
+    for f in files:
+        if default is None:
+            try:
+                default = load_config(state.config)
+            except Exception:
+                default = None
+        results.append((str(f), run_rule_tests(f, default)))
+    failed = sum(1 for _, rs in results for r in rs if not r.passed)
+    total = sum(len(rs) for _, rs in results)
+    if as_json:
+        out.emit_json({"passed": total - failed, "failed": failed,
+                       "tests": [{"file": f, "name": r.name, "passed": r.passed, "failures": r.failures}
+                                 for f, rs in results for r in rs]})
+    else:
+        for f, rs in results:
+            for r in rs:
+                out.line(f"{'PASS' if r.passed else 'FAIL'} {f}: {r.name}")
+                for msg in r.failures:
+                    out.line(f"     {msg}")
+        out.line(f"{total - failed} passed, {failed} failed")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+@handled
+def backtest(
+    start: Optional[str] = typer.Option(None, "--start", help="Default: the first stored sample."),
+    end: Optional[str] = typer.Option(None, "--end", help="Default: the last stored sample."),
+    step: Optional[str] = typer.Option(None, "--step", help="Default: global.evaluation_interval."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Replay stored history through the rules: how many alerts each rule would have raised."""
+    s = system()
+    step_s = _duration_opt(step, "--step") if step else None
+    if as_json or not sys.stderr.isatty():
+        rep = s.backtest(_parse_at(start), _parse_at(end), step_s)
+    else:
+        from rich.progress import Progress
+
+        with Progress(transient=True) as prog:
+            task = prog.add_task("replaying", total=None)
+            rep = s.backtest(_parse_at(start), _parse_at(end), step_s,
+                             progress=lambda i, n: prog.update(task, completed=i, total=n))
+    if as_json:
+        out.emit_json(rep)
+        return
+    if "error" in rep:
+        out.line(rep["error"])
+        return
+    out.line(f"replayed {rep['start']} → {rep['end']} every {rep['step']} ({rep['evaluations']} evaluations): "
+             f"{rep['total_alerts']} alerts")
+    out.table(None, ["rule", "type", "severity", "alerts", "per day", "series", "firing time", "error"], [
+        (r["rule"], r["type"], r["severity"], r["alerts"], r["alerts_per_day"], r["distinct_series"], r["firing_time"],
+         r["error"] or "") for r in rep["rules"]
+    ])
+
+
+# --------------------------------------------------------------------------- demo
+
+
+@app.command()
+@handled
+def demo(
+    out_dir: Path = typer.Option(Path("demo-output"), "--out", help="Where the demo writes its outputs."),
+    fast: bool = typer.Option(False, "--fast", help="A shorter simulated period (for tests)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Simulate a day of a three-agent crew with an incident and run it through the real pipeline."""
+    from perf_alerts.demo import run_demo
+
+    rep = run_demo(out_dir=out_dir, db=state.db, config=state.config, fast=fast, echo=None if as_json else out.line)
+    if as_json:
+        out.emit_json(rep)
+
+
+def main() -> None:
+    app()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,222 @@
+"""The system façade: one object over config, store and clock that every front end uses.
+
+The CLI, the crew tool, the HTTP API and the daemon all call these methods, so an
+agent sees exactly what the dashboard and the CLI show.
+"""
+
+from __future__ import annotations
+
+import math
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Callable, Iterable, Mapping
+
+from perf_alerts.alerts.state import Transition, apply_results
+from perf_alerts.config import Config, Rule, load_config
+from perf_alerts.model import Alert, AlertState, Sample, SampleError, sort_worst_first
+from perf_alerts.rules.evaluate import Evaluator, SeriesIndex
+from perf_alerts.store import Store
+from perf_alerts.timeutil import Clock, SystemClock, TimeParseError, iso
+
+
+@dataclass
+class RecordReport:
+    accepted: int = 0
+    rejected: int = 0
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"accepted": self.accepted, "rejected": self.rejected, "errors": self.errors[:50]}
+
+
+@dataclass
+class EvaluationResult:
+    at: float
+    rules: int
+    series: int
+    transitions: list[Transition]
+    active: list[Alert]
+    errors: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {
+            "at": iso(self.at),
+            "rules": self.rules,
+            "series_evaluated": self.series,
+            "transitions": [
+                {"fingerprint": t.alert.fingerprint, "rule": t.alert.rule, "event": t.event,
+                 "severity": t.alert.severity.value, "labels": t.alert.labels} for t in self.transitions
+            ],
+            "firing": sum(1 for a in self.active if a.state == AlertState.FIRING),
+            "pending": sum(1 for a in self.active if a.state == AlertState.PENDING),
+            "errors": self.errors,
+        }
+
+
+class AlertNotFound(LookupError):
+    pass
+
+
+class PerfAlerts:
+    """perf-alerts in one object. Thread-safe for the sync API (one SQLite connection per thread)."""
+
+    def __init__(self, config: Config | str | os.PathLike[str] | None = None,
+                 db: Store | str | os.PathLike[str] | None = None, clock: Clock | None = None) -> None:
+        self.config = config if isinstance(config, Config) else load_config(config)
+        self.store = db if isinstance(db, Store) else Store(db)
+        self.clock: Clock = clock or SystemClock()
+
+    # -- metrics in -------------------------------------------------------------------
+    def record(self, metric: str, value: float, labels: Mapping[str, str] | None = None,
+               ts: float | str | None = None) -> Sample:
+        """Store one sample now (or at `ts`); raises SampleError naming the bad field."""
+        s = Sample.checked(metric, value, self.clock.now() if ts is None else ts, labels)
+        self.store.insert_samples([s])
+        return s
+
+    def record_many(self, records: Iterable[Sample | Mapping[str, Any]]) -> RecordReport:
+        """Store many samples; bad ones are reported by position and the good ones kept."""
+        report = RecordReport()
+        good: list[Sample] = []
+        now = self.clock.now()
+        for i, r in enumerate(records):
+            try:
+                if isinstance(r, Sample):
+                    s = Sample.checked(r.metric, r.value, r.ts, r.labels)
+                elif isinstance(r, Mapping):
+                    ts = r.get("timestamp", r.get("ts", now))
+                    s = Sample.checked(r.get("metric"), r.get("value"), ts, r.get("labels"))
+                else:
+                    raise SampleError(f"expected a Sample or a mapping, got {type(r).__name__}")
+            except (SampleError, TimeParseError) as e:
+                report.rejected += 1
+                report.errors.append(f"record {i}: {e}")
+                continue
+            good.append(s)
+        report.accepted = self.store.insert_samples(good)
+        return report
+
+    def ingest(self, path: str | Path, fmt: str | None = None,
+               progress: Callable[[int], None] | None = None) -> Any:
+        from perf_alerts.sources.files import ingest_file
+
+        return ingest_file(self.store, path, fmt, progress)
+
+    def collect_host(self) -> list[Sample]:
+        from perf_alerts.sources.host import collect_host
+
+        samples = collect_host(self.clock)
+        self.store.insert_samples(samples)
+        return samples
+
+    # -- evaluation --------------------------------------------------------------------
+    def evaluate(self, at: float | None = None, group: str | None = None,
+                 rules: list[Rule] | None = None) -> EvaluationResult:
+        """One evaluation cycle: every rule (of `group`) at time `at`, state persisted atomically."""
+        at = self.clock.now() if at is None else at
+        rules = rules if rules is not None else self.config.rules_in_group(group)
+        evaluator = Evaluator(self.store, self.config, SeriesIndex(self.store))
+        computed = []
+        errors: list[str] = []
+        n_series = 0
+        for rule in rules:
+            try:
+                results = evaluator.evaluate(rule, at)
+            except Exception as e:  # one broken rule must not stop the others
+                errors.append(f"rule {rule.name}: {type(e).__name__}: {e}")
+                continue
+            n_series += len(results)
+            computed.append((rule, results))
+        transitions: list[Transition] = []
+        with self.store.transaction() as con:
+            names = [r.name for r, _ in computed]
+            current: dict[str, dict[str, Alert]] = {n: {} for n in names}
+            if names:
+                for a in self.store.load_alerts(rules=names, con=con):
+                    current[a.rule][a.fingerprint] = a
+            for rule, results in computed:
+                save, delete, trs = apply_results(rule, results, current[rule.name], at)
+                self.store.save_alerts(save, con)
+                self.store.delete_alerts(delete, con)
+                self.store.add_events(
+                    ((t.alert.fingerprint, t.alert.rule, t.alert.severity.value, t.at, t.event, _num(t.alert.value), None)
+                     for t in trs), con)
+                transitions += trs
+            self.store.kv_set("last_evaluation", {"at": at, "rules": len(rules), "errors": errors}, con)
+        active = self.store.load_alerts(states=[AlertState.FIRING, AlertState.PENDING])
+        return EvaluationResult(at, len(rules), n_series, transitions, sort_worst_first(active), errors)
+
+    # -- alerts ------------------------------------------------------------------------
+    def alerts(self, states: Iterable[AlertState | str] | None = None) -> list[Alert]:
+        return sort_worst_first(self.store.load_alerts(states=states))
+
+    def resolve_fingerprint(self, prefix: str) -> Alert:
+        matches = self.store.find_alerts(prefix.strip())
+        if not matches:
+            raise AlertNotFound(f"no alert with fingerprint {prefix!r} (see `perf-alerts alerts`)")
+        if len(matches) > 1:
+            raise AlertNotFound(f"fingerprint prefix {prefix!r} is ambiguous: {', '.join(a.fingerprint for a in matches)}")
+        return matches[0]
+
+    def ack(self, fingerprint: str, by: str = "cli") -> Alert:
+        """Acknowledge an alert; stops its escalation. Acknowledging twice keeps the first time."""
+        a = self.resolve_fingerprint(fingerprint)
+        if a.acknowledged:
+            return a
+        if a.state == AlertState.RESOLVED:
+            raise AlertNotFound(f"alert {a.fingerprint} ({a.rule}) is already resolved")
+        now = self.clock.now()
+        with self.store.transaction() as con:
+            con.execute("UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ? WHERE fingerprint = ? "
+                        "AND acknowledged_at IS NULL", (now, by, a.fingerprint))
+            self.store.add_events([(a.fingerprint, a.rule, a.severity.value, now, "acknowledged", _num(a.value), by)], con)
+        out = self.store.get_alert(a.fingerprint)
+        assert out is not None
+        return out
+
+    def alert_stats(self, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+        from perf_alerts.alerts.history import alert_stats
+
+        return alert_stats(self.store.events(since, until))
+
+    # -- analysis ----------------------------------------------------------------------
+    def analyze(self, lookback: float = 86400.0, agent: str | None = None,
+                labels: dict[str, str] | None = None, at: float | None = None) -> dict[str, Any]:
+        from perf_alerts import insights
+
+        at = self.clock.now() if at is None else at
+        return insights.analyze(self.store, self.config, at, lookback, self.alerts(), agent, labels)
+
+    def predict(self, horizon: float = 6 * 3600.0, lookback: float = 86400.0, agent: str | None = None,
+                labels: dict[str, str] | None = None, at: float | None = None) -> dict[str, Any]:
+        from perf_alerts import insights
+
+        at = self.clock.now() if at is None else at
+        return insights.predict(self.store, self.config, at, horizon, lookback, agent, labels)
+
+    def backtest(self, start: float | None = None, end: float | None = None, step: float | None = None,
+                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+        from perf_alerts.rules.backtest import backtest
+
+        return backtest(self.store, self.config, start, end, step, progress)
+
+    def apply_retention(self) -> dict[str, int]:
+        g = self.config.global_
+        return self.store.apply_retention(self.clock.now(), g.retention, g.downsample_after, g.downsample_step)
+
+
+def _num(x: float | None) -> float | None:
+    return None if x is None or not math.isfinite(x) else x
+
+
+_default: PerfAlerts | None = None
+
+
+def default_system() -> PerfAlerts:
+    """The process-wide instance used by `perf_alerts.record(...)` (config/db from the environment)."""
+    global _default
+    if _default is None:
+        _default = PerfAlerts()
+    return _default
+

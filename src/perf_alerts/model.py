@@ -1,0 +1,169 @@
+"""The nouns every layer shares: samples, labels, severities, alert states, alerts.
+
+Plain dataclasses (not pydantic) because they are created in hot loops; configuration
+and results that cross a front end are pydantic models elsewhere.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import math
+import re
+from dataclasses import dataclass, field
+from enum import Enum
+from typing import Any, Mapping
+
+METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
+LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+Labels = Mapping[str, str]
+
+
+class Severity(str, Enum):
+    CRITICAL = "critical"
+    WARNING = "warning"
+    INFO = "info"
+
+    @property
+    def rank(self) -> int:
+        """Higher is worse; used to sort alerts worst first."""
+        return {"critical": 3, "warning": 2, "info": 1}[self.value]
+
+
+class AlertState(str, Enum):
+    PENDING = "pending"
+    FIRING = "firing"
+    RESOLVED = "resolved"
+
+
+class SampleError(ValueError):
+    """A sample that cannot be stored; the message names the offending field."""
+
+
+def canonical_labels(labels: Labels | None) -> str:
+    """One stable text form per label set, used as the series key in the store."""
+    if not labels:
+        return "{}"
+    return json.dumps(dict(sorted(labels.items())), separators=(",", ":"), ensure_ascii=False)
+
+
+def validate_metric_name(name: object) -> str:
+    if not isinstance(name, str) or not METRIC_NAME_RE.match(name):
+        raise SampleError(f"invalid metric name {name!r} (must match [a-zA-Z_:][a-zA-Z0-9_:]*)")
+    return name
+
+
+def validate_labels(labels: object) -> dict[str, str]:
+    if labels is None:
+        return {}
+    if not isinstance(labels, Mapping):
+        raise SampleError(f"labels must be a mapping of str to str, got {type(labels).__name__}")
+    out: dict[str, str] = {}
+    for k, v in labels.items():
+        if not isinstance(k, str) or not LABEL_NAME_RE.match(k) or k.startswith("__"):
+            raise SampleError(f"invalid label name {k!r} (must match [a-zA-Z_][a-zA-Z0-9_]*)")
+        if v is None:
+            continue
+        out[k] = v if isinstance(v, str) else str(v)
+    return out
+
+
+def validate_value(value: object) -> float:
+    if isinstance(value, bool):
+        raise SampleError(f"value must be a number, got {value!r}")
+    try:
+        v = float(value)  # type: ignore[arg-type]
+    except (TypeError, ValueError):
+        raise SampleError(f"value must be a number, got {value!r}") from None
+    if not math.isfinite(v):
+        raise SampleError(f"value must be finite, got {value!r}")
+    return v
+
+
+@dataclass(frozen=True, slots=True)
+class Sample:
+    """One measurement. `ts` is UTC Unix seconds."""
+
+    metric: str
+    labels: dict[str, str]
+    ts: float
+    value: float
+
+    @classmethod
+    def checked(cls, metric: object, value: object, ts: object, labels: object = None) -> "Sample":
+        from perf_alerts.timeutil import parse_timestamp
+
+        return cls(
+            validate_metric_name(metric),
+            validate_labels(labels),
+            parse_timestamp(ts),
+            validate_value(value),
+        )
+
+
+def fingerprint(rule: str, labels: Labels) -> str:
+    """Alert identity: the rule plus the series labels. Stable across processes and versions."""
+    h = hashlib.sha256()
+    h.update(rule.encode())
+    h.update(b"\x00")
+    h.update(canonical_labels(labels).encode())
+    return h.hexdigest()[:16]
+
+
+@dataclass(slots=True)
+class Alert:
+    """One alert instance (rule × series) with its lifecycle timestamps (Unix seconds)."""
+
+    fingerprint: str
+    rule: str
+    state: AlertState
+    severity: Severity
+    labels: dict[str, str]
+    annotations: dict[str, str] = field(default_factory=dict)
+    value: float | None = None
+    threshold: float | None = None
+    window: str | None = None
+    active_since: float | None = None  # condition first true (start of pending)
+    started_at: float | None = None  # became firing
+    resolved_at: float | None = None
+    last_eval_at: float | None = None
+    last_true_at: float | None = None  # last evaluation where the condition held
+    acknowledged_at: float | None = None
+    acknowledged_by: str | None = None
+    escalation_level: int = 0
+    fire_count: int = 0
+
+    @property
+    def acknowledged(self) -> bool:
+        return self.acknowledged_at is not None
+
+    def to_dict(self) -> dict[str, Any]:
+        from perf_alerts.timeutil import iso
+
+        return {
+            "fingerprint": self.fingerprint,
+            "rule": self.rule,
+            "state": self.state.value,
+            "severity": self.severity.value,
+            "labels": dict(self.labels),
+            "annotations": dict(self.annotations),
+            "value": None if self.value is None else round(self.value, 6),
+            "threshold": self.threshold,
+            "window": self.window,
+            "active_since": iso(self.active_since),
+            "started_at": iso(self.started_at),
+            "resolved_at": iso(self.resolved_at),
+            "acknowledged": self.acknowledged,
+            "acknowledged_at": iso(self.acknowledged_at),
+            "acknowledged_by": self.acknowledged_by,
+            "escalation_level": self.escalation_level,
+        }
+
+
+def sort_worst_first(alerts: list[Alert]) -> list[Alert]:
+    state_rank = {AlertState.FIRING: 2, AlertState.PENDING: 1, AlertState.RESOLVED: 0}
+    return sorted(
+        alerts,
+        key=lambda a: (-state_rank[a.state], -a.severity.rank, a.started_at or a.active_since or 0.0),
+    )

@@ -1,0 +1,1 @@
+"""Rules: evaluation of the five rule types, templates, promtool-style unit tests, backtests."""

@@ -1,0 +1,204 @@
+"""Rule evaluation: one rule at one instant → one result per matching series.
+
+Pure with respect to alert state: it reads samples, computes each series' value and
+whether the condition holds; `perf_alerts.alerts.state` turns results into transitions.
+"""
+
+from __future__ import annotations
+
+import operator
+from dataclasses import dataclass, field
+from typing import Any, Callable, Mapping
+
+import numpy as np
+
+from perf_alerts.analytics.stats import group_aggregate
+from perf_alerts.config import Config, Rule
+from perf_alerts.store import SampleBlock, SeriesInfo, Store
+
+_OPS: dict[str, Callable[[Any, Any], Any]] = {
+    ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
+}
+
+
+def compare(values: Any, op: str, threshold: float) -> Any:
+    return _OPS[op](values, threshold)
+
+
+@dataclass(slots=True)
+class SeriesResult:
+    labels: dict[str, str]
+    value: float | None
+    active: bool  # the firing condition holds
+    holding: bool  # still beyond the recovery threshold (hysteresis); equals `active` without recovery
+    detail: dict[str, Any] = field(default_factory=dict)
+
+
+class SeriesIndex:
+    """Series per metric, filtered by matchers; cached for one evaluation cycle."""
+
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self._by_metric: dict[str, list[SeriesInfo]] = {}
+
+    def select(self, rule: Rule) -> list[SeriesInfo]:
+        if rule.metric not in self._by_metric:
+            self._by_metric[rule.metric] = self.store.list_series(rule.metric)
+        series = self._by_metric[rule.metric]
+        if not rule.matchers:
+            return series
+        return [s for s in series if all(m.matches(s.labels) for m in rule.matchers)]
+
+
+class Evaluator:
+    """Evaluates rules against a store; the same code path serves live cycles and backtests."""
+
+    def __init__(self, store: Store, config: Config, index: SeriesIndex | None = None) -> None:
+        self.store = store
+        self.config = config
+        self.index = index or SeriesIndex(store)
+
+    def evaluate(self, rule: Rule, at: float) -> list[SeriesResult]:
+        series = self.index.select(rule)
+        fn = getattr(self, f"_eval_{rule.type}")
+        return fn(rule, series, at)  # type: ignore[no-any-return]
+
+    # -- helpers ----------------------------------------------------------------------
+    def _block(self, series: list[SeriesInfo], start: float, end: float) -> SampleBlock:
+        return self.store.query([s.id for s in series], start, end)
+
+    def _holding(self, rule: Rule, value: float) -> bool:
+        assert rule.op is not None
+        limit = rule.recovery if rule.recovery is not None else rule.value
+        assert limit is not None
+        return bool(compare(value, rule.op, limit))
+
+    # -- rule types --------------------------------------------------------------------
+    def _eval_threshold(self, rule: Rule, series: list[SeriesInfo], at: float) -> list[SeriesResult]:
+        assert rule.op is not None and rule.value is not None
+        if not series:
+            return []
+        block = self._block(series, at - rule.window, at)
+        kind = self.config.metric_meta(rule.metric).kind
+        sids, agg = group_aggregate(block.series_id, block.ts, block.value, rule.aggregate, rule.window, kind)
+        if sids.size == 0:
+            return []
+        active = compare(agg, rule.op, rule.value)
+        limit = rule.recovery if rule.recovery is not None else rule.value
+        holding = compare(agg, rule.op, limit)
+        by_id = {s.id: s for s in series}
+        return [
+            SeriesResult(by_id[int(sid)].labels, float(v), bool(a), bool(h))
+            for sid, v, a, h in zip(sids.tolist(), agg.tolist(), active.tolist(), holding.tolist())
+        ]
+
+    def _eval_trend(self, rule: Rule, series: list[SeriesInfo], at: float) -> list[SeriesResult]:
+        from perf_alerts.analytics.trend import trend
+
+        assert rule.op is not None and rule.value is not None
+        if not series:
+            return []
+        lb = rule.lookback
+        block = self._block(series, at - 2 * lb, at)
+        better = self.config.metric_meta(rule.metric).better
+        out: list[SeriesResult] = []
+        for s in series:
+            t, v = block.of(s.id)
+            cur = t > at - lb
+            if not cur.any():
+                continue
+            tr = trend(t[cur], v[cur], better=better, confidence=rule.confidence, previous=v[~cur])
+            if rule.trend_measure == "change_pct":
+                value = tr.change_pct
+                ok = value is not None
+            else:
+                value = tr.slope_per_hour
+                ok = value is not None and tr.significant
+            if value is None:
+                continue
+            active = bool(ok and compare(value, rule.op, rule.value))
+            holding = bool(ok and self._holding(rule, value))
+            out.append(SeriesResult(s.labels, float(value), active, holding, {"trend": tr.to_dict()}))
+        return out
+
+    def _eval_anomaly(self, rule: Rule, series: list[SeriesInfo], at: float) -> list[SeriesResult]:
+        from perf_alerts.analytics.anomaly import anomaly_scores
+
+        if not series:
+            return []
+        threshold = rule.threshold
+        assert threshold is not None
+        block = self._block(series, at - rule.lookback, at)
+        out: list[SeriesResult] = []
+        for s in series:
+            t, v = block.of(s.id)
+            if t.size == 0:
+                continue
+            scores = anomaly_scores(v, t, detector=rule.detector)
+            recent = t > at - rule.window
+            if not recent.any():
+                continue
+            i = int(np.argmax(np.where(recent, scores, -1.0)))
+            score = float(scores[i])
+            active = score >= threshold
+            holding = score >= (rule.recovery if rule.recovery is not None else threshold)
+            out.append(SeriesResult(s.labels, score, active, holding,
+                                    {"observed": float(v[i]), "observed_at": float(t[i]), "points": int(t.size)}))
+        return out
+
+    def _eval_forecast(self, rule: Rule, series: list[SeriesInfo], at: float) -> list[SeriesResult]:
+        from perf_alerts.analytics.forecast import forecast, time_to_breach
+        from perf_alerts.timeutil import format_duration
+
+        assert rule.op is not None and rule.value is not None
+        if not series:
+            return []
+        block = self._block(series, at - rule.lookback, at)
+        out: list[SeriesResult] = []
+        op = rule.op if rule.op in (">", ">=", "<", "<=") else ">"
+        for s in series:
+            t, v = block.of(s.id)
+            if t.size < 3:
+                continue
+            try:
+                fc = forecast(t, v, rule.horizon)
+            except ValueError:
+                continue
+            br = time_to_breach(fc, rule.value, op)
+            active = br.at is not None and br.probability >= rule.min_probability
+            hours = None if br.seconds is None else br.seconds / 3600.0
+            out.append(SeriesResult(
+                s.labels, hours, active, active,
+                {"breach_at": br.at, "probability": round(br.probability, 3), "method": fc.method,
+                 "last_value": float(v[-1]), "time_to_breach": format_duration(br.seconds)},
+            ))
+        return out
+
+    def _eval_absent(self, rule: Rule, series: list[SeriesInfo], at: float) -> list[SeriesResult]:
+        window = rule.window
+        if not series:
+            # like PromQL absent(): a rule that names its series (equality matchers) expects them to exist;
+            # a rule without matchers only watches series that have reported before
+            labels = {m.label: m.value for m in rule.matchers if m.op == "="}
+            if not labels:
+                return []
+            return [SeriesResult(labels, None, True, True, {"reason": "no series matches"})]
+        last = self.store.last_timestamps([s.id for s in series], at)
+        out = []
+        for s in series:
+            lt = last.get(s.id)
+            age = None if lt is None else at - lt
+            active = age is None or age > window
+            out.append(SeriesResult(s.labels, age, active, active, {"last_seen": lt}))
+        return out
+
+
+def template_context(rule: Rule, labels: Mapping[str, str], value: float | None,
+                     detail: Mapping[str, Any]) -> dict[str, Any]:
+    from perf_alerts.timeutil import format_duration
+
+    return {
+        "labels": dict(labels), "value": "" if value is None else value, "threshold": rule.threshold,
+        "rule": rule.name, "metric": rule.metric, "window": format_duration(rule.window),
+        "severity": rule.severity.value, "detail": dict(detail),
+    }

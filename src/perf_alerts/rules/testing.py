@@ -1,0 +1,208 @@
+"""`perf-alerts test-rules FILE`: rule unit tests in the vocabulary of `promtool test rules`.
+
+```yaml
+rule_files: [alerting.yaml]        # optional, relative to this file; default: the active config
+evaluation_interval: 1m
+tests:
+  - interval: 1m
+    input_series:
+      - series: 'crew_task_seconds{agent="researcher"}'
+        values: '10+5x10 _ 100'    # expanding notation; _ is a missing sample
+    alert_rule_test:
+      - eval_time: 10m
+        alertname: HighLatency
+        exp_alerts:
+          - exp_labels: {agent: researcher, severity: critical}
+            exp_annotations: {summary: "..."}
+```
+Each test runs in its own scratch store; the rules are evaluated every
+`evaluation_interval` from time 0, so `for` and `keep_firing_for` behave as in production.
+"""
+
+from __future__ import annotations
+
+import re
+import tempfile
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import yaml
+
+from perf_alerts.alerts.state import apply_results
+from perf_alerts.config import Config, ConfigError, load_config
+from perf_alerts.model import Alert, AlertState, Sample, validate_labels, validate_metric_name
+from perf_alerts.rules.evaluate import Evaluator, SeriesIndex
+from perf_alerts.store import Store
+from perf_alerts.timeutil import TimeParseError, parse_duration
+
+_SERIES_RE = re.compile(r'^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?\s*$')
+_LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
+_EXPAND_RE = re.compile(r"^(-?[0-9.eE+]+?)([+-])([0-9.eE]+)x(\d+)$")
+_REPEAT_RE = re.compile(r"^(-?[0-9.eE+]+|_)x(\d+)$")
+
+
+class RuleTestError(ValueError):
+    pass
+
+
+def parse_series(text: str) -> tuple[str, dict[str, str]]:
+    m = _SERIES_RE.match(text)
+    if not m:
+        raise RuleTestError(f"cannot parse series {text!r}; write it like metric{{label=\"value\"}}")
+    name, body = m.group(1), m.group(2) or ""
+    labels: dict[str, str] = {}
+    pos = 0
+    while pos < len(body.strip()):
+        lm = _LABEL_RE.match(body, pos)
+        if not lm:
+            raise RuleTestError(f"cannot parse labels in {text!r} near {body[pos:]!r}")
+        labels[lm.group(1)] = lm.group(2).replace('\\"', '"')
+        pos = lm.end()
+    return validate_metric_name(name), validate_labels(labels)
+
+
+def expand_values(text: str) -> list[float | None]:
+    """'1+2x3 _ 5' → [1, 3, 5, 7, None, 5]; 'axn' repeats a (n+1 times), '_xn' is n gaps."""
+    out: list[float | None] = []
+    for tok in str(text).split():
+        if tok in ("_", "stale"):
+            out.append(None)
+            continue
+        m = _EXPAND_RE.match(tok)
+        if m:
+            a, sign, b, n = float(m.group(1)), m.group(2), float(m.group(3)), int(m.group(4))
+            d = b if sign == "+" else -b
+            out += [a + d * i for i in range(n + 1)]
+            continue
+        m = _REPEAT_RE.match(tok)
+        if m:
+            if m.group(1) == "_":
+                out += [None] * int(m.group(2))
+            else:
+                out += [float(m.group(1))] * (int(m.group(2)) + 1)
+            continue
+        try:
+            out.append(float(tok))
+        except ValueError:
+            raise RuleTestError(f"cannot parse value {tok!r} (use numbers, _ and a+bxn)") from None
+    return out
+
+
+@dataclass
+class RuleTestOutcome:
+    name: str
+    passed: bool
+    failures: list[str] = field(default_factory=list)
+
+
+def _load_rules(spec: dict[str, Any], base: Path, default: Config | None) -> Config:
+    files = spec.get("rule_files")
+    if not files:
+        if default is None:
+            return load_config(None)
+        return default
+    rules: list[Any] = []
+    merged: dict[str, Any] = {"rules": rules}
+    for f in files:
+        p = (base / f) if not Path(f).is_absolute() else Path(f)
+        cfg = load_config(p)
+        rules.extend(r.model_dump(by_alias=True) for r in cfg.rules)
+        merged["metrics"] = {k: v.model_dump() for k, v in cfg.metrics.items()}
+    return Config.model_validate(merged)
+
+
+def run_rule_tests(path: str | Path, default: Config | None = None) -> list[RuleTestOutcome]:
+    p = Path(path)
+    try:
+        text = p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: test file not found") from None
+    try:
+        spec = yaml.safe_load(text) or {}
+    except yaml.YAMLError as e:
+        mark = getattr(e, "problem_mark", None)
+        raise ConfigError(f"{p}:{mark.line + 1 if mark else '?'}: invalid YAML: {getattr(e, 'problem', e)}") from None
+    if not isinstance(spec, dict) or not isinstance(spec.get("tests"), list):
+        raise ConfigError(f"{p}: expected a mapping with a 'tests:' list")
+    config = _load_rules(spec, p.parent, default)
+    try:
+        default_interval = parse_duration(spec.get("evaluation_interval", "1m"))
+    except TimeParseError as e:
+        raise ConfigError(f"{p}: evaluation_interval: {e}") from None
+    outcomes = []
+    for i, test in enumerate(spec["tests"]):
+        name = str(test.get("name", f"test {i + 1}"))
+        try:
+            outcomes.append(_run_one(name, test, config, default_interval))
+        except (RuleTestError, TimeParseError, ValueError) as e:
+            outcomes.append(RuleTestOutcome(name, False, [f"{p}: tests[{i}]: {e}"]))
+    return outcomes
+
+
+def _run_one(name: str, test: dict[str, Any], config: Config, eval_interval: float) -> RuleTestOutcome:
+    interval = parse_duration(test.get("interval", eval_interval))
+    with tempfile.TemporaryDirectory(prefix="perf-alerts-test-") as tmp:
+        store = Store(Path(tmp) / "t.db")
+        samples = []
+        for s in test.get("input_series", []) or []:
+            metric, labels = parse_series(str(s.get("series", "")))
+            for k, v in enumerate(expand_values(s.get("values", ""))):
+                if v is not None:
+                    samples.append(Sample(metric, labels, k * interval, v))
+        store.insert_samples(samples)
+        checks = test.get("alert_rule_test", []) or []
+        eval_times = sorted({parse_duration(c.get("eval_time", 0)) for c in checks})
+        snapshots: dict[float, dict[str, list[Alert]]] = {}
+        evaluator = Evaluator(store, config, SeriesIndex(store))
+        state: dict[str, dict[str, Alert]] = {r.name: {} for r in config.rules}
+        t = 0.0
+        end = eval_times[-1] if eval_times else 0.0
+        step_times = sorted(set([k * eval_interval for k in range(int(end // eval_interval) + 1)] + eval_times))
+        for t in step_times:
+            for rule in config.rules:
+                save, delete, _ = apply_results(rule, evaluator.evaluate(rule, t), state[rule.name], t)
+                for fp in delete:
+                    state[rule.name].pop(fp, None)
+                for a in save:
+                    state[rule.name][a.fingerprint] = a
+            if t in eval_times:
+                snapshots[t] = {r: [a for a in st.values() if a.state == AlertState.FIRING] for r, st in state.items()}
+        store.close()
+    failures: list[str] = []
+    known = {r.name for r in config.rules}
+    for c in checks:
+        at = parse_duration(c.get("eval_time", 0))
+        alertname = str(c.get("alertname", ""))
+        if alertname not in known:
+            failures.append(f"eval_time {c.get('eval_time')}: unknown alertname {alertname!r}")
+            continue
+        got = snapshots.get(at, {}).get(alertname, [])
+        expected = c.get("exp_alerts") or []
+        unmatched = list(got)
+        for exp in expected:
+            exp_labels = {str(k): str(v) for k, v in (exp.get("exp_labels") or {}).items()}
+            exp_ann = {str(k): str(v) for k, v in (exp.get("exp_annotations") or {}).items()}
+            hit = next((a for a in unmatched if _labels_match(a.labels, exp_labels)
+                        and all(a.annotations.get(k) == v for k, v in exp_ann.items())), None)
+            if hit is None:
+                failures.append(
+                    f"eval_time {c.get('eval_time')}, alertname {alertname}: expected alert {exp_labels} {exp_ann or ''} "
+                    f"not firing; got {[_describe(a) for a in got] or 'no alerts'}")
+            else:
+                unmatched.remove(hit)
+        for extra in unmatched:
+            failures.append(f"eval_time {c.get('eval_time')}, alertname {alertname}: unexpected alert {_describe(extra)}")
+    return RuleTestOutcome(name, not failures, failures)
+
+
+def _labels_match(actual: dict[str, str], expected: dict[str, str]) -> bool:
+    a = {k: v for k, v in actual.items() if k != "alertname"}
+    if "severity" not in expected:
+        a.pop("severity", None)
+    return a == expected
+
+
+def _describe(a: Alert) -> str:
+    labels = {k: v for k, v in a.labels.items() if k != "alertname"}
+    return f"{labels} annotations={a.annotations}"

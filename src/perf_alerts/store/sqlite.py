@@ -1,0 +1,402 @@
+"""The SQLite store: series, samples, alerts and their history in one WAL file.
+
+One file shared by the daemon, the CLI and the crew tool at once: WAL lets readers run
+beside one writer, `busy_timeout` makes writers queue instead of failing, and state
+changes happen inside `BEGIN IMMEDIATE` transactions so two evaluators never interleave.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import sqlite3
+import threading
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any, Iterable, Iterator, Sequence
+
+import numpy as np
+
+from perf_alerts.model import Alert, AlertState, Sample, Severity, canonical_labels
+
+ENV_DB = "PERF_ALERTS_DB"
+DEFAULT_DB = "perf_alerts.db"
+
+SCHEMA_VERSION = 1
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS series (
+    id      INTEGER PRIMARY KEY,
+    metric  TEXT NOT NULL,
+    labels  TEXT NOT NULL,
+    UNIQUE (metric, labels)
+);
+CREATE TABLE IF NOT EXISTS samples (
+    series_id INTEGER NOT NULL,
+    ts        REAL NOT NULL,
+    value     REAL NOT NULL,
+    PRIMARY KEY (series_id, ts)
+) WITHOUT ROWID;
+CREATE TABLE IF NOT EXISTS alerts (
+    fingerprint      TEXT PRIMARY KEY,
+    rule             TEXT NOT NULL,
+    state            TEXT NOT NULL,
+    severity         TEXT NOT NULL,
+    labels           TEXT NOT NULL,
+    annotations      TEXT NOT NULL,
+    value            REAL,
+    threshold        REAL,
+    window           TEXT,
+    active_since     REAL,
+    started_at       REAL,
+    resolved_at      REAL,
+    last_eval_at     REAL,
+    last_true_at     REAL,
+    acknowledged_at  REAL,
+    acknowledged_by  TEXT,
+    escalation_level INTEGER NOT NULL DEFAULT 0,
+    fire_count       INTEGER NOT NULL DEFAULT 0
+);
+CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state);
+CREATE TABLE IF NOT EXISTS alert_events (
+    id          INTEGER PRIMARY KEY,
+    fingerprint TEXT NOT NULL,
+    rule        TEXT NOT NULL,
+    severity    TEXT NOT NULL,
+    ts          REAL NOT NULL,
+    event       TEXT NOT NULL,
+    value       REAL,
+    detail      TEXT
+);
+CREATE INDEX IF NOT EXISTS alert_events_fp ON alert_events (fingerprint, ts);
+CREATE INDEX IF NOT EXISTS alert_events_ts ON alert_events (ts);
+CREATE TABLE IF NOT EXISTS kv (
+    key   TEXT PRIMARY KEY,
+    value TEXT NOT NULL
+);
+"""
+
+_ALERT_COLS = (
+    "fingerprint", "rule", "state", "severity", "labels", "annotations", "value", "threshold", "window",
+    "active_since", "started_at", "resolved_at", "last_eval_at", "last_true_at", "acknowledged_at",
+    "acknowledged_by", "escalation_level", "fire_count",
+)
+
+
+@dataclass(frozen=True, slots=True)
+class SeriesInfo:
+    id: int
+    metric: str
+    labels: dict[str, str]
+
+
+@dataclass(frozen=True, slots=True)
+class SampleBlock:
+    """Samples of many series, sorted by (series_id, ts): the unit analytics work on."""
+
+    series_id: np.ndarray
+    ts: np.ndarray
+    value: np.ndarray
+
+    def __len__(self) -> int:
+        return int(self.ts.shape[0])
+
+    def of(self, sid: int) -> tuple[np.ndarray, np.ndarray]:
+        lo = int(np.searchsorted(self.series_id, sid, "left"))
+        hi = int(np.searchsorted(self.series_id, sid, "right"))
+        return self.ts[lo:hi], self.value[lo:hi]
+
+
+def resolve_db_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    if explicit:
+        return Path(explicit)
+    return Path(os.environ.get(ENV_DB) or DEFAULT_DB)
+
+
+class Store:
+    """Thread-safe handle on the SQLite file (one connection per thread)."""
+
+    def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
+        self.path = resolve_db_path(path)
+        self._local = threading.local()
+        self._series_cache: dict[tuple[str, str], int] = {}
+        self._cache_lock = threading.Lock()
+        if str(self.path) != ":memory:":
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+        # executescript manages its own transaction; the DDL is idempotent (IF NOT EXISTS)
+        self.con.executescript(_SCHEMA)
+        self.con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+
+    # -- connections -------------------------------------------------------------------
+    @property
+    def con(self) -> sqlite3.Connection:
+        con: sqlite3.Connection | None = getattr(self._local, "con", None)
+        if con is None:
+            con = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
+            con.execute("PRAGMA journal_mode=WAL")
+            con.execute("PRAGMA synchronous=NORMAL")
+            con.execute("PRAGMA busy_timeout=30000")
+            con.execute("PRAGMA foreign_keys=ON")
+            self._local.con = con
+        return con
+
+    @contextmanager
+    def _write(self) -> Iterator[sqlite3.Connection]:
+        """A write transaction that takes the write lock up front (no upgrade deadlocks)."""
+        con = self.con
+        con.execute("BEGIN IMMEDIATE")
+        try:
+            yield con
+        except BaseException:
+            con.execute("ROLLBACK")
+            raise
+        else:
+            con.execute("COMMIT")
+
+    transaction = _write
+
+    def close(self) -> None:
+        con = getattr(self._local, "con", None)
+        if con is not None:
+            con.close()
+            self._local.con = None
+
+    # -- series and samples ------------------------------------------------------------
+    def series_ids(self, keys: Iterable[tuple[str, str]]) -> dict[tuple[str, str], int]:
+        """Ids for (metric, canonical labels) keys, creating missing series."""
+        out: dict[tuple[str, str], int] = {}
+        missing: list[tuple[str, str]] = []
+        with self._cache_lock:
+            for k in keys:
+                sid = self._series_cache.get(k)
+                if sid is None:
+                    missing.append(k)
+                else:
+                    out[k] = sid
+        if missing:
+            with self._write() as con:
+                con.executemany("INSERT OR IGNORE INTO series (metric, labels) VALUES (?, ?)", missing)
+                for k in missing:
+                    row = con.execute("SELECT id FROM series WHERE metric = ? AND labels = ?", k).fetchone()
+                    out[k] = int(row[0])
+            with self._cache_lock:
+                for k in missing:
+                    self._series_cache[k] = out[k]
+        return out
+
+    def insert_rows(self, rows: Sequence[tuple[int, float, float]]) -> int:
+        """(series_id, ts, value) rows in one transaction; a later value for the same instant wins."""
+        if not rows:
+            return 0
+        with self._write() as con:
+            con.executemany("INSERT OR REPLACE INTO samples (series_id, ts, value) VALUES (?, ?, ?)", rows)
+        return len(rows)
+
+    def insert_samples(self, samples: Iterable[Sample]) -> int:
+        samples = list(samples)
+        keys = {(s.metric, canonical_labels(s.labels)) for s in samples}
+        ids = self.series_ids(keys)
+        rows = [(ids[(s.metric, canonical_labels(s.labels))], s.ts, s.value) for s in samples]
+        return self.insert_rows(rows)
+
+    def list_series(self, metric: str | None = None) -> list[SeriesInfo]:
+        if metric is None:
+            cur = self.con.execute("SELECT id, metric, labels FROM series ORDER BY id")
+        else:
+            cur = self.con.execute("SELECT id, metric, labels FROM series WHERE metric = ? ORDER BY id", (metric,))
+        return [SeriesInfo(int(i), m, json.loads(lab)) for i, m, lab in cur]
+
+    def metric_names(self) -> list[str]:
+        return [r[0] for r in self.con.execute("SELECT DISTINCT metric FROM series ORDER BY metric")]
+
+    def query(self, series_ids: Sequence[int], start: float, end: float) -> SampleBlock:
+        """Samples with start < ts <= end (Prometheus' left-open window), sorted by series then time."""
+        if len(series_ids) == 0:
+            e = np.empty(0)
+            return SampleBlock(np.empty(0, dtype=np.int64), e, e.copy())
+        con = self.con
+        ids = sorted(set(int(i) for i in series_ids))
+        parts_sid: list[np.ndarray] = []
+        parts_ts: list[np.ndarray] = []
+        parts_val: list[np.ndarray] = []
+        # chunk to stay under SQLite's variable limit; each chunk uses the (series_id, ts) key
+        for i in range(0, len(ids), 900):
+            chunk = ids[i : i + 900]
+            q = (
+                "SELECT series_id, ts, value FROM samples WHERE series_id IN (%s) AND ts > ? AND ts <= ? "
+                "ORDER BY series_id, ts" % ",".join("?" * len(chunk))
+            )
+            rows = con.execute(q, (*chunk, start, end)).fetchall()
+            if rows:
+                arr = np.array(rows, dtype=np.float64)
+                parts_sid.append(arr[:, 0].astype(np.int64))
+                parts_ts.append(arr[:, 1])
+                parts_val.append(arr[:, 2])
+        if not parts_ts:
+            e = np.empty(0)
+            return SampleBlock(np.empty(0, dtype=np.int64), e, e.copy())
+        return SampleBlock(np.concatenate(parts_sid), np.concatenate(parts_ts), np.concatenate(parts_val))
+
+    def last_timestamps(self, series_ids: Sequence[int], before: float) -> dict[int, float]:
+        out: dict[int, float] = {}
+        for sid in series_ids:
+            row = self.con.execute(
+                "SELECT MAX(ts) FROM samples WHERE series_id = ? AND ts <= ?", (int(sid), before)
+            ).fetchone()
+            if row and row[0] is not None:
+                out[int(sid)] = float(row[0])
+        return out
+
+    def time_range(self) -> tuple[float, float] | None:
+        row = self.con.execute("SELECT MIN(ts), MAX(ts) FROM samples").fetchone()
+        if not row or row[0] is None:
+            return None
+        return float(row[0]), float(row[1])
+
+    def sample_count(self) -> int:
+        return int(self.con.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
+
+    # -- retention ---------------------------------------------------------------------
+    def apply_retention(self, now: float, retention: float, downsample_after: float, step: float) -> dict[str, int]:
+        """Drop samples older than `retention`; average older-than-`downsample_after` ones into `step` buckets."""
+        deleted = downsampled = 0
+        with self._write() as con:
+            cur = con.execute("DELETE FROM samples WHERE ts <= ?", (now - retention,))
+            deleted = cur.rowcount
+            if downsample_after > 0 and step > 0:
+                cutoff = now - downsample_after
+                cutoff = cutoff - (cutoff % step)
+                con.execute("DROP TABLE IF EXISTS temp.ds")
+                con.execute(
+                    "CREATE TEMP TABLE ds AS SELECT series_id, CAST(ts / ? AS INTEGER) * ? AS b, AVG(value) AS v, "
+                    "COUNT(*) AS n FROM samples WHERE ts < ? GROUP BY series_id, b",
+                    (step, step, cutoff),
+                )
+                # only buckets that still hold more than one raw sample need rewriting
+                con.execute("DELETE FROM ds WHERE n <= 1 ")
+                n = con.execute("SELECT COALESCE(SUM(n), 0) FROM ds").fetchone()[0]
+                con.execute(
+                    "DELETE FROM samples WHERE ts < ? AND EXISTS (SELECT 1 FROM ds WHERE ds.series_id = "
+                    "samples.series_id AND ds.b = CAST(samples.ts / ? AS INTEGER) * ?)",
+                    (cutoff, step, step),
+                )
+                con.execute("INSERT OR REPLACE INTO samples (series_id, ts, value) SELECT series_id, b, v FROM ds")
+                con.execute("DROP TABLE temp.ds")
+                downsampled = int(n)
+        return {"deleted": deleted, "downsampled": downsampled}
+
+    # -- alerts ------------------------------------------------------------------------
+    @staticmethod
+    def _alert_from_row(row: sqlite3.Row | tuple[Any, ...]) -> Alert:
+        d = dict(zip(_ALERT_COLS, row))
+        return Alert(
+            fingerprint=d["fingerprint"],
+            rule=d["rule"],
+            state=AlertState(d["state"]),
+            severity=Severity(d["severity"]),
+            labels=json.loads(d["labels"]),
+            annotations=json.loads(d["annotations"]),
+            value=d["value"],
+            threshold=d["threshold"],
+            window=d["window"],
+            active_since=d["active_since"],
+            started_at=d["started_at"],
+            resolved_at=d["resolved_at"],
+            last_eval_at=d["last_eval_at"],
+            last_true_at=d["last_true_at"],
+            acknowledged_at=d["acknowledged_at"],
+            acknowledged_by=d["acknowledged_by"],
+            escalation_level=int(d["escalation_level"]),
+            fire_count=int(d["fire_count"]),
+        )
+
+    @staticmethod
+    def _alert_row(a: Alert) -> tuple[Any, ...]:
+        return (
+            a.fingerprint, a.rule, a.state.value, a.severity.value,
+            json.dumps(a.labels, sort_keys=True), json.dumps(a.annotations, sort_keys=True),
+            a.value, a.threshold, a.window, a.active_since, a.started_at, a.resolved_at, a.last_eval_at,
+            a.last_true_at, a.acknowledged_at, a.acknowledged_by, a.escalation_level, a.fire_count,
+        )
+
+    def load_alerts(
+        self,
+        states: Iterable[AlertState | str] | None = None,
+        rules: Iterable[str] | None = None,
+        con: sqlite3.Connection | None = None,
+    ) -> list[Alert]:
+        con = con or self.con
+        sql = f"SELECT {', '.join(_ALERT_COLS)} FROM alerts"
+        where: list[str] = []
+        args: list[Any] = []
+        if states is not None:
+            st = [s.value if isinstance(s, AlertState) else str(s) for s in states]
+            where.append(f"state IN ({','.join('?' * len(st))})")
+            args += st
+        if rules is not None:
+            rl = list(rules)
+            where.append(f"rule IN ({','.join('?' * len(rl))})")
+            args += rl
+        if where:
+            sql += " WHERE " + " AND ".join(where)
+        return [self._alert_from_row(r) for r in con.execute(sql, args)]
+
+    def get_alert(self, fingerprint: str) -> Alert | None:
+        rows = self.con.execute(
+            f"SELECT {', '.join(_ALERT_COLS)} FROM alerts WHERE fingerprint = ?", (fingerprint,)
+        ).fetchall()
+        return self._alert_from_row(rows[0]) if rows else None
+
+    def find_alerts(self, prefix: str) -> list[Alert]:
+        rows = self.con.execute(
+            f"SELECT {', '.join(_ALERT_COLS)} FROM alerts WHERE fingerprint LIKE ? || '%'", (prefix,)
+        ).fetchall()
+        return [self._alert_from_row(r) for r in rows]
+
+    def save_alerts(self, alerts: Iterable[Alert], con: sqlite3.Connection) -> None:
+        con.executemany(
+            f"INSERT OR REPLACE INTO alerts ({', '.join(_ALERT_COLS)}) VALUES ({', '.join('?' * len(_ALERT_COLS))})",
+            [self._alert_row(a) for a in alerts],
+        )
+
+    def delete_alerts(self, fingerprints: Iterable[str], con: sqlite3.Connection) -> None:
+        con.executemany("DELETE FROM alerts WHERE fingerprint = ?", [(f,) for f in fingerprints])
+
+    def add_events(self, events: Iterable[tuple[str, str, str, float, str, float | None, str | None]],
+                   con: sqlite3.Connection) -> None:
+        """(fingerprint, rule, severity, ts, event, value, detail) rows."""
+        con.executemany(
+            "INSERT INTO alert_events (fingerprint, rule, severity, ts, event, value, detail) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            list(events),
+        )
+
+    def events(self, since: float | None = None, until: float | None = None,
+               fingerprint: str | None = None) -> list[dict[str, Any]]:
+        sql = "SELECT fingerprint, rule, severity, ts, event, value, detail FROM alert_events WHERE 1=1"
+        args: list[Any] = []
+        if since is not None:
+            sql += " AND ts >= ?"
+            args.append(since)
+        if until is not None:
+            sql += " AND ts <= ?"
+            args.append(until)
+        if fingerprint is not None:
+            sql += " AND fingerprint = ?"
+            args.append(fingerprint)
+        sql += " ORDER BY ts, id"
+        keys = ("fingerprint", "rule", "severity", "ts", "event", "value", "detail")
+        return [dict(zip(keys, r)) for r in self.con.execute(sql, args)]
+
+    # -- small key/value state (schedules, detector state, ...) --------------------------
+    def kv_get(self, key: str) -> Any:
+        row = self.con.execute("SELECT value FROM kv WHERE key = ?", (key,)).fetchone()
+        return json.loads(row[0]) if row else None
+
+    def kv_set(self, key: str, value: Any, con: sqlite3.Connection | None = None) -> None:
+        sql = "INSERT OR REPLACE INTO kv (key, value) VALUES (?, ?)"
+        if con is not None:
+            con.execute(sql, (key, json.dumps(value)))
+        else:
+            with self._write() as c:
+                c.execute(sql, (key, json.dumps(value)))

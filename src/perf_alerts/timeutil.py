@@ -1,0 +1,143 @@
+"""Time: the injected clock, timestamp parsing and Prometheus-style durations.
+
+Every component that waits or measures age takes a `Clock`, so `for`, cooldowns,
+escalations and schedules are tested (and demoed) without sleeping.
+"""
+
+from __future__ import annotations
+
+import math
+import re
+import time
+from datetime import datetime, timezone
+from typing import Protocol
+
+_DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
+_UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+
+
+class Clock(Protocol):
+    def now(self) -> float:
+        """Current UTC time as Unix seconds."""
+        ...
+
+
+class SystemClock:
+    def now(self) -> float:
+        return time.time()
+
+
+class ManualClock:
+    """A clock that only moves when told to: for tests, backtests and the accelerated demo."""
+
+    def __init__(self, start: float | str = 0.0) -> None:
+        self._t = parse_timestamp(start) if isinstance(start, str) else float(start)
+
+    def now(self) -> float:
+        return self._t
+
+    def set(self, t: float) -> None:
+        self._t = float(t)
+
+    def advance(self, seconds: float | str) -> float:
+        self._t += parse_duration(seconds) if isinstance(seconds, str) else float(seconds)
+        return self._t
+
+
+class TimeParseError(ValueError):
+    pass
+
+
+def parse_duration(text: str | int | float) -> float:
+    """'1h30m' → 5400.0. Bare numbers are seconds."""
+    if isinstance(text, bool):
+        raise TimeParseError(f"invalid duration {text!r}")
+    if isinstance(text, (int, float)):
+        if not math.isfinite(text) or text < 0:
+            raise TimeParseError(f"invalid duration {text!r}: must be a finite number >= 0")
+        return float(text)
+    s = str(text).strip()
+    if not s:
+        raise TimeParseError("empty duration")
+    try:
+        v = float(s)
+        if math.isfinite(v) and v >= 0:
+            return v
+    except ValueError:
+        pass
+    pos = 0
+    total = 0.0
+    for m in _DURATION_RE.finditer(s):
+        if m.start() != pos:
+            break
+        total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
+        pos = m.end()
+    if pos != len(s) or pos == 0:
+        raise TimeParseError(f"invalid duration {text!r} (examples: 30s, 5m, 1h30m, 7d)")
+    return total
+
+
+def format_duration(seconds: float | None) -> str:
+    if seconds is None:
+        return "-"
+    s = int(round(seconds))
+    if s == 0:
+        return "0s"
+    parts = []
+    for unit, size in (("d", 86400), ("h", 3600), ("m", 60), ("s", 1)):
+        if s >= size:
+            parts.append(f"{s // size}{unit}")
+            s %= size
+    return "".join(parts[:2])
+
+
+def parse_timestamp(value: object) -> float:
+    """ISO 8601 (naive means UTC) or Unix seconds (number or numeric string) → Unix seconds."""
+    if isinstance(value, bool) or value is None:
+        raise TimeParseError(f"invalid timestamp {value!r}")
+    if isinstance(value, (int, float)):
+        v = float(value)
+        if not math.isfinite(v):
+            raise TimeParseError(f"invalid timestamp {value!r}")
+        return v
+    if isinstance(value, datetime):
+        dt = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+        return dt.timestamp()
+    s = str(value).strip()
+    if not s:
+        raise TimeParseError("empty timestamp")
+    try:
+        v = float(s)
+        if math.isfinite(v):
+            return v
+    except ValueError:
+        pass
+    if s.endswith(("Z", "z")):
+        s = s[:-1] + "+00:00"
+    try:
+        dt = datetime.fromisoformat(s)
+    except ValueError:
+        raise TimeParseError(
+            f"invalid timestamp {value!r} (use ISO 8601 like 2026-01-31T12:00:00Z or Unix seconds)"
+        ) from None
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=timezone.utc)
+    return dt.timestamp()
+
+
+def parse_time_arg(text: str, clock: Clock) -> float:
+    """CLI times: 'now', 'now-1h', ISO 8601 or Unix seconds."""
+    s = text.strip()
+    if s == "now":
+        return clock.now()
+    if s.startswith("now-"):
+        return clock.now() - parse_duration(s[4:])
+    if s.startswith("now+"):
+        return clock.now() + parse_duration(s[4:])
+    return parse_timestamp(s)
+
+
+def iso(ts: float | None) -> str | None:
+    if ts is None:
+        return None
+    return datetime.fromtimestamp(ts, tz=timezone.utc).isoformat().replace("+00:00", "Z")

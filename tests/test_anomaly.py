@@ -1,0 +1,310 @@
+"""Tests for perf_alerts.analytics.anomaly and the NAB bench tooling.
+
+All data is synthetic; nothing here needs /work/shared or network access.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import subprocess
+import sys
+
+import numpy as np
+import pytest
+
+from perf_alerts.analytics import anomaly as an
+
+ROOT = os.path.dirname(os.path.dirname(os.path.abspath(__file__)))
+BENCH = os.path.join(ROOT, "bench")
+sys.path.insert(0, BENCH)
+import nab_scoring as ns  # noqa: E402
+
+THR = an.DEFAULT_ANOMALY_THRESHOLD
+T0 = 1_700_000_000.0 - (1_700_000_000 % 604800)   # a week boundary
+
+
+def noisy(n, seed=0, level=50.0, sd=2.0):
+    rng = np.random.default_rng(seed)
+    return level + sd * rng.standard_normal(n)
+
+
+def seasonal(n_days=35, step=600.0, seed=1, noise=0.03):
+    """Traffic-like metric: daily wave, quieter weekends, multiplicative noise."""
+    t = T0 + step * np.arange(int(n_days * 86400 / step))
+    hour = (t % 86400) / 3600.0
+    dow = ((t // 86400) + 3) % 7          # 1970-01-01 was a Thursday
+    daily = 1.0 + 0.6 * np.sin(2 * np.pi * (hour - 9) / 24.0) \
+        + 0.2 * np.sin(4 * np.pi * hour / 24.0)
+    weekly = np.where(dow >= 5, 0.55, 1.0)
+    rng = np.random.default_rng(seed)
+    v = 1000.0 * daily * weekly * (1.0 + noise * rng.standard_normal(len(t)))
+    return t, v
+
+
+# --------------------------------------------------------------------------
+# interface
+
+def test_public_names():
+    assert "default" in an.DETECTORS and "zscore" in an.DETECTORS
+    assert 0.0 < an.DEFAULT_ANOMALY_THRESHOLD < 1.0
+    assert an.threshold_for(None) == an.DEFAULT_ANOMALY_THRESHOLD
+    ts = [an.threshold_for(s) for s in (0.1, 0.3, 0.5, 0.7, 1.0)]
+    assert all(a > b for a, b in zip(ts, ts[1:])), ts  # more sensitive = lower
+    assert an.threshold_for(0.5) == pytest.approx(THR)
+    for bad in (0.0, -1, 1.5, float("nan")):
+        with pytest.raises(ValueError):
+            an.threshold_for(bad)
+
+
+@pytest.mark.parametrize("det", an.DETECTORS)
+def test_range_length_dtype(det):
+    x = noisy(3000, seed=3)
+    x[1500] += 40
+    s = an.anomaly_scores(x, detector=det)
+    assert s.shape == x.shape and s.dtype == np.float64
+    assert np.all((s >= 0) & (s <= 1))
+    assert an.anomaly_scores([], detector=det).shape == (0,)
+    assert an.anomaly_scores([5.0], detector=det).shape == (1,)
+
+
+def test_unknown_detector():
+    with pytest.raises(ValueError) as e:
+        an.anomaly_scores([1.0, 2.0], detector="nope")
+    msg = str(e.value)
+    assert "nope" in msg and "default" in msg and "zscore" in msg
+    with pytest.raises(ValueError):
+        an.StreamingDetector("nope")
+
+
+def test_timestamps_length_mismatch():
+    with pytest.raises(ValueError):
+        an.anomaly_scores([1.0, 2.0, 3.0], [1.0, 2.0])
+
+
+# --------------------------------------------------------------------------
+# causality, streaming, state
+
+@pytest.mark.parametrize("det", an.DETECTORS)
+def test_causal_prefix_equals_full_run(det):
+    t, v = seasonal(n_days=12, step=900.0, seed=5)
+    v[700] += 1500
+    v[900:] += 300
+    full = an.anomaly_scores(v, t, detector=det)
+    for k in (1, 2, 65, 333, 701, 902, len(v) - 1):
+        pre = an.anomaly_scores(v[:k], t[:k], detector=det)
+        np.testing.assert_allclose(pre, full[:k], rtol=0, atol=1e-12)
+
+
+@pytest.mark.parametrize("det", an.DETECTORS)
+def test_streaming_equals_batch(det):
+    t, v = seasonal(n_days=10, step=900.0, seed=7)
+    v = v.copy()
+    v[500] += 2000.0
+    v[[40, 41, 600]] = np.nan
+    batch = an.anomaly_scores(v, t, detector=det)
+    sd = an.StreamingDetector(det)
+    stream = []
+    for i, (x, ts) in enumerate(zip(v.tolist(), t.tolist())):
+        if i == 450:              # persist and restore mid-stream via JSON
+            sd = an.StreamingDetector.from_state(
+                json.loads(json.dumps(sd.state_dict())))
+        stream.append(sd.update(x, ts))
+    np.testing.assert_allclose(np.array(stream), batch, rtol=0, atol=1e-9)
+    assert batch.max() > THR      # the comparison is not vacuous
+
+
+def test_nan_is_missing_not_poison():
+    x = noisy(2000, seed=11)
+    x[1200] += 30
+    holes = np.array([5, 300, 301, 302, 999, 1500])
+    y = x.copy()
+    y[holes] = np.nan
+    s = an.anomaly_scores(y)
+    assert np.all(np.isfinite(s)) and np.all(s[holes] == 0.0)
+    keep = np.setdiff1d(np.arange(len(x)), holes)
+    # missing points are skipped: same as scoring the series without them
+    np.testing.assert_allclose(s[keep], an.anomaly_scores(x[keep]), atol=1e-12)
+    assert s[1200] >= THR
+    assert np.all(an.anomaly_scores([np.nan] * 10) == 0.0)
+    assert an.StreamingDetector().update(float("nan")) == 0.0
+
+
+# --------------------------------------------------------------------------
+# behaviour
+
+def test_seasonal_pattern_is_not_an_anomaly_but_injected_spike_is():
+    t, v = seasonal(n_days=35, step=600.0, seed=2)
+    k = int(len(v) * 0.8) + 7
+    v = v.copy()
+    v[k] += 0.8 * v.mean()           # one clear traffic spike
+    s = an.anomaly_scores(v, t)
+    warm = 144 * 7                    # first week: learning
+    quiet = np.ones(len(v), dtype=bool)
+    quiet[:warm] = False
+    quiet[k:k + 6] = False
+    assert s[quiet].max() < THR, (np.argmax(np.where(quiet, s, 0)),
+                                  s[quiet].max())
+    assert s[k:k + 3].max() >= THR
+
+
+def test_level_shift_detected():
+    x = noisy(4000, seed=4)
+    x[2500:] += 12.0                 # 6 sigma step
+    s = an.anomaly_scores(x)
+    assert s[2500:2506].max() >= THR
+    assert s[200:2500].max() < THR
+
+
+def test_spike_detected():
+    x = noisy(3000, seed=8)
+    x[2000] += 25.0
+    s = an.anomaly_scores(x)
+    assert s[2000] >= THR
+    assert np.delete(s[200:], 2000 - 200).max() < THR
+
+
+def test_flat_series_silent():
+    assert np.all(an.anomaly_scores(np.full(3000, 7.5)) == 0.0)
+    x = 100.0 + 0.001 * np.random.default_rng(9).standard_normal(3000)
+    assert an.anomaly_scores(x)[100:].max() < THR
+    # ...but a flat line that changes is noticed
+    y = np.full(3000, 7.5)
+    y[2000:] = 9.0
+    assert an.anomaly_scores(y)[2000] >= THR
+
+
+def test_zscore_baseline_matches_definition():
+    x = noisy(600, seed=12)
+    s = an.anomaly_scores(x, detector="zscore")
+    i = 500
+    w = x[i - 400:i]
+    z = abs(x[i] - w.mean()) / w.std()
+    assert s[i] == pytest.approx(z / (1 + z), abs=1e-9)
+
+
+# --------------------------------------------------------------------------
+# NAB scorer on hand-computed cases
+
+def _file(n, windows, name="cat/f.csv"):
+    return ns.NabFile(name, np.arange(n, dtype=float), np.zeros(n),
+                      list(windows)).geometry()
+
+
+def S(y):
+    return 2.0 / (1.0 + math.exp(5.0 * y)) - 1.0
+
+
+def test_scorer_hand_cases():
+    # n = 100 -> probation 15 rows; one window rows 40..49 (width 10)
+    f = _file(100, [(40, 49)])
+    assert f.probation == 15
+    s = np.zeros(100)
+    # nothing detected: raw = -1 (one FN) = null -> normalised 0
+    r = ns.score_at([f], {f.name: s}, "standard", 0.5)
+    assert r.raw == pytest.approx(-1.0) and r.normalized == pytest.approx(0.0)
+    # detection at the first window row -> perfect 100
+    s[40] = 1.0
+    r = ns.score_at([f], {f.name: s}, "standard", 0.5)
+    assert r.raw == pytest.approx(1.0) and r.normalized == pytest.approx(100)
+    # earliest detection counts; later ones in the window are free
+    s[:] = 0
+    s[[45, 47]] = 1.0
+    r = ns.score_at([f], {f.name: s}, "standard", 0.5)
+    tp = S(-(49 - 45 + 1) / 10) / S(-1)
+    assert r.raw == pytest.approx(tp)
+    # FP before any window: -A_FP; FP in probation ignored
+    s[:] = 0
+    s[[10, 20]] = 1.0
+    r = ns.score_at([f], {f.name: s}, "standard", 0.5)
+    assert r.raw == pytest.approx(-1.0 - 0.11)
+    assert r.fp_rows == 1
+    # FP after the window, weighted by distance: d = (55-49)/(10-1)
+    s[:] = 0
+    s[55] = 1.0
+    r = ns.score_at([f], {f.name: s}, "reward_low_FP_rate", 0.5)
+    assert r.raw == pytest.approx(-1.0 + 0.22 * S(6 / 9))
+    # far after (d > 3): full -A_FP; low-FN profile doubles the miss
+    s[:] = 0
+    s[90] = 1.0
+    r = ns.score_at([f], {f.name: s}, "reward_low_FN_rate", 0.5)
+    assert r.raw == pytest.approx(-2.0 - 0.11)
+
+
+def test_scorer_threshold_optimisation():
+    f = _file(200, [(100, 119)])
+    g = _file(200, [], name="cat/g.csv")
+    s = np.zeros(200)
+    s[105] = 0.6       # TP at 0.6
+    s[60] = 0.7        # FP at 0.7, before any window
+    s[102] = 0.4       # an earlier TP at 0.4
+    sg = np.zeros(200)
+    sg[[50, 51, 52]] = 0.45     # three FPs in the other file at 0.45
+    sc = {f.name: s, g.name: sg}
+    w = ns.PROFILES["standard"]
+    thr, raw = ns.optimise_threshold([f, g], sc, w)
+    # candidates: inf -> -1; 0.7 -> -1.11; 0.6 -> tp(105) - 0.11;
+    # 0.45 -> tp(105) - 0.44; 0.4 -> tp(102) - 0.44; 0 -> lots of FPs
+    tp105 = S(-(119 - 105 + 1) / 20) / S(-1)
+    tp102 = S(-(119 - 102 + 1) / 20) / S(-1)
+    best = max(-1.0, -1.11, tp105 - 0.11, tp105 - 0.44, tp102 - 0.44)
+    assert raw == pytest.approx(best)
+    assert thr == pytest.approx(0.6)
+    # brute force over all distinct thresholds agrees
+    cands = np.unique(np.r_[s, sg])
+    brute = max(ns.score_at([f, g], sc, "standard", c).raw for c in cands)
+    assert raw == pytest.approx(max(brute, -1.0))
+    r = ns.nab_score([f, g], sc)["standard"]
+    assert r.normalized == pytest.approx(100 * (best + 1) / 2)
+
+
+# --------------------------------------------------------------------------
+# harness end to end on a tiny synthetic NAB-layout corpus
+
+def _write_corpus(root, n_files=3, n=1200, seed=0):
+    rng = np.random.default_rng(seed)
+    labels = {}
+    for k in range(n_files):
+        cat = "synthA" if k % 2 == 0 else "synthB"
+        os.makedirs(root / "data" / cat, exist_ok=True)
+        name = f"{cat}/f{k}.csv"
+        stamps = np.datetime64("2024-01-01T00:00:00") + \
+            np.arange(n) * np.timedelta64(5, "m")
+        v = 10 + rng.standard_normal(n)
+        a = 700 + 100 * k
+        v[a:] += 8.0
+        strs = [str(s).replace("T", " ") for s in stamps]
+        with open(root / "data" / name, "w") as fh:
+            fh.write("timestamp,value\n")
+            fh.writelines(f"{s},{float(x)!r}\n" for s, x in zip(strs, v))
+        labels[name] = [[strs[a - 30] + ".000000", strs[a + 29] + ".000000"]]
+    os.makedirs(root / "labels", exist_ok=True)
+    with open(root / "labels" / "combined_windows.json", "w") as fh:
+        json.dump(labels, fh)
+
+
+def test_harness_end_to_end(tmp_path):
+    _write_corpus(tmp_path)
+    files = ns.load_nab(str(tmp_path))
+    # files sort by name: synthA/f0, synthA/f2, synthB/f1
+    assert [f.windows for f in files] == [[(670, 729)], [(870, 929)],
+                                          [(770, 829)]]
+    out = tmp_path / "res.json"
+    env = dict(os.environ, PYTHONPATH=os.pathsep.join(
+        [os.path.join(ROOT, "src"), os.environ.get("PYTHONPATH", "")]))
+    p = subprocess.run([sys.executable, os.path.join(BENCH,
+                        "anomaly_quality.py"), "--nab", str(tmp_path),
+                        "--json", str(out)], capture_output=True, text=True,
+                       env=env, timeout=60)
+    assert p.returncode == 0, p.stderr
+    for word in ("standard", "reward_low_FP_rate", "reward_low_FN_rate",
+                 "zscore", "points/s", "synthA", "synthB",
+                 "default_threshold"):
+        assert word in p.stdout
+    res = json.loads(out.read_text())
+    std = res["results"]["default"]["optimised"]["standard"]
+    # easy 8-sigma level shifts: the default detector must find all three
+    assert std["windows_detected"] == 3 and std["normalized"] > 80
+    assert res["streaming"]["max_abs_diff_vs_batch"] < 1e-9
+    assert set(res["results"]) == {"default", "zscore"}
