@@ -167,12 +167,25 @@ def test_spike_detected():
 
 def test_flat_series_silent():
     assert np.all(an.anomaly_scores(np.full(3000, 7.5)) == 0.0)
-    x = 100.0 + 0.001 * np.random.default_rng(9).standard_normal(3000)
-    assert an.anomaly_scores(x)[100:].max() < THR
+    # quantised "flat" metric: a few levels, no pattern change
+    q = 7.5 + 0.01 * np.random.default_rng(9).integers(0, 3, 3000)
+    assert an.anomaly_scores(q)[100:].max() < THR
     # ...but a flat line that changes is noticed
     y = np.full(3000, 7.5)
     y[2000:] = 9.0
     assert an.anomaly_scores(y)[2000] >= THR
+
+
+def test_noise_alert_rate_and_sensitivity():
+    """iid noise: rare alerts by default, fewer at lower sensitivity."""
+    x = 100.0 + np.random.default_rng(21).standard_normal(20000)
+    counts = []
+    for sens in (0.9, None, 0.25):
+        s = an.anomaly_scores(x, sensitivity=sens)
+        counts.append(int((s[200:] >= an.threshold_for(sens)).sum()))
+    assert counts[1] <= 10                     # < 1 per 2000 points
+    assert counts[0] >= counts[1] >= counts[2]
+    assert counts[2] <= 1
 
 
 def test_zscore_baseline_matches_definition():

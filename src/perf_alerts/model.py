@@ -129,6 +129,7 @@ class Alert:
     resolved_at: float | None = None
     last_eval_at: float | None = None
     last_true_at: float | None = None  # last evaluation where the condition held
+    cleared_at: float | None = None  # first evaluation where a firing alert's condition no longer held
     acknowledged_at: float | None = None
     acknowledged_by: str | None = None
     escalation_level: int = 0

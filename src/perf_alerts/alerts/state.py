@@ -74,11 +74,13 @@ def apply_results(rule: Rule, results: Iterable[SeriesResult], current: dict[str
                     transitions.append(Transition(a, AlertState.PENDING, "firing", at))
                 save.append(a)
             else:  # firing
-                save.append(replace(a, value=r.value, annotations=annotations, last_eval_at=at, last_true_at=at))
+                save.append(replace(a, value=r.value, annotations=annotations, last_eval_at=at, last_true_at=at,
+                                    cleared_at=None))
         elif a is not None and a.state != AlertState.RESOLVED:
             if a.state == AlertState.FIRING and r.holding:
                 # back inside the threshold but not past the recovery level: stays firing
-                save.append(replace(a, value=r.value, annotations=annotations, last_eval_at=at, last_true_at=at))
+                save.append(replace(a, value=r.value, annotations=annotations, last_eval_at=at, last_true_at=at,
+                                    cleared_at=None))
             else:
                 changed, gone, tr = _inactive(rule, replace(a, value=r.value, annotations=annotations), at)
                 save += changed
@@ -97,7 +99,7 @@ def apply_results(rule: Rule, results: Iterable[SeriesResult], current: dict[str
 
 
 def _fire(a: Alert, at: float) -> Alert:
-    return replace(a, state=AlertState.FIRING, started_at=at, resolved_at=None, acknowledged_at=None,
+    return replace(a, state=AlertState.FIRING, started_at=at, resolved_at=None, cleared_at=None, acknowledged_at=None,
                    acknowledged_by=None, escalation_level=0, fire_count=a.fire_count + 1)
 
 
@@ -109,9 +111,9 @@ def _inactive(rule: Rule, a: Alert, at: float) -> tuple[list[Alert], list[str], 
             back = replace(a, state=AlertState.RESOLVED, active_since=None, last_eval_at=at)
             return [back], [], tr
         return [], [a.fingerprint], tr
-    # firing
-    last_true = a.last_true_at or at
-    if rule.keep_firing_for > 0 and at - last_true < rule.keep_firing_for:
-        return [replace(a, last_eval_at=at)], [], []
-    resolved = replace(a, state=AlertState.RESOLVED, resolved_at=at, last_eval_at=at)
+    # firing: keep_firing_for counts from the first evaluation where the condition no longer held
+    cleared = a.cleared_at if a.cleared_at is not None else at
+    if rule.keep_firing_for > 0 and at - cleared < rule.keep_firing_for:
+        return [replace(a, last_eval_at=at, cleared_at=cleared)], [], []
+    resolved = replace(a, state=AlertState.RESOLVED, resolved_at=at, last_eval_at=at, cleared_at=None)
     return [resolved], [], [Transition(resolved, AlertState.FIRING, "resolved", at)]

@@ -249,7 +249,8 @@ class Likelihood(Detector):
                 "decades": 8.0, "warmup": 64, "spacing": 200,
                 "damp": 0.25, "alert_level": DEFAULT_ANOMALY_THRESHOLD,
                 "z_full": 0.0, "seasonal": True, "lag_tol": 1.0 / 48,
-                "jump_ratio": 2.0, "jump_hl": 2048.0, "jump_ref": 4.0}
+                "jump_ratio": 2.0, "jump_hl": 2048.0, "jump_ref": 4.0,
+                "tail_pow": 1.0, "lik_channels": ("jump", "level")}
 
     def _fams(self, has_t: bool) -> list[str]:
         if has_t and self.params["seasonal"]:
@@ -279,14 +280,14 @@ class Likelihood(Detector):
         prev_lvl = np.r_[0.0, (lvl_s / lvl_w)[:-1]]
         level = y - prev_lvl
         level[0] = 0.0
-        s_j, _ = self._channel_batch(jump, y)
-        s_l, fit = self._channel_batch(level, y)
+        s_j, _ = self._channel_batch(jump, y, "jump")
+        s_l, fit = self._channel_batch(level, y, "level")
         s = np.maximum(s_j, s_l)
         fit = fit.copy()
         fit[: int(p["warmup"])] = np.inf
         return s, fit
 
-    def _channel_batch(self, e, y):
+    def _channel_batch(self, e, y, name):
         """Residual -> (calibrated score, scale before each point).
 
         The scale is floored at 1e-9 |y| so float rounding on a constant
@@ -304,6 +305,8 @@ class Likelihood(Detector):
         r = z / (z + p["z_half"])
         d_av = _decay(p["avg_hl"])
         avg = _ew_sum(r * (1.0 - d_av), d_av)
+        if p["tail_pow"] != 1.0:
+            avg = np.maximum(avg, 0.0) ** p["tail_pow"]
         d_h = _decay(p["hist_hl"])
         ones = _ew_sum(np.ones(n), d_h)
         m1 = _ew_sum(avg, d_h) / ones
@@ -312,6 +315,8 @@ class Likelihood(Detector):
         var = np.r_[0.0, np.maximum(m2 - m1 * m1, 0.0)[:-1]]
         sd = np.maximum(np.sqrt(var), p["min_std"])
         s = np.minimum(_decades_batch((avg - mu) / sd) / p["decades"], 1.0)
+        if name not in p["lik_channels"]:
+            s = np.zeros(n)
         if p["z_full"] > 0:
             s = np.maximum(s, np.minimum(z / p["z_full"], 1.0))
         if p["jump_ratio"] > 0:
@@ -382,7 +387,7 @@ class Likelihood(Detector):
                 "te": None, "buf_t": [], "buf_x": [],
                 "fam": {f: fam() for f in self.families}}
 
-    def _channel_step(self, c, e, y):
+    def _channel_step(self, c, e, y, name):
         p = self.params
         ae = abs(e)
         prev_scale = c["sc_s"] / c["sc_w"] if c["sc_w"] > 0 else 0.0
@@ -391,6 +396,9 @@ class Likelihood(Detector):
         r = z / (z + p["z_half"])
         d_av = _decay(p["avg_hl"])
         avg = d_av * c["avg"] + r * (1.0 - d_av)
+        c["avg"] = avg
+        if p["tail_pow"] != 1.0:
+            avg = max(avg, 0.0) ** p["tail_pow"]
         if c["h_w"] > 0:
             mu = c["h_1"] / c["h_w"]
             var = max(c["h_2"] / c["h_w"] - mu * mu, 0.0)
@@ -398,6 +406,8 @@ class Likelihood(Detector):
             mu = var = 0.0
         sd = max(math.sqrt(var), p["min_std"])
         score = min(_decades_one((avg - mu) / sd) / p["decades"], 1.0)
+        if name not in p["lik_channels"]:
+            score = 0.0
         if p["z_full"] > 0:
             score = max(score, min(z / p["z_full"], 1.0))
         if p["jump_ratio"] > 0:
@@ -411,7 +421,6 @@ class Likelihood(Detector):
         d_sc = _decay(p["scale_hl"])
         c["sc_s"] = d_sc * c["sc_s"] + ae
         c["sc_w"] = d_sc * c["sc_w"] + 1.0
-        c["avg"] = avg
         d_h = _decay(p["hist_hl"])
         c["h_w"] = d_h * c["h_w"] + 1.0
         c["h_1"] = d_h * c["h_1"] + avg
@@ -429,8 +438,8 @@ class Likelihood(Detector):
         f["lvl_s"] = d * f["lvl_s"] + y
         f["lvl_w"] = d * f["lvl_w"] + 1.0
         f["prev"] = y
-        s_j, _ = self._channel_step(f["ch"]["jump"], jump, y)
-        s_l, fit = self._channel_step(f["ch"]["level"], level, y)
+        s_j, _ = self._channel_step(f["ch"]["jump"], jump, y, "jump")
+        s_l, fit = self._channel_step(f["ch"]["level"], level, y, "level")
         if f["n"] < int(p["warmup"]):
             fit = math.inf
         f["n"] += 1

@@ -241,7 +241,7 @@ def ingest_jsonl(store: Store, path: Path, progress: Callable[[int], None] | Non
                 report.add_error(lineno, f"missing {', '.join(missing)}")
                 continue
             metric = obj["metric"]
-            if metric not in good_metrics:
+            if not isinstance(metric, str) or metric not in good_metrics:  # lists/dicts are unhashable
                 if not isinstance(metric, str) or not METRIC_NAME_RE.match(metric):
                     report.add_error(lineno, f"metric: invalid metric name {metric!r}")
                     continue

@@ -53,6 +53,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     resolved_at      REAL,
     last_eval_at     REAL,
     last_true_at     REAL,
+    cleared_at       REAL,
     acknowledged_at  REAL,
     acknowledged_by  TEXT,
     escalation_level INTEGER NOT NULL DEFAULT 0,
@@ -79,7 +80,7 @@ CREATE TABLE IF NOT EXISTS kv (
 
 _ALERT_COLS = (
     "fingerprint", "rule", "state", "severity", "labels", "annotations", "value", "threshold", "window",
-    "active_since", "started_at", "resolved_at", "last_eval_at", "last_true_at", "acknowledged_at",
+    "active_since", "started_at", "resolved_at", "last_eval_at", "last_true_at", "cleared_at", "acknowledged_at",
     "acknowledged_by", "escalation_level", "fire_count",
 )
 
@@ -305,6 +306,7 @@ class Store:
             resolved_at=d["resolved_at"],
             last_eval_at=d["last_eval_at"],
             last_true_at=d["last_true_at"],
+            cleared_at=d["cleared_at"],
             acknowledged_at=d["acknowledged_at"],
             acknowledged_by=d["acknowledged_by"],
             escalation_level=int(d["escalation_level"]),
@@ -317,7 +319,7 @@ class Store:
             a.fingerprint, a.rule, a.state.value, a.severity.value,
             json.dumps(a.labels, sort_keys=True), json.dumps(a.annotations, sort_keys=True),
             a.value, a.threshold, a.window, a.active_since, a.started_at, a.resolved_at, a.last_eval_at,
-            a.last_true_at, a.acknowledged_at, a.acknowledged_by, a.escalation_level, a.fire_count,
+            a.last_true_at, a.cleared_at, a.acknowledged_at, a.acknowledged_by, a.escalation_level, a.fire_count,
         )
 
     def load_alerts(
