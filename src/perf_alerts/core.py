@@ -15,7 +15,7 @@ from typing import Any, Callable, Iterable, Mapping
 from perf_alerts.alerts.state import Transition, apply_results
 from perf_alerts.config import Config, Rule, load_config
 from perf_alerts.model import Alert, AlertState, Sample, SampleError, sort_worst_first
-from perf_alerts.rules.evaluate import Evaluator, SeriesIndex
+from perf_alerts.rules.evaluate import Evaluator
 from perf_alerts.store import Store
 from perf_alerts.timeutil import Clock, SystemClock, TimeParseError, iso
 
@@ -66,6 +66,7 @@ class PerfAlerts:
         self.config = config if isinstance(config, Config) else load_config(config)
         self.store = db if isinstance(db, Store) else Store(db)
         self.clock: Clock = clock or SystemClock()
+        self._evaluator: Evaluator | None = None
 
     # -- metrics in -------------------------------------------------------------------
     def record(self, metric: str, value: float, labels: Mapping[str, str] | None = None,
@@ -116,7 +117,10 @@ class PerfAlerts:
         """One evaluation cycle: every rule (of `group`) at time `at`, state persisted atomically."""
         at = self.clock.now() if at is None else at
         rules = rules if rules is not None else self.config.rules_in_group(group)
-        evaluator = Evaluator(self.store, self.config, SeriesIndex(self.store))
+        if self._evaluator is None or self._evaluator.config is not self.config:
+            self._evaluator = Evaluator(self.store, self.config)
+        evaluator = self._evaluator
+        evaluator.new_cycle()
         computed = []
         errors: list[str] = []
         n_series = 0

@@ -42,12 +42,20 @@ def apply_results(rule: Rule, results: Iterable[SeriesResult], current: dict[str
     seen: set[str] = set()
 
     for r in results:
-        labels = alert_labels(rule, r.labels)
-        fp = fingerprint(rule.name, labels)
+        if r.fingerprint is not None:
+            fp = r.fingerprint
+            if not r.active and fp not in current:
+                continue  # the common case: a healthy series with no alert; nothing to compute
+            labels = alert_labels(rule, r.labels)
+        else:
+            labels = alert_labels(rule, r.labels)
+            fp = fingerprint(rule.name, labels)
         seen.add(fp)
+        a = current.get(fp)
+        if not r.active and a is None:
+            continue
         ctx = template_context(rule, labels, r.value, r.detail)
         annotations = {k: render(v, ctx) for k, v in rule.annotations.items()}
-        a = current.get(fp)
         if r.active:
             if a is None or a.state == AlertState.RESOLVED:
                 if a is not None and rule.cooldown > 0 and a.resolved_at is not None \

@@ -250,7 +250,8 @@ class Likelihood(Detector):
                 "damp": 0.25, "alert_level": DEFAULT_ANOMALY_THRESHOLD,
                 "z_full": 0.0, "seasonal": True, "lag_tol": 1.0 / 48,
                 "jump_ratio": 2.0, "jump_hl": 2048.0, "jump_ref": 4.0,
-                "tail_pow": 1.0, "lik_channels": ("jump", "level")}
+                "tail_pow": 1.0, "lik_channels": ("jump", "level"),
+                "select_after": 256}
 
     def _fams(self, has_t: bool) -> list[str]:
         if has_t and self.params["seasonal"]:
@@ -284,7 +285,7 @@ class Likelihood(Detector):
         s_l, fit = self._channel_batch(level, y, "level")
         s = np.maximum(s_j, s_l)
         fit = fit.copy()
-        fit[: int(p["warmup"])] = np.inf
+        fit[: int(p["select_after"])] = np.inf
         return s, fit
 
     def _channel_batch(self, e, y, name):
@@ -440,7 +441,7 @@ class Likelihood(Detector):
         f["prev"] = y
         s_j, _ = self._channel_step(f["ch"]["jump"], jump, y, "jump")
         s_l, fit = self._channel_step(f["ch"]["level"], level, y, "level")
-        if f["n"] < int(p["warmup"]):
+        if f["n"] < int(p["select_after"]):
             fit = math.inf
         f["n"] += 1
         return max(s_j, s_l), fit

@@ -32,6 +32,7 @@ class SeriesResult:
     active: bool  # the firing condition holds
     holding: bool  # still beyond the recovery threshold (hysteresis); equals `active` without recovery
     detail: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str | None = None  # filled by the Evaluator from its cache; computed when missing
 
 
 class SeriesIndex:
@@ -51,21 +52,50 @@ class SeriesIndex:
 
 
 class Evaluator:
-    """Evaluates rules against a store; the same code path serves live cycles and backtests."""
+    """Evaluates rules against a store; the same code path serves live cycles and backtests.
+
+    Keeps two caches: fingerprints per (rule, series) for its lifetime (they never change),
+    and sample blocks per cycle (`new_cycle`), so rules over the same metric and window
+    read SQLite once.
+    """
 
     def __init__(self, store: Store, config: Config, index: SeriesIndex | None = None) -> None:
         self.store = store
         self.config = config
         self.index = index or SeriesIndex(store)
+        self._fps: dict[tuple[str, int], str] = {}
+        self._blocks: dict[tuple[Any, ...], SampleBlock] = {}
+
+    def new_cycle(self) -> None:
+        self.index = SeriesIndex(self.store)
+        self._blocks.clear()
 
     def evaluate(self, rule: Rule, at: float) -> list[SeriesResult]:
+        from perf_alerts.alerts.state import alert_labels
+        from perf_alerts.model import fingerprint
+
         series = self.index.select(rule)
         fn = getattr(self, f"_eval_{rule.type}")
-        return fn(rule, series, at)  # type: ignore[no-any-return]
+        results: list[SeriesResult] = fn(rule, series, at)
+        sid_of = {id(s.labels): s.id for s in series}
+        for r in results:
+            sid = sid_of.get(id(r.labels))
+            if sid is None:
+                continue
+            key = (rule.name, sid)
+            fp = self._fps.get(key)
+            if fp is None:
+                fp = self._fps[key] = fingerprint(rule.name, alert_labels(rule, r.labels))
+            r.fingerprint = fp
+        return results
 
     # -- helpers ----------------------------------------------------------------------
     def _block(self, series: list[SeriesInfo], start: float, end: float) -> SampleBlock:
-        return self.store.query([s.id for s in series], start, end)
+        key = (tuple(s.id for s in series), start, end)
+        blk = self._blocks.get(key)
+        if blk is None:
+            blk = self._blocks[key] = self.store.query([s.id for s in series], start, end)
+        return blk
 
     def _holding(self, rule: Rule, value: float) -> bool:
         assert rule.op is not None

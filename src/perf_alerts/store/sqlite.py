@@ -241,12 +241,14 @@ class Store:
 
     def last_timestamps(self, series_ids: Sequence[int], before: float) -> dict[int, float]:
         out: dict[int, float] = {}
-        for sid in series_ids:
-            row = self.con.execute(
-                "SELECT MAX(ts) FROM samples WHERE series_id = ? AND ts <= ?", (int(sid), before)
-            ).fetchone()
-            if row and row[0] is not None:
-                out[int(sid)] = float(row[0])
+        ids = [int(i) for i in series_ids]
+        for i in range(0, len(ids), 900):
+            chunk = ids[i : i + 900]
+            q = ("SELECT series_id, MAX(ts) FROM samples WHERE series_id IN (%s) AND ts <= ? GROUP BY series_id"
+                 % ",".join("?" * len(chunk)))
+            for sid, ts in self.con.execute(q, (*chunk, before)):
+                if ts is not None:
+                    out[int(sid)] = float(ts)
         return out
 
     def time_range(self) -> tuple[float, float] | None:
