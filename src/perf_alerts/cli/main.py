@@ -191,12 +191,10 @@ def evaluate(
 
 
 def _notifier() -> Optional[Callable[[Any, Any], Any]]:
-    """The notification pipeline, when it is installed in this build."""
-    try:
-        from perf_alerts.notify.pipeline import deliver_evaluation  # type: ignore[import-not-found]
-    except ImportError:
-        return None
-    return deliver_evaluation  # type: ignore[no-any-return]
+    """The notification pipeline, when it is installed in this build (one lookup: perf_alerts.notify_hook)."""
+    from perf_alerts.notify_hook import notifier
+
+    return notifier()
 
 
 def _fail_on(level: str, alerts: list[Any]) -> None:
