@@ -20,7 +20,6 @@ from perf_alerts.model import LABEL_NAME_RE, METRIC_NAME_RE, Severity
 from perf_alerts.timeutil import TimeParseError, parse_duration
 
 ENV_CONFIG = "PERF_ALERTS_CONFIG"
-_ENV_RE = re.compile(r"\$\{([A-Za-z_][A-Za-z0-9_]*)(?::-([^}]*))?\}")
 
 
 class ConfigError(Exception):
@@ -120,10 +119,10 @@ class Rule(_Strict):
     aggregate: Aggregate = "avg"
     window: Duration = 300.0
     op: Operator | None = None
-    value: float | None = None
+    value: float | None = Field(default=None, allow_inf_nan=False)
     for_: Duration = Field(default=0.0, alias="for")
     keep_firing_for: Duration = 0.0
-    recovery: float | None = None
+    recovery: float | None = Field(default=None, allow_inf_nan=False)
     cooldown: Duration = 0.0
     severity: Severity = Severity.WARNING
     group: str = "default"
@@ -240,20 +239,183 @@ class ModelPrice(_Strict):
     output: float = Field(ge=0)
 
 
+# --------------------------------------------------------------------------- notifications
+
+
+class DiscordTarget(_Strict):
+    webhook_url: str = ""  # a secret: from the environment, never printed
+    mention_roles: list[str] = Field(default_factory=list)
+    username: str = "perf-alerts"
+    avatar_url: str | None = None
+    thread_id: str | None = None
+
+    @field_validator("mention_roles", mode="before")
+    @classmethod
+    def _roles(cls, v: Any) -> list[str]:
+        roles = [str(x).strip() for x in (v or []) if str(x).strip()]
+        for r in roles:
+            if not r.isdigit():
+                raise ValueError(f"role id {r!r} must be the numeric Discord role id")
+        return roles
+
+
+class WebhookTarget(_Strict):
+    url: str = ""
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = 10.0
+
+    @field_validator("timeout", mode="before")
+    @classmethod
+    def _t(cls, v: Any) -> float:
+        return _duration(v)
+
+
+class FileTarget(_Strict):
+    path: str
+
+
+class ConsoleTarget(_Strict):
+    stream: Literal["stdout", "stderr"] = "stdout"
+
+
+class Receiver(_Strict):
+    name: str
+    discord: DiscordTarget | None = None
+    webhook: WebhookTarget | None = None
+    file: FileTarget | None = None
+    console: ConsoleTarget | None = None
+
+    @model_validator(mode="after")
+    def _one(self) -> "Receiver":
+        kinds = [k for k in ("discord", "webhook", "file", "console") if getattr(self, k) is not None]
+        if len(kinds) > 1:
+            raise ValueError(f"receiver {self.name!r} has {' and '.join(kinds)}; give exactly one of discord, webhook, file, console")
+        if not kinds:
+            self.console = ConsoleTarget()
+        return self
+
+    @property
+    def kind(self) -> str:
+        """The receiver that will really be used: a Discord or webhook receiver without a URL is the console."""
+        if self.discord is not None:
+            return "discord" if self.discord.webhook_url else "console"
+        if self.webhook is not None:
+            return "webhook" if self.webhook.url else "console"
+        if self.file is not None:
+            return "file"
+        return "console"
+
+
+class Route(_Strict):
+    """A node of the route tree; unset fields inherit from the parent (as in Alertmanager)."""
+
+    receiver: str | None = None
+    matchers: list[Matcher] = Field(default_factory=list)
+    group_by: list[str] | None = None
+    group_wait: Duration | None = None
+    group_interval: Duration | None = None
+    repeat_interval: Duration | None = None
+    send_resolved: bool | None = None
+    continue_: bool = Field(default=False, alias="continue")
+    routes: list["Route"] = Field(default_factory=list)
+
+    @field_validator("matchers", mode="before")
+    @classmethod
+    def _matchers(cls, v: Any) -> list[Matcher]:
+        return parse_matchers(v)
+
+    @field_validator("group_wait", "group_interval", "repeat_interval", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> float | None:
+        return None if v is None else _duration(v)
+
+
+class InhibitRule(_Strict):
+    source_matchers: list[Matcher] = Field(default_factory=list)
+    target_matchers: list[Matcher] = Field(default_factory=list)
+    equal: list[str] = Field(default_factory=list)
+
+    @field_validator("source_matchers", "target_matchers", mode="before")
+    @classmethod
+    def _matchers(cls, v: Any) -> list[Matcher]:
+        return parse_matchers(v)
+
+
+class EscalationLevel(_Strict):
+    after: Duration
+    receivers: list[str]
+    mention_roles: list[str] = Field(default_factory=list)
+
+    @field_validator("after", mode="before")
+    @classmethod
+    def _after(cls, v: Any) -> float:
+        return _duration(v)
+
+    @field_validator("mention_roles", mode="before")
+    @classmethod
+    def _roles(cls, v: Any) -> list[str]:
+        return DiscordTarget._roles(v)  # type: ignore[no-any-return]
+
+
+class EscalationPolicy(_Strict):
+    name: str
+    matchers: list[Matcher] = Field(default_factory=list)
+    levels: list[EscalationLevel]
+    repeat_interval: Duration | None = None  # repeat the last level while unacknowledged
+
+    @field_validator("matchers", mode="before")
+    @classmethod
+    def _matchers(cls, v: Any) -> list[Matcher]:
+        return parse_matchers(v)
+
+    @field_validator("repeat_interval", mode="before")
+    @classmethod
+    def _rep(cls, v: Any) -> float | None:
+        return None if v is None else _duration(v)
+
+    @model_validator(mode="after")
+    def _ordered(self) -> "EscalationPolicy":
+        if not self.levels:
+            raise ValueError("an escalation policy needs at least one level")
+        afters = [lv.after for lv in self.levels]
+        if afters != sorted(afters):
+            raise ValueError("escalation levels must be in increasing order of `after`")
+        return self
+
+
+class DeliverySettings(_Strict):
+    max_attempts: int = Field(default=8, ge=1, le=100)
+    backoff_base: Duration = 2.0
+    backoff_cap: Duration = 600.0
+    # how long `perf-alerts evaluate` keeps retrying before it exits (the daemon retries forever)
+    cli_deadline: Duration = 60.0
+
+    @field_validator("backoff_base", "backoff_cap", "cli_deadline", mode="before")
+    @classmethod
+    def _d(cls, v: Any) -> float:
+        return _duration(v)
+
+
+DEFAULT_ROUTE = {"receiver": "console", "group_by": ["alertname"], "group_wait": 30.0, "group_interval": 300.0,
+                 "repeat_interval": 4 * 3600.0, "send_resolved": True}
+
+
 class Config(_Strict):
     global_: GlobalSettings = Field(default_factory=GlobalSettings, alias="global")
     metrics: dict[str, MetricMeta] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=list)
     pricing: dict[str, ModelPrice] = Field(default_factory=dict)
     # Sections owned by later layers are kept as raw mappings until their models land here.
-    receivers: list[dict[str, Any]] = Field(default_factory=list)
-    route: dict[str, Any] | None = None
-    inhibit_rules: list[dict[str, Any]] = Field(default_factory=list)
-    escalations: list[dict[str, Any]] = Field(default_factory=list)
+    receivers: list[Receiver] = Field(default_factory=list)
+    route: Route = Field(default_factory=Route)
+    inhibit_rules: list[InhibitRule] = Field(default_factory=list)
+    escalations: list[EscalationPolicy] = Field(default_factory=list)
+    delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     schedules: list[dict[str, Any]] = Field(default_factory=list)
     policies: list[dict[str, Any]] = Field(default_factory=list)
 
     source: str = Field(default="<defaults>", exclude=True)
+    warnings: list[str] = Field(default_factory=list, exclude=True)
 
     @model_validator(mode="after")
     def _unique_rule_names(self) -> "Config":
@@ -262,7 +424,40 @@ class Config(_Strict):
             if r.name in seen:
                 raise ValueError(f"duplicate rule name {r.name!r}")
             seen.add(r.name)
+        names = [r.name for r in self.receivers]
+        dup = {n for n in names if names.count(n) > 1}
+        if dup:
+            raise ValueError(f"duplicate receiver name(s): {', '.join(sorted(dup))}")
+        if "console" not in names:
+            self.receivers.append(Receiver(name="console", console=ConsoleTarget()))
+            names.append("console")
+        for ref, where in self._receiver_refs():
+            if ref not in names:
+                close = difflib.get_close_matches(ref, names, n=1)
+                hint = f" (did you mean {close[0]!r}?)" if close else ""
+                raise ValueError(f"{where}: unknown receiver {ref!r}{hint}; defined: {', '.join(names)}")
         return self
+
+    def _receiver_refs(self) -> list[tuple[str, str]]:
+        refs: list[tuple[str, str]] = []
+
+        def walk(r: Route, path: str) -> None:
+            if r.receiver is not None:
+                refs.append((r.receiver, path + ".receiver"))
+            for i, c in enumerate(r.routes):
+                walk(c, f"{path}.routes[{i}]")
+
+        walk(self.route, "route")
+        for p in self.escalations:
+            for i, lv in enumerate(p.levels):
+                refs += [(x, f"escalations[{p.name}].levels[{i}].receivers") for x in lv.receivers]
+        return refs
+
+    def receiver(self, name: str) -> Receiver:
+        for r in self.receivers:
+            if r.name == name:
+                return r
+        raise KeyError(name)
 
     def metric_meta(self, metric: str) -> MetricMeta:
         """Configured metadata, else the naming conventions of the built-in metrics."""
@@ -322,18 +517,90 @@ def _collect_marks(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, 
             _collect_marks(item, path + (i,), out)
 
 
+def _expand(text: str, env: Mapping[str, str], missing: list[str]) -> str:
+    """`${VAR}`, `${VAR:-default}`; the default may itself hold `${OTHER}` (nesting)."""
+    out: list[str] = []
+    i = 0
+    n = len(text)
+    while i < n:
+        j = text.find("${", i)
+        if j < 0:
+            out.append(text[i:])
+            break
+        out.append(text[i:j])
+        depth, k = 1, j + 2
+        while k < n and depth:
+            if text.startswith("${", k):
+                depth += 1
+                k += 2
+                continue
+            if text[k] == "}":
+                depth -= 1
+            k += 1
+        if depth:  # unbalanced: leave it as written
+            out.append(text[j:])
+            break
+        body = text[j + 2 : k - 1]
+        name, sep, default = body.partition(":-")
+        if not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", name):
+            out.append(text[j:k])
+        elif env.get(name):
+            out.append(env[name])
+        elif sep:
+            out.append(_expand(default, env, missing))
+        else:
+            missing.append(name)
+        i = k
+    return "".join(out)
+
+
+def _check_nodes(node: yaml.Node, source: str, active: set[int] | None = None) -> None:
+    """Reject what PyYAML accepts silently: a key given twice (the last one wins) and recursive aliases."""
+    active = set() if active is None else active
+    if id(node) in active:
+        m = node.start_mark
+        raise ConfigError(f"{source}:{m.line + 1}:{m.column + 1}: invalid YAML: recursive alias")
+    if isinstance(node, yaml.MappingNode):
+        active.add(id(node))
+        seen: dict[Any, int] = {}
+        for k, v in node.value:
+            if isinstance(k, yaml.ScalarNode) and k.value != "<<":
+                if k.value in seen:
+                    m = k.start_mark
+                    raise ConfigError(f"{source}:{m.line + 1}:{m.column + 1}: duplicate key {k.value!r} "
+                                      f"(first at line {seen[k.value]}); each key may appear once")
+                seen[k.value] = k.start_mark.line + 1
+            _check_nodes(v, source, active)
+        active.discard(id(node))
+    elif isinstance(node, yaml.SequenceNode):
+        active.add(id(node))
+        for item in node.value:
+            _check_nodes(item, source, active)
+        active.discard(id(node))
+
+
+def _duplicate_rule_names(data: Mapping[str, Any], marks: Mapping[tuple[Any, ...], int], source: str) -> list[str]:
+    rules = data.get("rules")
+    if not isinstance(rules, list):
+        return []
+    first: dict[str, int] = {}
+    problems = []
+    for i, r in enumerate(rules):
+        name = r.get("name") if isinstance(r, dict) else None
+        if not isinstance(name, str):
+            continue
+        if name in first:
+            j = first[name]
+            problems.append(f"{source}:{marks.get(('rules', i, 'name'), '?')}: rules[{i}].name: duplicate rule name "
+                            f"{name!r} (first defined in rules[{j}] at line {marks.get(('rules', j, 'name'), '?')})")
+        else:
+            first[name] = i
+    return problems
+
+
 def _substitute_env(data: Any, env: Mapping[str, str], missing: list[str]) -> Any:
     if isinstance(data, str):
-        def repl(m: re.Match[str]) -> str:
-            name, default = m.group(1), m.group(2)
-            if name in env and env[name] != "":
-                return env[name]
-            if default is not None:
-                return default
-            missing.append(name)
-            return ""
-
-        return _ENV_RE.sub(repl, data)
+        return _expand(data, env, missing) if "${" in data else data
     if isinstance(data, list):
         return [_substitute_env(x, env, missing) for x in data]
     if isinstance(data, dict):
@@ -376,7 +643,7 @@ def _model_fields_for(loc: tuple[Any, ...]) -> list[str]:
         model = next((a for a in inner if isinstance(a, type) and issubclass(a, BaseModel)), None)
         if model is None:
             return []
-    return [fi.alias or n for n, fi in model.model_fields.items() if n != "source"]
+    return [fi.alias or n for n, fi in model.model_fields.items() if not fi.exclude]  # internal: source, warnings
 
 
 def _explain(err: Mapping[str, Any], data: Any) -> str:
@@ -418,9 +685,11 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         raise ConfigError(f"{source}:1: the top level must be a mapping (rules:, receivers:, ...)")
     marks: dict[tuple[Any, ...], int] = {}
     if node is not None:
+        _check_nodes(node, source)
         _collect_marks(node, (), marks)
     missing: list[str] = []
     data = _substitute_env(data, env, missing)
+    duplicates = _duplicate_rule_names(data, marks, source)
     try:
         cfg = Config.model_validate(data)
     except ValidationError as e:
@@ -428,11 +697,20 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         problems = []
         for err in e.errors():
             loc = tuple(err.get("loc", ()))
+            if not loc and duplicates and "duplicate rule name" in str(err.get("msg")):
+                continue  # reported below with the line of the second definition
             line = m.line_for(tuple(_ALIASES.get(p, p) if isinstance(p, str) else p for p in loc))
             where = f"{source}:{line}" if line else source
             problems.append(f"{where}: {_format_loc(loc)}: {_explain(err, data)}")
+        problems += duplicates
         raise ConfigError(problems[0] if len(problems) == 1 else f"{len(problems)} problems in {source}:\n  " + "\n  ".join(problems), problems) from None
     cfg.source = source
+    for r in cfg.receivers:
+        if r.discord is not None and not r.discord.webhook_url:
+            cfg.warnings.append(f"receiver {r.name!r}: no Discord webhook URL (environment variable not set); "
+                                f"its notifications go to the console instead")
+        if r.webhook is not None and not r.webhook.url:
+            cfg.warnings.append(f"receiver {r.name!r}: no webhook URL; its notifications go to the console instead")
     return cfg
 
 

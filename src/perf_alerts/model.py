@@ -133,6 +133,7 @@ class Alert:
     acknowledged_at: float | None = None
     acknowledged_by: str | None = None
     escalation_level: int = 0
+    escalated_at: float | None = None
     fire_count: int = 0
 
     @property
@@ -168,3 +169,21 @@ def sort_worst_first(alerts: list[Alert]) -> list[Alert]:
         alerts,
         key=lambda a: (-state_rank[a.state], -a.severity.rank, a.started_at or a.active_since or 0.0),
     )
+
+
+def alert_snapshot(a: Alert) -> dict[str, Any]:
+    """Every field, raw (Unix seconds, enum values): what a notification stores in the outbox."""
+    from dataclasses import asdict
+
+    d = asdict(a)
+    d["state"] = a.state.value
+    d["severity"] = a.severity.value
+    return d
+
+
+def alert_from_snapshot(d: Mapping[str, Any]) -> Alert:
+    fields = dict(d)
+    fields["state"] = AlertState(fields["state"])
+    fields["severity"] = Severity(fields["severity"])
+    known = Alert.__dataclass_fields__
+    return Alert(**{k: v for k, v in fields.items() if k in known})

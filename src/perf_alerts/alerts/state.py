@@ -108,7 +108,7 @@ def apply_results(rule: Rule, results: Iterable[SeriesResult], current: dict[str
 
 def _fire(a: Alert, at: float) -> Alert:
     return replace(a, state=AlertState.FIRING, started_at=at, resolved_at=None, cleared_at=None, acknowledged_at=None,
-                   acknowledged_by=None, escalation_level=0, fire_count=a.fire_count + 1)
+                   acknowledged_by=None, escalation_level=0, escalated_at=None, fire_count=a.fire_count + 1)
 
 
 def _inactive(rule: Rule, a: Alert, at: float) -> tuple[list[Alert], list[str], list[Transition]]:

@@ -148,9 +148,12 @@ def collect(as_json: bool = typer.Option(False, "--json")) -> None:
 def _parse_at(at: Optional[str]) -> Optional[float]:
     if at is None:
         return None
-    from perf_alerts.timeutil import SystemClock, parse_time_arg
+    from perf_alerts.timeutil import SystemClock, TimeParseError, parse_time_arg
 
-    return parse_time_arg(at, SystemClock())
+    ts = parse_time_arg(at, SystemClock())
+    if not -62135596800.0 <= ts <= 253402300799.0:  # years 1..9999: beyond is a unit mistake
+        raise TimeParseError(f"time {at!r} is out of range (milliseconds? use Unix seconds or ISO 8601)")
+    return ts
 
 
 @app.command()
@@ -163,13 +166,18 @@ def evaluate(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Run one evaluation cycle of the rules and show what changed."""
+    if fail_on:
+        _fail_on(fail_on, [])  # a bad level is a usage error before anything is evaluated
     s = system()
     res = s.evaluate(at=_parse_at(at), group=group)
     delivery = None
     if not no_notify:
-        notify = _notifier()
+        from perf_alerts.notify_hook import notifier
+
+        notify = notifier()
         if notify is not None:
-            delivery = notify(s, res)
+            # console notifications go to stderr when stdout carries JSON
+            delivery = notify(s, res, console_write=out.stderr_line if as_json else None)
     if as_json:
         d = res.to_dict()
         d["alerts"] = [a.to_dict() for a in res.active]
@@ -186,6 +194,8 @@ def evaluate(
                  f"{firing} firing, {pending} pending, {len(res.transitions)} transitions")
         for e in res.errors:
             out.warn(e)
+        if delivery is not None:
+            _print_delivery(delivery)
     if fail_on:
         _fail_on(fail_on, res.active)
 
@@ -195,6 +205,17 @@ def _notifier() -> Optional[Callable[[Any, Any], Any]]:
     from perf_alerts.notify_hook import notifier
 
     return notifier()
+
+
+def _print_delivery(d: dict[str, Any]) -> None:
+    if d.get("created") or d.get("delivered") or d.get("still_pending"):
+        out.line(f"notifications: {d['created']} queued, {d['delivered']} delivered, {d['failed']} to retry, "
+                 f"{d['dead']} dead, {d['still_pending']} still pending ({d['requests']} requests, "
+                 f"{d['rate_limited']} rate-limited)")
+    for name, reason in (d.get("disabled") or {}).items():
+        out.error(f"receiver {name} is DISABLED ({reason}); fix its webhook and restart — nothing is sent to it")
+    for e in d.get("errors", [])[:5]:
+        out.warn(e)
 
 
 def _fail_on(level: str, alerts: list[Any]) -> None:
@@ -465,6 +486,130 @@ def backtest(
     ])
 
 
+# --------------------------------------------------------------------------- notifications
+
+
+@app.command()
+@handled
+def notifications(
+    state_: Optional[str] = typer.Option(None, "--state", help="pending, failed, delivered or dead."),
+    limit: int = typer.Option(50, "--limit"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Notifications in the outbox with their delivery state (newest first)."""
+    from perf_alerts.notify.outbox import STATES, Outbox
+    from perf_alerts.notify.pipeline import Notifier
+
+    if state_ is not None and state_ not in STATES:
+        out.error(f"--state: unknown state {state_!r}; valid: {', '.join(STATES)}")
+        raise typer.Exit(2)
+    s = system()
+    items = Outbox(s.store).list(state_, limit)
+    disabled = Notifier(s).disabled_receivers()
+    if as_json:
+        out.emit_json([n.to_dict() for n in items])
+        return
+    for name, reason in disabled.items():
+        out.error(f"receiver {name} is DISABLED: {reason}")
+    if not items:
+        out.line("no notifications")
+        return
+    out.table(None, ["id", "receiver", "kind", "state", "attempts", "alerts", "message ids", "created", "error"], [
+        (n.id, n.receiver, n.kind, n.state, n.attempts, len(n.fingerprints), ",".join(n.message_ids)[:40],
+         _iso(n.created_at), (n.last_error or "")[:60]) for n in items
+    ])
+
+
+@app.command()
+@handled
+def deliver(
+    deadline: Optional[str] = typer.Option(None, "--deadline", help="Keep retrying this long (default delivery.cli_deadline)."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Send the notifications that are due (after an outage, or a run with --no-notify)."""
+    from perf_alerts.notify.pipeline import Notifier
+
+    s = system()
+    n = Notifier(s, console_write=out.stderr_line if as_json else None)
+    limit = _duration_opt(deadline, "--deadline") if deadline else s.config.delivery.cli_deadline
+    plan, rep = n.flush(s.clock.now(), limit)
+    d = {**plan.to_dict(), **rep.to_dict(), "still_pending": n.outbox.open_count(), "disabled": n.disabled_receivers()}
+    if as_json:
+        out.emit_json(d)
+    else:
+        _print_delivery(d)
+
+
+silence_app = typer.Typer(help="Silence alerts by label matchers for a while (persisted).", no_args_is_help=True)
+app.add_typer(silence_app, name="silence")
+
+
+@silence_app.command("add")
+@handled
+def silence_add(
+    matchers: list[str] = typer.Argument(..., help='Matchers like agent=researcher or alertname=~"High.*".'),
+    duration: str = typer.Option("2h", "--duration", "-d"),
+    comment: str = typer.Option("", "--comment", "-m"),
+    by: str = typer.Option(os.environ.get("USER", "cli"), "--by"),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Create a silence starting now."""
+    from perf_alerts.notify.silence import SilenceError, add_silence
+
+    s = system()
+    now = s.clock.now()
+    try:
+        sil = add_silence(s.store, matchers, now, now + _duration_opt(duration, "--duration"), by, comment, now)
+    except SilenceError as e:
+        out.error(str(e))
+        raise typer.Exit(2) from None
+    if as_json:
+        out.emit_json(sil.to_dict(now))
+    else:
+        out.line(f"silence {sil.id} until {_iso(sil.ends_at)}: {', '.join(sil.to_dict()['matchers'])}")
+
+
+@silence_app.command("list")
+@handled
+def silence_list(
+    all_: bool = typer.Option(False, "--all", help="Include expired silences."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """List silences."""
+    from perf_alerts.notify.silence import list_silences
+
+    s = system()
+    now = s.clock.now()
+    items = [x for x in list_silences(s.store) if all_ or x.state(now) != "expired"]
+    if as_json:
+        out.emit_json([x.to_dict(now) for x in items])
+        return
+    if not items:
+        out.line("no silences")
+        return
+    out.table(None, ["id", "state", "matchers", "ends", "by", "comment"], [
+        (x.id, x.state(now), ", ".join(x.to_dict()["matchers"]), _iso(x.ends_at), x.created_by, x.comment) for x in items
+    ])
+
+
+@silence_app.command("expire")
+@handled
+def silence_expire(silence_id: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
+    """End a silence now."""
+    from perf_alerts.notify.silence import SilenceError, expire_silence
+
+    s = system()
+    try:
+        sil = expire_silence(s.store, silence_id, s.clock.now())
+    except SilenceError as e:
+        out.error(str(e))
+        raise typer.Exit(2) from None
+    if as_json:
+        out.emit_json(sil.to_dict(s.clock.now()))
+    else:
+        out.line(f"silence {sil.id} expired")
+
+
 # --------------------------------------------------------------------------- demo
 
 
@@ -481,6 +626,11 @@ def demo(
     rep = run_demo(out_dir=out_dir, db=state.db, config=state.config, fast=fast, echo=None if as_json else out.line)
     if as_json:
         out.emit_json(rep)
+
+
+from perf_alerts.cli.crew_cmd import crew_app  # noqa: E402  (crewai is imported inside its commands only)
+
+app.add_typer(crew_app, name="crew")
 
 
 def main() -> None:

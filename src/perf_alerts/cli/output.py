@@ -23,6 +23,10 @@ def warn(message: str) -> None:
     sys.stderr.write(f"perf-alerts: warning: {redact(message)}\n")
 
 
+def stderr_line(text: str) -> None:
+    sys.stderr.write(text + "\n")
+
+
 def console() -> Any:
     from rich.console import Console
 

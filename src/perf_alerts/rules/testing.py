@@ -21,6 +21,7 @@ Each test runs in its own scratch store; the rules are evaluated every
 
 from __future__ import annotations
 
+import math
 import re
 import tempfile
 from dataclasses import dataclass, field
@@ -86,7 +87,35 @@ def expand_values(text: str) -> list[float | None]:
             out.append(float(tok))
         except ValueError:
             raise RuleTestError(f"cannot parse value {tok!r} (use numbers, _ and a+bxn)") from None
+    if not all(v is None or math.isfinite(v) for v in out):
+        raise RuleTestError(f"values {text!r}: every value must be a finite number (use _ for a missing sample)")
     return out
+
+
+def _mapping(x: Any, what: str) -> dict[str, Any]:
+    if x is None:
+        return {}
+    if not isinstance(x, dict):
+        raise RuleTestError(f"{what}: expected a mapping, got {type(x).__name__}")
+    return x
+
+
+def _mappings(x: Any, what: str) -> list[dict[str, Any]]:
+    if x is None:
+        return []
+    if not isinstance(x, list):
+        raise RuleTestError(f"{what}: expected a list, got {type(x).__name__}")
+    return [_mapping(item, f"{what}[{i}]") for i, item in enumerate(x)]
+
+
+def _interval(x: Any, what: str) -> float:
+    try:
+        v = parse_duration(x)
+    except TimeParseError as e:
+        raise RuleTestError(f"{what}: {e}") from None
+    if v <= 0:
+        raise RuleTestError(f"{what}: must be > 0, got {x!r}")
+    return v
 
 
 @dataclass
@@ -98,6 +127,8 @@ class RuleTestOutcome:
 
 def _load_rules(spec: dict[str, Any], base: Path, default: Config | None) -> Config:
     files = spec.get("rule_files")
+    if isinstance(files, str):
+        files = [files]
     if not files:
         if default is None:
             return load_config(None)
@@ -127,11 +158,14 @@ def run_rule_tests(path: str | Path, default: Config | None = None) -> list[Rule
         raise ConfigError(f"{p}: expected a mapping with a 'tests:' list")
     config = _load_rules(spec, p.parent, default)
     try:
-        default_interval = parse_duration(spec.get("evaluation_interval", "1m"))
-    except TimeParseError as e:
-        raise ConfigError(f"{p}: evaluation_interval: {e}") from None
+        default_interval = _interval(spec.get("evaluation_interval", "1m"), "evaluation_interval")
+    except RuleTestError as e:
+        raise ConfigError(f"{p}: {e}") from None
     outcomes = []
     for i, test in enumerate(spec["tests"]):
+        if not isinstance(test, dict):
+            outcomes.append(RuleTestOutcome(f"test {i + 1}", False, [f"{p}: tests[{i}]: expected a mapping"]))
+            continue
         name = str(test.get("name", f"test {i + 1}"))
         try:
             outcomes.append(_run_one(name, test, config, default_interval))
@@ -141,17 +175,17 @@ def run_rule_tests(path: str | Path, default: Config | None = None) -> list[Rule
 
 
 def _run_one(name: str, test: dict[str, Any], config: Config, eval_interval: float) -> RuleTestOutcome:
-    interval = parse_duration(test.get("interval", eval_interval))
+    interval = _interval(test.get("interval", eval_interval), "interval")
     with tempfile.TemporaryDirectory(prefix="perf-alerts-test-") as tmp:
         store = Store(Path(tmp) / "t.db")
         samples = []
-        for s in test.get("input_series", []) or []:
+        for s in _mappings(test.get("input_series"), "input_series"):
             metric, labels = parse_series(str(s.get("series", "")))
             for k, v in enumerate(expand_values(s.get("values", ""))):
                 if v is not None:
                     samples.append(Sample(metric, labels, k * interval, v))
         store.insert_samples(samples)
-        checks = test.get("alert_rule_test", []) or []
+        checks = _mappings(test.get("alert_rule_test"), "alert_rule_test")
         eval_times = sorted({parse_duration(c.get("eval_time", 0)) for c in checks})
         snapshots: dict[float, dict[str, list[Alert]]] = {}
         evaluator = Evaluator(store, config, SeriesIndex(store))
@@ -178,11 +212,11 @@ def _run_one(name: str, test: dict[str, Any], config: Config, eval_interval: flo
             failures.append(f"eval_time {c.get('eval_time')}: unknown alertname {alertname!r}")
             continue
         got = snapshots.get(at, {}).get(alertname, [])
-        expected = c.get("exp_alerts") or []
+        expected = _mappings(c.get("exp_alerts"), "exp_alerts")
         unmatched = list(got)
         for exp in expected:
-            exp_labels = {str(k): str(v) for k, v in (exp.get("exp_labels") or {}).items()}
-            exp_ann = {str(k): str(v) for k, v in (exp.get("exp_annotations") or {}).items()}
+            exp_labels = {str(k): str(v) for k, v in _mapping(exp.get("exp_labels"), "exp_labels").items()}
+            exp_ann = {str(k): str(v) for k, v in _mapping(exp.get("exp_annotations"), "exp_annotations").items()}
             hit = next((a for a in unmatched if _labels_match(a.labels, exp_labels)
                         and all(a.annotations.get(k) == v for k, v in exp_ann.items())), None)
             if hit is None:

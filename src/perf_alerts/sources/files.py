@@ -10,6 +10,7 @@ and writes in batches, so a file streams in at a few hundred thousand rows per s
 
 from __future__ import annotations
 
+import codecs
 import csv
 import json
 import math
@@ -65,6 +66,30 @@ class IngestError(Exception):
 
 
 _UTC = timezone.utc
+# the range a timestamp can be shown in (datetime years 1..9999); beyond it is a unit mistake
+_MIN_TS = -62135596800.0
+_MAX_TS = 253402300799.0
+
+
+def _check_ts(ts: float, raw: object) -> float:
+    if not _MIN_TS <= ts <= _MAX_TS:
+        hint = " (milliseconds? use Unix seconds)" if ts > _MAX_TS else ""
+        raise TimeParseError(f"timestamp {raw!r} is out of range{hint}")
+    return ts
+
+
+def _decoded_lines(fh: Any, report: IngestReport) -> Any:
+    """Decode a binary file line by line, so one line that is not UTF-8 costs that line, not the file."""
+    for n, raw in enumerate(fh, 1):
+        if n == 1 and raw.startswith(codecs.BOM_UTF8):
+            raw = raw[len(codecs.BOM_UTF8):]
+        try:
+            yield raw.decode("utf-8")
+        except UnicodeDecodeError as e:
+            if n == 1:
+                raise
+            report.add_error(n, f"not UTF-8 text: {e.reason} at byte {e.start}")
+            yield "\n"  # an empty row keeps the csv reader's line count in step
 
 
 def _fast_ts(text: str) -> float:
@@ -83,10 +108,10 @@ def _fast_ts(text: str) -> float:
             ) from None
         if dt.tzinfo is None:
             dt = dt.replace(tzinfo=_UTC)
-        return dt.timestamp()
+        return _check_ts(dt.timestamp(), text)
     if not math.isfinite(v):
         raise TimeParseError(f"invalid timestamp {text!r}")
-    return v
+    return _check_ts(v, text)
 
 
 class _Writer:
@@ -124,13 +149,13 @@ def ingest_csv(store: Store, path: Path, progress: Callable[[int], None] | None 
     src = str(path)
     report = IngestReport(src)
     try:
-        fh = open(path, newline="", encoding="utf-8")
+        fh = open(path, "rb")
     except FileNotFoundError:
         raise IngestError(f"{src}: file not found") from None
     except OSError as e:
         raise IngestError(f"{src}: cannot open: {e.strerror}") from None
     with fh:
-        reader = csv.reader(fh)
+        reader = csv.reader(_decoded_lines(fh, report))
         try:
             header = next(reader)
         except StopIteration:
@@ -138,6 +163,9 @@ def ingest_csv(store: Store, path: Path, progress: Callable[[int], None] | None 
         except (csv.Error, UnicodeDecodeError) as e:
             raise IngestError(f"{src}:1: unreadable header: {e}") from None
         cols = [h.strip() for h in header]
+        dup = sorted({c for c in cols if cols.count(c) > 1})
+        if dup:
+            raise IngestError(f"{src}:1: duplicate column {', '.join(map(repr, dup))} in the header")
         missing = [c for c in ("timestamp", "metric", "value") if c not in cols]
         if missing:
             raise IngestError(
@@ -207,7 +235,7 @@ def ingest_jsonl(store: Store, path: Path, progress: Callable[[int], None] | Non
     src = str(path)
     report = IngestReport(src)
     try:
-        fh = open(path, encoding="utf-8", errors="strict")
+        fh = open(path, "rb")
     except FileNotFoundError:
         raise IngestError(f"{src}: file not found") from None
     except OSError as e:
@@ -216,16 +244,15 @@ def ingest_jsonl(store: Store, path: Path, progress: Callable[[int], None] | Non
     good_metrics: set[str] = set()
     with fh:
         lineno = 0
-        while True:
-            try:
-                line = fh.readline()
-            except UnicodeDecodeError as e:
-                lineno += 1
-                report.add_error(lineno, f"not UTF-8 text: {e.reason}")
-                break
-            if not line:
-                break
+        for raw in fh:
             lineno += 1
+            if lineno == 1 and raw.startswith(codecs.BOM_UTF8):
+                raw = raw[len(codecs.BOM_UTF8):]
+            try:
+                line = raw.decode("utf-8")
+            except UnicodeDecodeError as e:
+                report.add_error(lineno, f"not UTF-8 text: {e.reason} at byte {e.start}")
+                continue
             if not line.strip():
                 continue
             try:
@@ -259,7 +286,7 @@ def ingest_jsonl(store: Store, path: Path, progress: Callable[[int], None] | Non
                 report.add_error(lineno, f"value: must be finite, got {raw_v!r}")
                 continue
             try:
-                ts = parse_timestamp(obj["timestamp"])
+                ts = _check_ts(parse_timestamp(obj["timestamp"]), obj["timestamp"])
             except TimeParseError as e:
                 report.add_error(lineno, f"timestamp: {e}")
                 continue

@@ -57,6 +57,7 @@ CREATE TABLE IF NOT EXISTS alerts (
     acknowledged_at  REAL,
     acknowledged_by  TEXT,
     escalation_level INTEGER NOT NULL DEFAULT 0,
+    escalated_at     REAL,
     fire_count       INTEGER NOT NULL DEFAULT 0
 );
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state);
@@ -76,12 +77,58 @@ CREATE TABLE IF NOT EXISTS kv (
     key   TEXT PRIMARY KEY,
     value TEXT NOT NULL
 );
+CREATE TABLE IF NOT EXISTS silences (
+    id         TEXT PRIMARY KEY,
+    matchers   TEXT NOT NULL,
+    starts_at  REAL NOT NULL,
+    ends_at    REAL NOT NULL,
+    created_by TEXT NOT NULL,
+    comment    TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS notify_groups (
+    key          TEXT PRIMARY KEY,
+    receiver     TEXT NOT NULL,
+    group_labels TEXT NOT NULL,
+    first_seen   REAL NOT NULL,
+    last_sent_at REAL,
+    sent_firing  TEXT NOT NULL DEFAULT '[]',
+    route        TEXT NOT NULL DEFAULT '{}'
+);
+CREATE TABLE IF NOT EXISTS notifications (
+    id              INTEGER PRIMARY KEY,
+    receiver        TEXT NOT NULL,
+    kind            TEXT NOT NULL,
+    group_key       TEXT NOT NULL,
+    created_at      REAL NOT NULL,
+    body            TEXT NOT NULL,
+    state           TEXT NOT NULL,
+    attempts        INTEGER NOT NULL DEFAULT 0,
+    next_attempt_at REAL NOT NULL,
+    last_error      TEXT,
+    message_ids     TEXT NOT NULL DEFAULT '[]',
+    delivered_at    REAL
+);
+CREATE INDEX IF NOT EXISTS notifications_due ON notifications (state, next_attempt_at);
+CREATE TABLE IF NOT EXISTS message_refs (
+    receiver        TEXT NOT NULL,
+    fingerprint     TEXT NOT NULL,
+    message_id      TEXT NOT NULL,
+    notification_id INTEGER NOT NULL,
+    PRIMARY KEY (receiver, fingerprint)
+);
+CREATE TABLE IF NOT EXISTS receiver_status (
+    receiver    TEXT PRIMARY KEY,
+    target_hash TEXT NOT NULL,
+    disabled_at REAL NOT NULL,
+    reason      TEXT NOT NULL
+);
 """
 
 _ALERT_COLS = (
     "fingerprint", "rule", "state", "severity", "labels", "annotations", "value", "threshold", "window",
     "active_since", "started_at", "resolved_at", "last_eval_at", "last_true_at", "cleared_at", "acknowledged_at",
-    "acknowledged_by", "escalation_level", "fire_count",
+    "acknowledged_by", "escalation_level", "escalated_at", "fire_count",
 )
 
 
@@ -312,6 +359,7 @@ class Store:
             acknowledged_at=d["acknowledged_at"],
             acknowledged_by=d["acknowledged_by"],
             escalation_level=int(d["escalation_level"]),
+            escalated_at=d["escalated_at"],
             fire_count=int(d["fire_count"]),
         )
 
@@ -321,7 +369,7 @@ class Store:
             a.fingerprint, a.rule, a.state.value, a.severity.value,
             json.dumps(a.labels, sort_keys=True), json.dumps(a.annotations, sort_keys=True),
             a.value, a.threshold, a.window, a.active_since, a.started_at, a.resolved_at, a.last_eval_at,
-            a.last_true_at, a.cleared_at, a.acknowledged_at, a.acknowledged_by, a.escalation_level, a.fire_count,
+            a.last_true_at, a.cleared_at, a.acknowledged_at, a.acknowledged_by, a.escalation_level, a.escalated_at, a.fire_count,
         )
 
     def load_alerts(

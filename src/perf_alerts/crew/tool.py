@@ -1,0 +1,520 @@
+"""The CrewAI tools: `AdvancedPerformanceAnalyticsTool` (every perf-alerts action) and
+`DiscordAlertTool` (an ad-hoc message through the notification pipeline).
+
+Both are thin over the same core the CLI uses (`PerfAlerts`, `insights`,
+`analytics.recommend`, `manage.summary`, `notify_hook`), on the same store and config
+(`PERF_ALERTS_DB` / `PERF_ALERTS_CONFIG` unless given). Every call returns a `StepResult`
+sized for an LLM context; bad arguments and failures become `fail` results, never
+exceptions. The work is synchronous (SQLite), so the tools run the same from CrewAI's
+worker threads and from inside a running event loop.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import threading
+from typing import Any, Callable, Optional, Union
+
+from crewai.tools import BaseTool
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
+
+from perf_alerts.crew.result import StepResult
+
+ACTIONS: tuple[str, ...] = ("analyze", "alerts", "optimize", "predict", "executive_summary", "dashboard")
+SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
+LABEL_FILTERS: tuple[str, ...] = ("crew", "task", "model", "tool")
+DEFAULT_LOOKBACK_HOURS = 24.0
+DEFAULT_HORIZON_HOURS = 6.0
+MAX_HOURS = 24.0 * 90
+MAX_RESULT_CHARS = 7000  # ≈ 1,750 tokens at 4 chars/token: leaves room in a 2,000-token budget
+TOP = 8
+
+Hours = Optional[Union[float, str]]
+
+
+def _never_cache(_args: Any = None, _result: Any = None) -> bool:
+    """Results depend on live state (alerts, the clock): CrewAI must not serve them from its cache."""
+    return False
+
+
+# --------------------------------------------------------------------------- shared helpers
+
+
+def _r(x: Any, digits: int = 3) -> Any:
+    if isinstance(x, float):
+        if not math.isfinite(x):
+            return None
+        if x == 0 or abs(x) >= 1:
+            return round(x, digits if abs(x) < 1000 else 1)
+        return float(f"{x:.{digits}g}")
+    return x
+
+
+def _round_all(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {k: _round_all(v) for k, v in x.items()}
+    if isinstance(x, list):
+        return [_round_all(v) for v in x]
+    return _r(x)
+
+
+def fit_budget(data: dict[str, Any], max_chars: int = MAX_RESULT_CHARS) -> dict[str, Any]:
+    """Shrink the longest lists until the JSON fits `max_chars`; say that it was shortened."""
+    data = _round_all(data)
+
+    def size(d: Any) -> int:
+        return len(json.dumps(d, separators=(",", ":"), ensure_ascii=False))
+
+    if size(data) <= max_chars:
+        return data
+    truncated = False
+    for _ in range(60):
+        if size(data) <= max_chars:
+            break
+        # find the longest list anywhere (by serialized size) and halve it
+        best: tuple[int, Any, Any] | None = None
+        stack: list[Any] = [data]
+        while stack:
+            node = stack.pop()
+            items = node.items() if isinstance(node, dict) else enumerate(node) if isinstance(node, list) else []
+            for k, v in items:
+                if isinstance(v, list) and len(v) > 1:
+                    s = size(v)
+                    if best is None or s > best[0]:
+                        best = (s, node, k)
+                if isinstance(v, (dict, list)):
+                    stack.append(v)
+        if best is None:
+            break
+        _, parent, key = best
+        lst = parent[key]
+        parent[key] = lst[: max(1, len(lst) // 2)]
+        truncated = True
+    if size(data) > max_chars:  # long strings: clip them
+        def clip(x: Any) -> Any:
+            if isinstance(x, str) and len(x) > 300:
+                return x[:297] + "..."
+            if isinstance(x, dict):
+                return {k: clip(v) for k, v in x.items()}
+            if isinstance(x, list):
+                return [clip(v) for v in x]
+            return x
+
+        data = clip(data)
+        truncated = True
+    if truncated:
+        data["truncated"] = "lists shortened to fit an LLM context; narrow with agent/label filters for detail"
+    return data
+
+
+def _hours(value: Any, name: str, default: float) -> float:
+    """Hours from a number or a duration text ('24', '36h', '2d', '90m')."""
+    if value is None or value == "":
+        return default
+    if isinstance(value, bool):
+        raise ValueError(f"{name} must be a number of hours (e.g. 24), got {value!r}")
+    if isinstance(value, (int, float)):
+        h = float(value)
+    else:
+        text = str(value).strip().lower()
+        try:
+            h = float(text)
+        except ValueError:
+            from perf_alerts.timeutil import TimeParseError, parse_duration
+
+            try:
+                h = parse_duration(text.replace(" ", "").replace("hours", "h").replace("hour", "h")
+                                   .replace("days", "d").replace("day", "d")) / 3600.0
+            except TimeParseError:
+                raise ValueError(f"{name} must be a number of hours (e.g. 24) or a duration like 36h or 2d, "
+                                 f"got {value!r}") from None
+    if not math.isfinite(h) or h <= 0 or h > MAX_HOURS:
+        raise ValueError(f"{name} must be between 0 and {MAX_HOURS:g} hours, got {value!r}")
+    return h
+
+
+class _SystemMixin:
+    """The PerfAlerts system a tool works on: injected, or built from config/db (env by default)."""
+
+    def _get_system(self) -> Any:
+        with self._system_lock:  # type: ignore[attr-defined]
+            if self._system is None:  # type: ignore[has-type]
+                from perf_alerts.core import PerfAlerts
+
+                self._system = PerfAlerts(config=getattr(self, "config_path", None), db=getattr(self, "db_path", None))
+            return self._system
+
+
+def _alert_view(a: Any) -> dict[str, Any]:
+    from perf_alerts.timeutil import iso
+
+    labels = {k: v for k, v in a.labels.items() if k not in ("alertname", "severity")}
+    d: dict[str, Any] = {"rule": a.rule, "state": a.state.value, "severity": a.severity.value, "labels": labels,
+                         "value": _r(a.value), "threshold": a.threshold,
+                         "since": iso(a.started_at if a.state.value == "firing" else a.active_since),
+                         "fingerprint": a.fingerprint}
+    if a.annotations.get("summary"):
+        d["summary"] = a.annotations["summary"]
+    if a.acknowledged:
+        d["acknowledged"] = True
+    return d
+
+
+def _delivery_view(report: Any) -> Any:
+    from perf_alerts.crew.result import jsonable
+
+    d = jsonable(report)
+    return d
+
+
+# --------------------------------------------------------------------------- the analytics tool
+
+
+class PerformanceAnalyticsArgs(BaseModel):
+    """Arguments of `advanced_performance_analytics` (lenient types; checked with clear messages)."""
+
+    model_config = ConfigDict(extra="ignore")
+
+    action: str = Field(
+        ...,
+        description="What to do: analyze (health, findings, trends, anomalies), alerts (evaluate the rules now "
+                    "and list firing/pending alerts), optimize (recommendations with evidence), predict "
+                    "(forecasts and predicted threshold breaches), executive_summary (the period's summary), "
+                    "dashboard (snapshot: firing alerts, health per agent, recent history).",
+        json_schema_extra={"enum": list(ACTIONS)},
+    )
+    lookback_hours: Hours = Field(None, description="Hours of history to analyse (default 24).")
+    horizon_hours: Hours = Field(None, description="predict: hours ahead to forecast (default 6).")
+    agent: Optional[str] = Field(None, description="Only this agent (its role as recorded in the metrics).")
+    crew: Optional[str] = Field(None, description="Only this crew.")
+    task: Optional[str] = Field(None, description="Only this task.")
+    model: Optional[str] = Field(None, description="Only this LLM model.")
+    tool: Optional[str] = Field(None, description="Only this tool.")
+    labels: Optional[dict[str, str]] = Field(None, description="Other label filters, e.g. {\"host\": \"web-1\"}.")
+    send_notifications: Optional[bool] = Field(
+        False, description="alerts / executive_summary: also deliver through the notification pipeline (Discord).")
+
+
+class AdvancedPerformanceAnalyticsTool(_SystemMixin, BaseTool):
+    """Performance analytics and alerting over the shared perf-alerts store."""
+
+    name: str = "advanced_performance_analytics"
+    description: str = (
+        "Performance analytics and alerting for AI agent crews, over the shared perf-alerts metric store. "
+        "Pass `action` = one of analyze, alerts, optimize, predict, executive_summary, dashboard; optional "
+        "lookback_hours (default 24), horizon_hours (predict, default 6), agent / crew / task / model / tool "
+        "filters, send_notifications (alerts, executive_summary). Returns compact JSON: "
+        '{"success", "status", "data", "error"}.'
+    )
+    args_schema: type[BaseModel] = PerformanceAnalyticsArgs
+    result_schema: Optional[type[BaseModel]] = StepResult
+    cache_function: Callable[..., bool] = _never_cache
+    config_path: Optional[str] = Field(default=None, description="perf-alerts config (default: PERF_ALERTS_CONFIG).")
+    db_path: Optional[str] = Field(default=None, description="perf-alerts store (default: PERF_ALERTS_DB).")
+    _system: Any = PrivateAttr(default=None)
+    _system_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def __init__(self, system: Any = None, **data: Any) -> None:
+        super().__init__(**data)
+        self._system = system
+
+    # BaseTool.run validates arguments first; a validation error becomes a `fail` result here
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().run(*args, **kwargs)
+        except ValueError as e:
+            return StepResult.fail(f"invalid arguments: {e}. Valid actions: {', '.join(ACTIONS)}",
+                                   valid_actions=list(ACTIONS))
+
+    def _run(self, action: str = "", lookback_hours: Hours = None, horizon_hours: Hours = None,
+             agent: Optional[str] = None, crew: Optional[str] = None, task: Optional[str] = None,
+             model: Optional[str] = None, tool: Optional[str] = None, labels: Optional[dict[str, str]] = None,
+             send_notifications: Optional[bool] = False, **_ignored: Any) -> StepResult:
+        act = (action or "").strip().lower().replace("-", "_").replace(" ", "_")
+        if act not in ACTIONS:
+            import difflib
+
+            close = difflib.get_close_matches(act, ACTIONS, n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            return StepResult.fail(f"unknown action {action!r}{hint}; valid actions: {', '.join(ACTIONS)}",
+                                   valid_actions=list(ACTIONS))
+        try:
+            lookback = _hours(lookback_hours, "lookback_hours", DEFAULT_LOOKBACK_HOURS) * 3600.0
+            horizon = _hours(horizon_hours, "horizon_hours", DEFAULT_HORIZON_HOURS) * 3600.0
+            filt = self._filters(crew, task, model, tool, labels)
+        except ValueError as e:
+            return StepResult.fail(str(e))
+        agent = agent.strip() if isinstance(agent, str) and agent.strip() else None
+        try:
+            system = self._get_system()
+            handler = getattr(self, f"_do_{act}")
+            data = handler(system, lookback=lookback, horizon=horizon, agent=agent, labels=filt,
+                           send=bool(send_notifications))
+        except Exception as e:  # an action must never raise into the agent loop
+            from perf_alerts.config import ConfigError
+
+            if isinstance(e, ConfigError):
+                return StepResult.fail(f"{act}: configuration problem: {e}")
+            return StepResult.fail(f"{act} failed: {type(e).__name__}: {e}")
+        if isinstance(data, StepResult):
+            return data
+        status = data.pop("_status", "ok")
+        note = data.pop("_note", None)
+        data = fit_budget({"action": act, **data})
+        if status == "uncertain":
+            return StepResult.uncertain(note or "little data", data)
+        return StepResult.ok(data)
+
+    @staticmethod
+    def _filters(crew: Optional[str], task: Optional[str], model: Optional[str], tool: Optional[str],
+                 labels: Optional[dict[str, str]]) -> dict[str, str] | None:
+        out: dict[str, str] = {}
+        if labels:
+            if not isinstance(labels, dict):
+                raise ValueError("labels must be a mapping of label name to value, e.g. {\"crew\": \"content_crew\"}")
+            out.update({str(k): str(v) for k, v in labels.items() if v is not None})
+        for k, v in (("crew", crew), ("task", task), ("model", model), ("tool", tool)):
+            if isinstance(v, str) and v.strip():
+                out[k] = v.strip()
+        if "agent" in out:
+            raise ValueError("filter by agent with the `agent` parameter, not labels")
+        return out or None
+
+    # -- actions ---------------------------------------------------------------------
+    def _do_analyze(self, system: Any, *, lookback: float, agent: str | None, labels: dict[str, str] | None,
+                    **_: Any) -> dict[str, Any]:
+        rep = system.analyze(lookback=lookback, agent=agent, labels=labels)
+        agents = []
+        for name, h in rep["agents"].items():
+            weakest = min((c for c in h["components"] if c["score"] is not None), key=lambda c: c["score"], default=None)
+            agents.append({"agent": name, "score": h["score"], "status": h["status"],
+                           "weakest": None if weakest is None else f"{weakest['name']}: {weakest['evidence']}"})
+        agents.sort(key=lambda d: (d["score"] is None, d["score"] if d["score"] is not None else 0.0))
+        h = rep["health"]
+        data: dict[str, Any] = {
+            "window": rep["window"], "scope": rep["scope"],
+            "health": {"score": h["score"], "status": h["status"],
+                       "components": [{"name": c["name"], "score": c["score"], "evidence": c["evidence"]}
+                                      for c in h["components"]]},
+            "agents": agents[:TOP],
+            "findings": rep["findings"][:TOP],
+            "trends": [{k: t.get(k) for k in ("series", "verdict", "slope_per_hour", "change_pct", "p_value")}
+                       for t in rep["trends"][:5]],
+            "anomalies": rep["anomalies"][:5],
+            "series_analyzed": rep["series_analyzed"],
+        }
+        if len(agents) > TOP:
+            data["agents_not_shown"] = len(agents) - TOP
+        if rep["series_analyzed"] == 0:
+            data["_status"] = "uncertain"
+            data["_note"] = "no data in the window: nothing to judge (widen lookback_hours or check the filters)"
+        return data
+
+    def _do_alerts(self, system: Any, *, send: bool, agent: str | None, labels: dict[str, str] | None,
+                   **_: Any) -> dict[str, Any]:
+        from perf_alerts.notify_hook import NOT_AVAILABLE, call_sync, notifier
+
+        res = system.evaluate()
+        active = [a for a in res.active if _matches(a.labels, agent, labels)]
+        firing = [a for a in active if a.state.value == "firing"]
+        pending = [a for a in active if a.state.value == "pending"]
+        data: dict[str, Any] = {
+            "evaluated_at": res.to_dict()["at"], "rules": res.rules, "series_evaluated": res.series,
+            "firing": len(firing), "pending": len(pending),
+            "by_severity": {s: sum(1 for a in firing if a.severity.value == s) for s in SEVERITIES},
+            "alerts": [_alert_view(a) for a in active[:10]],
+            "changes": [{"event": t.event, "rule": t.alert.rule, "severity": t.alert.severity.value,
+                         "agent": t.alert.labels.get("agent")} for t in res.transitions[:10]],
+        }
+        if len(active) > 10:
+            data["alerts_not_shown"] = len(active) - 10
+        if res.errors:
+            data["rule_errors"] = res.errors[:5]
+        if send:
+            fn = notifier()
+            if fn is None:
+                data["notifications"] = {"sent": False, "reason": NOT_AVAILABLE}
+            else:
+                data["notifications"] = {"sent": True, "delivery": _delivery_view(call_sync(fn, system, res))}
+        else:
+            data["notifications"] = {"sent": False, "reason": "send_notifications was false"}
+        return data
+
+    def _do_optimize(self, system: Any, *, lookback: float, agent: str | None, **_: Any) -> dict[str, Any]:
+        from perf_alerts.analytics.recommend import optimize
+
+        rep = optimize(system, lookback=lookback, agent=agent, top=TOP)
+        data = {k: v for k, v in rep.items() if v is not None}
+        data["automated_actions"] = _policy_note()
+        if rep["note"] and not rep["recommendations"] and rep["considered"]["agent_models"] == 0 \
+                and rep["considered"]["agent_tools"] == 0:
+            data["_status"] = "uncertain"
+            data["_note"] = rep["note"]
+        return data
+
+    def _do_predict(self, system: Any, *, lookback: float, horizon: float, agent: str | None,
+                    labels: dict[str, str] | None, **_: Any) -> dict[str, Any]:
+        rep = system.predict(horizon=horizon, lookback=lookback, agent=agent, labels=labels)
+        forecasts = []
+        for f in rep["forecasts"][:5]:
+            pts = f.get("points", {})
+            end = {k: (pts.get(k) or [None])[-1] for k in ("mean", "lower", "upper")}
+            forecasts.append({"series": f["series"], "method": f.get("method"),
+                              "last": f.get("last_observed", f.get("last_value")),
+                              "at_horizon": end})
+        data: dict[str, Any] = {
+            "at": rep["at"], "horizon": rep["horizon"], "lookback": rep["lookback"],
+            "breaches": rep["breaches"][:TOP], "forecasts": forecasts,
+            "series_forecast": rep["series_forecast"], "series_skipped": rep["series_skipped"],
+        }
+        if not rep["breaches"]:
+            data["breach_summary"] = f"no threshold breach predicted within {rep['horizon']}"
+        if rep["series_forecast"] == 0:
+            data["_status"] = "uncertain"
+            data["_note"] = "too little data to forecast (need at least 10 points per series in the lookback)"
+        return data
+
+    def _do_executive_summary(self, system: Any, *, lookback: float, horizon: float, send: bool,
+                              **_: Any) -> dict[str, Any]:
+        from perf_alerts.manage.summary import executive_summary
+        from perf_alerts.notify_hook import NOT_AVAILABLE, call_sync, summary_sender
+
+        s = executive_summary(system, lookback, horizon_seconds=horizon)
+        data = {k: v for k, v in s.items() if k != "agents"}
+        if send:
+            fn = summary_sender()
+            if fn is None:
+                data["delivery"] = {"sent": False, "reason": NOT_AVAILABLE.replace(
+                    "notifications are", "delivery of the summary to the leadership channel is")}
+            else:
+                from perf_alerts.manage.summary import to_markdown
+
+                payload = {**s, "title": f"Executive performance summary ({s['period']['length']})",
+                           "markdown": to_markdown(s)}
+                data["delivery"] = {"sent": True, "report": _delivery_view(call_sync(fn, system, payload))}
+        return data
+
+    def _do_dashboard(self, system: Any, *, lookback: float, agent: str | None, labels: dict[str, str] | None,
+                      **_: Any) -> dict[str, Any]:
+        from perf_alerts import insights
+        from perf_alerts.model import AlertState
+        from perf_alerts.timeutil import format_duration, iso
+
+        now = system.clock.now()
+        alerts = system.alerts()
+        active = [a for a in alerts if a.state in (AlertState.FIRING, AlertState.PENDING)]
+        health = []
+        names = [agent] if agent else insights.agents_in_store(system.store)
+        for name in names:
+            h = insights.agent_health(system.store, system.config, now, lookback, alerts, name)
+            health.append({"agent": name, "score": None if h.score is None else round(h.score, 1), "status": h.status})
+        health.sort(key=lambda d: (d["score"] is None, d["score"] if d["score"] is not None else 0.0))
+        overall = insights.agent_health(system.store, system.config, now, lookback, alerts, None)
+        events = system.store.events(since=now - lookback)
+        recent = [{"at": iso(e["ts"]), "event": e["event"], "rule": e["rule"], "severity": e["severity"]}
+                  for e in events[-10:]][::-1]
+        last = system.store.kv_get("last_evaluation")
+        active_f = [a for a in active if _matches(a.labels, agent, labels)]
+        return {
+            "at": iso(now),
+            "firing": [_alert_view(a) for a in active_f if a.state == AlertState.FIRING][:10],
+            "pending": sum(1 for a in active_f if a.state == AlertState.PENDING),
+            "health": {"overall": None if overall.score is None else round(overall.score, 1),
+                       "status": overall.status, "agents": health[:12]},
+            "recent_history": recent,
+            "history_window": format_duration(lookback),
+            "last_evaluation": None if not last else {
+                "at": iso(last.get("at")), "rules": last.get("rules"),
+                "age": format_duration(max(0.0, now - float(last.get("at") or now))),
+                "errors": (last.get("errors") or [])[:3]},
+        }
+
+
+def _matches(labels: dict[str, str], agent: str | None, filt: dict[str, str] | None) -> bool:
+    if agent is not None and labels.get("agent") != agent:
+        return False
+    return not filt or all(labels.get(k) == v for k, v in filt.items())
+
+
+def _policy_note() -> str:
+    import importlib.util
+
+    if importlib.util.find_spec("perf_alerts.manage.policies") is None:
+        return ("none: policy-driven automated actions are not available in this build yet; "
+                "these are recommendations for a person to apply")
+    return "policy-driven actions run in the daemon (perf-alerts run); these recommendations are not applied automatically"
+
+
+# --------------------------------------------------------------------------- the Discord tool
+
+
+class DiscordAlertArgs(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+
+    title: str = Field(..., description="Short title of the message (one line).")
+    text: str = Field("", description="The message body (plain text or Markdown).")
+    severity: str = Field("info", description="critical, warning or info (routes the message to its channel).",
+                          json_schema_extra={"enum": list(SEVERITIES)})
+    metrics: Optional[dict[str, Union[float, str]]] = Field(
+        None, description="Optional key numbers to show as fields, e.g. {\"p95_latency_s\": 8.2}.")
+
+
+class DiscordAlertTool(_SystemMixin, BaseTool):
+    """Post an ad-hoc alert or message through the perf-alerts notification pipeline."""
+
+    name: str = "discord_alert"
+    description: str = (
+        "Send an ad-hoc alert or message to the team's Discord through the perf-alerts notification pipeline "
+        "(severity routing, Discord limits, rate limits, retries, secret redaction). Arguments: title, text, "
+        "severity (critical, warning, info), optional metrics {name: number}. Returns the delivery state as JSON."
+    )
+    args_schema: type[BaseModel] = DiscordAlertArgs
+    result_schema: Optional[type[BaseModel]] = StepResult
+    cache_function: Callable[..., bool] = _never_cache
+    config_path: Optional[str] = None
+    db_path: Optional[str] = None
+    _system: Any = PrivateAttr(default=None)
+    _system_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def __init__(self, system: Any = None, **data: Any) -> None:
+        super().__init__(**data)
+        self._system = system
+
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().run(*args, **kwargs)
+        except ValueError as e:
+            return StepResult.fail(f"invalid arguments: {e}. Required: title; optional: text, severity "
+                                   f"({', '.join(SEVERITIES)}), metrics")
+
+    def _run(self, title: str = "", text: str = "", severity: str = "info",
+             metrics: Optional[dict[str, Any]] = None, **_ignored: Any) -> StepResult:
+        from perf_alerts.notify_hook import NOT_AVAILABLE, call_sync, message_sender
+
+        title = (title or "").strip()
+        sev = (severity or "info").strip().lower()
+        if not title:
+            return StepResult.fail("title is required (one short line)")
+        if sev not in SEVERITIES:
+            return StepResult.fail(f"unknown severity {severity!r}; valid: {', '.join(SEVERITIES)}",
+                                   valid_severities=list(SEVERITIES))
+        clean_metrics: dict[str, Any] = {}
+        for k, v in (metrics or {}).items():
+            if isinstance(v, (int, float)) and not isinstance(v, bool):
+                if not math.isfinite(float(v)):
+                    return StepResult.fail(f"metric {k!r} must be a finite number, got {v!r}")
+                clean_metrics[str(k)] = v
+            else:
+                clean_metrics[str(k)] = str(v)
+        message = {"title": title[:256], "severity": sev, "text": text or "", "metrics": clean_metrics}
+        fn = message_sender()
+        if fn is None:
+            return StepResult.skip(f"delivery is not available: {NOT_AVAILABLE}; the message was not sent",
+                                   {"delivered": False, "message": {**message, "text": message["text"][:500]}})
+        try:
+            report = call_sync(fn, self._get_system(), title=message["title"], severity=sev, text=message["text"],
+                               metrics=clean_metrics or None)
+        except Exception as e:
+            return StepResult.fail(f"delivery failed: {type(e).__name__}: {e}")
+        return StepResult.ok({"delivered": True, "delivery": _delivery_view(report)})

@@ -1,0 +1,1 @@
+"""Management: schedules, policies and actions, executive summaries."""

@@ -1,0 +1,433 @@
+"""The notification pipeline: from alert state to delivered messages.
+
+`plan(at)` decides what to say (route, group, silence, inhibit, escalate) and writes it
+to the outbox in one transaction; `deliver(now)` sends what is due and records the
+outcome. Splitting the two is what makes delivery survive a crash: whatever was planned
+is in the store before any request leaves the process.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import logging
+import time
+from collections import defaultdict
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any, Callable
+
+from perf_alerts.config import Receiver
+from perf_alerts.model import Alert, AlertState, alert_from_snapshot, alert_snapshot, canonical_labels
+from perf_alerts.notify.discord import AlertGroup
+from perf_alerts.notify.escalate import due_escalations
+from perf_alerts.notify.inhibit import inhibited
+from perf_alerts.notify.outbox import Notification, Outbox
+from perf_alerts.notify.receivers import DiscordContext, Outcome, send_console, send_discord, send_file, send_webhook
+from perf_alerts.notify.redact import redact, register_secret
+from perf_alerts.notify.routing import ResolvedRoute, match_routes
+from perf_alerts.notify.silence import active_silences
+
+if TYPE_CHECKING:
+    from perf_alerts.core import EvaluationResult, PerfAlerts
+
+log = logging.getLogger("perf_alerts.notify")
+
+
+@dataclass
+class PlanReport:
+    created: list[int] = field(default_factory=list)
+    silenced: int = 0
+    inhibited: int = 0
+    escalations: int = 0
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"created": len(self.created), "silenced": self.silenced, "inhibited": self.inhibited,
+                "escalations": self.escalations}
+
+
+@dataclass
+class DeliveryReport:
+    delivered: int = 0
+    failed: int = 0
+    dead: int = 0
+    requests: int = 0
+    rate_limited: int = 0
+    disabled_receivers: list[str] = field(default_factory=list)
+    errors: list[str] = field(default_factory=list)
+
+    def merge(self, other: "DeliveryReport") -> None:
+        self.delivered += other.delivered
+        self.failed += other.failed
+        self.dead += other.dead
+        self.requests += other.requests
+        self.rate_limited += other.rate_limited
+        self.disabled_receivers += [r for r in other.disabled_receivers if r not in self.disabled_receivers]
+        self.errors += other.errors
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"delivered": self.delivered, "failed": self.failed, "dead": self.dead, "requests": self.requests,
+                "rate_limited": self.rate_limited, "disabled_receivers": self.disabled_receivers,
+                "errors": self.errors[:20]}
+
+
+def _target_hash(r: Receiver) -> str:
+    target = (r.discord.webhook_url if r.discord else r.webhook.url if r.webhook else
+              r.file.path if r.file else "console")
+    return hashlib.sha256(target.encode()).hexdigest()[:16]
+
+
+class Notifier:
+    """Plans and delivers notifications for one `PerfAlerts` system."""
+
+    def __init__(self, system: "PerfAlerts", *, console_write: Callable[[str], None] | None = None,
+                 discord_client: Any = None, http_client: Any = None) -> None:
+        self.system = system
+        self.store = system.store
+        self.config = system.config
+        self.outbox = Outbox(self.store)
+        self._console_write = console_write
+        self._discord = discord_client
+        self._http = http_client
+        for r in self.config.receivers:
+            if r.discord is not None and r.discord.webhook_url:
+                register_secret(r.discord.webhook_url)
+            if r.webhook is not None and r.webhook.url:
+                register_secret(r.webhook.url)
+                for v in r.webhook.headers.values():
+                    register_secret(v)
+
+    # ------------------------------------------------------------------ planning
+    def plan(self, at: float | None = None, *, flush_new_groups: bool = False) -> PlanReport:
+        """Turn the current alert state into outbox entries.
+
+        `flush_new_groups` skips `group_wait` for groups first seen now: a one-shot
+        `perf-alerts evaluate` has already seen the whole burst, and there is no later
+        cycle in the same process to send it.
+        """
+        at = self.system.clock.now() if at is None else at
+        cfg = self.config
+        rep = PlanReport()
+        with self.store.transaction() as con:
+            alerts = self.store.load_alerts(con=con)
+            by_fp = {a.fingerprint: a for a in alerts}
+            firing = [a for a in alerts if a.state == AlertState.FIRING]
+            silences = active_silences(self.store, at)
+            silenced = {a.fingerprint for a in firing if any(s.matches(a.labels) for s in silences)}
+            inhib = inhibited(alerts, cfg.inhibit_rules) - silenced
+            muted = silenced | inhib
+            rep.silenced, rep.inhibited = len(silenced), len(inhib)
+
+            current: dict[str, tuple[ResolvedRoute, dict[str, str], dict[str, Alert]]] = {}
+            for a in firing:
+                if a.fingerprint in muted:
+                    continue
+                for route in match_routes(cfg.route, a.labels):
+                    gl = route.group_labels(a.labels)
+                    key = f"{route.id}|{route.receiver}|{canonical_labels(gl)}"
+                    current.setdefault(key, (route, gl, {}))[2][a.fingerprint] = a
+
+            states = {r[0]: r for r in con.execute(
+                "SELECT key, receiver, group_labels, first_seen, last_sent_at, sent_firing, route FROM notify_groups")}
+            for key in sorted(set(current) | set(states)):
+                route_now = current.get(key)
+                st = states.get(key)
+                if route_now is not None:
+                    route, group_labels, fmap = route_now
+                    settings = {"group_wait": route.group_wait, "group_interval": route.group_interval,
+                                "repeat_interval": route.repeat_interval, "send_resolved": route.send_resolved}
+                    receiver = route.receiver
+                else:
+                    assert st is not None
+                    group_labels, fmap = json.loads(st[2]), {}
+                    settings = json.loads(st[6])
+                    receiver = st[1]
+                firing_now = set(fmap)
+                prev = set(json.loads(st[5])) if st else set()
+                resolved = {fp for fp in prev - firing_now if fp in by_fp and by_fp[fp].state == AlertState.RESOLVED}
+                send_resolved = bool(settings["send_resolved"])
+                if st is None:
+                    if not firing_now:
+                        continue
+                    first_seen, last_sent = at, None
+                else:
+                    first_seen, last_sent = st[3], st[4]
+                if last_sent is None:
+                    due = flush_new_groups or at >= first_seen + settings["group_wait"]
+                elif (firing_now - prev) or (resolved and send_resolved):
+                    due = at >= last_sent + settings["group_interval"]
+                else:
+                    # repeat reminders only while someone still has to look: acknowledged alerts stay quiet
+                    due = any(not fmap[fp].acknowledged for fp in firing_now) and \
+                        at >= last_sent + settings["repeat_interval"]
+                sent = prev
+                if due:
+                    out = [fmap[fp] for fp in sorted(firing_now)]
+                    if send_resolved:
+                        out += [by_fp[fp] for fp in sorted(resolved)]
+                    if out:
+                        body = {"group_labels": group_labels, "alerts": [alert_snapshot(a) for a in out]}
+                        rep.created.append(self.outbox.enqueue(con, receiver, "alerts", key, body, at))
+                    last_sent, sent = at, firing_now
+                elif not send_resolved:
+                    sent = prev - resolved
+                # muted alerts leave the sent set silently; they are announced again if they come back
+                sent = {fp for fp in sent if fp in firing_now or (fp in resolved and send_resolved)}
+                if not firing_now and not (sent & resolved):
+                    con.execute("DELETE FROM notify_groups WHERE key = ?", (key,))
+                    continue
+                con.execute(
+                    "INSERT OR REPLACE INTO notify_groups (key, receiver, group_labels, first_seen, last_sent_at, "
+                    "sent_firing, route) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (key, receiver, json.dumps(group_labels), first_seen, last_sent, json.dumps(sorted(sent)),
+                     json.dumps(settings)),
+                )
+
+            # escalations: one notification per (receiver, policy, level), every alert in it
+            batches: dict[tuple[str, str, int, tuple[str, ...]], list[Alert]] = defaultdict(list)
+            for e in due_escalations(firing, cfg.escalations, at, muted):
+                for rcv in e.spec.receivers:
+                    batches[(rcv, e.policy, e.level, tuple(e.spec.mention_roles))].append(e.alert)
+                con.execute("UPDATE alerts SET escalation_level = ?, escalated_at = ? WHERE fingerprint = ?",
+                            (e.level, at, e.alert.fingerprint))
+                self.store.add_events([(e.alert.fingerprint, e.alert.rule, e.alert.severity.value, at, "escalated",
+                                        e.alert.value, f"{e.policy} level {e.level}{' (repeat)' if e.repeat else ''}")], con)
+                rep.escalations += 1
+            for (rcv, policy, level, roles), alerts_ in batches.items():
+                body = {
+                    "title": f"⚠ Escalation: {policy} level {level} — unacknowledged",
+                    "group_labels": {"escalation": policy},
+                    "mention_roles": list(roles),
+                    "alerts": [alert_snapshot(a) for a in alerts_],
+                }
+                rep.created.append(self.outbox.enqueue(con, rcv, "escalation", f"escalation|{policy}|{level}", body, at))
+        return rep
+
+    def enqueue_message(self, title: str, description: str, severity: str = "info", *,
+                        labels: dict[str, str] | None = None, files: list[tuple[str, bytes, str]] | None = None,
+                        kind: str = "message", at: float | None = None) -> list[int]:
+        """An ad-hoc message or an executive summary, routed like an alert with these labels."""
+        at = self.system.clock.now() if at is None else at
+        lab = {"alertname": title[:100], "severity": severity, "kind": kind, **(labels or {})}
+        body = {"title": title, "description": description, "group_labels": lab, "alerts": [],
+                "files": [{"name": n, "hex": d.hex(), "content_type": c} for n, d, c in (files or [])]}
+        ids = []
+        with self.store.transaction() as con:
+            for route in match_routes(self.config.route, lab):
+                ids.append(self.outbox.enqueue(con, route.receiver, kind, f"{kind}|{title[:60]}", body, at))
+        return ids
+
+    # ------------------------------------------------------------------ delivery
+    def deliver(self, now: float | None = None) -> DeliveryReport:
+        """Send what is due (sync; safe inside a running event loop and from any thread)."""
+        from perf_alerts.aio import shared_loop
+
+        return shared_loop().run(self.deliver_async(now))
+
+    async def deliver_async(self, now: float | None = None) -> DeliveryReport:
+        now = self.system.clock.now() if now is None else now
+        rep = DeliveryReport()
+        due = self.outbox.due(now)
+        if not due:
+            return rep
+        receivers = {r.name: r for r in self.config.receivers}
+        disabled = self._disabled()
+        discord_batches: dict[str, list[tuple[Notification, Receiver]]] = defaultdict(list)
+        by_receiver: dict[str, list[Notification]] = defaultdict(list)
+        for n in due:
+            rcv = receivers.get(n.receiver)
+            if rcv is None:
+                self.outbox.dead(n, now, f"receiver {n.receiver!r} is no longer configured")
+                rep.dead += 1
+                continue
+            if rcv.name in disabled and disabled[rcv.name][0] == _target_hash(rcv):
+                self.outbox.dead(n, now, f"receiver {rcv.name} is disabled: {disabled[rcv.name][1]}")
+                rep.dead += 1
+                continue
+            if rcv.kind == "discord":
+                assert rcv.discord is not None
+                discord_batches[rcv.discord.webhook_url].append((n, rcv))
+            else:
+                by_receiver[rcv.name].append(n)
+
+        for name, ns in by_receiver.items():
+            rcv = receivers[name]
+            if rcv.kind == "console":
+                outcomes = send_console(ns, rcv, self.config.global_.dashboard_url, self._console_write)
+            elif rcv.kind == "file":
+                outcomes = send_file(ns, rcv)
+            else:
+                outcomes = await send_webhook(self._http_client(), ns, rcv)
+                rep.requests += len(ns)
+            self._record(ns, outcomes, rcv, now, rep)
+
+        if discord_batches:
+            client = self._discord_client()
+            before = client.stats()
+            for url, batch in discord_batches.items():
+                outcomes = await send_discord(client, url, batch, self._discord_ctx(), self.config.global_.dashboard_url)
+                for n, rcv in batch:
+                    self._record([n], {n.id: outcomes[n.id]}, rcv, now, rep)
+            after = client.stats()
+            rep.requests += after["requests"] - before["requests"]
+            rep.rate_limited += after["rate_limited"] - before["rate_limited"]
+        return rep
+
+    def _record(self, ns: list[Notification], outcomes: dict[int, Outcome], rcv: Receiver, now: float,
+                rep: DeliveryReport) -> None:
+        from perf_alerts.notify.discord import backoff_delay
+
+        d = self.config.delivery
+        for n in ns:
+            o = outcomes[n.id]
+            if o.kind == "delivered":
+                self.outbox.delivered(n, now, o.message_ids)
+                rep.delivered += 1
+            elif o.kind == "retry":
+                delay = o.retry_after if o.retry_after is not None else \
+                    max(d.backoff_base / 2, backoff_delay(n.attempts, d.backoff_base, d.backoff_cap))
+                state = self.outbox.retry(n, now, o.error or "temporary failure", delay,
+                                          count_attempt=not o.rate_limited, max_attempts=d.max_attempts)
+                if state == "dead":
+                    rep.dead += 1
+                else:
+                    rep.failed += 1
+                rep.errors.append(f"{rcv.name}: {redact(o.error or 'retry')}")
+            elif o.kind == "disabled":
+                reason = redact(o.error or "the endpoint says it does not exist")
+                self._disable(rcv, now, reason)
+                self.outbox.dead(n, now, f"receiver {rcv.name} disabled: {reason}")
+                rep.dead += 1
+                if rcv.name not in rep.disabled_receivers:
+                    rep.disabled_receivers.append(rcv.name)
+            else:
+                self.outbox.dead(n, now, o.error or "rejected")
+                rep.dead += 1
+                rep.errors.append(f"{rcv.name}: {redact(o.error or 'rejected')}")
+
+    def _disable(self, rcv: Receiver, now: float, reason: str) -> None:
+        log.error("receiver %s disabled: %s — fix its configuration; nothing more is sent to it", rcv.name, reason)
+        with self.store.transaction() as con:
+            con.execute("INSERT OR REPLACE INTO receiver_status (receiver, target_hash, disabled_at, reason) VALUES (?, ?, ?, ?)",
+                        (rcv.name, _target_hash(rcv), now, reason))
+
+    def _disabled(self) -> dict[str, tuple[str, str]]:
+        return {r[0]: (r[1], r[2]) for r in self.store.con.execute("SELECT receiver, target_hash, reason FROM receiver_status")}
+
+    def disabled_receivers(self) -> dict[str, str]:
+        """Receivers disabled by a 404/401 whose configuration has not changed since."""
+        receivers = {r.name: r for r in self.config.receivers}
+        return {name: reason for name, (h, reason) in self._disabled().items()
+                if name in receivers and _target_hash(receivers[name]) == h}
+
+    # -- the Discord sender's view of the store -------------------------------------------
+    def _discord_ctx(self) -> DiscordContext:
+        con = self.store.con
+
+        def message_for(receiver: str, fp: str) -> str | None:
+            row = con.execute("SELECT message_id FROM message_refs WHERE receiver = ? AND fingerprint = ?",
+                              (receiver, fp)).fetchone()
+            return None if row is None else str(row[0])
+
+        def message_groups(receiver: str, message_id: str) -> list[AlertGroup]:
+            rows = con.execute("SELECT fingerprint, notification_id FROM message_refs WHERE receiver = ? AND message_id = ?",
+                               (receiver, message_id)).fetchall()
+            by_n: dict[int, list[str]] = defaultdict(list)
+            for fp, nid in rows:
+                by_n[int(nid)].append(fp)
+            groups = []
+            for nid, fps in sorted(by_n.items()):
+                n = self.outbox.get(nid)
+                if n is None:
+                    continue
+                snap = {a["fingerprint"]: a for a in n.body.get("alerts", [])}
+                alerts = []
+                for fp in fps:
+                    cur = self.store.get_alert(fp)
+                    if cur is None and fp in snap:
+                        cur = alert_from_snapshot(snap[fp])
+                    if cur is not None:
+                        alerts.append(cur)
+                groups.append(AlertGroup(key=f"n{nid}", alerts=alerts, group_labels=dict(n.body.get("group_labels") or {})))
+            return groups
+
+        def remember(receiver: str, message_id: str, fps: list[str], nid: int) -> None:
+            with self.store.transaction() as c:
+                c.executemany("INSERT OR REPLACE INTO message_refs (receiver, fingerprint, message_id, notification_id) "
+                              "VALUES (?, ?, ?, ?)", [(receiver, fp, message_id, nid) for fp in fps])
+
+        return DiscordContext(message_for, message_groups, remember)
+
+    def _discord_client(self) -> Any:
+        if self._discord is None:
+            from perf_alerts.notify.discord import DiscordClient
+
+            self._discord = DiscordClient()
+        return self._discord
+
+    def _http_client(self) -> Any:
+        if self._http is None:
+            import httpx
+
+            self._http = httpx.AsyncClient(follow_redirects=False)
+        return self._http
+
+    # ------------------------------------------------------------------ one-shot helper
+    def flush(self, at: float, deadline: float, *, flush_new_groups: bool = True,
+              sleep: Callable[[float], None] = time.sleep) -> tuple[PlanReport, DeliveryReport]:
+        """Plan, then deliver until nothing is due within `deadline` real seconds (the CLI's evaluate)."""
+        plan = self.plan(at, flush_new_groups=flush_new_groups)
+        total = DeliveryReport()
+        t0 = time.monotonic()
+        while True:
+            elapsed = time.monotonic() - t0
+            total.merge(self.deliver(at + elapsed))
+            nxt = self.outbox.next_due_at()
+            if nxt is None:
+                break
+            wait = nxt - (at + (time.monotonic() - t0))
+            if time.monotonic() - t0 + max(wait, 0) > deadline:
+                break
+            if wait > 0:
+                sleep(wait)
+        return plan, total
+
+
+def _report(n: Notifier, plan: PlanReport | None, delivery: DeliveryReport, ids: list[int] | None = None) -> dict[str, Any]:
+    d: dict[str, Any] = {**(plan.to_dict() if plan else {"created": len(ids or [])}), **delivery.to_dict(),
+                         "still_pending": n.outbox.open_count(), "disabled": n.disabled_receivers()}
+    if ids is not None:
+        d["notifications"] = [x.to_dict() for x in (n.outbox.get(i) for i in ids) if x is not None]
+    return d
+
+
+def deliver_evaluation(system: "PerfAlerts", result: "EvaluationResult",
+                       console_write: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """What `perf-alerts evaluate` calls after a cycle: send what it produced before exiting."""
+    n = Notifier(system, console_write=console_write)
+    for w in system.config.warnings:
+        log.warning(w)
+    plan, delivery = n.flush(result.at, system.config.delivery.cli_deadline)
+    return _report(n, plan, delivery)
+
+
+def deliver_message(system: "PerfAlerts", title: str, severity: str, text: str,
+                    metrics: dict[str, Any] | None = None, console_write: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """An ad-hoc message through the whole pipeline (routing, limits, rate limits, outbox, redaction)."""
+    n = Notifier(system, console_write=console_write)
+    body = text
+    if metrics:
+        body += "\n" + "\n".join(f"• {k}: {v}" for k, v in list(metrics.items())[:20])
+    ids = n.enqueue_message(title, body, severity)
+    _, delivery = n.flush(system.clock.now(), system.config.delivery.cli_deadline, flush_new_groups=False)
+    return _report(n, None, delivery, ids)
+
+
+def deliver_summary(system: "PerfAlerts", summary: dict[str, Any], files: list[tuple[str, bytes, str]] | None = None,
+                    console_write: Callable[[str], None] | None = None) -> dict[str, Any]:
+    """The executive summary to the receivers routed for `kind=executive_summary` (leadership)."""
+    n = Notifier(system, console_write=console_write)
+    title = str(summary.get("title") or "Executive performance summary")
+    text = str(summary.get("text") or summary.get("markdown") or json.dumps(summary, default=str)[:3500])
+    ids = n.enqueue_message(title, text, "info", kind="executive_summary", files=files)
+    _, delivery = n.flush(system.clock.now(), system.config.delivery.cli_deadline, flush_new_groups=False)
+    return _report(n, None, delivery, ids)

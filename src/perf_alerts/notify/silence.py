@@ -1,0 +1,90 @@
+"""Silences: matchers plus a time range; a silenced alert is not notified (it still fires).
+
+Persisted in the store, so the CLI, the dashboard and the daemon share them.
+"""
+
+from __future__ import annotations
+
+import json
+import secrets
+from dataclasses import dataclass
+from typing import Any, Mapping
+
+from perf_alerts.config import Matcher, parse_matchers
+from perf_alerts.store import Store
+from perf_alerts.timeutil import iso
+
+
+@dataclass(frozen=True)
+class Silence:
+    id: str
+    matchers: list[Matcher]
+    starts_at: float
+    ends_at: float
+    created_by: str
+    comment: str
+    created_at: float
+
+    def active(self, at: float) -> bool:
+        return self.starts_at <= at < self.ends_at
+
+    def matches(self, labels: Mapping[str, str]) -> bool:
+        return all(m.matches(labels) for m in self.matchers)
+
+    def state(self, at: float) -> str:
+        return "pending" if at < self.starts_at else ("active" if at < self.ends_at else "expired")
+
+    def to_dict(self, at: float | None = None) -> dict[str, Any]:
+        d = {
+            "id": self.id,
+            "matchers": [f'{m.label}{m.op}"{m.value}"' for m in self.matchers],
+            "starts_at": iso(self.starts_at), "ends_at": iso(self.ends_at),
+            "created_by": self.created_by, "comment": self.comment, "created_at": iso(self.created_at),
+        }
+        if at is not None:
+            d["state"] = self.state(at)
+        return d
+
+
+class SilenceError(ValueError):
+    pass
+
+
+def add_silence(store: Store, matchers: Any, starts_at: float, ends_at: float, created_by: str,
+                comment: str, now: float) -> Silence:
+    try:
+        ms = parse_matchers(matchers)
+    except ValueError as e:
+        raise SilenceError(str(e)) from None
+    if not ms:
+        raise SilenceError("a silence needs at least one matcher (e.g. agent=researcher) — it would silence everything")
+    if ends_at <= starts_at:
+        raise SilenceError("a silence must end after it starts")
+    sil = Silence(secrets.token_hex(4), ms, starts_at, ends_at, created_by, comment, now)
+    with store.transaction() as con:
+        con.execute(
+            "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
+            (sil.id, json.dumps([m.model_dump() for m in ms]), starts_at, ends_at, created_by, comment, now),
+        )
+    return sil
+
+
+def list_silences(store: Store) -> list[Silence]:
+    rows = store.con.execute(
+        "SELECT id, matchers, starts_at, ends_at, created_by, comment, created_at FROM silences ORDER BY created_at"
+    ).fetchall()
+    return [Silence(r[0], [Matcher.model_validate(m) for m in json.loads(r[1])], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+
+
+def expire_silence(store: Store, silence_id: str, now: float) -> Silence:
+    matches = [s for s in list_silences(store) if s.id.startswith(silence_id.strip())] if silence_id.strip() else []
+    if len(matches) != 1:
+        raise SilenceError(f"no silence with id {silence_id!r}" if not matches else f"silence id {silence_id!r} is ambiguous")
+    s = matches[0]
+    with store.transaction() as con:
+        con.execute("UPDATE silences SET ends_at = ? WHERE id = ? AND ends_at > ?", (now, s.id, now))
+    return Silence(s.id, s.matchers, s.starts_at, min(s.ends_at, now), s.created_by, s.comment, s.created_at)
+
+
+def active_silences(store: Store, at: float) -> list[Silence]:
+    return [s for s in list_silences(store) if s.active(at)]
