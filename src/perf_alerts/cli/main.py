@@ -176,6 +176,8 @@ def evaluate(
 
         notify = notifier()
         if notify is not None:
+            for w in s.config.warnings:
+                out.warn(w)
             # console notifications go to stderr when stdout carries JSON
             delivery = notify(s, res, console_write=out.stderr_line if as_json else None)
     if as_json:
@@ -530,6 +532,8 @@ def deliver(
     from perf_alerts.notify.pipeline import Notifier
 
     s = system()
+    for w in s.config.warnings:
+        out.warn(w)
     n = Notifier(s, console_write=out.stderr_line if as_json else None)
     limit = _duration_opt(deadline, "--deadline") if deadline else s.config.delivery.cli_deadline
     plan, rep = n.flush(s.clock.now(), limit)

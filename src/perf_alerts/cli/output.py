@@ -30,7 +30,8 @@ def stderr_line(text: str) -> None:
 def console() -> Any:
     from rich.console import Console
 
-    return Console(highlight=False, soft_wrap=True)
+    # piped output is read by people too: do not squeeze tables into 80 columns
+    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:

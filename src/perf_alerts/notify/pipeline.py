@@ -404,8 +404,6 @@ def deliver_evaluation(system: "PerfAlerts", result: "EvaluationResult",
                        console_write: Callable[[str], None] | None = None) -> dict[str, Any]:
     """What `perf-alerts evaluate` calls after a cycle: send what it produced before exiting."""
     n = Notifier(system, console_write=console_write)
-    for w in system.config.warnings:
-        log.warning(w)
     plan, delivery = n.flush(result.at, system.config.delivery.cli_deadline)
     return _report(n, plan, delivery)
 
