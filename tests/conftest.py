@@ -12,6 +12,7 @@ import pytest
 # SPEC §9: CrewAI telemetry and tracing are off in tests (inherited by subprocesses too).
 os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
+os.environ.setdefault("OTEL_SDK_DISABLED", "true")  # no OpenTelemetry export either: tests never reach the network
 
 # The rule from the issue, verbatim: the shape users copy into config/alerting.yaml.
 ISSUE_RULE_YAML = """\

@@ -514,3 +514,36 @@ def test_listener_pairs_out_of_order_events_and_records_llm_errors(tmp_path):
     assert by_metric[catalog.LLM_PROMPT_TOKENS] == [10.0]
     assert by_metric[catalog.COST_USD] == pytest.approx([(10 * 0.15 + 5 * 0.6) / 1e6])
     assert listener.pending_samples() == 0 and not listener.write_errors
+
+
+def make_llm() -> ScriptedLLM:
+    """`perf-alerts crew kickoff --llm-factory test_crew:make_llm` (used by test_crew_cli.py)."""
+    return ScriptedLLM(model="gpt-4o-mini")
+
+
+def test_listener_records_task_failures_and_kickoff_seconds(tmp_path):
+    from datetime import datetime, timedelta, timezone
+
+    from crewai.events.types.crew_events import CrewKickoffCompletedEvent, CrewKickoffStartedEvent
+    from crewai.events.types.task_events import TaskFailedEvent, TaskStartedEvent
+
+    system = PerfAlerts(parse_config(RULES), Store(tmp_path / "tasks.db"))
+    listener = CrewMetricsListener(system=system)
+    listener.close()  # drive the handlers directly
+    t0 = datetime(2026, 1, 1, tzinfo=timezone.utc)
+    ks = CrewKickoffStartedEvent(crew_name="c", inputs={})
+    ks.timestamp = t0
+    ts = TaskStartedEvent(context="", task_name="t", agent_role="a")
+    ts.timestamp, ts.task_id = t0 + timedelta(seconds=1), "task-1"
+    tf = TaskFailedEvent(error="boom", task_name="t", agent_role="a")
+    tf.timestamp, tf.task_id, tf.started_event_id = t0 + timedelta(seconds=4), "task-1", ts.event_id
+    ke = CrewKickoffCompletedEvent(crew_name="c", output=None, started_event_id=ks.event_id)
+    ke.timestamp = t0 + timedelta(seconds=5)
+    listener._on_task_ended(None, tf)
+    listener._on_task_started(None, ts)
+    listener._on_kickoff_started(None, ks)
+    listener._on_kickoff_ended(None, ke)  # flushes
+    got = {(s.metric, s.labels.get("task")): system.store.query([s.id], 0, 2e9).value.tolist()
+           for s in system.store.list_series()}
+    assert got == {(catalog.TASK_SECONDS, "t"): [3.0], (catalog.TASK_FAILURES, "t"): [1.0],
+                   (catalog.KICKOFF_SECONDS, None): [5.0]}

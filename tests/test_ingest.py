@@ -287,7 +287,6 @@ def test_jsonl_with_bom_reads_the_first_line(tmp_path, tmp_store):
     assert (rep.accepted, rep.rejected) == (1, 0)
 
 
-@pytest.mark.xfail(strict=True, reason="BUG model.validate_labels str()s nested label values instead of rejecting them")
 def test_nested_label_values_are_rejected(tmp_path, tmp_store):
     p = _write(tmp_path, "nested.jsonl", _jl({"timestamp": T0, "metric": "m", "value": 1, "labels": {"a": {"b": 1}}}))
     rep = ingest_file(tmp_store, p)
@@ -378,3 +377,9 @@ def test_samples_persist_across_a_new_process(tmp_path, issue_rule_yaml, stored_
         ("crew_task_seconds", {"agent": "writer"}, T0 + 60, 7.0),
     ]
     st.close()
+
+
+def test_record_rejects_a_millisecond_timestamp(system):
+    with pytest.raises((SampleError, TimeParseError)):
+        system.record("crew_task_seconds", 1.0, ts=1767225600000)
+    assert system.store.sample_count() == 0

@@ -129,7 +129,7 @@ def test_firing_then_resolved_edits_the_original_message(tmp_path: Path) -> None
         assert "<@&111222333444555666>" in crit[0]["content"]
         assert crit[0]["allowed_mentions"]["roles"] == ["111222333444555666"]
         assert len(srv.messages(2)) == 1  # the warning went to ops
-        notif = Outbox(pa.store).list()
+        notif = Outbox(pa.store).recent()
         assert all(x.message_ids for x in notif)
 
         # recovery: the critical resolves; after group_interval the original message turns green
@@ -247,7 +247,7 @@ def test_5xx_retried_with_backoff_then_delivered(tmp_path: Path) -> None:
         srv.fail_next(1, 503)
         plan, rep = cycle(pa, clock, n, 0, {("lat", "a"): 50})
         assert rep.failed == 1 and srv.messages(1) == []
-        [x] = Outbox(pa.store).list("failed")
+        [x] = Outbox(pa.store).recent("failed")
         assert x.attempts == 1 and "503" in (x.last_error or "")
         assert T0 + 5 <= x.next_attempt_at <= T0 + 10  # base 10s, full jitter, at least half the base
         assert n.deliver(T0 + 1).delivered == 0  # not due yet
@@ -265,7 +265,7 @@ def test_dead_letter_after_retry_budget(tmp_path: Path) -> None:
             if nxt is None:
                 break
             n.deliver(nxt)
-        [dead] = Outbox(pa.store).list("dead")
+        [dead] = Outbox(pa.store).recent("dead")
         assert dead.attempts == 3 and "gave up after 3 attempts" in (dead.last_error or "")
         assert srv.messages(1) == []
 
@@ -282,9 +282,9 @@ def test_404_disables_receiver_loudly_and_never_leaks_the_url(tmp_path: Path, ca
         requests_after = srv.stats.requests
         cycle(pa, clock, n, 3, {("lat", "c"): 50, ("tool", "b"): 9})  # a new critical: not sent to the dead webhook
         assert srv.stats.requests == requests_after
-        dead = Outbox(pa.store).list("dead")
+        dead = Outbox(pa.store).recent("dead")
         assert dead and all("disabled" in (d.last_error or "") for d in dead)
-        everything = caplog.text + json.dumps([d.to_dict() for d in Outbox(pa.store).list()])
+        everything = caplog.text + json.dumps([d.to_dict() for d in Outbox(pa.store).recent()])
         assert "tok-oncall-secret" not in everything and "tok-ops-secret" not in everything
         assert "oncall disabled" in caplog.text
 
@@ -305,7 +305,7 @@ def test_storm_is_batched_into_few_requests(tmp_path: Path) -> None:
         fps = {a.fingerprint for a in pa.alerts()}
         assert len(fps) == 180
         assert [fp for fp in fps if fp not in visible] == []  # every alert is in an embed or an attached list
-        for m in Outbox(pa.store).list(limit=1000):
+        for m in Outbox(pa.store).recent(limit=1000):
             assert m.state == "delivered"
 
 

@@ -114,7 +114,7 @@ def test_outage_delays_but_loses_nothing(tmp_path: Path) -> None:
             clock.set(T0 + 60 * minute)
             n.deliver()
         assert srv.messages(8) == []
-        assert [x.state for x in Outbox(pa.store).list()] == ["failed"] * 3
+        assert [x.state for x in Outbox(pa.store).recent()] == ["failed"] * 3
         srv.go_down(False)
         clock.set(T0 + 700)
         assert n.deliver().delivered == 3

@@ -190,15 +190,21 @@ print(json.dumps({{"alerts": alerts, "events": [t.event for t in res.transitions
     assert pa.alerts()[0].value == 41
 
 
-def test_ack_unknown_and_ambiguous(tmp_path: Path) -> None:
+def test_ack_unknown_ambiguous_and_empty(tmp_path: Path) -> None:
+    from dataclasses import replace
+
     from perf_alerts.core import AlertNotFound
 
     pa, clock = make(tmp_path, LATENCY.replace("for: 2m", "for: 0s"))
     with pytest.raises(AlertNotFound, match="no alert"):
         pa.ack("deadbeef")
-    clock.set(T0)
-    pa.record("lat", 40, {"agent": "a"})
-    pa.record("lat", 40, {"agent": "b"})
-    pa.evaluate()
+    step(pa, clock, 0, 40)
+    a = pa.alerts()[0]
+    with pa.store.transaction() as con:  # two alerts whose fingerprints share a prefix
+        pa.store.save_alerts([replace(a, fingerprint="abc1000000000000"), replace(a, fingerprint="abc2000000000000")], con)
     with pytest.raises(AlertNotFound, match="ambiguous"):
-        pa.ack("")
+        pa.ack("abc")
+    assert pa.ack("abc2").fingerprint == "abc2000000000000"
+    for bad in ("", "  ", "%", "_"):  # never a wildcard: an empty $VAR must not acknowledge anything
+        with pytest.raises(AlertNotFound):
+            pa.ack(bad)

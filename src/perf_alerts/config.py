@@ -94,10 +94,10 @@ def parse_matchers(raw: Any) -> list[Matcher]:
             if isinstance(item, Mapping):
                 out.append(Matcher.model_validate(item))
                 continue
-            m = _MATCHER_TEXT_RE.match(str(item))
-            if not m:
+            tm = _MATCHER_TEXT_RE.match(str(item))
+            if not tm:
                 raise ValueError(f"cannot parse matcher {item!r}; write it like agent=\"researcher\" or agent=~\"res.*\"")
-            out.append(Matcher(label=m.group(1), op=m.group(2), value=m.group(3)))  # type: ignore[arg-type]
+            out.append(Matcher(label=tm.group(1), op=tm.group(2), value=tm.group(3)))  # type: ignore[arg-type]
     else:
         raise ValueError("matchers must be a mapping {label: value} or a list like ['agent=~\"res.*\"']")
     for m in out:
@@ -396,8 +396,250 @@ class DeliverySettings(_Strict):
         return _duration(v)
 
 
-DEFAULT_ROUTE = {"receiver": "console", "group_by": ["alertname"], "group_wait": 30.0, "group_interval": 300.0,
-                 "repeat_interval": 4 * 3600.0, "send_resolved": True}
+@dataclass(frozen=True)
+class RouteDefaults:
+    """What an empty route tree means (Alertmanager's defaults)."""
+
+    receiver: str = "console"
+    group_by: tuple[str, ...] = ("alertname",)
+    group_wait: float = 30.0
+    group_interval: float = 300.0
+    repeat_interval: float = 4 * 3600.0
+    send_resolved: bool = True
+
+
+DEFAULT_ROUTE = RouteDefaults()
+
+
+# --------------------------------------------------------------------------- management
+
+SCHEDULE_CADENCES: dict[str, float | None] = {
+    "continuous": None,  # every global.evaluation_interval
+    "high": 15 * 60.0,
+    "medium": 3600.0,
+    "low": 4 * 3600.0,
+    "daily": 86400.0,
+    "weekly": 7 * 86400.0,
+}
+SCHEDULE_JOBS = ("evaluate", "summary", "optimization_review", "predictive_analysis")
+ACTION_TYPES = ("notify", "escalate", "optimization_review", "webhook", "python")
+REMEDIATION_ACTIONS = ("webhook", "python")  # dry-run unless `enabled: true`
+WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+
+
+def _choice(v: Any, choices: tuple[str, ...], what: str) -> str:
+    s = str(v).strip()
+    if s not in choices:
+        close = difflib.get_close_matches(s, choices, n=1)
+        hint = f" (did you mean {close[0]!r}?)" if close else ""
+        raise ValueError(f"unknown {what} {v!r}{hint}; valid: {', '.join(choices)}")
+    return s
+
+
+class Schedule(_Strict):
+    """A job on a cadence. Slots are aligned to UTC (multiples of the interval; `at` for daily/weekly)."""
+
+    name: str
+    every: str = "continuous"
+    job: str = "evaluate"
+    group: str | None = None  # evaluate: the rule group (None = every rule)
+    at: str | None = None  # daily/weekly: "HH:MM" UTC
+    weekday: str | None = None  # weekly: monday..sunday (default monday)
+    period: Duration | None = None  # summary (default 7d); optimization_review/predictive lookback (default 1d)
+    horizon: Duration = 6 * 3600.0  # predictive_analysis
+    send: bool = False  # send the job's report through the notification pipeline
+    enabled: bool = True
+
+    @field_validator("every", mode="before")
+    @classmethod
+    def _every(cls, v: Any) -> str:
+        s = str(v).strip()
+        if s in SCHEDULE_CADENCES:
+            return s
+        try:
+            secs = parse_duration(s)
+        except TimeParseError:
+            close = difflib.get_close_matches(s, list(SCHEDULE_CADENCES), n=1)
+            hint = f" (did you mean {close[0]!r}?)" if close else ""
+            raise ValueError(f"unknown schedule {v!r}{hint}; valid: {', '.join(SCHEDULE_CADENCES)} "
+                             f"or a duration like 30m") from None
+        if secs <= 0:
+            raise ValueError("a schedule interval must be > 0")
+        return s
+
+    @field_validator("job", mode="before")
+    @classmethod
+    def _job(cls, v: Any) -> str:
+        return _choice(v, SCHEDULE_JOBS, "job")
+
+    @field_validator("weekday", mode="before")
+    @classmethod
+    def _weekday(cls, v: Any) -> str | None:
+        if v is None:
+            return None
+        s = str(v).strip().lower()
+        full = next((d for d in WEEKDAYS if d == s or d[:3] == s), None)
+        if full is None:
+            raise ValueError(f"unknown weekday {v!r}; valid: {', '.join(WEEKDAYS)}")
+        return full
+
+    @field_validator("at", mode="before")
+    @classmethod
+    def _at(cls, v: Any) -> str | None:
+        if v is None:
+            return None
+        if isinstance(v, int) and not isinstance(v, bool):  # YAML 1.1 reads an unquoted 09:30 as 570
+            v = f"{v // 60:02d}:{v % 60:02d}"
+        m = re.fullmatch(r"(\d{1,2}):(\d{2})", str(v).strip())
+        if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
+            raise ValueError(f"invalid time of day {v!r}; write it like \"09:00\" (UTC)")
+        return f"{int(m.group(1)):02d}:{m.group(2)}"
+
+    @field_validator("period", "horizon", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> float | None:
+        return None if v is None else _duration(v)
+
+    @model_validator(mode="after")
+    def _consistent(self) -> "Schedule":
+        if self.at is not None and self.every not in ("daily", "weekly"):
+            raise ValueError(f"`at` applies to daily and weekly schedules, not {self.every!r}")
+        if self.weekday is not None and self.every != "weekly":
+            raise ValueError("`weekday` applies to weekly schedules only")
+        if self.group is not None and self.job != "evaluate":
+            raise ValueError(f"`group` applies to the evaluate job, not {self.job!r}")
+        return self
+
+    def interval(self, evaluation_interval: float) -> float:
+        if self.every == "continuous":
+            return evaluation_interval
+        fixed = SCHEDULE_CADENCES.get(self.every)
+        return float(fixed) if fixed else parse_duration(self.every)
+
+    @property
+    def offset(self) -> float:
+        """Seconds after the epoch-aligned slot boundary at which a daily/weekly slot falls (UTC)."""
+        if self.every not in ("daily", "weekly"):
+            return 0.0
+        hh, mm = (self.at or "00:00").split(":")
+        off = int(hh) * 3600.0 + int(mm) * 60.0
+        if self.every == "weekly":  # the Unix epoch, 1970-01-01, was a Thursday
+            off += ((WEEKDAYS.index(self.weekday or "monday") - 3) % 7) * 86400.0
+        return off
+
+
+class PolicyAction(_Strict):
+    """One action of a policy. Remediation (webhook, python) is dry-run unless `enabled: true`."""
+
+    type: str
+    enabled: bool | None = None  # default: true for notify/escalate/optimization_review, false for remediation
+    # notify / escalate
+    title: str | None = None
+    message: str | None = None
+    severity: Severity = Severity.WARNING
+    labels: dict[str, str] = Field(default_factory=dict)
+    receivers: list[str] = Field(default_factory=list)  # escalate
+    mention_roles: list[str] = Field(default_factory=list)  # escalate
+    send: bool = True  # optimization_review: send the recommendations as a message
+    lookback: Duration = 86400.0  # optimization_review
+    # webhook
+    url: str | None = None  # a secret: from the environment
+    headers: dict[str, str] = Field(default_factory=dict)
+    timeout: Duration = 10.0
+    # python
+    callable: str | None = None  # "package.module:function"
+    entry_point: str | None = None  # a name in the `perf_alerts.actions` entry point group
+    params: dict[str, Any] = Field(default_factory=dict)
+    # verification of the effect
+    target_metric: str | None = None
+    target_matchers: list[Matcher] = Field(default_factory=list)
+    verify_after: Duration = 15 * 60.0
+    tolerance: float = Field(default=0.05, ge=0.0, le=10.0)  # relative change still counted as "no change"
+
+    @field_validator("type", mode="before")
+    @classmethod
+    def _type(cls, v: Any) -> str:
+        return _choice(v, ACTION_TYPES, "action type")
+
+    @field_validator("target_matchers", mode="before")
+    @classmethod
+    def _matchers(cls, v: Any) -> list[Matcher]:
+        return parse_matchers(v)
+
+    @field_validator("mention_roles", mode="before")
+    @classmethod
+    def _roles(cls, v: Any) -> list[str]:
+        return DiscordTarget._roles(v)  # type: ignore[no-any-return]
+
+    @field_validator("lookback", "timeout", "verify_after", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> float:
+        return _duration(v)
+
+    @field_validator("target_metric")
+    @classmethod
+    def _metric(cls, v: str | None) -> str | None:
+        if v is not None and not METRIC_NAME_RE.match(v):
+            raise ValueError("target_metric must match [a-zA-Z_:][a-zA-Z0-9_:]*")
+        return v
+
+    @model_validator(mode="after")
+    def _per_type(self) -> "PolicyAction":
+        if self.type == "escalate" and not self.receivers:
+            raise ValueError("an escalate action needs receivers (e.g. receivers: [oncall])")
+        if self.type == "python":
+            if bool(self.callable) == bool(self.entry_point):
+                raise ValueError("a python action needs exactly one of callable (\"package.module:function\") "
+                                 "or entry_point (a name in the perf_alerts.actions group)")
+            if self.callable and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", self.callable):
+                raise ValueError(f"callable {self.callable!r} must look like package.module:function")
+        if self.type == "webhook" and self.url is None:
+            raise ValueError("a webhook action needs url (from the environment, e.g. url: ${REMEDIATION_URL})")
+        if self.enabled is None:
+            self.enabled = self.type not in REMEDIATION_ACTIONS
+        return self
+
+    @property
+    def is_remediation(self) -> bool:
+        return self.type in REMEDIATION_ACTIONS
+
+
+class Policy(_Strict):
+    """When `when` holds, run `actions` in order, at most once per `cooldown`. Priority 1 runs first."""
+
+    name: str
+    when: str
+    actions: list[PolicyAction]
+    priority: int = 10
+    cooldown: Duration = 3600.0
+    enabled: bool = True
+
+    @field_validator("when", mode="before")
+    @classmethod
+    def _when(cls, v: Any) -> str:
+        from perf_alerts.manage.condition import ConditionError, parse_condition
+
+        try:
+            return parse_condition(v).text
+        except ConditionError as e:
+            raise ValueError(f"invalid condition: {e}") from None
+
+    @field_validator("cooldown", mode="before")
+    @classmethod
+    def _cooldown(cls, v: Any) -> float:
+        return _duration(v)
+
+    @model_validator(mode="after")
+    def _some(self) -> "Policy":
+        if not self.actions:
+            raise ValueError("a policy needs at least one action")
+        return self
+
+    @property
+    def condition(self) -> Any:
+        from perf_alerts.manage.condition import parse_condition
+
+        return parse_condition(self.when)
 
 
 class Config(_Strict):
@@ -411,8 +653,8 @@ class Config(_Strict):
     inhibit_rules: list[InhibitRule] = Field(default_factory=list)
     escalations: list[EscalationPolicy] = Field(default_factory=list)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
-    schedules: list[dict[str, Any]] = Field(default_factory=list)
-    policies: list[dict[str, Any]] = Field(default_factory=list)
+    schedules: list[Schedule] = Field(default_factory=list)
+    policies: list[Policy] = Field(default_factory=list)
 
     source: str = Field(default="<defaults>", exclude=True)
     warnings: list[str] = Field(default_factory=list, exclude=True)
@@ -436,6 +678,16 @@ class Config(_Strict):
                 close = difflib.get_close_matches(ref, names, n=1)
                 hint = f" (did you mean {close[0]!r}?)" if close else ""
                 raise ValueError(f"{where}: unknown receiver {ref!r}{hint}; defined: {', '.join(names)}")
+        for what, items in (("schedule", self.schedules), ("policy", self.policies)):
+            seen_names = [x.name for x in items]
+            dup = sorted({n for n in seen_names if seen_names.count(n) > 1})
+            if dup:
+                raise ValueError(f"duplicate {what} name(s): {', '.join(dup)}")
+        groups = sorted({r.group for r in self.rules})
+        for sch in self.schedules:
+            if sch.job == "evaluate" and sch.group not in (None, "default") and sch.group not in groups and self.rules:
+                self.warnings.append(f"schedule {sch.name!r}: no rule is in group {sch.group!r} "
+                                     f"(groups: {', '.join(groups)})")
         return self
 
     def _receiver_refs(self) -> list[tuple[str, str]]:
@@ -451,6 +703,9 @@ class Config(_Strict):
         for p in self.escalations:
             for i, lv in enumerate(p.levels):
                 refs += [(x, f"escalations[{p.name}].levels[{i}].receivers") for x in lv.receivers]
+        for pol in self.policies:
+            for i, act in enumerate(pol.actions):
+                refs += [(x, f"policies[{pol.name}].actions[{i}].receivers") for x in act.receivers]
         return refs
 
     def receiver(self, name: str) -> Receiver:

@@ -156,7 +156,10 @@ class PerfAlerts:
         return sort_worst_first(self.store.load_alerts(states=states))
 
     def resolve_fingerprint(self, prefix: str) -> Alert:
-        matches = self.store.find_alerts(prefix.strip())
+        prefix = prefix.strip()
+        if not prefix:
+            raise AlertNotFound("no fingerprint given (see `perf-alerts alerts` for fingerprints)")
+        matches = self.store.find_alerts(prefix)
         if not matches:
             raise AlertNotFound(f"no alert with fingerprint {prefix!r} (see `perf-alerts alerts`)")
         if len(matches) > 1:

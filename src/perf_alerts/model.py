@@ -65,6 +65,8 @@ def validate_labels(labels: object) -> dict[str, str]:
             raise SampleError(f"invalid label name {k!r} (must match [a-zA-Z_][a-zA-Z0-9_]*)")
         if v is None:
             continue
+        if isinstance(v, (Mapping, list, tuple, set)):
+            raise SampleError(f"label {k!r} must be a string, got {type(v).__name__}")
         out[k] = v if isinstance(v, str) else str(v)
     return out
 

@@ -48,6 +48,17 @@ class TimeParseError(ValueError):
     pass
 
 
+MAX_UNIX = 253402300799.0  # 9999-12-31T23:59:59Z
+
+
+def check_unix(v: float, raw: object) -> float:
+    """Unix seconds that a datetime can show; milliseconds are the usual mistake."""
+    if not math.isfinite(v) or abs(v) > MAX_UNIX:
+        hint = " (milliseconds? use Unix seconds)" if math.isfinite(v) and abs(v) < MAX_UNIX * 1000 * 1000 else ""
+        raise TimeParseError(f"invalid timestamp {raw!r}: out of range{hint}")
+    return v
+
+
 def parse_duration(text: str | int | float) -> float:
     """'1h30m' → 5400.0. Bare numbers are seconds."""
     if isinstance(text, bool):
@@ -96,10 +107,7 @@ def parse_timestamp(value: object) -> float:
     if isinstance(value, bool) or value is None:
         raise TimeParseError(f"invalid timestamp {value!r}")
     if isinstance(value, (int, float)):
-        v = float(value)
-        if not math.isfinite(v):
-            raise TimeParseError(f"invalid timestamp {value!r}")
-        return v
+        return check_unix(float(value), value)
     if isinstance(value, datetime):
         dt = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
         return dt.timestamp()
@@ -108,10 +116,10 @@ def parse_timestamp(value: object) -> float:
         raise TimeParseError("empty timestamp")
     try:
         v = float(s)
-        if math.isfinite(v):
-            return v
     except ValueError:
         pass
+    else:
+        return check_unix(v, value)
     if s.endswith(("Z", "z")):
         s = s[:-1] + "+00:00"
     try:

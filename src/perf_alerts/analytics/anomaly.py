@@ -251,7 +251,8 @@ class Likelihood(Detector):
                 "z_full": 0.0, "seasonal": True, "lag_tol": 1.0 / 48,
                 "jump_ratio": 2.0, "jump_hl": 2048.0, "jump_ref": 4.0,
                 "tail_pow": 1.0, "lik_channels": ("jump", "level"),
-                "select_after": 256}
+                "select_after": 256, "persist_jump": 1, "persist_level": 1, "lognormal": False, "avg_hl2": 0.0, "decades2": 8.0,
+                "z_rec": 0.0, "rec_hl": 2048.0, "log_c": 0.0}
 
     def _fams(self, has_t: bool) -> list[str]:
         if has_t and self.params["seasonal"]:
@@ -259,6 +260,15 @@ class Likelihood(Detector):
         return ["plain"]
 
     # -- batch ------------------------------------------------------------
+    def _log_scale(self, abs_sum):
+        """Scale c of the seasonal view asinh(x / c) (log-like for x >> c).
+
+        Fixed from the first ``warmup`` points (causal, then frozen), so
+        multiplicative noise on a positive metric becomes additive.
+        """
+        c = self.params["log_c"] * abs_sum / int(self.params["warmup"])
+        return c if c > 0 else 1.0
+
     def _lag_index(self, t, period):
         """Index of the point one period earlier (or -1), causally."""
         tt = np.where(np.isfinite(t), t, -np.inf)
@@ -304,18 +314,29 @@ class Likelihood(Detector):
         floor = np.maximum(_REL_FLOOR * np.abs(y), 1e-12)
         z = np.minimum(ae / np.maximum(prev_scale, floor), 1e12)
         r = z / (z + p["z_half"])
-        d_av = _decay(p["avg_hl"])
-        avg = _ew_sum(r * (1.0 - d_av), d_av)
-        if p["tail_pow"] != 1.0:
-            avg = np.maximum(avg, 0.0) ** p["tail_pow"]
-        d_h = _decay(p["hist_hl"])
-        ones = _ew_sum(np.ones(n), d_h)
-        m1 = _ew_sum(avg, d_h) / ones
-        m2 = _ew_sum(avg * avg, d_h) / ones
-        mu = np.r_[0.0, m1[:-1]]
-        var = np.r_[0.0, np.maximum(m2 - m1 * m1, 0.0)[:-1]]
-        sd = np.maximum(np.sqrt(var), p["min_std"])
-        s = np.minimum(_decades_batch((avg - mu) / sd) / p["decades"], 1.0)
+        k = int(p["persist_" + name])
+        if k > 1:                       # surprise must persist k points
+            r0 = r
+            for j in range(1, k):
+                r = np.minimum(r, np.r_[np.zeros(min(j, n)), r0[:n - j]])
+        s = np.zeros(n)
+        for hl, dec in self._scales():
+            d_av = _decay(hl)
+            avg = _ew_sum(r * (1.0 - d_av), d_av)
+            if p["tail_pow"] != 1.0:
+                avg = np.maximum(avg, 0.0) ** p["tail_pow"]
+            d_h = _decay(p["hist_hl"])
+            ones = _ew_sum(np.ones(n), d_h)
+            m1 = _ew_sum(avg, d_h) / ones
+            m2 = _ew_sum(avg * avg, d_h) / ones
+            mu = np.r_[0.0, m1[:-1]]
+            var = np.r_[0.0, np.maximum(m2 - m1 * m1, 0.0)[:-1]]
+            sd = np.maximum(np.sqrt(var), p["min_std"])
+            if p["z_rec"] > 0:
+                sd = np.maximum(sd, (self._record_batch(avg) - mu)
+                                / p["z_rec"])
+            zz = (avg - mu) / sd
+            s = np.maximum(s, np.minimum(_decades_batch(zz) / dec, 1.0))
         if name not in p["lik_channels"]:
             s = np.zeros(n)
         if p["z_full"] > 0:
@@ -323,6 +344,24 @@ class Likelihood(Detector):
         if p["jump_ratio"] > 0:
             s = np.maximum(s, self._extreme_batch(z))
         return s, prev_scale
+
+    def _record_batch(self, a):
+        """Decayed max (halflife ``rec_hl``) of a[:i] (after warm-up)."""
+        p = self.params
+        n = len(a)
+        ld = math.log(_decay(p["rec_hl"]))
+        la = np.log(np.maximum(a, 1e-300))
+        j = np.arange(n, dtype=float)
+        seen = np.where(j < p["warmup"], -np.inf, la)
+        lm = np.maximum.accumulate(seen - j * ld) + j * ld
+        return np.exp(np.r_[-np.inf, lm[:-1]])
+
+    def _scales(self):
+        p = self.params
+        out = [(p["avg_hl"], p["decades"])]
+        if p["avg_hl2"] > 0:
+            out.append((p["avg_hl2"], p["decades2"]))
+        return out
 
     def _extreme_batch(self, z):
         """Instant path: z against the decayed max of earlier z.
@@ -353,9 +392,18 @@ class Likelihood(Detector):
                 scores[k], fits[k] = self._family_batch(x - x[0])
                 continue
             j = self._lag_index(t, self.families[fam])
-            idx = np.flatnonzero(j >= 0)
+            m = int(p["warmup"])
+            idx = np.flatnonzero((j >= 0) & (np.arange(n) >= m))
             if len(idx):
-                s, f = self._family_batch(x[idx] - x[j[idx]])
+                is_log = p["log_c"] > 0
+                if is_log:
+                    c = self._log_scale(float(np.abs(x[:m]).sum()))
+                    y = np.arcsinh(x[idx] / c) - np.arcsinh(x[j[idx]] / c)
+                else:
+                    y = x[idx] - x[j[idx]]
+                s, f = self._family_batch(y)
+                if is_log:               # fit back in units of x
+                    f = f * np.hypot(c, x[idx])
                 scores[k, idx], fits[k, idx] = s, f
         best = np.argmin(fits, axis=0)       # ties -> plain
         s = scores[best, np.arange(n)]
@@ -395,18 +443,38 @@ class Likelihood(Detector):
         floor = max(_REL_FLOOR * abs(y), 1e-12)
         z = min(ae / max(prev_scale, floor), 1e12)
         r = z / (z + p["z_half"])
-        d_av = _decay(p["avg_hl"])
-        avg = d_av * c["avg"] + r * (1.0 - d_av)
-        c["avg"] = avg
-        if p["tail_pow"] != 1.0:
-            avg = max(avg, 0.0) ** p["tail_pow"]
-        if c["h_w"] > 0:
-            mu = c["h_1"] / c["h_w"]
-            var = max(c["h_2"] / c["h_w"] - mu * mu, 0.0)
-        else:
-            mu = var = 0.0
-        sd = max(math.sqrt(var), p["min_std"])
-        score = min(_decades_one((avg - mu) / sd) / p["decades"], 1.0)
+        k = int(p["persist_" + name])
+        if k > 1:
+            rh = c.setdefault("rh", [])
+            r0 = r
+            r = min([r] + rh + [0.0] * (k - 1 - len(rh)))
+            rh.append(r0)
+            del rh[:-(k - 1)]
+        score = 0.0
+        avgs = c.setdefault("avgs", [0.0, 0.0])
+        hs = c.setdefault("hs", [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+        for q, (hl, dec) in enumerate(self._scales()):
+            d_av = _decay(hl)
+            avg = d_av * avgs[q] + r * (1.0 - d_av)
+            avgs[q] = avg
+            if p["tail_pow"] != 1.0:
+                avg = max(avg, 0.0) ** p["tail_pow"]
+            h_w, h_1, h_2 = hs[q]
+            if h_w > 0:
+                mu = h_1 / h_w
+                var = max(h_2 / h_w - mu * mu, 0.0)
+            else:
+                mu = var = 0.0
+            sd = max(math.sqrt(var), p["min_std"])
+            if p["z_rec"] > 0:
+                recs = c.setdefault("rec", [-1e300, -1e300])
+                sd = max(sd, (math.exp(recs[q]) - mu) / p["z_rec"])
+                seen = (math.log(max(avg, 1e-300)) if c["k"] >= p["warmup"]
+                        else -math.inf)
+                recs[q] = max(seen, recs[q] + math.log(_decay(p["rec_hl"])))
+            score = max(score, min(_decades_one((avg - mu) / sd) / dec, 1.0))
+            d_h = _decay(p["hist_hl"])
+            hs[q] = [d_h * h_w + 1.0, d_h * h_1 + avg, d_h * h_2 + avg * avg]
         if name not in p["lik_channels"]:
             score = 0.0
         if p["z_full"] > 0:
@@ -422,10 +490,6 @@ class Likelihood(Detector):
         d_sc = _decay(p["scale_hl"])
         c["sc_s"] = d_sc * c["sc_s"] + ae
         c["sc_w"] = d_sc * c["sc_w"] + 1.0
-        d_h = _decay(p["hist_hl"])
-        c["h_w"] = d_h * c["h_w"] + 1.0
-        c["h_1"] = d_h * c["h_1"] + avg
-        c["h_2"] = d_h * c["h_2"] + avg * avg
         return score, prev_scale
 
     def _family_step(self, f, y):
@@ -459,6 +523,9 @@ class Likelihood(Detector):
         p = self.params
         if st["x0"] is None:
             st["x0"] = x
+        m = int(p["warmup"])
+        if st["n"] < m:
+            st["abs_sum"] = st.get("abs_sum", 0.0) + abs(x)
         has_t = t is not None
         fams = self._fams(has_t)
         best_s, best_fit = 0.0, math.inf
@@ -472,11 +539,17 @@ class Likelihood(Detector):
                 y = x - st["x0"]
             else:
                 lag = (self._lag_step(st, t, x, self.families[fam])
-                       if math.isfinite(te) else None)
+                       if math.isfinite(te) and st["n"] >= m else None)
                 if lag is None:
                     continue
-                y = x - lag
+                if p["log_c"] > 0:
+                    c = self._log_scale(st["abs_sum"])
+                    y = math.asinh(x / c) - math.asinh(lag / c)
+                else:
+                    y = x - lag
             s, fit = self._family_step(st["fam"][fam], y)
+            if fam != "plain" and p["log_c"] > 0:
+                fit = fit * math.hypot(c, x)
             if fit < best_fit or fam == "plain":
                 best_s, best_fit = s, fit
         if te is not None:

@@ -54,7 +54,7 @@ def kickoff(
         raise typer.Exit(2)
 
     os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
-    from perf_alerts.crew.crew import LLM_ENV_HINT, TASK_NAMES, llm_configured
+    from perf_alerts.crew.settings import LLM_ENV_HINT, TASK_NAMES, llm_configured
 
     unknown = [t for t in (task or []) if t not in TASK_NAMES]
     if unknown:
@@ -74,7 +74,7 @@ def kickoff(
     from perf_alerts.config import ConfigError
     from perf_alerts.core import PerfAlerts
     from perf_alerts.crew import PerformanceAnalyticsCrew, instrument
-    from perf_alerts.crew.crew import kickoff_inputs
+    from perf_alerts.crew.settings import kickoff_inputs
 
     try:
         system = PerfAlerts(config=state.config, db=state.db)

@@ -428,15 +428,10 @@ def test_rules(
     from perf_alerts.config import load_config
     from perf_alerts.rules.testing import run_rule_tests
 
-    default = None
     results = []
     for f in files:
-        if default is None:
-            try:
-                default = load_config(state.config)
-            except Exception:
-                default = None
-        results.append((str(f), run_rule_tests(f, default)))
+        # the active config is loaded only for test files that do not name their own rule_files
+        results.append((str(f), run_rule_tests(f, lambda: load_config(state.config))))
     failed = sum(1 for _, rs in results for r in rs if not r.passed)
     total = sum(len(rs) for _, rs in results)
     if as_json:
@@ -444,9 +439,9 @@ def test_rules(
                        "tests": [{"file": f, "name": r.name, "passed": r.passed, "failures": r.failures}
                                  for f, rs in results for r in rs]})
     else:
-        for f, rs in results:
+        for fname, rs in results:
             for r in rs:
-                out.line(f"{'PASS' if r.passed else 'FAIL'} {f}: {r.name}")
+                out.line(f"{'PASS' if r.passed else 'FAIL'} {fname}: {r.name}")
                 for msg in r.failures:
                     out.line(f"     {msg}")
         out.line(f"{total - failed} passed, {failed} failed")
@@ -506,7 +501,7 @@ def notifications(
         out.error(f"--state: unknown state {state_!r}; valid: {', '.join(STATES)}")
         raise typer.Exit(2)
     s = system()
-    items = Outbox(s.store).list(state_, limit)
+    items = Outbox(s.store).recent(state_, limit)
     disabled = Notifier(s).disabled_receivers()
     if as_json:
         out.emit_json([n.to_dict() for n in items])
@@ -635,6 +630,15 @@ def demo(
 from perf_alerts.cli.crew_cmd import crew_app  # noqa: E402  (crewai is imported inside its commands only)
 
 app.add_typer(crew_app, name="crew")
+
+from perf_alerts.cli.web_cmd import dashboard as _dashboard  # noqa: E402  (fastapi/uvicorn imported inside)
+
+app.command("dashboard")(_dashboard)
+
+from perf_alerts.cli import manage_cmd as _manage  # noqa: E402  (run, optimize, schedules, policies, audit)
+
+_manage.register(app)
+
 
 
 def main() -> None:

@@ -28,7 +28,7 @@ _LAZY = {
     "DiscordAlertTool": "perf_alerts.crew.tool",
     "ACTIONS": "perf_alerts.crew.tool",
     "PerformanceAnalyticsCrew": "perf_alerts.crew.crew",
-    "DEFAULT_INPUTS": "perf_alerts.crew.crew",
+    "DEFAULT_INPUTS": "perf_alerts.crew.settings",
     "CrewMetricsListener": "perf_alerts.crew.instrument",
     "instrument": "perf_alerts.crew.instrument",
 }

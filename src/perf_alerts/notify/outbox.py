@@ -97,7 +97,7 @@ class Outbox:
         r = self.store.con.execute(f"SELECT {_COLS} FROM notifications WHERE id = ?", (nid,)).fetchone()
         return _row(r) if r else None
 
-    def list(self, state: str | None = None, limit: int = 100) -> list[Notification]:
+    def recent(self, state: str | None = None, limit: int = 100) -> list[Notification]:
         if state:
             rows = self.store.con.execute(
                 f"SELECT {_COLS} FROM notifications WHERE state = ? ORDER BY id DESC LIMIT ?", (state, limit)).fetchall()

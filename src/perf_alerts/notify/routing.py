@@ -41,9 +41,10 @@ def _resolve(node: Route, parent: ResolvedRoute, node_id: str) -> ResolvedRoute:
     )
 
 
-_DEFAULT = ResolvedRoute("", str(DEFAULT_ROUTE["receiver"]), tuple(DEFAULT_ROUTE["group_by"]),  # type: ignore[arg-type]
-                         float(DEFAULT_ROUTE["group_wait"]), float(DEFAULT_ROUTE["group_interval"]),  # type: ignore[arg-type]
-                         float(DEFAULT_ROUTE["repeat_interval"]), bool(DEFAULT_ROUTE["send_resolved"]))
+_DEFAULT = ResolvedRoute(
+    "", DEFAULT_ROUTE.receiver, tuple(DEFAULT_ROUTE.group_by), DEFAULT_ROUTE.group_wait,
+    DEFAULT_ROUTE.group_interval, DEFAULT_ROUTE.repeat_interval, DEFAULT_ROUTE.send_resolved,
+)
 
 
 def match_routes(root: Route, labels: Mapping[str, str]) -> list[ResolvedRoute]:

@@ -26,7 +26,7 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, Callable, Union
 
 import yaml
 
@@ -125,14 +125,14 @@ class RuleTestOutcome:
     failures: list[str] = field(default_factory=list)
 
 
-def _load_rules(spec: dict[str, Any], base: Path, default: Config | None) -> Config:
+def _load_rules(spec: dict[str, Any], base: Path, default: "DefaultConfig") -> Config:
     files = spec.get("rule_files")
     if isinstance(files, str):
         files = [files]
     if not files:
         if default is None:
             return load_config(None)
-        return default
+        return default() if callable(default) else default
     rules: list[Any] = []
     merged: dict[str, Any] = {"rules": rules}
     for f in files:
@@ -143,7 +143,10 @@ def _load_rules(spec: dict[str, Any], base: Path, default: Config | None) -> Con
     return Config.model_validate(merged)
 
 
-def run_rule_tests(path: str | Path, default: Config | None = None) -> list[RuleTestOutcome]:
+DefaultConfig = Union[Config, Callable[[], Config], None]
+
+
+def run_rule_tests(path: str | Path, default: DefaultConfig = None) -> list[RuleTestOutcome]:
     p = Path(path)
     try:
         text = p.read_text(encoding="utf-8")

@@ -21,7 +21,7 @@ from typing import Any, Callable
 
 from perf_alerts.model import LABEL_NAME_RE, METRIC_NAME_RE, SampleError, canonical_labels, validate_labels
 from perf_alerts.store import Store
-from perf_alerts.timeutil import TimeParseError, parse_timestamp
+from perf_alerts.timeutil import TimeParseError, check_unix, parse_timestamp
 
 BATCH = 50_000
 MAX_REPORTED_ERRORS = 50

@@ -123,6 +123,41 @@ CREATE TABLE IF NOT EXISTS receiver_status (
     disabled_at REAL NOT NULL,
     reason      TEXT NOT NULL
 );
+-- management: schedule runs, policy cooldowns, the audit log of automated actions
+CREATE TABLE IF NOT EXISTS schedules (
+    name         TEXT PRIMARY KEY,
+    first_seen   REAL NOT NULL,
+    last_run     REAL,
+    last_slot    REAL,
+    last_status  TEXT,
+    last_result  TEXT,
+    last_seconds REAL,
+    runs         INTEGER NOT NULL DEFAULT 0
+);
+CREATE TABLE IF NOT EXISTS policy_state (
+    name           TEXT PRIMARY KEY,
+    last_matched   REAL,
+    last_fired     REAL,
+    fired_count    INTEGER NOT NULL DEFAULT 0,
+    last_values    TEXT
+);
+CREATE TABLE IF NOT EXISTS action_audit (
+    id            INTEGER PRIMARY KEY,
+    policy        TEXT NOT NULL,
+    action        TEXT NOT NULL,
+    target        TEXT,
+    who           TEXT NOT NULL,
+    at            REAL NOT NULL,
+    dry_run       INTEGER NOT NULL,
+    result        TEXT NOT NULL,
+    detail        TEXT NOT NULL DEFAULT '{}',
+    metric        TEXT,
+    before_value  REAL,
+    after_value   REAL,
+    verify_due_at REAL,
+    verification  TEXT
+);
+CREATE INDEX IF NOT EXISTS action_audit_verify ON action_audit (verification, verify_due_at);
 """
 
 _ALERT_COLS = (
@@ -402,7 +437,7 @@ class Store:
 
     def find_alerts(self, prefix: str) -> list[Alert]:
         rows = self.con.execute(
-            f"SELECT {', '.join(_ALERT_COLS)} FROM alerts WHERE fingerprint LIKE ? || '%'", (prefix,)
+            f"SELECT {', '.join(_ALERT_COLS)} FROM alerts WHERE substr(fingerprint, 1, ?) = ?", (len(prefix), prefix)
         ).fetchall()
         return [self._alert_from_row(r) for r in rows]
 

@@ -1,0 +1,187 @@
+"""Management commands: `run` (the daemon), `optimize`, `schedules`, `policies`, `audit`.
+
+Registered on the main app by `register(app)`. Heavy imports stay inside the commands so
+`perf-alerts --help` does not pay for them.
+"""
+
+from __future__ import annotations
+
+import os
+from typing import Any, Optional
+
+import typer
+
+from perf_alerts.cli import output as out
+
+
+def _user() -> str:
+    return os.environ.get("USER") or os.environ.get("USERNAME") or "cli"
+
+
+def _setup_logging(verbose: bool) -> None:
+    import logging
+    import sys
+
+    from perf_alerts.notify.redact import redact
+
+    class _Redact(logging.Filter):
+        def filter(self, record: logging.LogRecord) -> bool:
+            record.msg = redact(record.getMessage())
+            record.args = None
+            return True
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_Redact())
+    root = logging.getLogger("perf_alerts")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False
+
+
+def register(app: typer.Typer) -> None:
+    from perf_alerts.cli.main import handled, system
+
+    @app.command()
+    @handled
+    def run(
+        host: Optional[str] = typer.Option(None, "--host", help="Dashboard/API address (default 127.0.0.1)."),
+        port: Optional[int] = typer.Option(None, "--port", help="Dashboard/API port (default 8080; 0 = any free port)."),
+        once: bool = typer.Option(False, "--once", help="Run one cycle and exit (no HTTP)."),
+        no_http: bool = typer.Option(False, "--no-http", help="Do not serve the dashboard and API."),
+        no_host_metrics: bool = typer.Option(False, "--no-host-metrics", help="Do not collect CPU/memory/disk."),
+        verbose: bool = typer.Option(False, "--verbose", "-v"),
+    ) -> None:
+        """The daemon: collect, evaluate on the schedules, run policies, deliver, serve the dashboard.
+
+        Stops cleanly on SIGTERM/SIGINT; undelivered notifications stay in the outbox and a
+        restart continues where it stopped. The API token comes from PERF_ALERTS_TOKEN.
+        """
+        from perf_alerts.manage.daemon import DaemonError, run_daemon
+
+        _setup_logging(verbose)
+        s = system()
+        try:
+            code = run_daemon(s, host=host, port=port, http=not no_http, once=once,
+                              collect_host=not no_host_metrics)
+        except DaemonError as e:
+            out.error(str(e))
+            raise typer.Exit(2) from None
+        raise typer.Exit(code)
+
+    @app.command()
+    @handled
+    def optimize(
+        lookback: str = typer.Option("24h", "--lookback", help="Window the recommendations look at."),
+        agent: Optional[str] = typer.Option(None, "--agent"),
+        apply: bool = typer.Option(False, "--apply", help="Run the policy actions whose condition holds "
+                                   "(remediation only where the action has enabled: true)."),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """Recommendations with their evidence, and what the policies would do now (dry run unless --apply)."""
+        from perf_alerts.manage.policies import optimize_report
+        from perf_alerts.timeutil import TimeParseError, parse_duration
+
+        try:
+            lb = parse_duration(lookback)
+        except TimeParseError as e:
+            out.error(f"--lookback: {e}")
+            raise typer.Exit(2) from None
+        s = system()
+        rep = optimize_report(s, lookback=lb, agent=agent, apply=apply, who=f"cli:{_user()}")
+        if as_json:
+            out.emit_json(rep)
+            return
+        recs = rep["recommendations"].get("recommendations", [])
+        out.line(f"recommendations for {rep['recommendations']['window']['lookback']} "
+                 f"ending {rep['recommendations']['window']['end']}:")
+        if not recs:
+            out.line(f"  {rep['recommendations'].get('note') or 'none'}")
+        for r in recs:
+            out.line(f"  [{r['priority']}] {r['title']}")
+            for e in r.get("evidence", [])[:3]:
+                out.line(f"      · {e}")
+            out.line(f"      → {r['action']}")
+        out.line("")
+        pol = rep["policies"]
+        if not pol:
+            out.line("no policies configured")
+            return
+        out.line("policies " + ("(applied)" if apply else "(dry run; --apply runs the enabled actions)") + ":")
+        for p in pol:
+            vals = ", ".join(f"{k}={'no data' if v is None else v}" for k, v in p["values"].items())
+            state = "matches" if p["matched"] else "no match"
+            out.line(f"  {p['policy']}: {state} ({vals})" + (f" — {p['skipped']}" if p["skipped"] else ""))
+            for e in p["executions"]:
+                mode = "dry-run" if e["dry_run"] else "live"
+                out.line(f"      {e['action']} [{mode}] → {e['result']}" + (f" (audit #{e['audit_id']})" if e["audit_id"] else ""))
+
+    @app.command("schedules")
+    @handled
+    def schedules_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+        """Schedules with their job, last run, next run and whether they are overdue."""
+        from perf_alerts.manage.schedules import Scheduler
+
+        sch = Scheduler(system())
+        items = sch.status()
+        if as_json:
+            out.emit_json(items)
+            return
+        out.table(None, ["name", "every", "job", "group", "last run", "status", "next run", "overdue", "runs"], [
+            (x["name"] + ("" if x["enabled"] else " (disabled)"), x["every"], x["job"], x["group"] or "",
+             x["last_run"] or "never", x["last_status"] or "", x["next_run"] or "-",
+             f"yes ({x['overdue_by']})" if x["overdue"] else "", x["runs"]) for x in items
+        ])
+        for g in sch.uncovered_groups():
+            out.warn(f"no evaluate schedule covers rule group {g!r}: its rules are never evaluated by the daemon")
+
+    @app.command("policies")
+    @handled
+    def policies_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+        """Notification policies: condition, priority, cooldown, actions (live or dry-run), last fired."""
+        from perf_alerts.manage.policies import PolicyEngine
+
+        items = PolicyEngine(system()).status()
+        if as_json:
+            out.emit_json(items)
+            return
+        if not items:
+            out.line("no policies configured")
+            return
+        out.table(None, ["priority", "name", "when", "actions", "cooldown", "last fired", "in cooldown"], [
+            (x["priority"], x["name"] + ("" if x["enabled"] else " (disabled)"), x["when"],
+             ", ".join(f"{a['type']}[{a['mode']}]" for a in x["actions"]), x["cooldown"], x["last_fired"] or "never",
+             x["cooldown_until"] or "") for x in items
+        ])
+
+    @app.command("audit")
+    @handled
+    def audit_cmd(
+        limit: int = typer.Option(50, "--limit"),
+        policy: Optional[str] = typer.Option(None, "--policy"),
+        as_json: bool = typer.Option(False, "--json"),
+    ) -> None:
+        """The audit log of automated actions: who, what, when, result, and the verified effect."""
+        from perf_alerts.manage.actions import audit_log
+
+        items = audit_log(system(), limit, policy)
+        if as_json:
+            out.emit_json(items)
+            return
+        if not items:
+            out.line("no actions recorded")
+            return
+
+        def effect(x: dict[str, Any]) -> str:
+            if not x["verification"]:
+                return ""
+            if x["verification"] == "pending":
+                return f"pending until {x['verify_due_at']}"
+            b, a = x["before_value"], x["after_value"]
+            fmt = (lambda v: "-" if v is None else f"{v:.4g}")
+            return f"{x['verification']} ({x['metric']} {fmt(b)} → {fmt(a)})"
+
+        out.table(None, ["id", "at", "who", "policy", "action", "mode", "result", "effect"], [
+            (x["id"], x["at"], x["who"], x["policy"], x["action"], "dry-run" if x["dry_run"] else "live", x["result"],
+             effect(x)) for x in items
+        ])

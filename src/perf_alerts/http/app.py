@@ -1,0 +1,681 @@
+"""The JSON HTTP API (`/api/v1/...`) and the dashboard page (`/`), over one `PerfAlerts`.
+
+Every handler is a plain `def`: FastAPI runs it in its thread pool and the store gives
+each thread its own SQLite connection. Every user mistake is a 4xx with a JSON body
+`{"error": "...", "detail": ...}`; nothing a client sends can produce a 500.
+
+Security (SPEC §8, §12):
+- bound to loopback by default; `serve()` refuses any other address without a token;
+- with a token, every `/api/*` request needs `Authorization: Bearer <token>` (compared in
+  constant time); the page asks for it and keeps it in sessionStorage;
+- without a token the `Host` header must name a loopback host (no DNS rebinding), and a
+  browser request from another origin is refused (no cross-site ack/silence);
+- webhook URLs never leave the process: receivers are listed by name and kind, and every
+  error text goes through `redact()`.
+"""
+
+from __future__ import annotations
+
+import hmac
+import ipaddress
+import json
+import logging
+import math
+import re
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from urllib.parse import urlsplit
+
+import numpy as np
+from fastapi import Body, FastAPI, Query, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, ConfigDict, Field
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+from perf_alerts.model import AlertState, Sample, SampleError
+from perf_alerts.notify.redact import redact, register_secret
+from perf_alerts.timeutil import TimeParseError, iso, parse_duration, parse_timestamp
+
+if TYPE_CHECKING:
+    import uvicorn
+
+    from perf_alerts.core import PerfAlerts
+    from perf_alerts.notify.pipeline import Notifier
+
+log = logging.getLogger("perf_alerts.http")
+
+STATIC_DIR = Path(__file__).parent / "static"
+API_PREFIX = "/api/v1"
+MAX_SAMPLES_PER_REQUEST = 50_000
+MAX_BODY_BYTES = 16 * 1024 * 1024
+MAX_POINTS = 500
+MAX_SERIES = 20
+# Unix seconds of 1970-01-01 .. 9999-12-31: anything else is a unit mistake (milliseconds?)
+TS_MIN, TS_MAX = 0.0, 253402300799.0
+LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]", "ip6-localhost"}
+# Starlette's TestClient sends this Host; it is not resolvable, so it cannot be rebound.
+_TEST_HOSTS = {"testserver"}
+_FP_RE = re.compile(r"^[0-9a-fA-F]{4,64}$")
+_SILENCE_ID_RE = re.compile(r"^[0-9a-fA-F]{1,64}$")
+
+
+class ApiError(Exception):
+    def __init__(self, status: int, error: str, detail: Any = None) -> None:
+        super().__init__(error)
+        self.status, self.error, self.detail = status, error, detail
+
+
+class ServeError(ValueError):
+    """The server cannot be started as asked (e.g. a public address without a token)."""
+
+
+# --------------------------------------------------------------------------- JSON helpers
+
+
+def _clean(x: Any) -> Any:
+    """JSON-safe: non-finite floats become null, numpy scalars become Python numbers."""
+    if isinstance(x, float):
+        return x if math.isfinite(x) else None
+    if isinstance(x, dict):
+        return {str(k): _clean(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_clean(v) for v in x]
+    if isinstance(x, np.generic):
+        return _clean(x.item())
+    return x
+
+
+class SafeJSONResponse(JSONResponse):
+    def render(self, content: Any) -> bytes:
+        return json.dumps(_clean(content), ensure_ascii=False, allow_nan=False, default=str,
+                          separators=(",", ":")).encode("utf-8")
+
+
+def _error(status: int, error: str, detail: Any = None, headers: Mapping[str, str] | None = None) -> SafeJSONResponse:
+    body: dict[str, Any] = {"error": redact(error)}
+    if detail is not None:
+        body["detail"] = _redact_deep(detail)
+    return SafeJSONResponse(body, status_code=status, headers=dict(headers or {}))
+
+
+def _redact_deep(x: Any) -> Any:
+    if isinstance(x, str):
+        return redact(x)
+    if isinstance(x, dict):
+        return {k: _redact_deep(v) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_redact_deep(v) for v in x]
+    return x
+
+
+def _duration_param(text: str | None, name: str, default: float, lo: float, hi: float) -> float:
+    if text is None or text == "":
+        return default
+    try:
+        v = parse_duration(text)
+    except TimeParseError as e:
+        raise ApiError(400, f"{name}: {e}") from None
+    if not lo <= v <= hi:
+        raise ApiError(400, f"{name}: {text!r} is out of range (between {_fmt_s(lo)} and {_fmt_s(hi)})")
+    return v
+
+
+def _fmt_s(s: float) -> str:
+    from perf_alerts.timeutil import format_duration
+
+    return format_duration(s)
+
+
+def _parse_labels_param(text: str | None) -> dict[str, str]:
+    """`agent=researcher,task=x` or a JSON object."""
+    if not text:
+        return {}
+    text = text.strip()
+    if text.startswith("{"):
+        try:
+            raw = json.loads(text)
+        except ValueError:
+            raise ApiError(400, "labels: not a valid JSON object") from None
+        if not isinstance(raw, dict):
+            raise ApiError(400, "labels: expected a JSON object of label to value")
+        pairs = list(raw.items())
+    else:
+        pairs = []
+        for part in text.split(","):
+            if not part.strip():
+                continue
+            if "=" not in part:
+                raise ApiError(400, f"labels: {part!r} is not label=value (e.g. labels=agent=researcher,task=report)")
+            k, v = part.split("=", 1)
+            pairs.append((k.strip(), v.strip().strip('"')))
+    from perf_alerts.model import validate_labels
+
+    try:
+        return validate_labels(dict(pairs))
+    except SampleError as e:
+        raise ApiError(400, f"labels: {e}") from None
+
+
+def downsample(ts: np.ndarray, vals: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
+    """At most `max_points` points that keep each bucket's min and max (spikes stay visible)."""
+    n = int(ts.shape[0])
+    if n <= max_points:
+        return ts, vals
+    buckets = max(1, max_points // 2)
+    keep: list[int] = []
+    for idx in np.array_split(np.arange(n), buckets):
+        if idx.size == 0:
+            continue
+        seg = vals[idx]
+        a, b = int(idx[int(np.argmin(seg))]), int(idx[int(np.argmax(seg))])
+        keep.extend(sorted({a, b}))
+    k = np.asarray(keep[:max_points], dtype=np.int64)
+    return ts[k], vals[k]
+
+
+# --------------------------------------------------------------------------- request bodies
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class AckIn(_Body):
+    by: str = Field(default="dashboard", min_length=1, max_length=100)
+
+
+class SilenceIn(_Body):
+    matchers: list[str] | dict[str, Any] | None = Field(
+        default=None, description='["agent=researcher", "alertname=~\\"High.*\\""] or {"agent": "researcher"}')
+    fingerprint: str | None = Field(default=None, description="silence exactly this alert's series instead of matchers")
+    duration: str | float | None = Field(default=None, description="e.g. 1h (default 1h unless ends_at is given)")
+    starts_at: str | float | None = None
+    ends_at: str | float | None = None
+    comment: str = Field(default="", max_length=1000)
+    created_by: str = Field(default="dashboard", min_length=1, max_length=100)
+
+
+# --------------------------------------------------------------------------- the app
+
+
+def is_loopback(host: str) -> bool:
+    h = host.strip().strip("[]").lower()
+    if h in LOOPBACK_NAMES or h == "localhost.":
+        return True
+    try:
+        return ipaddress.ip_address(h).is_loopback
+    except ValueError:
+        return False
+
+
+def _host_of(header: str) -> str:
+    """'127.0.0.1:8080' → '127.0.0.1'; '[::1]:80' → '::1'."""
+    try:
+        return (urlsplit("//" + header).hostname or "").lower()
+    except ValueError:
+        return ""
+
+
+def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Notifier | None" = None,
+               scheduler: object | None = None, policies: object | None = None,
+               trusted_hosts: Iterable[str] | None = None) -> FastAPI:
+    """The API and the dashboard over `system`.
+
+    `token`: when set, `/api/*` requires `Authorization: Bearer <token>`. `notifier`: the
+    daemon's notifier (for receiver state); one is made when needed. `scheduler` and
+    `policies`: objects with `.status() -> list[dict]` (None: their endpoints say so).
+    `trusted_hosts`: Host names accepted without a token (default: loopback names).
+    """
+    if token is not None:
+        if not token.strip():
+            raise ServeError("the API token is empty")
+        register_secret(token)
+    token_bytes = token.encode() if token else None
+    hosts = {h.lower() for h in (trusted_hosts if trusted_hosts is not None else ())}
+
+    app = FastAPI(title="perf-alerts", version=_version(), docs_url=None, redoc_url=None, openapi_url="/api/v1/openapi.json", redirect_slashes=False,
+                  default_response_class=SafeJSONResponse)
+    app.state.system = system
+    _notifier: list[Any] = [notifier]
+
+    def get_notifier() -> Any:
+        if _notifier[0] is None:
+            from perf_alerts.notify.pipeline import Notifier
+
+            _notifier[0] = Notifier(system)
+        return _notifier[0]
+
+    # ---------------------------------------------------------------- errors → JSON
+    @app.exception_handler(ApiError)
+    async def _api_error(_: Request, exc: ApiError) -> Response:
+        return _error(exc.status, exc.error, exc.detail)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
+        errs = exc.errors()
+        if any(e.get("type") == "json_invalid" for e in errs):
+            first = next(e for e in errs if e.get("type") == "json_invalid")
+            return _error(400, "malformed JSON body", {"msg": str((first.get("ctx") or {}).get("error", first.get("msg")))})
+        detail = [{"loc": [str(x) for x in e.get("loc", ())], "msg": str(e.get("msg", "")), "type": str(e.get("type", ""))}
+                  for e in errs]
+        return _error(422, "invalid request: " + "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in detail[:5]), detail)
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+        msg = {404: "not found", 405: "method not allowed"}.get(exc.status_code, str(exc.detail))
+        return _error(exc.status_code, msg, None, getattr(exc, "headers", None))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(_: Request, exc: Exception) -> Response:  # a bug, never a user mistake
+        log.error("internal error in the HTTP API: %s", redact(f"{type(exc).__name__}: {exc}"))
+        return _error(500, "internal error", redact(f"{type(exc).__name__}: {exc}"))
+
+    # ---------------------------------------------------------------- guard: host, origin, token, size
+    @app.middleware("http")
+    async def _guard(request: Request, call_next: Any) -> Response:
+        path = request.url.path
+        host = _host_of(request.headers.get("host", ""))
+        if token_bytes is None and not (is_loopback(host) or host in hosts or host in _TEST_HOSTS):
+            return _error(403, "this server only answers requests addressed to a loopback host "
+                               "(start it with a token to serve other hosts)")
+        origin = request.headers.get("origin")
+        if origin and request.method not in ("GET", "HEAD", "OPTIONS"):
+            o = urlsplit(origin)
+            if o.netloc.lower() != request.headers.get("host", "").lower():
+                return _error(403, "cross-origin request refused")
+        if path.startswith("/api/") and token_bytes is not None:
+            auth = request.headers.get("authorization", "")
+            scheme, _, given = auth.partition(" ")
+            if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token_bytes):
+                return _error(401, "missing or wrong token: send Authorization: Bearer <token>",
+                              headers={"WWW-Authenticate": 'Bearer realm="perf-alerts"'})
+        cl = request.headers.get("content-length")
+        if cl is not None:
+            try:
+                too_big = int(cl) > MAX_BODY_BYTES
+            except ValueError:
+                return _error(400, "bad Content-Length header")
+            if too_big:
+                return _error(413, f"request body too large (limit {MAX_BODY_BYTES // (1024 * 1024)} MiB)")
+        response: Response = await call_next(request)
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "no-referrer")
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        if path.startswith("/api/"):
+            response.headers.setdefault("Cache-Control", "no-store")
+        else:
+            response.headers.setdefault(
+                "Content-Security-Policy",
+                "default-src 'self'; script-src 'self'; style-src 'self'; img-src 'self' data:; "
+                "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
+        return response
+
+    # ---------------------------------------------------------------- the page
+    index_html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
+
+    @app.get("/", include_in_schema=False)
+    def page() -> HTMLResponse:
+        html = index_html.replace("{{TOKEN_REQUIRED}}", "true" if token_bytes else "false")
+        return HTMLResponse(html, headers={"Cache-Control": "no-store"})
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    def favicon() -> Response:
+        return Response((STATIC_DIR / "favicon.svg").read_bytes(), media_type="image/svg+xml")
+
+    app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
+
+    # ---------------------------------------------------------------- metrics in
+    @app.post(f"{API_PREFIX}/metrics")
+    def post_metrics(body: Any = Body(..., description='[{"metric", "value", "timestamp"?, "labels"?}] or {"samples": [...]}')) -> Any:
+        records = body.get("samples") if isinstance(body, dict) and "samples" in body else body
+        if isinstance(records, dict) and "metric" in records:
+            records = [records]
+        if not isinstance(records, list):
+            raise ApiError(400, 'expected a JSON list of samples or {"samples": [...]}; '
+                                'each sample is {"metric": name, "value": number, "timestamp"?: ISO 8601 or Unix seconds, '
+                                '"labels"?: {name: value}}')
+        if not records:
+            raise ApiError(400, "no samples in the request")
+        if len(records) > MAX_SAMPLES_PER_REQUEST:
+            raise ApiError(413, f"too many samples in one request ({len(records)}; limit {MAX_SAMPLES_PER_REQUEST})")
+        now = system.clock.now()
+        good: list[Sample] = []
+        errors: list[str] = []
+        for i, r in enumerate(records):
+            try:
+                if not isinstance(r, dict):
+                    raise SampleError(f"expected an object, got {type(r).__name__}")
+                unknown = set(r) - {"metric", "value", "timestamp", "ts", "labels"}
+                if unknown:
+                    raise SampleError(f"unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
+                                      "valid: metric, value, timestamp, labels")
+                ts = parse_timestamp(r.get("timestamp", r.get("ts", now)))
+                if not TS_MIN <= ts <= TS_MAX:
+                    raise SampleError(f"timestamp {r.get('timestamp', r.get('ts'))!r} is out of range "
+                                      "(Unix seconds, not milliseconds, or ISO 8601)")
+                good.append(Sample.checked(r.get("metric"), r.get("value"), ts, r.get("labels")))
+            except (SampleError, TimeParseError) as e:
+                name = r.get("metric") if isinstance(r, dict) else None
+                errors.append(f"record {i}" + (f" ({name!r})" if isinstance(name, str) and len(name) < 200 else "") + f": {e}")
+        rep = system.record_many(good) if good else None
+        accepted = rep.accepted if rep else 0
+        result = {"accepted": accepted, "rejected": len(errors) + (rep.rejected if rep else 0),
+                  "errors": (errors + (rep.errors if rep else []))[:100]}
+        if not accepted:
+            raise ApiError(400, "no valid samples in the request", result)
+        return result
+
+    # ---------------------------------------------------------------- health and analysis
+    @app.get(f"{API_PREFIX}/health")
+    def health(lookback: str | None = Query(None, description="e.g. 24h"),
+               agent: str | None = Query(None, max_length=200)) -> Any:
+        lb = _duration_param(lookback, "lookback", 86400.0, 60.0, 90 * 86400.0)
+        rep = system.analyze(lookback=lb, agent=agent)
+        return {"at": iso(system.clock.now()), "window": rep["window"], "overall": rep["health"],
+                "agents": rep["agents"], "findings": rep["findings"], "series_analyzed": rep["series_analyzed"]}
+
+    @app.get(f"{API_PREFIX}/summary")
+    def summary(period: str | None = Query(None, description="e.g. 7d")) -> Any:
+        p = _duration_param(period, "period", 7 * 86400.0, 3600.0, 366 * 86400.0)
+        try:
+            from perf_alerts.manage.summary import executive_summary
+        except ImportError:
+            raise ApiError(503, "the executive summary is not available in this build") from None
+        return executive_summary(system, period_seconds=p)
+
+    # ---------------------------------------------------------------- alerts
+    def _alert_view(alerts: list[Any], now: float) -> list[dict[str, Any]]:
+        from perf_alerts.notify.silence import active_silences
+
+        sil = active_silences(system.store, now)
+        rules = {r.name: r for r in system.config.rules}
+        out = []
+        for a in alerts:
+            d = a.to_dict()
+            rule = rules.get(a.rule)
+            d["metric"] = rule.metric if rule else None
+            d["op"] = rule.op if rule else None
+            d["rule_type"] = rule.type if rule else None
+            matched = [s.id for s in sil if a.state == AlertState.FIRING and s.matches(a.labels)]
+            d["silenced"] = bool(matched)
+            d["silenced_by"] = matched
+            d["summary"] = a.annotations.get("summary")
+            out.append(d)
+        return out
+
+    @app.get(f"{API_PREFIX}/alerts")
+    def list_alerts(state: str | None = Query(None, description="pending, firing, resolved, active or all"),
+                    limit: int = Query(200, ge=1, le=5000)) -> Any:
+        states: list[AlertState] | None
+        if state in (None, "", "all"):
+            states = None
+        elif state == "active":
+            states = [AlertState.FIRING, AlertState.PENDING]
+        else:
+            try:
+                states = [AlertState(state)]
+            except ValueError:
+                raise ApiError(400, f"state: unknown state {state!r}; valid: pending, firing, resolved, active, all") from None
+        now = system.clock.now()
+        alerts = system.alerts(states)
+        return {"now": iso(now), "count": len(alerts), "alerts": _alert_view(alerts[:limit], now)}
+
+    def _find_alert(fingerprint: str) -> Any:
+        if not _FP_RE.match(fingerprint):
+            raise ApiError(400, f"fingerprint {fingerprint[:80]!r} is not valid (4 to 64 hex characters; a unique prefix is enough)")
+        matches = system.store.find_alerts(fingerprint.lower())
+        if not matches:
+            raise ApiError(404, f"no alert with fingerprint {fingerprint!r}")
+        if len(matches) > 1:
+            raise ApiError(409, f"fingerprint prefix {fingerprint!r} is ambiguous",
+                           {"matches": [a.fingerprint for a in matches][:20]})
+        return matches[0]
+
+    @app.get(f"{API_PREFIX}/alerts/{{fingerprint}}")
+    def get_alert(fingerprint: str) -> Any:
+        a = _find_alert(fingerprint)
+        d = _alert_view([a], system.clock.now())[0]
+        d["events"] = [{**e, "at": iso(e["ts"])} for e in system.store.events(fingerprint=a.fingerprint)[-50:]]
+        return d
+
+    @app.post(f"{API_PREFIX}/alerts/{{fingerprint}}/ack")
+    def ack_alert(fingerprint: str, body: AckIn | None = Body(None)) -> Any:
+        from perf_alerts.core import AlertNotFound
+
+        a = _find_alert(fingerprint)
+        if a.state == AlertState.RESOLVED and not a.acknowledged:
+            raise ApiError(409, f"alert {a.fingerprint} ({a.rule}) is already resolved")
+        try:
+            acked = system.ack(a.fingerprint, by=(body.by if body else "dashboard"))
+        except AlertNotFound as e:  # resolved or deleted since we looked
+            raise ApiError(409, str(e)) from None
+        return _alert_view([acked], system.clock.now())[0]
+
+    @app.get(f"{API_PREFIX}/alerts/{{fingerprint}}/series")
+    def alert_series(fingerprint: str, lookback: str | None = Query(None, description="e.g. 6h")) -> Any:
+        """The samples behind an alert: its rule's metric for the alert's series, with the threshold."""
+        a = _find_alert(fingerprint)
+        lb = _duration_param(lookback, "lookback", 6 * 3600.0, 60.0, 90 * 86400.0)
+        rule = next((r for r in system.config.rules if r.name == a.rule), None)
+        if rule is None:
+            return {"fingerprint": a.fingerprint, "rule": a.rule, "metric": None, "series": [],
+                    "threshold": a.threshold, "op": None, "note": f"rule {a.rule} is no longer configured"}
+        skip = set(rule.labels) | {"alertname", "severity"}
+        series = [s for s in system.store.list_series(rule.metric)
+                  if all(m.matches(s.labels) for m in rule.matchers)
+                  and all(a.labels.get(k) == v for k, v in s.labels.items() if k not in skip)]
+        end = system.clock.now()
+        # an alert whose last sample is older than the lookback still shows its data
+        if a.last_true_at and a.last_true_at < end - lb:
+            end = a.last_true_at
+        return {"fingerprint": a.fingerprint, "rule": a.rule, "metric": rule.metric, "op": rule.op,
+                "threshold": a.threshold if a.threshold is not None else rule.threshold, "aggregate": rule.aggregate,
+                "window": rule.window, **_series_points(series, end - lb, end)}
+
+    def _series_points(series: list[Any], start: float, end: float) -> dict[str, Any]:
+        series = series[:MAX_SERIES]
+        blk = system.store.query([s.id for s in series], start, end)
+        out = []
+        for s in series:
+            t, v = blk.of(s.id)
+            dt, dv = downsample(t, v)
+            out.append({"labels": s.labels, "count": int(t.size),
+                        "points": [[round(float(x), 3), float(y)] for x, y in zip(dt, dv)]})
+        return {"start": start, "end": end, "series": out}
+
+    @app.get(f"{API_PREFIX}/series")
+    def series_endpoint(metric: str = Query(..., description="metric name"),
+                        labels: str | None = Query(None, description="agent=researcher,task=x or a JSON object"),
+                        lookback: str | None = Query(None, description="e.g. 6h")) -> Any:
+        if not re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", metric):
+            raise ApiError(400, f"invalid metric name {metric[:100]!r} (must match [a-zA-Z_:][a-zA-Z0-9_:]*)")
+        want = _parse_labels_param(labels)
+        lb = _duration_param(lookback, "lookback", 6 * 3600.0, 60.0, 90 * 86400.0)
+        series = [s for s in system.store.list_series(metric) if all(s.labels.get(k) == v for k, v in want.items())]
+        end = system.clock.now()
+        res = _series_points(series, end - lb, end)
+        return {"metric": metric, "labels": want, "series_total": len(series), **res}
+
+    # ---------------------------------------------------------------- silences
+    @app.get(f"{API_PREFIX}/silences")
+    def list_silences_ep(all: bool = Query(False, description="include expired silences")) -> Any:  # noqa: A002
+        from perf_alerts.notify.silence import list_silences
+
+        now = system.clock.now()
+        items = [s for s in list_silences(system.store) if all or s.state(now) != "expired"]
+        return {"silences": [s.to_dict(now) for s in reversed(items)]}
+
+    @app.post(f"{API_PREFIX}/silences", status_code=201)
+    def add_silence_ep(body: SilenceIn) -> Any:
+        from perf_alerts.notify.silence import SilenceError, add_silence
+
+        now = system.clock.now()
+        if (body.matchers is None) == (body.fingerprint is None):
+            raise ApiError(400, 'give either "matchers" or "fingerprint" (the alert to silence)')
+        matchers: Any = body.matchers
+        if body.fingerprint is not None:
+            a = _find_alert(body.fingerprint)
+            # this alert's series exactly: its rule plus every label except the severity
+            matchers = {k: v for k, v in sorted(a.labels.items()) if k != "severity"}
+            matchers["alertname"] = a.labels.get("alertname", a.rule)
+        try:
+            starts = now if body.starts_at is None else parse_timestamp(body.starts_at)
+            if body.ends_at is not None:
+                if body.duration is not None:
+                    raise ApiError(400, 'give "duration" or "ends_at", not both')
+                ends = parse_timestamp(body.ends_at)
+            else:
+                ends = starts + _duration_param(None if body.duration is None else str(body.duration), "duration",
+                                                3600.0, 1.0, 366 * 86400.0)
+        except TimeParseError as e:
+            raise ApiError(400, str(e)) from None
+        if not (TS_MIN <= starts <= TS_MAX and TS_MIN <= ends <= TS_MAX):
+            raise ApiError(400, "starts_at/ends_at out of range (Unix seconds or ISO 8601)")
+        try:
+            sil = add_silence(system.store, matchers, starts, ends, body.created_by, body.comment, now)
+        except SilenceError as e:
+            raise ApiError(400, str(e)) from None
+        return sil.to_dict(now)
+
+    @app.delete(f"{API_PREFIX}/silences/{{silence_id}}")
+    def expire_silence_ep(silence_id: str) -> Any:
+        from perf_alerts.notify.silence import SilenceError, expire_silence, list_silences
+
+        if not _SILENCE_ID_RE.match(silence_id):
+            raise ApiError(400, f"silence id {silence_id[:80]!r} is not valid (hex characters)")
+        matches = [s for s in list_silences(system.store) if s.id.startswith(silence_id.lower())]
+        if not matches:
+            raise ApiError(404, f"no silence with id {silence_id!r}")
+        if len(matches) > 1:
+            raise ApiError(409, f"silence id {silence_id!r} is ambiguous", {"matches": [s.id for s in matches]})
+        now = system.clock.now()
+        try:
+            sil = expire_silence(system.store, matches[0].id, now)
+        except SilenceError as e:
+            raise ApiError(404, str(e)) from None
+        return sil.to_dict(now)
+
+    # ---------------------------------------------------------------- notifications
+    @app.get(f"{API_PREFIX}/notifications")
+    def notifications(state: str | None = Query(None, description="pending, failed, delivered or dead"),
+                      limit: int = Query(50, ge=1, le=500)) -> Any:
+        from perf_alerts.notify.outbox import STATES, Outbox
+
+        if state is not None and state != "" and state not in STATES:
+            raise ApiError(400, f"state: unknown state {state!r}; valid: {', '.join(STATES)}")
+        outbox = Outbox(system.store)
+        recent = getattr(outbox, "recent", None) or getattr(outbox, "list")
+        items = recent(state or None, limit)
+        out = []
+        for n in items:
+            d = n.to_dict()
+            for k in ("last_error", "title", "group_key"):
+                if isinstance(d.get(k), str):
+                    d[k] = redact(d[k])
+            out.append(d)
+        return {"notifications": out, "receivers": _receivers()}
+
+    def _receivers() -> list[dict[str, Any]]:
+        try:
+            disabled = get_notifier().disabled_receivers()
+        except Exception as e:  # the receivers list must not take the page down
+            log.warning("receiver state unavailable: %s", redact(str(e)))
+            disabled = {}
+        return [{"name": r.name, "kind": r.kind, "disabled": r.name in disabled,
+                 "reason": redact(disabled[r.name]) if r.name in disabled else None} for r in system.config.receivers]
+
+    @app.get(f"{API_PREFIX}/receivers")
+    def receivers() -> Any:
+        return {"receivers": _receivers()}
+
+    # ---------------------------------------------------------------- schedules and policies
+    def _status_of(obj: object | None, what: str) -> dict[str, Any]:
+        if obj is None:
+            return {what: [], "note": f"no {what} in this process (they run in `perf-alerts run`)"}
+        status = getattr(obj, "status", None)
+        if not callable(status):
+            return {what: [], "note": f"{what} status is not available"}
+        try:
+            items = status()
+        except Exception as e:
+            raise ApiError(503, f"{what} status is not available: {type(e).__name__}: {e}") from None
+        if isinstance(items, dict):
+            items = items.get(what, list(items.values()))
+        return {what: [_jsonable_item(x) for x in (items or [])]}
+
+    @app.get(f"{API_PREFIX}/schedules")
+    def schedules() -> Any:
+        return _status_of(scheduler, "schedules")
+
+    @app.get(f"{API_PREFIX}/policies")
+    def policies_ep() -> Any:
+        return _status_of(policies, "policies")
+
+    # ---------------------------------------------------------------- overview for the page
+    @app.get(f"{API_PREFIX}/status")
+    def status() -> Any:
+        last = system.store.kv_get("last_evaluation")
+        return {"now": iso(system.clock.now()), "version": _version(), "token_required": token_bytes is not None,
+                "rules": len(system.config.rules), "last_evaluation": None if not last else {
+                    "at": iso(last.get("at")), "rules": last.get("rules"), "errors": [redact(e) for e in last.get("errors", [])]}}
+
+    return app
+
+
+def _jsonable_item(x: Any) -> Any:
+    if isinstance(x, dict):
+        return {str(k): (redact(v) if isinstance(v, str) else _jsonable_item(v)) for k, v in x.items()}
+    if isinstance(x, (list, tuple)):
+        return [_jsonable_item(v) for v in x]
+    if hasattr(x, "to_dict") and callable(x.to_dict):
+        return _jsonable_item(x.to_dict())
+    if isinstance(x, (str, int, float, bool)) or x is None:
+        return x
+    return redact(str(x))
+
+
+def _version() -> str:
+    try:
+        from importlib.metadata import version
+
+        return version("perf-alerts")
+    except Exception:
+        return "0"
+
+
+# --------------------------------------------------------------------------- serving
+
+
+def check_bind(host: str, token: str | None) -> None:
+    """Refuse to listen beyond this machine without a token (SPEC §8)."""
+    if not host or not host.strip():
+        raise ServeError("--host is empty")
+    if not is_loopback(host) and not (token and token.strip()):
+        raise ServeError(f"refusing to serve on {host}: only loopback addresses (127.0.0.1, ::1, localhost) may be "
+                         "served without a token; set --token or PERF_ALERTS_TOKEN (clients then send "
+                         "Authorization: Bearer <token>)")
+
+
+def build_server(system: "PerfAlerts", host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
+                 **app_kwargs: Any) -> "uvicorn.Server":
+    """A uvicorn server for the app (the daemon awaits `server.serve()` in its loop)."""
+    import uvicorn
+
+    check_bind(host, token)
+    if not 0 <= int(port) <= 65535:
+        raise ServeError(f"--port {port} is out of range (0-65535)")
+    app = create_app(system, token=token, **app_kwargs)
+    config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", access_log=False,
+                            server_header=False, proxy_headers=False, lifespan="off")
+    return uvicorn.Server(config)
+
+
+def serve(system: "PerfAlerts", host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
+          **app_kwargs: Any) -> None:
+    """Run the API and dashboard until interrupted (blocking)."""
+    build_server(system, host, port, token, **app_kwargs).run()
+
+
+__all__ = ["create_app", "serve", "build_server", "check_bind", "ServeError", "is_loopback", "downsample"]

@@ -1,0 +1,246 @@
+"""Notification policies: conditions over analytics and alert state → actions.
+
+`PolicyEngine.evaluate(now)` judges every enabled policy (priority 1 first), runs the
+actions of those whose condition holds and whose cooldown has passed, audits every
+execution, and first settles the verifications that have come due. Only the variables a
+condition uses are computed, and the expensive ones (anomalies, breaches) are cached for
+a few minutes so a daemon ticking every minute does not re-score every series each time.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from perf_alerts.config import Policy
+from perf_alerts.manage import actions as A
+from perf_alerts.manage.condition import Condition, parse_condition
+from perf_alerts.model import AlertState
+from perf_alerts.timeutil import format_duration, iso
+
+if TYPE_CHECKING:
+    from perf_alerts.core import PerfAlerts
+    from perf_alerts.notify.pipeline import Notifier
+
+log = logging.getLogger("perf_alerts.policies")
+
+HEALTH_LOOKBACK = 86400.0
+BREACH_HORIZON = 6 * 3600.0
+EXPENSIVE_TTL = 300.0
+
+
+class Variables:
+    """The values conditions read, computed on first use for one instant."""
+
+    def __init__(self, system: "PerfAlerts", now: float, cache: dict[str, tuple[float, Any]] | None = None) -> None:
+        self.system = system
+        self.now = now
+        self.values: dict[str, Any] = {}
+        self._alerts: list[Any] | None = None
+        self._cache = cache if cache is not None else {}
+
+    def alerts(self) -> list[Any]:
+        if self._alerts is None:
+            self._alerts = self.system.store.load_alerts(states=[AlertState.FIRING, AlertState.PENDING])
+        return self._alerts
+
+    def get(self, name: str) -> Any:
+        if name not in self.values:
+            self.values[name] = self._compute(name)
+        return self.values[name]
+
+    def _compute(self, name: str) -> Any:
+        from perf_alerts import insights
+
+        head, _, rest = name.partition(".")
+        if head in ("firing", "pending"):
+            state = AlertState.FIRING if head == "firing" else AlertState.PENDING
+            xs = [a for a in self.alerts() if a.state == state]
+            return len(xs) if rest == "total" else sum(1 for a in xs if a.severity.value == rest)
+        if head == "health":
+            h = insights.agent_health(self.system.store, self.system.config, self.now, HEALTH_LOOKBACK,
+                                      self.alerts(), rest or None)
+            return None if h.score is None else round(float(h.score), 2)
+        if name == "anomalies":
+            return self._cached(name, lambda: len(insights.analyze(
+                self.system.store, self.system.config, self.now, HEALTH_LOOKBACK, self.alerts(), top=1000)["anomalies"]))
+        if name == "breaches":
+            def n_breaches() -> int:
+                rep = insights.predict(self.system.store, self.system.config, self.now, BREACH_HORIZON,
+                                       HEALTH_LOOKBACK, top=1000)
+                return sum(1 for b in rep["breaches"] if b.get("breach_at"))
+            return self._cached(name, n_breaches)
+        raise KeyError(name)
+
+    def _cached(self, name: str, fn: Any) -> Any:
+        hit = self._cache.get(name)
+        if hit is not None and 0 <= self.now - hit[0] < EXPENSIVE_TTL:
+            return hit[1]
+        v = fn()
+        self._cache[name] = (self.now, v)
+        return v
+
+
+@dataclass
+class Execution:
+    policy: str
+    priority: int
+    action: str
+    result: str  # ok, error, dry-run
+    dry_run: bool
+    who: str
+    at: float
+    audit_id: int | None = None
+    target: str | None = None
+    detail: dict[str, Any] = field(default_factory=dict)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy, "priority": self.priority, "action": self.action, "result": self.result,
+                "dry_run": self.dry_run, "who": self.who, "at": iso(self.at), "audit_id": self.audit_id,
+                "target": self.target, "detail": self.detail}
+
+
+@dataclass
+class PolicyOutcome:
+    policy: str
+    matched: bool
+    values: dict[str, Any]
+    skipped: str | None = None  # "cooldown until …", "disabled"
+    executions: list[Execution] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"policy": self.policy, "matched": self.matched, "values": self.values, "skipped": self.skipped,
+                "executions": [e.to_dict() for e in self.executions]}
+
+
+class PolicyEngine:
+    def __init__(self, system: "PerfAlerts", notifier: "Notifier | None" = None,
+                 policies: list[Policy] | None = None) -> None:
+        self.system = system
+        self.notifier = notifier
+        self.policies = list(system.config.policies if policies is None else policies)
+        self._conditions: dict[str, Condition] = {p.name: parse_condition(p.when) for p in self.policies}
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self.last_outcomes: list[PolicyOutcome] = []
+
+    def ordered(self) -> list[Policy]:
+        """Priority 1 first; equal priorities keep their config order."""
+        return [p for _, p in sorted(enumerate(self.policies), key=lambda ip: (ip[1].priority, ip[0]))]
+
+    def _state(self) -> dict[str, tuple[Any, ...]]:
+        rows = self.system.store.con.execute(
+            "SELECT name, last_matched, last_fired, fired_count, last_values FROM policy_state").fetchall()
+        return {r[0]: r for r in rows}
+
+    # ------------------------------------------------------------------ evaluation
+    def evaluate(self, now: float | None = None, *, who: str | None = None, apply: bool = True,
+                 dry_run_all: bool = False) -> list[Execution]:
+        """Judge the policies and run the actions due; returns the executions (in order).
+
+        `who` defaults to `policy:<name>`. `apply=False` is a preview: everything is a dry
+        run, nothing is audited and no cooldown starts (`perf-alerts optimize` without
+        --apply). `dry_run_all` runs every action as a dry run but audits it.
+        """
+        return [e for o in self.run(now, who=who, apply=apply, dry_run_all=dry_run_all) for e in o.executions]
+
+    def run(self, now: float | None = None, *, who: str | None = None, apply: bool = True,
+            dry_run_all: bool = False) -> list[PolicyOutcome]:
+        now = self.system.clock.now() if now is None else float(now)
+        if apply:
+            try:
+                A.verify_due(self.system, now)
+            except Exception:  # verification must never stop the policies
+                log.exception("verifying past actions failed")
+        variables = Variables(self.system, now, self._cache)
+        states = self._state()
+        outcomes: list[PolicyOutcome] = []
+        for pol in self.ordered():
+            if not pol.enabled:
+                outcomes.append(PolicyOutcome(pol.name, False, {}, "disabled"))
+                continue
+            cond = self._conditions[pol.name]
+            t0 = time.perf_counter()
+            try:
+                matched = cond.evaluate(variables.get)
+            except Exception as e:
+                log.exception("policy %s: evaluating its condition failed", pol.name)
+                outcomes.append(PolicyOutcome(pol.name, False, {}, f"error: {type(e).__name__}: {e}"))
+                continue
+            values = {k: variables.values.get(k) for k in sorted(cond.variables)}
+            out = PolicyOutcome(pol.name, matched, values)
+            outcomes.append(out)
+            log.debug("policy %s: %s in %.3fs", pol.name, matched, time.perf_counter() - t0)
+            if not matched:
+                continue
+            st = states.get(pol.name)
+            last_fired = st[2] if st else None
+            if apply and last_fired is not None and now - float(last_fired) < pol.cooldown:
+                out.skipped = f"cooldown until {iso(float(last_fired) + pol.cooldown)}"
+                if apply:
+                    self._save(pol.name, now, None, values)
+                continue
+            for act in pol.actions:
+                dry = (not apply) or dry_run_all or not act.enabled
+                ctx = A.ActionContext(self.system, pol.name, act, values, now, dry, who or f"policy:{pol.name}",
+                                      self.notifier, cond.text)
+                res = A.execute(ctx)
+                if ctx.notifier is not None and self.notifier is None:
+                    self.notifier = ctx.notifier
+                aid = A.record(self.system, ctx, res) if apply else None
+                out.executions.append(Execution(pol.name, pol.priority, act.type, res.result, dry, ctx.who, now,
+                                                aid, res.target, res.detail))
+            if apply:
+                self._save(pol.name, now, now, values)
+        self.last_outcomes = outcomes
+        return outcomes
+
+    def _save(self, name: str, matched_at: float, fired_at: float | None, values: dict[str, Any]) -> None:
+        with self.system.store.transaction() as con:
+            con.execute("INSERT OR IGNORE INTO policy_state (name) VALUES (?)", (name,))
+            con.execute("UPDATE policy_state SET last_matched = ?, last_values = ? WHERE name = ?",
+                        (matched_at, json.dumps(values, default=str), name))
+            if fired_at is not None:
+                con.execute("UPDATE policy_state SET last_fired = ?, fired_count = fired_count + 1 WHERE name = ?",
+                            (fired_at, name))
+
+    # ------------------------------------------------------------------ status
+    def status(self, now: float | None = None) -> list[dict[str, Any]]:
+        now = self.system.clock.now() if now is None else float(now)
+        states = self._state()
+        out = []
+        for pol in self.ordered():
+            st = states.get(pol.name)
+            last_fired = st[2] if st else None
+            until = None if last_fired is None else float(last_fired) + pol.cooldown
+            out.append({
+                "name": pol.name, "when": pol.when, "priority": pol.priority, "enabled": pol.enabled,
+                "cooldown": format_duration(pol.cooldown), "last_matched": iso(st[1]) if st else None,
+                "last_fired": iso(last_fired), "fired_count": st[3] if st else 0,
+                "last_values": json.loads(st[4]) if st and st[4] else None,
+                "in_cooldown": until is not None and now < until, "cooldown_until": iso(until) if until and now < until else None,
+                "actions": [{"type": a.type, "mode": "live" if a.enabled else "dry-run",
+                             "target_metric": a.target_metric} for a in pol.actions],
+            })
+        return out
+
+
+def optimize_report(system: "PerfAlerts", lookback: float = 86400.0, agent: str | None = None, *,
+                    apply: bool = False, who: str = "cli", at: float | None = None,
+                    deliver: bool = True) -> dict[str, Any]:
+    """What `perf-alerts optimize` (and the crew tool's `optimize`) shows: recommendations, and what the
+    policies do now — a preview unless `apply` (then enabled actions run, audited as `who`)."""
+    from perf_alerts.analytics.recommend import optimize
+
+    now = system.clock.now() if at is None else float(at)
+    recs = optimize(system, lookback=lookback, agent=agent, at=now)
+    engine = PolicyEngine(system)
+    outcomes = engine.run(now, who=who, apply=apply)
+    rep: dict[str, Any] = {"at": iso(now), "applied": apply, "recommendations": recs,
+                           "policies": [o.to_dict() for o in outcomes]}
+    if apply and deliver and engine.notifier is not None and engine.notifier.outbox.open_count():
+        _, d = engine.notifier.flush(now, system.config.delivery.cli_deadline, flush_new_groups=False)
+        rep["delivery"] = d.to_dict()
+    return rep

@@ -1,0 +1,280 @@
+"""Schedules: jobs on a cadence, with their state (last run, next run, overdue) in the store.
+
+Slots are aligned to UTC: an interval schedule's slots are the multiples of its interval
+since the Unix epoch; `daily`/`weekly` slots fall at `at` (and `weekday`). A tick runs a
+schedule when the latest slot at or before `now` is newer than the slot it last ran for,
+so after any downtime a missed job runs once — not once per missed slot — and a restart
+picks up where the previous process left off.
+
+A schedule seen for the first time runs at once if it is an interval schedule (an
+evaluation should not wait an hour for its first slot); a daily or weekly report waits for
+its first slot instead of going out at every deployment.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import math
+import time
+from dataclasses import dataclass, field
+from typing import TYPE_CHECKING, Any
+
+from perf_alerts.config import Schedule
+from perf_alerts.timeutil import format_duration, iso
+
+if TYPE_CHECKING:
+    from perf_alerts.core import PerfAlerts
+    from perf_alerts.notify.pipeline import Notifier
+
+log = logging.getLogger("perf_alerts.schedules")
+
+JOB_ORDER = {"evaluate": 0, "predictive_analysis": 1, "optimization_review": 2, "summary": 3}
+DEFAULT_PERIOD = {"summary": 7 * 86400.0, "optimization_review": 86400.0, "predictive_analysis": 86400.0}
+IMPLICIT_NAME = "evaluate-all"
+
+
+def effective_schedules(config: Any) -> list[Schedule]:
+    """The configured schedules; a config without any evaluates every rule continuously."""
+    if config.schedules:
+        return list(config.schedules)
+    return [Schedule(name=IMPLICIT_NAME, every="continuous", job="evaluate")]
+
+
+def latest_slot(sch: Schedule, now: float, evaluation_interval: float) -> float:
+    """The latest slot at or before `now`."""
+    step = sch.interval(evaluation_interval)
+    off = sch.offset
+    return math.floor((now - off) / step) * step + off
+
+
+def first_slot_at_or_after(sch: Schedule, t: float, evaluation_interval: float) -> float:
+    s = latest_slot(sch, t, evaluation_interval)
+    return s if s >= t else s + sch.interval(evaluation_interval)
+
+
+def waits_for_first_slot(sch: Schedule) -> bool:
+    return sch.every in ("daily", "weekly")
+
+
+@dataclass
+class JobRun:
+    schedule: str
+    job: str
+    slot: float
+    at: float
+    status: str  # ok, error, not available
+    result: dict[str, Any] = field(default_factory=dict)
+    seconds: float = 0.0
+    missed_slots: int = 0  # slots skipped while nothing ran (downtime): run once for all of them
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"schedule": self.schedule, "job": self.job, "slot": iso(self.slot), "at": iso(self.at),
+                "status": self.status, "result": self.result, "seconds": round(self.seconds, 3),
+                "missed_slots": self.missed_slots}
+
+
+class Scheduler:
+    """Runs the configured jobs when their slot comes; state persisted in the `schedules` table."""
+
+    def __init__(self, system: "PerfAlerts", notifier: "Notifier | None" = None,
+                 schedules: list[Schedule] | None = None) -> None:
+        self.system = system
+        self._notifier = notifier
+        self.schedules = schedules if schedules is not None else effective_schedules(system.config)
+
+    @property
+    def evaluation_interval(self) -> float:
+        return float(self.system.config.global_.evaluation_interval)
+
+    @property
+    def notifier(self) -> "Notifier":
+        if self._notifier is None:
+            from perf_alerts.notify.pipeline import Notifier
+
+            self._notifier = Notifier(self.system)
+        return self._notifier
+
+    # ------------------------------------------------------------------ state
+    def _states(self) -> dict[str, dict[str, Any]]:
+        cols = ("name", "first_seen", "last_run", "last_slot", "last_status", "last_result", "last_seconds", "runs")
+        rows = self.system.store.con.execute(f"SELECT {', '.join(cols)} FROM schedules").fetchall()
+        return {r[0]: dict(zip(cols, r)) for r in rows}
+
+    def _ensure(self, names: list[str], now: float) -> None:
+        with self.system.store.transaction() as con:
+            con.executemany("INSERT OR IGNORE INTO schedules (name, first_seen) VALUES (?, ?)", [(n, now) for n in names])
+
+    def _due(self, sch: Schedule, st: dict[str, Any], now: float) -> tuple[bool, float, int]:
+        step = sch.interval(self.evaluation_interval)
+        slot = latest_slot(sch, now, self.evaluation_interval)
+        last_slot = st.get("last_slot")
+        if last_slot is None:
+            if waits_for_first_slot(sch) and slot < float(st["first_seen"]):
+                return False, slot, 0
+            return True, slot, 0
+        if slot <= float(last_slot) + 1e-6:
+            return False, slot, 0
+        missed = max(0, int(round((slot - float(last_slot)) / step)) - 1)
+        return True, slot, missed
+
+    # ------------------------------------------------------------------ ticking
+    def tick(self, now: float | None = None) -> list[JobRun]:
+        """Run every schedule whose slot has come (once per slot, however long the gap)."""
+        now = self.system.clock.now() if now is None else float(now)
+        active = [s for s in self.schedules if s.enabled]
+        self._ensure([s.name for s in active], now)
+        states = self._states()
+        runs: list[JobRun] = []
+        for sch in sorted(active, key=lambda s: JOB_ORDER.get(s.job, 9)):
+            due, slot, missed = self._due(sch, states[sch.name], now)
+            if not due:
+                continue
+            if missed:
+                log.info("schedule %s: %d missed slot(s) since the last run; running once now", sch.name, missed)
+            run = self.run_job(sch, now, slot)
+            run.missed_slots = missed
+            self._record(run)
+            runs.append(run)
+        return runs
+
+    def run_job(self, sch: Schedule, now: float, slot: float | None = None) -> JobRun:
+        t0 = time.perf_counter()
+        try:
+            status, result = getattr(self, f"_job_{sch.job}")(sch, now)
+        except Exception as e:  # a failing job must not stop the others, nor the daemon
+            log.exception("schedule %s (%s) failed", sch.name, sch.job)
+            status, result = "error", {"error": f"{type(e).__name__}: {e}"}
+        return JobRun(sch.name, sch.job, now if slot is None else slot, now, status, result, time.perf_counter() - t0)
+
+    def _record(self, run: JobRun) -> None:
+        text = json.dumps(run.result, default=str)
+        if len(text) > 20000:
+            text = json.dumps({"truncated": True, "status": run.status})
+        with self.system.store.transaction() as con:
+            con.execute("UPDATE schedules SET last_run = ?, last_slot = ?, last_status = ?, last_result = ?, "
+                        "last_seconds = ?, runs = runs + 1 WHERE name = ?",
+                        (run.at, run.slot, run.status, text, run.seconds, run.schedule))
+
+    # ------------------------------------------------------------------ jobs
+    def _job_evaluate(self, sch: Schedule, now: float) -> tuple[str, dict[str, Any]]:
+        res = self.system.evaluate(at=now, group=sch.group)
+        d = res.to_dict()
+        return ("error" if res.errors and not res.rules else "ok"), {
+            "group": sch.group, "rules": d["rules"], "series": d["series_evaluated"], "firing": d["firing"],
+            "pending": d["pending"], "transitions": len(d["transitions"]), "errors": d["errors"][:5]}
+
+    def _job_summary(self, sch: Schedule, now: float) -> tuple[str, dict[str, Any]]:
+        try:
+            from perf_alerts.manage.summary import executive_summary
+        except ImportError:
+            return "not available", {"error": "the executive summary (perf_alerts.manage.summary) is not in this build"}
+        period = sch.period or DEFAULT_PERIOD["summary"]
+        summary = executive_summary(self.system, period, at=now)
+        self.system.store.kv_set("schedule:last_summary", {"at": now, "schedule": sch.name, "summary": summary})
+        out: dict[str, Any] = {"period": format_duration(period), "headline": summary.get("headline", [])[:3]}
+        if sch.send:
+            try:
+                from perf_alerts.manage.summary import to_markdown
+
+                text = to_markdown(summary)
+            except ImportError:
+                text = "\n".join(summary.get("headline", [])) or json.dumps(summary, default=str)[:3500]
+            files = _summary_files(summary)
+            ids = self.notifier.enqueue_message(f"Executive performance summary ({format_duration(period)})", text,
+                                                "info", kind="executive_summary", files=files, at=now)
+            out["notifications"] = ids
+        return "ok", out
+
+    def _job_optimization_review(self, sch: Schedule, now: float) -> tuple[str, dict[str, Any]]:
+        try:
+            from perf_alerts.analytics.recommend import optimize
+        except ImportError:
+            return "not available", {"error": "recommendations (perf_alerts.analytics.recommend) are not in this build"}
+        lookback = sch.period or DEFAULT_PERIOD["optimization_review"]
+        rep = optimize(self.system, lookback=lookback, at=now)
+        recs = rep.get("recommendations", [])
+        self.system.store.kv_set("schedule:last_optimization_review", {"at": now, "schedule": sch.name, "report": rep})
+        out: dict[str, Any] = {"lookback": format_duration(lookback), "recommendations": len(recs),
+                               "titles": [r["title"] for r in recs[:5]], "note": rep.get("note")}
+        if sch.send and recs:
+            text = "\n".join(f"• [{r['priority']}] {r['title']}\n  → {r['action']}" for r in recs[:10])
+            out["notifications"] = self.notifier.enqueue_message(
+                f"Optimization review: {len(recs)} recommendation(s)", text, "info",
+                labels={"schedule": sch.name}, kind="optimization_review", at=now)
+        return "ok", out
+
+    def _job_predictive_analysis(self, sch: Schedule, now: float) -> tuple[str, dict[str, Any]]:
+        lookback = sch.period or DEFAULT_PERIOD["predictive_analysis"]
+        rep = self.system.predict(horizon=sch.horizon, lookback=lookback, at=now)
+        breaches = [b for b in rep.get("breaches", []) if b.get("breach_at")]
+        out: dict[str, Any] = {"horizon": format_duration(sch.horizon), "series_forecast": rep.get("series_forecast"),
+                               "breaches": len(breaches),
+                               "top": [f"{b['series']} {b['threshold']} in {b['time_to_breach']}" for b in breaches[:5]]}
+        if sch.send and breaches:
+            text = "\n".join(f"• {b['series']}: {b['rule']} ({b['threshold']}) in {b['time_to_breach']} "
+                             f"(probability {b['probability']})" for b in breaches[:10])
+            out["notifications"] = self.notifier.enqueue_message(
+                f"Predicted breaches within {format_duration(sch.horizon)}: {len(breaches)}", text, "warning",
+                labels={"schedule": sch.name}, kind="prediction", at=now)
+        return "ok", out
+
+    # ------------------------------------------------------------------ status
+    def status(self, now: float | None = None) -> list[dict[str, Any]]:
+        """Every schedule with its last run, next run and whether it is overdue."""
+        now = self.system.clock.now() if now is None else float(now)
+        states = self._states()
+        grace = max(2 * self.evaluation_interval, 60.0)
+        out = []
+        for sch in self.schedules:
+            st = states.get(sch.name) or {}
+            step = sch.interval(self.evaluation_interval)
+            last_slot = st.get("last_slot")
+            if not sch.enabled:
+                nxt = None
+            elif last_slot is not None:
+                nxt = float(last_slot) + step
+            elif st.get("first_seen") is not None and waits_for_first_slot(sch):
+                nxt = first_slot_at_or_after(sch, float(st["first_seen"]), self.evaluation_interval)
+            elif st.get("first_seen") is not None:
+                nxt = float(st["first_seen"])
+            else:  # never seen by a scheduler: when it would next fall
+                nxt = now if not waits_for_first_slot(sch) else first_slot_at_or_after(sch, now, self.evaluation_interval)
+            overdue = nxt is not None and now > nxt + grace
+            result = json.loads(st["last_result"]) if st.get("last_result") else None
+            out.append({
+                "name": sch.name, "every": sch.every, "interval": format_duration(step), "interval_seconds": step,
+                "job": sch.job, "group": sch.group, "at": sch.at, "weekday": sch.weekday, "send": sch.send,
+                "enabled": sch.enabled, "last_run": iso(st.get("last_run")), "last_status": st.get("last_status"),
+                "last_result": result, "last_seconds": st.get("last_seconds"), "runs": st.get("runs", 0),
+                "next_run": iso(nxt), "overdue": overdue,
+                "overdue_by": format_duration(now - nxt) if overdue and nxt is not None else None,
+            })
+        return out
+
+    def uncovered_groups(self) -> list[str]:
+        """Rule groups no enabled evaluate schedule covers (their rules would never be evaluated)."""
+        ev = [s for s in self.schedules if s.enabled and s.job == "evaluate"]
+        if any(s.group is None for s in ev):
+            return []
+        covered = {s.group for s in ev}
+        return sorted({r.group for r in self.system.config.rules} - covered)
+
+
+def _summary_files(summary: dict[str, Any]) -> list[tuple[str, bytes, str]] | None:
+    """The summary's PNG chart when a chart renderer is in this build (perf_alerts.manage.charts)."""
+    try:
+        from perf_alerts.manage import charts  # type: ignore[attr-defined]
+    except ImportError:
+        return None
+    for name in ("summary_chart_png", "summary_png", "render_summary_chart"):
+        fn = getattr(charts, name, None)
+        if callable(fn):
+            try:
+                png = fn(summary)
+            except Exception:  # a chart must never stop the summary
+                log.exception("summary chart failed")
+                return None
+            if isinstance(png, (bytes, bytearray)):
+                return [("summary.png", bytes(png), "image/png")]
+    return None

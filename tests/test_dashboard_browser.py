@@ -1,0 +1,123 @@
+"""The dashboard in a real headless Chromium (the system package, driven by Playwright).
+
+The page loads over a real server and a seeded store, shows the firing alert, its Ack
+button acknowledges it in the store, and the browser reports no console error.
+No browser is ever downloaded: Chromium comes from the OS (`.ci/run` installs it).
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+pytest.importorskip("fastapi")
+pytest.importorskip("uvicorn")
+
+from test_http import LiveServer, fp_of, seeded_system  # noqa: E402
+
+CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
+                 "--disable-background-networking", "--disable-component-update", "--disable-sync",
+                 "--disable-dev-shm-usage"]
+SCREENSHOT = Path(os.environ.get("PERF_ALERTS_SCREENSHOT", "/tmp/dashboard.png"))
+
+
+def _chromium() -> str:
+    for name in ("chromium", "chromium-browser", "google-chrome"):
+        path = shutil.which(name)
+        if path:
+            return path
+    msg = "Chromium is not installed (apt-get install chromium); .ci/run installs it"
+    if os.environ.get("CI"):
+        pytest.fail(msg)
+    pytest.skip(msg)
+
+
+def _playwright() -> Any:
+    try:
+        from playwright.sync_api import sync_playwright
+    except ImportError:
+        if os.environ.get("CI"):
+            pytest.fail("the playwright Python package is missing (it is in the dev extra)")
+        pytest.skip("the playwright Python package is not installed")
+    return sync_playwright
+
+
+def test_dashboard_shows_firing_alert_and_ack_works(tmp_path: Path) -> None:
+    executable = _chromium()
+    sync_playwright = _playwright()
+    system = seeded_system(tmp_path)
+    fp = fp_of(system, "HighLatency")
+    problems: list[str] = []
+
+    with LiveServer(system) as srv, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": 1360, "height": 1500})
+            page.on("console", lambda m: problems.append(f"console.{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+            page.on("requestfailed", lambda r: problems.append(f"request failed: {r.url} {r.failure}"))
+            page.set_default_timeout(10_000)
+
+            page.goto(srv.url + "/")
+            page.wait_for_selector("body[data-loaded='true']")
+            row = page.locator(f"tr[data-fingerprint='{fp}']")
+            row.wait_for()
+            assert "HighLatency" in row.inner_text() and "critical" in row.inner_text().lower()
+            assert "unacknowledged" in row.locator(".ack-state").inner_text()
+            # the rest of the page rendered from the API
+            page.wait_for_selector("#charts svg.chart-svg polyline")
+            assert page.locator("#charts .threshold").count() >= 1
+            assert "researcher" in page.locator("#health").inner_text()
+            assert page.locator("#alerts-body tr").count() == 2
+            page.screenshot(path=str(SCREENSHOT), full_page=True)
+
+            row.get_by_role("button", name="Acknowledge HighLatency").click()
+            page.wait_for_function(
+                "fp => { const r = document.querySelector(`tr[data-fingerprint='${fp}'] .ack-state`);"
+                " return r && r.textContent.startsWith('acknowledged'); }", arg=fp)
+            stored = system.store.get_alert(fp)
+            assert stored is not None and stored.acknowledged and stored.acknowledged_by == "dashboard"
+            assert next(a for a in system.alerts() if a.fingerprint == fp).acknowledged
+            assert row.get_by_role("button", name="Acknowledge HighLatency").is_disabled()
+
+            # silence the other alert from its row
+            other = next(a.fingerprint for a in system.alerts() if a.rule == "LLMErrors")
+            page.locator(f"tr[data-fingerprint='{other}']").get_by_role("button", name="Silence LLMErrors for one hour").click()
+            page.wait_for_function(
+                "fp => !!document.querySelector(`tr[data-fingerprint='${fp}'] .flag-sil`)", arg=other)
+            from perf_alerts.notify.silence import active_silences
+
+            sil = active_silences(system.store, system.clock.now())
+            assert len(sil) == 1 and sil[0].matches(system.store.get_alert(other).labels)  # type: ignore[union-attr]
+            page.wait_for_selector("#silences table")
+        finally:
+            browser.close()
+
+    assert problems == [], problems
+
+
+def test_dashboard_asks_for_the_token(tmp_path: Path) -> None:
+    executable = _chromium()
+    sync_playwright = _playwright()
+    system = seeded_system(tmp_path)
+    problems: list[str] = []
+    with LiveServer(system, token="browser-test-token") as srv, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: problems.append(m.text) if m.type == "error" else None)
+            page.on("pageerror", lambda e: problems.append(str(e)))
+            page.set_default_timeout(10_000)
+            page.goto(srv.url + "/")
+            page.wait_for_selector("#token-form:not([hidden])")
+            page.fill("#token-input", "browser-test-token")
+            page.click("#token-form button[type=submit]")
+            page.wait_for_selector("body[data-loaded='true']")
+            assert page.locator("#alerts-body tr[data-fingerprint]").count() == 2
+        finally:
+            browser.close()
+    assert problems == [], problems
