@@ -134,32 +134,72 @@ def test_nan_is_missing_not_poison():
 # --------------------------------------------------------------------------
 # behaviour
 
-def test_seasonal_pattern_is_not_an_anomaly_but_injected_spike_is():
-    """Daily wave + quiet weekends + 3% multiplicative noise, one spike.
+SEEDS = range(20)
 
-    The default detector's false-alarm rate on pure noise is about one
-    alert per 3-4k points (the price of NAB-level sensitivity), so the
-    assertion is: no alert where the weekly pattern changes (weekend
-    edges), stray alerts at the noise rate at most, and the injected spike
-    detected immediately.
+
+@pytest.mark.parametrize("step", [300.0, 600.0])
+def test_seasonal_pattern_is_not_an_anomaly_over_many_seeds(step):
+    """Daily wave x weekday/weekend factor, 3% multiplicative noise, 4 weeks.
+
+    For 20 seeds: after the first week, no alert at all around the weekly
+    pattern changes, at most two stray alerts over all 20 clean series
+    (60k-120k scored points, i.e. < 1 per 30k), and an injected spike and,
+    separately, a +30% level shift are each detected within 4 points in
+    every seed.
     """
-    t, v = seasonal(n_days=35, step=600.0, seed=3)
-    k = int(len(v) * 0.8) + 7
-    v = v.copy()
-    v[k] += 0.8 * v.mean()           # one clear traffic spike
-    s = an.anomaly_scores(v, t)
-    warm = 144 * 7                    # first week: learning
-    quiet = np.ones(len(v), dtype=bool)
-    quiet[:warm] = False
-    quiet[k:k + 6] = False
-    dow = ((t // 86400) + 3) % 7
-    edges = np.flatnonzero(np.diff((dow >= 5).astype(int))) + 1
-    pattern = np.zeros(len(v), dtype=bool)
-    for e in edges:
-        pattern[max(0, e - 12):e + 12] = True       # +-2 h around edges
-    assert s[quiet & pattern].max() < THR
-    assert (s[quiet] >= THR).sum() <= quiet.sum() / 2000
-    assert s[k:k + 3].max() >= THR
+    ppd = int(86400 / step)
+    warm = 7 * ppd
+    stray = 0
+    for seed in SEEDS:
+        t, v = seasonal(n_days=28, step=step, seed=seed)
+        dow = ((t // 86400) + 3) % 7
+        edges = np.flatnonzero(np.diff((dow >= 5).astype(int))) + 1
+        pattern = np.zeros(len(v), dtype=bool)
+        for e in edges:
+            pattern[max(0, e - ppd // 12):e + ppd // 12] = True   # +-2 h
+        k = int(len(v) * 0.8) + 7 + 13 * seed
+        spike = v.copy()
+        spike[k] += 0.8 * v.mean()
+        shift = v.copy()
+        shift[k:] *= 1.3
+        clean = an.anomaly_scores(v, t)
+        assert clean[warm:][pattern[warm:]].max() < THR, seed
+        stray += int((clean[warm:] >= THR).sum())
+        for y, stop in ((spike, k + 6), (shift, len(v))):
+            s = an.anomaly_scores(y, t)
+            quiet = np.zeros(len(v), dtype=bool)
+            quiet[warm:] = True
+            quiet[k:stop] = False
+            assert s[quiet & pattern].max() < THR, seed
+            assert s[k:k + 4].max() >= THR, seed
+    assert stray <= 2, stray
+
+
+def test_fresh_start_needs_history_before_alerting():
+    """Rules rescore a 24 h slice each cycle: a fresh start must be quiet."""
+    n_hist = an.Likelihood.defaults()["min_history"]
+    for seed in SEEDS:
+        x = noisy(n_hist + 300, seed=seed)
+        x[5] += 40.0                   # even a wild early point
+        assert an.anomaly_scores(x)[:n_hist].max() == 0.0
+        t, v = seasonal(n_days=2, step=300.0, seed=seed)
+        s = an.anomaly_scores(v[7 * seed:7 * seed + 576],
+                              t[7 * seed:7 * seed + 576])
+        assert s.max() < THR, seed
+
+
+@pytest.mark.parametrize("kind,per_alert", [("gauss", 25_000), ("t3", 1_000)])
+def test_noise_false_alarm_rate(kind, per_alert):
+    """iid noise after warm-up: at most one alert per ``per_alert`` points."""
+    n, warm, alerts, total = 50_000, 500, 0, 0
+    for seed in range(4):
+        rng = np.random.default_rng(1000 + seed)
+        e = rng.standard_normal(n) if kind == "gauss" else \
+            rng.standard_t(3, n)
+        s = an.anomaly_scores(100.0 + e)
+        alerts += int((s[warm:] >= THR).sum())
+        total += n - warm
+    assert alerts <= total / per_alert, (alerts, total)
 
 
 def test_level_shift_detected():
@@ -196,7 +236,7 @@ def test_noise_alert_rate_and_sensitivity():
     for sens in (0.9, None, 0.25):
         s = an.anomaly_scores(x, sensitivity=sens)
         counts.append(int((s[200:] >= an.threshold_for(sens)).sum()))
-    assert counts[1] <= 10                     # < 1 per 2000 points
+    assert counts[1] <= 2                      # < 1 per 10000 points
     assert counts[0] >= counts[1] >= counts[2]
     assert counts[2] <= 1
 

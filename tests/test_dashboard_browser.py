@@ -46,14 +46,49 @@ def _playwright() -> Any:
     return sync_playwright
 
 
+class _Status:
+    def __init__(self, items: list[dict[str, Any]]) -> None:
+        self.items = items
+
+    def status(self) -> list[dict[str, Any]]:
+        return self.items
+
+
+SCHEDULES = _Status([
+    {"name": "continuous", "job": "evaluate", "every": "1m", "last_run": "2026-03-02T11:59:00Z",
+     "next_run": "2026-03-02T12:00:00Z", "overdue": False},
+    {"name": "daily-summary", "job": "executive_summary", "every": "1d", "last_run": None,
+     "next_run": "2026-03-01T09:00:00Z", "overdue": True},
+])
+POLICIES = _Status([
+    {"name": "health-critical", "condition": "overall_health < 50 and critical_firing > 0",
+     "actions": [{"type": "notify"}, {"type": "optimize"}], "last_fired": "2026-03-02T11:40:00Z", "cooldown": "1h",
+     "in_cooldown": True},
+])
+
+
+def _notifications(system: Any) -> None:
+    from perf_alerts.notify.outbox import Outbox
+
+    ob = Outbox(system.store)
+    now = system.clock.now()
+    snaps = [{"fingerprint": a.fingerprint, "state": "firing"} for a in system.alerts()]
+    with system.store.transaction() as con:
+        ok = ob.enqueue(con, "oncall", "alerts", "g1", {"alerts": snaps[:1]}, now - 300)
+        bad = ob.enqueue(con, "oncall", "alerts", "g2", {"alerts": snaps[1:]}, now - 60)
+    ob.delivered(ob.get(ok), now - 299, ["1234"])  # type: ignore[arg-type]
+    ob.retry(ob.get(bad), now - 59, "HTTP 503 Service Unavailable", 30)  # type: ignore[arg-type]
+
+
 def test_dashboard_shows_firing_alert_and_ack_works(tmp_path: Path) -> None:
     executable = _chromium()
     sync_playwright = _playwright()
     system = seeded_system(tmp_path)
+    _notifications(system)
     fp = fp_of(system, "HighLatency")
     problems: list[str] = []
 
-    with LiveServer(system) as srv, sync_playwright() as pw:
+    with LiveServer(system, scheduler=SCHEDULES, policies=POLICIES) as srv, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1360, "height": 1500})
@@ -68,11 +103,16 @@ def test_dashboard_shows_firing_alert_and_ack_works(tmp_path: Path) -> None:
             row.wait_for()
             assert "HighLatency" in row.inner_text() and "critical" in row.inner_text().lower()
             assert "unacknowledged" in row.locator(".ack-state").inner_text()
+            assert page.locator("#token-form").is_hidden()  # no token on loopback: no prompt
             # the rest of the page rendered from the API
             page.wait_for_selector("#charts svg.chart-svg polyline")
             assert page.locator("#charts .threshold").count() >= 1
             assert "researcher" in page.locator("#health").inner_text()
             assert page.locator("#alerts-body tr").count() == 2
+            assert "overdue" in page.locator("#schedules").inner_text().lower()
+            assert "health-critical" in page.locator("#policies").inner_text()
+            notes = page.locator("#notifications").inner_text()
+            assert "delivered" in notes.lower() and "HTTP 503" in notes
             page.screenshot(path=str(SCREENSHOT), full_page=True)
 
             row.get_by_role("button", name="Acknowledge HighLatency").click()

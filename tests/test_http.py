@@ -409,3 +409,31 @@ def test_cli_dashboard_refuses_public_bind_without_token(tmp_path: Path) -> None
                            env={"PERF_ALERTS_TOKEN": ""})
     assert r.exit_code == 2, r.output
     assert "token" in r.output
+
+
+def test_cli_dashboard_serves_the_store(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    seeded_system(tmp_path)
+    port = free_port()
+    proc = subprocess.Popen([sys.executable, "-m", "perf_alerts", "--db", str(tmp_path / "web.db"), "dashboard",
+                             "--host", "127.0.0.1", "--port", str(port)],
+                            stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    try:
+        deadline = time.monotonic() + 20
+        while True:
+            try:
+                r = httpx.get(f"http://127.0.0.1:{port}/api/v1/alerts?state=firing", timeout=2)
+                break
+            except httpx.TransportError:
+                if proc.poll() is not None or time.monotonic() > deadline:
+                    raise AssertionError(f"dashboard did not start: {proc.communicate(timeout=5)}") from None
+                time.sleep(0.1)
+        assert r.status_code == 200 and r.json()["count"] == 2
+        assert httpx.get(f"http://127.0.0.1:{port}/", timeout=5).status_code == 200
+    finally:
+        proc.terminate()
+        out, err = proc.communicate(timeout=10)
+    assert f"http://127.0.0.1:{port}/" in out
+    assert "Traceback" not in err

@@ -245,14 +245,14 @@ class Likelihood(Detector):
     @classmethod
     def defaults(cls):
         return {"level_hl": 64.0, "scale_hl": 512.0, "z_half": 8.0,
-                "avg_hl": 3.0, "hist_hl": 1024.0, "min_std": 0.02,
-                "decades": 8.0, "warmup": 64, "spacing": 200,
+                "avg_hl": 3.0, "hist_hl": 2048.0, "min_std": 0.02,
+                "decades": 12.0, "avg_hl2": 12.0, "decades2": 6.0,
+                "warmup": 64, "min_history": 300, "spacing": 300,
                 "damp": 0.25, "alert_level": DEFAULT_ANOMALY_THRESHOLD,
                 "z_full": 0.0, "seasonal": True, "lag_tol": 1.0 / 48,
-                "jump_ratio": 2.0, "jump_hl": 2048.0, "jump_ref": 4.0,
-                "tail_pow": 1.0, "lik_channels": ("jump", "level"),
-                "select_after": 256, "persist_jump": 1, "persist_level": 1, "lognormal": False, "avg_hl2": 0.0, "decades2": 8.0,
-                "z_rec": 0.0, "rec_hl": 2048.0, "log_c": 0.0}
+                "log_c": 0.01, "jump_ratio": 2.0, "jump_hl": 2048.0,
+                "jump_ref": 4.0, "tail_pow": 1.0,
+                "lik_channels": ("jump", "level"), "select_after": 256}
 
     def _fams(self, has_t: bool) -> list[str]:
         if has_t and self.params["seasonal"]:
@@ -314,11 +314,6 @@ class Likelihood(Detector):
         floor = np.maximum(_REL_FLOOR * np.abs(y), 1e-12)
         z = np.minimum(ae / np.maximum(prev_scale, floor), 1e12)
         r = z / (z + p["z_half"])
-        k = int(p["persist_" + name])
-        if k > 1:                       # surprise must persist k points
-            r0 = r
-            for j in range(1, k):
-                r = np.minimum(r, np.r_[np.zeros(min(j, n)), r0[:n - j]])
         s = np.zeros(n)
         for hl, dec in self._scales():
             d_av = _decay(hl)
@@ -332,9 +327,6 @@ class Likelihood(Detector):
             mu = np.r_[0.0, m1[:-1]]
             var = np.r_[0.0, np.maximum(m2 - m1 * m1, 0.0)[:-1]]
             sd = np.maximum(np.sqrt(var), p["min_std"])
-            if p["z_rec"] > 0:
-                sd = np.maximum(sd, (self._record_batch(avg) - mu)
-                                / p["z_rec"])
             zz = (avg - mu) / sd
             s = np.maximum(s, np.minimum(_decades_batch(zz) / dec, 1.0))
         if name not in p["lik_channels"]:
@@ -344,17 +336,6 @@ class Likelihood(Detector):
         if p["jump_ratio"] > 0:
             s = np.maximum(s, self._extreme_batch(z))
         return s, prev_scale
-
-    def _record_batch(self, a):
-        """Decayed max (halflife ``rec_hl``) of a[:i] (after warm-up)."""
-        p = self.params
-        n = len(a)
-        ld = math.log(_decay(p["rec_hl"]))
-        la = np.log(np.maximum(a, 1e-300))
-        j = np.arange(n, dtype=float)
-        seen = np.where(j < p["warmup"], -np.inf, la)
-        lm = np.maximum.accumulate(seen - j * ld) + j * ld
-        return np.exp(np.r_[-np.inf, lm[:-1]])
 
     def _scales(self):
         p = self.params
@@ -407,7 +388,7 @@ class Likelihood(Detector):
                 scores[k, idx], fits[k, idx] = s, f
         best = np.argmin(fits, axis=0)       # ties -> plain
         s = scores[best, np.arange(n)]
-        s[: int(p["warmup"])] = 0.0
+        s[: max(int(p["warmup"]), int(p["min_history"]))] = 0.0
         return self._space(s)
 
     def _space(self, s):
@@ -427,12 +408,13 @@ class Likelihood(Detector):
     # -- streaming --------------------------------------------------------
     def init_state(self):
         def fam():
-            ch = {c: {"sc_s": 0.0, "sc_w": 0.0, "avg": 0.0, "h_w": 0.0,
-                      "h_1": 0.0, "h_2": 0.0, "lm": -1e300, "k": 0}
+            ch = {c: {"sc_s": 0.0, "sc_w": 0.0, "avgs": [0.0, 0.0],
+                      "hs": [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]],
+                      "lm": -1e300, "k": 0}
                   for c in self.channels}
             return {"n": 0, "prev": None, "lvl_s": 0.0, "lvl_w": 0.0,
                     "ch": ch}
-        return {"n": 0, "x0": None, "since_alert": None,
+        return {"n": 0, "x0": None, "since_alert": None, "abs_sum": 0.0,
                 "te": None, "buf_t": [], "buf_x": [],
                 "fam": {f: fam() for f in self.families}}
 
@@ -443,16 +425,8 @@ class Likelihood(Detector):
         floor = max(_REL_FLOOR * abs(y), 1e-12)
         z = min(ae / max(prev_scale, floor), 1e12)
         r = z / (z + p["z_half"])
-        k = int(p["persist_" + name])
-        if k > 1:
-            rh = c.setdefault("rh", [])
-            r0 = r
-            r = min([r] + rh + [0.0] * (k - 1 - len(rh)))
-            rh.append(r0)
-            del rh[:-(k - 1)]
         score = 0.0
-        avgs = c.setdefault("avgs", [0.0, 0.0])
-        hs = c.setdefault("hs", [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
+        avgs, hs = c["avgs"], c["hs"]
         for q, (hl, dec) in enumerate(self._scales()):
             d_av = _decay(hl)
             avg = d_av * avgs[q] + r * (1.0 - d_av)
@@ -466,12 +440,6 @@ class Likelihood(Detector):
             else:
                 mu = var = 0.0
             sd = max(math.sqrt(var), p["min_std"])
-            if p["z_rec"] > 0:
-                recs = c.setdefault("rec", [-1e300, -1e300])
-                sd = max(sd, (math.exp(recs[q]) - mu) / p["z_rec"])
-                seen = (math.log(max(avg, 1e-300)) if c["k"] >= p["warmup"]
-                        else -math.inf)
-                recs[q] = max(seen, recs[q] + math.log(_decay(p["rec_hl"])))
             score = max(score, min(_decades_one((avg - mu) / sd) / dec, 1.0))
             d_h = _decay(p["hist_hl"])
             hs[q] = [d_h * h_w + 1.0, d_h * h_1 + avg, d_h * h_2 + avg * avg]
@@ -525,7 +493,7 @@ class Likelihood(Detector):
             st["x0"] = x
         m = int(p["warmup"])
         if st["n"] < m:
-            st["abs_sum"] = st.get("abs_sum", 0.0) + abs(x)
+            st["abs_sum"] += abs(x)
         has_t = t is not None
         fams = self._fams(has_t)
         best_s, best_fit = 0.0, math.inf
@@ -560,7 +528,8 @@ class Likelihood(Detector):
             if drop > 0:
                 del st["buf_t"][:drop]
                 del st["buf_x"][:drop]
-        s = best_s if st["n"] >= int(p["warmup"]) else 0.0
+        s = best_s if st["n"] >= max(int(p["warmup"]),
+                                     int(p["min_history"])) else 0.0
         st["n"] += 1
         gap = int(p["spacing"])
         since = st["since_alert"]

@@ -609,6 +609,37 @@ def silence_expire(silence_id: str = typer.Argument(...), as_json: bool = typer.
         out.line(f"silence {sil.id} expired")
 
 
+@app.command()
+@handled
+def summary(
+    period: str = typer.Option("7d", "--period", help="The period the summary covers, ending now (or --at)."),
+    at: Optional[str] = typer.Option(None, "--at"),
+    send: bool = typer.Option(False, "--send", help="Deliver it to the receivers routed for executive summaries."),
+    out_dir: Optional[Path] = typer.Option(None, "--out", help="Write Markdown, HTML, JSON and the PNG chart here."),
+    as_json: bool = typer.Option(False, "--json"),
+) -> None:
+    """Executive summary: health and its change, alerts, MTTA/MTTR, trends, forecasts, recommendations."""
+    from perf_alerts.manage.report import build_summary, send_summary, write_summary
+
+    s = system()
+    data, md, png = build_summary(s, _duration_opt(period, "--period"), at=_parse_at(at), chart=bool(send or out_dir))
+    result: dict[str, Any] = {"summary": data}
+    if out_dir is not None:
+        result["files"] = write_summary(out_dir, data, md, png)
+    if send:
+        for w in s.config.warnings:
+            out.warn(w)
+        result["delivery"] = send_summary(s, data, md, png, console_write=out.stderr_line if as_json else None)
+    if as_json:
+        out.emit_json(result)
+        return
+    out.line(md)
+    for kind, path in result.get("files", {}).items():
+        out.line(f"wrote {kind}: {path}")
+    if "delivery" in result:
+        _print_delivery(result["delivery"])
+
+
 # --------------------------------------------------------------------------- demo
 
 

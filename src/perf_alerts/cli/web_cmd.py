@@ -39,7 +39,10 @@ def dashboard(
         shown = f"[{host}]" if ":" in host else host
         out.line(f"perf-alerts dashboard on http://{shown}:{port}/ (API at /api/v1; Ctrl-C to stop)"
                  + ("; token required" if token else ""))
-        server.run()
+        try:
+            server.run()
+        except SystemExit:  # uvicorn exits when it cannot bind
+            server.started = False
         if not server.started:
             out.error(f"could not listen on {shown}:{port} (address in use or not available)")
             raise typer.Exit(2)

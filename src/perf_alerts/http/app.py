@@ -175,6 +175,26 @@ def downsample(ts: np.ndarray, vals: np.ndarray, max_points: int = MAX_POINTS) -
     return ts[k], vals[k]
 
 
+def rolling_aggregate(ts: np.ndarray, vals: np.ndarray, how: str, window: float, kind: str, start: float, end: float,
+                      steps: int = 150) -> list[list[float]]:
+    """The rule's window aggregate evaluated at `steps` instants over [start, end]: the line the
+    threshold is compared with (a p95 over 5m is not the raw samples)."""
+    from perf_alerts.analytics.stats import group_aggregate
+
+    if ts.size == 0 or end <= start:
+        return []
+    out: list[list[float]] = []
+    for at in np.linspace(start, end, steps):
+        lo = int(np.searchsorted(ts, at - window, "right"))
+        hi = int(np.searchsorted(ts, at, "right"))
+        if hi <= lo:
+            continue
+        _, agg = group_aggregate(np.zeros(hi - lo, dtype=np.int64), ts[lo:hi], vals[lo:hi], how, window, kind)
+        if agg.size and math.isfinite(float(agg[0])):
+            out.append([round(float(at), 3), float(agg[0])])
+    return out
+
+
 # --------------------------------------------------------------------------- request bodies
 
 
@@ -470,9 +490,20 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         # an alert whose last sample is older than the lookback still shows its data
         if a.last_true_at and a.last_true_at < end - lb:
             end = a.last_true_at
-        return {"fingerprint": a.fingerprint, "rule": a.rule, "metric": rule.metric, "op": rule.op,
-                "threshold": a.threshold if a.threshold is not None else rule.threshold, "aggregate": rule.aggregate,
-                "window": rule.window, **_series_points(series, end - lb, end)}
+        # the threshold is a level of the metric only for threshold and forecast rules; for
+        # trend (% change), anomaly (score) and absent (seconds) rules it is not drawn
+        on_values = rule.type in ("threshold", "forecast")
+        out = {"fingerprint": a.fingerprint, "rule": a.rule, "rule_type": rule.type, "metric": rule.metric,
+               "op": rule.op, "threshold": (a.threshold if a.threshold is not None else rule.threshold) if on_values else None,
+               "rule_threshold": rule.threshold, "value": a.value, "aggregate": rule.aggregate, "window": rule.window,
+               **_series_points(series, end - lb, end)}
+        if rule.type == "threshold":
+            kind = system.config.metric_meta(rule.metric).kind
+            blk = system.store.query([s.id for s in series[:MAX_SERIES]], end - lb - rule.window, end)
+            for s, d in zip(series[:MAX_SERIES], out["series"]):
+                t, v = blk.of(s.id)
+                d["aggregated"] = rolling_aggregate(t, v, rule.aggregate, rule.window, kind, end - lb, end)
+        return out
 
     def _series_points(series: list[Any], start: float, end: float) -> dict[str, Any]:
         series = series[:MAX_SERIES]

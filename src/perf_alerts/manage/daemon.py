@@ -186,7 +186,7 @@ class Daemon:
 
     def _announce(self, interval: float) -> None:
         sched = self.scheduler.schedules
-        log.info("perf-alerts daemon: %d schedule(s), %d polic(ies), %d rule(s), cycle every %s%s",
+        log.info("perf-alerts daemon: %d schedule(s), %d policies, %d rule(s), cycle every %s%s",
                  len(sched), len(self.policies.policies), len(self.system.config.rules), format_duration(interval),
                  f"; dashboard {self.url}" if self.url else "")
 

@@ -202,6 +202,8 @@ class Store:
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = resolve_db_path(path)
+        # ":memory:" is one database shared by every thread of this Store (tests, notebooks)
+        self._uri = f"file:perf-alerts-{id(self)}?mode=memory&cache=shared" if str(self.path) == ":memory:" else None
         self._local = threading.local()
         self._series_cache: dict[tuple[str, str], int] = {}
         self._cache_lock = threading.Lock()
@@ -209,6 +211,7 @@ class Store:
             self.path.parent.mkdir(parents=True, exist_ok=True)
         # executescript manages its own transaction; the DDL is idempotent (IF NOT EXISTS)
         self.con.executescript(_SCHEMA)
+        self._add_missing_columns()
         self.con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
 
     # -- connections -------------------------------------------------------------------
@@ -216,7 +219,12 @@ class Store:
     def con(self) -> sqlite3.Connection:
         con: sqlite3.Connection | None = getattr(self._local, "con", None)
         if con is None:
-            con = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
+            if self._uri is not None:
+                con = sqlite3.connect(self._uri, uri=True, timeout=30.0, isolation_level=None, check_same_thread=False)
+                if getattr(self, "_keepalive", None) is None:
+                    self._keepalive = con  # the shared in-memory database lives while one connection does
+            else:
+                con = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=NORMAL")
             con.execute("PRAGMA busy_timeout=30000")
@@ -238,6 +246,27 @@ class Store:
             con.execute("COMMIT")
 
     transaction = _write
+
+    def _add_missing_columns(self) -> None:
+        """Additive migration: columns that a newer schema has and this file lacks are added."""
+        ref = sqlite3.connect(":memory:")
+        try:
+            ref.executescript(_SCHEMA)
+            tables = [r[0] for r in ref.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            with self._write() as con:
+                for t in tables:
+                    have = {r[1] for r in con.execute(f"PRAGMA table_info({t})")}
+                    for _, name, ctype, notnull, default, _pk in ref.execute(f"PRAGMA table_info({t})"):
+                        if name in have:
+                            continue
+                        decl = f"{name} {ctype}"
+                        if default is not None:
+                            decl += f" DEFAULT {default}"
+                        if notnull and default is not None:
+                            decl += " NOT NULL"
+                        con.execute(f"ALTER TABLE {t} ADD COLUMN {decl}")
+        finally:
+            ref.close()
 
     def close(self) -> None:
         con = getattr(self._local, "con", None)

@@ -46,13 +46,14 @@
     if (v === null || v === undefined || Number.isNaN(v)) return "—";
     const n = Number(v);
     const a = Math.abs(n);
-    if (a !== 0 && (a >= 1e6 || a < 1e-3)) return n.toExponential(2);
+    if (a !== 0 && (a >= 1e6 || a < 1e-4)) return n.toExponential(2);
     if (Number.isInteger(n)) return String(n);
     return String(Number(n.toPrecision(4)));
   }
 
   function parseTime(s) {
-    if (!s) return null;
+    if (s === null || s === undefined || s === "") return null;
+    if (typeof s === "number") return Number.isFinite(s) ? s * 1000 : null;  // Unix seconds
     const t = Date.parse(s);
     return Number.isNaN(t) ? null : t;
   }
@@ -81,7 +82,7 @@
     const t = parseTime(iso);
     if (t === null) return "—";
     const d = new Date(t);
-    return d.toISOString().slice(5, 16).replace("T", " ") + " UTC";
+    return el("time", { datetime: d.toISOString(), title: d.toISOString(), text: d.toISOString().slice(5, 16).replace("T", " ") + " UTC" });
   }
 
   function labelText(labels, skip) {
@@ -228,29 +229,40 @@
   // ------------------------------------------------------------------ charts
   const PALETTE = 6;
 
+  const MEANING = { trend: "the % change of the trend", anomaly: "the anomaly score (0–1)", absent: "the seconds without data" };
+
+  function windowText(data) {
+    const w = Math.round(data.window || 0);
+    const txt = w >= 3600 && w % 3600 === 0 ? w / 3600 + "h" : w >= 60 ? Math.round(w / 60) + "m" : w + "s";
+    return data.aggregate + " over " + txt;
+  }
+
   function chart(data, alert) {
     const W = 640, H = 190, L = 56, R = 14, T = 14, B = 28;
     const series = (data.series || []).filter((s) => s.points.length);
+    const hasAgg = series.some((s) => (s.aggregated || []).length);
     const title = alert.rule + " — " + (data.metric || "?") + " " + labelText(alert.labels, ["alertname", "severity"]).join(", ");
     const box = el("figure", { class: "chart" },
       el("figcaption", {},
         el("span", { class: "rule", text: alert.rule }), " ", badge(alert.severity),
-        el("span", { class: "muted small", text: " " + (data.metric || "") + (data.aggregate ? " · " + data.aggregate + " over " + Math.round((data.window || 0) / 60) + "m" : "") })));
+        el("span", { class: "muted small", text: " " + (data.metric || "") + (hasAgg ? " · " + windowText(data) : "") })));
     if (!series.length) {
       box.appendChild(el("p", { class: "empty", text: "No samples in the last 6 hours." }));
       return box;
     }
     const x0 = data.start * 1000, x1 = data.end * 1000;
-    let lo = Infinity, hi = -Infinity;
-    for (const s of series) for (const p of s.points) { lo = Math.min(lo, p[1]); hi = Math.max(hi, p[1]); }
+    const all = series.flatMap((s) => s.points.concat(s.aggregated || []).map((p) => p[1]));
+    let lo = Math.min(...all), hi = Math.max(...all);
     const thr = typeof data.threshold === "number" ? data.threshold : null;
     if (thr !== null) { lo = Math.min(lo, thr); hi = Math.max(hi, thr); }
     if (lo === hi) { lo -= 1; hi += 1; }
+    const allPositive = lo >= 0;
     const pad = (hi - lo) * 0.08;
     lo -= pad; hi += pad;
-    if (lo < 0 && Math.min(...series.flatMap((s) => s.points.map((p) => p[1]))) >= 0 && (thr === null || thr >= 0)) lo = 0;
+    if (allPositive && lo < 0) lo = 0;
     const sx = (t) => L + ((t - x0) / Math.max(1, x1 - x0)) * (W - L - R);
     const sy = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
+    const line = (pts, cls) => svg("polyline", { points: pts.map((p) => sx(p[0] * 1000).toFixed(1) + "," + sy(p[1]).toFixed(1)).join(" "), class: cls });
     const root = svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "Chart of " + title, class: "chart-svg", preserveAspectRatio: "none" },
       svg("title", { text: title }));
     for (let i = 0; i <= 3; i++) {
@@ -262,12 +274,11 @@
     root.appendChild(svg("text", { x: L, y: H - 8, class: "axis", "text-anchor": "start", text: hhmm(x0) + " UTC" }));
     root.appendChild(svg("text", { x: W - R, y: H - 8, class: "axis", "text-anchor": "end", text: hhmm(x1) + " UTC" }));
     series.slice(0, PALETTE).forEach((s, i) => {
-      const pts = s.points.map((p) => sx(p[0] * 1000).toFixed(1) + "," + sy(p[1]).toFixed(1)).join(" ");
-      root.appendChild(svg("polyline", { points: pts, class: "line line-" + i }));
-      if (s.points.length === 1) {
-        const p = s.points[0];
-        root.appendChild(svg("circle", { cx: sx(p[0] * 1000), cy: sy(p[1]), r: 3, class: "dot line-" + i }));
-      }
+      const agg = s.aggregated || [];
+      root.appendChild(line(s.points, agg.length ? "line raw line-" + i : "line line-" + i));
+      if (agg.length) root.appendChild(line(agg, "line line-" + i));
+      const only = agg.length === 1 ? agg[0] : s.points.length === 1 ? s.points[0] : null;
+      if (only) root.appendChild(svg("circle", { cx: sx(only[0] * 1000), cy: sy(only[1]), r: 3, class: "dot line-" + i }));
     });
     if (thr !== null) {
       const y = sy(thr);
@@ -275,10 +286,20 @@
       root.appendChild(svg("text", { x: W - R - 4, y: y - 5, class: "threshold-label", "text-anchor": "end", text: "threshold " + (data.op || "") + " " + fmt(thr) }));
     }
     box.appendChild(root);
+    const legend = [];
     if (series.length > 1) {
-      box.appendChild(el("div", { class: "legend" }, series.slice(0, PALETTE).map((s, i) =>
-        el("span", { class: "legend-item" }, el("span", { class: "swatch line-" + i }), labelText(s.labels).join(", ") || "(no labels)"))));
+      series.slice(0, PALETTE).forEach((s, i) => legend.push(
+        el("span", { class: "legend-item" }, el("span", { class: "swatch line-" + i }), labelText(s.labels).join(", ") || "(no labels)")));
     }
+    if (hasAgg) {
+      legend.push(el("span", { class: "legend-item" }, el("span", { class: "swatch swatch-solid" }), windowText(data) + " (what the rule compares)"));
+      legend.push(el("span", { class: "legend-item" }, el("span", { class: "swatch swatch-raw" }), "raw samples"));
+    }
+    if (thr === null && data.rule_type && MEANING[data.rule_type]) {
+      legend.push(el("span", { class: "legend-item", text: data.rule_type + " rule: the threshold applies to " + MEANING[data.rule_type] +
+        " — now " + fmt(data.value) + " " + (data.op || "") + " " + fmt(data.rule_threshold) }));
+    }
+    if (legend.length) box.appendChild(el("div", { class: "legend" }, legend));
     return box;
   }
 
@@ -330,7 +351,7 @@
   // ------------------------------------------------------------------ schedules, policies, silences, notifications
   function renderSchedules(d) {
     const rows = (d.schedules || []).map((s) => [
-      el("strong", { text: s.name }), s.job || "—", s.every === undefined ? "—" : String(s.every),
+      el("strong", { text: s.name }), s.job || "—", s.every === undefined || s.every === null ? "—" : String(s.every),
       s.last_run ? shortTime(s.last_run) : "never", s.next_run ? shortTime(s.next_run) : "—",
       s.overdue ? badge("bad", "overdue") : badge("good", "on time")]);
     replace("schedules", table(["Name", "Job", "Every", "Last run", "Next run", "State"], rows, d.note || "No schedules."));
@@ -340,7 +361,7 @@
     const rows = (d.policies || []).map((p) => [
       el("strong", { text: p.name }), el("code", { text: typeof p.condition === "string" ? p.condition : JSON.stringify(p.condition) }),
       Array.isArray(p.actions) ? p.actions.map((a) => typeof a === "string" ? a : (a.type || a.name || JSON.stringify(a))).join(", ") : String(p.actions || "—"),
-      p.last_fired ? shortTime(p.last_fired) : "never", p.cooldown === undefined ? "—" : String(p.cooldown),
+      p.last_fired ? shortTime(p.last_fired) : "never", p.cooldown === undefined || p.cooldown === null ? "—" : String(p.cooldown),
       p.in_cooldown ? badge("warn", "cooling down") : (p.enabled === false ? badge("none", "disabled") : badge("good", "armed"))]);
     replace("policies", table(["Name", "Condition", "Actions", "Last fired", "Cooldown", "State"], rows, d.note || "No policies."));
   }

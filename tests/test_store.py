@@ -1,0 +1,83 @@
+"""The SQLite store: shared by processes and threads, retention and downsampling, migrations."""
+
+from __future__ import annotations
+
+import sqlite3
+import subprocess
+import sys
+import threading
+from pathlib import Path
+
+import numpy as np
+
+from perf_alerts.model import Sample
+from perf_alerts.store import Store
+
+T0 = 1_800_000_000.0
+
+
+def test_wal_and_concurrent_writers(tmp_path: Path) -> None:
+    db = tmp_path / "c.db"
+    store = Store(db)
+    assert store.con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    code = f"""
+from perf_alerts.model import Sample
+from perf_alerts.store import Store
+import sys
+s = Store({str(db)!r})
+w = int(sys.argv[1])
+for k in range(20):
+    s.insert_samples([Sample("m", {{"writer": str(w)}}, {T0} + k * 60 + i, float(i)) for i in range(50)])
+"""
+    procs = [subprocess.Popen([sys.executable, "-c", code, str(w)]) for w in range(3)]
+    threads = [threading.Thread(target=lambda w=w: store.insert_samples(
+        [Sample("m", {"thread": str(w)}, T0 + i, 1.0) for i in range(500)])) for w in range(3)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert all(p.wait(60) == 0 for p in procs)
+    assert store.sample_count() == 3 * 20 * 50 + 3 * 500
+    assert len(store.list_series("m")) == 6
+
+
+def test_memory_store_is_shared_across_threads() -> None:
+    store = Store(":memory:")
+    store.insert_samples([Sample("m", {}, T0, 1.0)])
+    seen: list[int] = []
+    t = threading.Thread(target=lambda: seen.append(store.sample_count()))
+    t.start()
+    t.join()
+    assert seen == [1]
+
+
+def test_retention_and_downsampling(tmp_path: Path) -> None:
+    store = Store(tmp_path / "r.db")
+    day = 86400.0
+    ts = T0 - np.arange(0, 40 * day, 60.0)  # 40 days of one sample per minute
+    store.insert_samples(Sample("m", {}, float(t), float(i % 10)) for i, t in enumerate(ts))
+    res = store.apply_retention(T0, retention=30 * day, downsample_after=7 * day, step=300.0)
+    assert res["deleted"] > 0 and res["downsampled"] > 0
+    old = store.query([store.list_series("m")[0].id], T0 - 30 * day, T0 - 8 * day)
+    assert old.ts.min() > T0 - 30 * day
+    assert np.all(np.diff(old.ts) >= 300.0 - 1e-6)  # averaged into 5-minute buckets
+    assert abs(old.value.mean() - 4.5) < 0.2  # averages keep the level
+    recent = store.query([store.list_series("m")[0].id], T0 - day, T0)
+    assert len(recent) == 1440  # the last week keeps every raw sample
+
+
+def test_old_database_gets_new_columns(tmp_path: Path) -> None:
+    db = tmp_path / "old.db"
+    con = sqlite3.connect(db)
+    con.execute("CREATE TABLE alerts (fingerprint TEXT PRIMARY KEY, rule TEXT NOT NULL, state TEXT NOT NULL, "
+                "severity TEXT NOT NULL, labels TEXT NOT NULL, annotations TEXT NOT NULL, value REAL, threshold REAL, "
+                "window TEXT, active_since REAL, started_at REAL, resolved_at REAL, last_eval_at REAL, "
+                "last_true_at REAL, acknowledged_at REAL, acknowledged_by TEXT, "
+                "escalation_level INTEGER NOT NULL DEFAULT 0, fire_count INTEGER NOT NULL DEFAULT 0)")
+    con.execute("INSERT INTO alerts (fingerprint, rule, state, severity, labels, annotations) "
+                "VALUES ('f1', 'R', 'firing', 'warning', '{}', '{}')")
+    con.commit()
+    con.close()
+    store = Store(db)
+    [a] = store.load_alerts()
+    assert a.fingerprint == "f1" and a.cleared_at is None and a.escalated_at is None
