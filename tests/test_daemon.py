@@ -176,3 +176,38 @@ def test_run_once_evaluates_and_delivers(tmp_path: Path) -> None:
         assert r.returncode == 0, r.stderr
         assert len(srv.messages(HOOK_ID)) == 1
     assert [st for _, st, _, _ in outbox(db)] == ["delivered"]
+
+
+def test_one_daemon_tick_with_an_injected_clock(tmp_path: Path) -> None:
+    import asyncio
+
+    from perf_alerts.config import parse_config
+    from perf_alerts.core import PerfAlerts
+    from perf_alerts.manage.daemon import Daemon
+    from perf_alerts.timeutil import ManualClock
+
+    out = tmp_path / "out.jsonl"
+    cfg = parse_config(textwrap.dedent(f"""
+    global: {{evaluation_interval: 1m}}
+    rules:
+      - {{name: Slow, type: threshold, metric: lat, aggregate: last, window: 10m, op: ">", value: 1, severity: warning}}
+    receivers: [{{name: f, file: {{path: "{out}"}}}}]
+    route: {{receiver: f, group_wait: 0s}}
+    schedules: [{{name: all, every: continuous}}]
+    policies:
+      - {{name: p, when: "firing.warning > 0", actions: [{{type: notify, title: "policy says hi"}}]}}
+    """), "c.yaml", env={})
+    clock = ManualClock(1_800_000_000.0)
+    s = PerfAlerts(cfg, db=tmp_path / "s.db", clock=clock)
+    s.record("lat", 5.0, {"agent": "a"}, ts=clock.now() - 1)
+    d = Daemon(s, http=False, collect_host=False)
+    rep = asyncio.run(d.tick())
+    assert [j["schedule"] for j in rep["jobs"]] == ["all"]
+    assert [a["policy"] for a in rep["actions"]] == ["p"]
+    assert rep["delivery"]["delivered"] == 2  # the alert group and the policy message
+    lines = [json.loads(x) for x in out.read_text().splitlines()]
+    assert len(lines) == 2
+    clock.advance("30s")
+    rep = asyncio.run(d.tick())
+    assert rep["jobs"] == [] and rep["actions"] == [] and rep["delivery"]["delivered"] == 0
+    assert s.store.kv_get("daemon")["ticks"] == 2

@@ -134,6 +134,7 @@ def test_dashboard_shows_firing_alert_and_ack_works(tmp_path: Path) -> None:
             sil = active_silences(system.store, system.clock.now())
             assert len(sil) == 1 and sil[0].matches(system.store.get_alert(other).labels)  # type: ignore[union-attr]
             page.wait_for_selector("#silences table")
+            page.screenshot(path=str(SCREENSHOT.with_name(SCREENSHOT.stem + "-after-ack.png")), full_page=True)
         finally:
             browser.close()
 

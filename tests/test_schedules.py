@@ -245,7 +245,7 @@ def test_schedule_config_errors_name_the_line_and_the_valid_values(entry: str, n
     assert msg.startswith("alerting.yaml:4: schedules[1]"), msg
     assert needle in msg
     if "unknown schedule" in needle:
-        assert "valid: continuous, high, medium, low, daily, weekly or a duration" in msg
+        assert "valid: continuous (every evaluation_interval), high (15m), medium (1h), low (4h), daily, weekly or a duration" in msg
 
 
 def test_duplicate_schedule_names_are_an_error() -> None:

@@ -225,6 +225,9 @@ class GlobalSettings(_Strict):
     downsample_after: Duration = 7 * 86400.0
     downsample_step: Duration = 300.0
     dashboard_url: str | None = None
+    # where `perf-alerts run` serves the dashboard and API (anything but loopback needs PERF_ALERTS_TOKEN)
+    http_host: str = "127.0.0.1"
+    http_port: int = Field(default=8080, ge=0, le=65535)
 
     @field_validator("evaluation_interval", "retention", "downsample_after", "downsample_step", mode="before")
     @classmethod
@@ -461,8 +464,10 @@ class Schedule(_Strict):
         except TimeParseError:
             close = difflib.get_close_matches(s, list(SCHEDULE_CADENCES), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
-            raise ValueError(f"unknown schedule {v!r}{hint}; valid: {', '.join(SCHEDULE_CADENCES)} "
-                             f"or a duration like 30m") from None
+            if not close and s.lower() in ("hourly", "hour"):
+                hint = " (did you mean 'medium' (1h)?)"
+            raise ValueError(f"unknown schedule {v!r}{hint}; valid: continuous (every evaluation_interval), "
+                             f"high (15m), medium (1h), low (4h), daily, weekly or a duration like 30m") from None
         if secs <= 0:
             raise ValueError("a schedule interval must be > 0")
         return s
@@ -680,9 +685,9 @@ class Config(_Strict):
                 raise ValueError(f"{where}: unknown receiver {ref!r}{hint}; defined: {', '.join(names)}")
         for what, items in (("schedule", self.schedules), ("policy", self.policies)):
             seen_names = [x.name for x in items]
-            dup = sorted({n for n in seen_names if seen_names.count(n) > 1})
-            if dup:
-                raise ValueError(f"duplicate {what} name(s): {', '.join(dup)}")
+            dup_names = sorted({n for n in seen_names if seen_names.count(n) > 1})
+            if dup_names:
+                raise ValueError(f"duplicate {what} name(s): {', '.join(dup_names)}")
         groups = sorted({r.group for r in self.rules})
         for sch in self.schedules:
             if sch.job == "evaluate" and sch.group not in (None, "default") and sch.group not in groups and self.rules:

@@ -1,9 +1,14 @@
-"""The demo: a simulated day of a three-agent crew, run through the real pipeline on an
-accelerated injected clock. Everything it prints is computed from the run.
+"""The demo: a simulated day of a three-agent crew with an incident, run through the real
+pipeline — store, rules, alert state, schedules, policies, notifications, the crew tool,
+the executive summary — on an accelerated injected clock.
+
+Nothing it prints is written in advance: the timeline is read back from the store after
+the run (alert events, the outbox, the action audit), so it is consistent with it.
 """
 
 from __future__ import annotations
 
+import asyncio
 import json
 import math
 import time
@@ -16,9 +21,124 @@ from perf_alerts.simulate import simulate_crew
 from perf_alerts.store import Store
 from perf_alerts.timeutil import ManualClock, SystemClock, format_duration, iso
 
+TOOL_ACTIONS = ("analyze", "alerts", "optimize", "predict", "executive_summary", "dashboard")
+ACK_AFTER = 20 * 60.0  # the simulated on-call person acknowledges the first critical alert after 20 minutes
+
+
+def _drive(system: PerfAlerts, clock: ManualClock, sim: Any, step: float, console: Callable[[str], None]) -> int:
+    """Feed the samples as they 'arrive' and run one daemon cycle per step of simulated time."""
+    from perf_alerts.manage.daemon import Daemon
+
+    daemon = Daemon(system, http=False, collect_host=False, console_write=console)
+    samples = sim.samples
+    i, n, t, ticks = 0, len(samples), sim.start, 0
+    acked = False
+
+    async def loop() -> None:
+        nonlocal i, t, ticks, acked
+        while t <= sim.end:
+            j = i
+            while j < n and samples[j].ts <= t:
+                j += 1
+            if j > i:
+                system.store.insert_samples(samples[i:j])
+                i = j
+            clock.set(t)
+            await daemon.tick(t)
+            ticks += 1
+            if not acked:
+                crit = [a for a in system.alerts(["firing"]) if a.severity.value == "critical"
+                        and a.started_at is not None and t - a.started_at >= ACK_AFTER]
+                if crit:
+                    system.ack(crit[0].fingerprint, by="demo:on-call")
+                    acked = True
+            t += step
+
+    asyncio.run(loop())
+    return ticks
+
+
+def _timeline(system: PerfAlerts) -> list[dict[str, Any]]:
+    """Alerts, escalations, acknowledgements, notifications and policy actions, in time order, from the store."""
+    from perf_alerts.manage.actions import audit_log
+    from perf_alerts.notify.outbox import Outbox
+
+    rows: list[dict[str, Any]] = []
+    alerts = {a.fingerprint: a for a in system.store.load_alerts()}
+    for e in system.store.events():
+        if e["event"] not in ("firing", "resolved", "escalated", "acknowledged"):
+            continue
+        a = alerts.get(e["fingerprint"])
+        who = a.labels.get("agent") or a.labels.get("host") or "" if a else ""
+        detail = e["detail"] or ""
+        rows.append({"ts": e["ts"], "kind": "alert" if e["event"] in ("firing", "resolved") else e["event"],
+                     "text": f"{e['event']:<12} {e['severity']:<8} {e['rule']} {who} {detail}".rstrip()})
+    for nt in Outbox(system.store).recent(limit=10_000):
+        d = nt.to_dict()
+        what = d["title"] or f"{d['firing']} firing, {d['resolved']} resolved"
+        rows.append({"ts": nt.created_at, "kind": "notification",
+                     "text": f"notify → {nt.receiver:<10} {nt.kind:<10} {what} [{nt.state}]"})
+    for act in audit_log(system, limit=1000):
+        ts = act.get("ts") if isinstance(act.get("ts"), (int, float)) else None
+        rows.append({"ts": ts if ts is not None else _ts(act.get("at")), "kind": "action",
+                     "text": f"policy {act.get('policy')} → {act.get('action')} ({'dry-run' if act.get('dry_run') else 'live'}): "
+                             f"{act.get('result')}"})
+    rows.sort(key=lambda r: (r["ts"] or 0.0))
+    for r in rows:
+        r["at"] = iso(r["ts"])
+    return rows
+
+
+def _ts(text: Any) -> float:
+    from perf_alerts.timeutil import parse_timestamp
+
+    try:
+        return parse_timestamp(text)
+    except Exception:
+        return 0.0
+
+
+def _tool_calls(system: PerfAlerts, hours: float) -> list[dict[str, Any]]:
+    """Every tool action, called the way an agent does (tool.run with keyword arguments)."""
+    try:
+        from perf_alerts.crew import AdvancedPerformanceAnalyticsTool
+    except ImportError as e:  # crewai is an optional extra
+        return [{"action": a, "status": "skip", "note": f"crewai not installed ({e})"} for a in TOOL_ACTIONS]
+    tool = AdvancedPerformanceAnalyticsTool(system=system)
+    out = []
+    for action in TOOL_ACTIONS:
+        kwargs: dict[str, Any] = {"action": action, "lookback_hours": hours}
+        if action == "predict":
+            kwargs["horizon_hours"] = 6
+        res = tool.run(**kwargs)
+        text = res.to_json() if hasattr(res, "to_json") else json.dumps(res, default=str)
+        out.append({"action": action, "status": getattr(res, "status", "?"), "chars": len(text),
+                    "data": getattr(res, "data", None), "error": getattr(res, "error", None)})
+    return out
+
+
+def _tool_line(call: dict[str, Any]) -> str:
+    d = call.get("data") or {}
+    a = call["action"]
+    if call["status"] != "ok":
+        return f"{a:<18} {call['status']}: {call.get('error') or call.get('note')}"
+    if a == "analyze":
+        h = d.get("health", {})
+        return f"{a:<18} ok: health {h.get('score')} ({h.get('status')}), {len(d.get('findings', []))} findings"
+    if a == "alerts":
+        return f"{a:<18} ok: {d.get('firing', len(d.get('alerts', [])))} firing, {d.get('pending', 0)} pending"
+    if a == "optimize":
+        return f"{a:<18} ok: {len(d.get('recommendations', []))} recommendations"
+    if a == "predict":
+        return f"{a:<18} ok: {len(d.get('breaches', []))} predicted breaches"
+    if a == "executive_summary":
+        return f"{a:<18} ok: fired {d.get('alerts', {}).get('fired_total')} alerts in the period"
+    return f"{a:<18} ok: {call['chars']:,} characters of JSON"
+
 
 def run_demo(out_dir: Path = Path("demo-output"), db: str | None = None, config: str | None = None,
-             fast: bool = False, echo: Callable[[str], None] | None = print, step: float = 300.0) -> dict[str, Any]:
+             fast: bool = False, echo: Callable[[str], None] | None = print, step: float = 300.0,
+             with_tool: bool = True) -> dict[str, Any]:
     say = echo or (lambda _s: None)
     t_wall = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
@@ -34,67 +154,59 @@ def run_demo(out_dir: Path = Path("demo-output"), db: str | None = None, config:
     clock = ManualClock(start)
     system = PerfAlerts(cfg, Store(db_path), clock)
 
-    say(f"perf-alerts demo: simulating {hours:g}h of a 3-agent crew ({len(sim.samples):,} samples), "
-        f"evaluating {len(cfg.rules)} rules every {format_duration(step)} of simulated time")
+    receivers = {r.name: r.kind for r in cfg.receivers}
+    say(f"perf-alerts demo: {hours:g}h of a 3-agent crew ({len(sim.samples):,} samples), one daemon cycle every "
+        f"{format_duration(step)} of simulated time; receivers: "
+        + ", ".join(f"{k}={v}" for k, v in receivers.items()))
+    for w in cfg.warnings:
+        say(f"  note: {w}")
     for inc in sim.incidents:
         say(f"  injected: {inc.describe()}")
-    timeline: list[dict[str, Any]] = []
-    i = 0
-    n = len(sim.samples)
-    t = start
-    evaluations = 0
-    while t <= end:
-        j = i
-        while j < n and sim.samples[j].ts <= t:
-            j += 1
-        if j > i:
-            system.store.insert_samples(sim.samples[i:j])
-            i = j
-        clock.set(t)
-        res = system.evaluate()
-        evaluations += 1
-        for tr in res.transitions:
-            if tr.event in ("firing", "resolved"):
-                timeline.append({"at": iso(tr.at), "event": tr.event, "rule": tr.alert.rule,
-                                 "severity": tr.alert.severity.value, "agent": tr.alert.labels.get("agent"),
-                                 "summary": tr.alert.annotations.get("summary", "")})
-        t += step
+
+    console_lines: list[str] = []
+    ticks = _drive(system, clock, sim, step, console_lines.append)
+    (out_dir / "notifications.txt").write_text("\n\n".join(console_lines) + "\n", encoding="utf-8")
+
+    # everything runs first; what is printed is then read back from the store
+    tool_calls = _tool_calls(system, hours) if with_tool else []
+    from perf_alerts.manage.report import build_summary, send_summary, write_summary
+
+    summary, md, png = build_summary(system, hours * 3600.0)
+    files = write_summary(out_dir, summary, md, png)
+    delivery = send_summary(system, summary, md, png, console_write=console_lines.append)
+    timeline = _timeline(system)
 
     say("")
     say("timeline (simulated time):")
-    for e in timeline:
-        say(f"  {e['at']}  {e['event']:8} {e['severity']:8} {e['rule']}: {e['summary']}")
-    if not timeline:
-        say("  no alert fired")
-
-    analysis = system.analyze(lookback=hours * 3600.0)
-    prediction = system.predict(horizon=6 * 3600.0, lookback=min(12.0, hours) * 3600.0)
+    for r in timeline:
+        say(f"  {r['at'][11:19]}  {r['text']}")
+    if tool_calls:
+        say("")
+        say("the crew tool, called as an agent calls it:")
+        for c in tool_calls:
+            say("  " + _tool_line(c))
     stats = system.alert_stats()
-    h = analysis["health"]
+    h = summary["health"]
     say("")
-    say(f"health now: {h['score'] if h['score'] is not None else 'no data'} ({h['status']})")
-    for name, d in analysis["agents"].items():
-        say(f"  {name:11} {d['score']!s:>5} {d['status']}")
-    for f in analysis["findings"][:6]:
-        say(f"  - {f}")
-    if prediction["breaches"]:
-        b = prediction["breaches"][0]
-        say(f"forecast: {b['series']} may breach {b['rule']} ({b['threshold']}) in {b['time_to_breach']} "
-            f"(p={b['probability']})")
-    say(f"alert history: {stats['episodes']} firing episodes, MTTR {format_duration(stats['mttr']['mean_seconds'])}")
+    say(f"health now {h['score']} ({h['status']}); {summary['alerts']['fired_total']} alerts fired; "
+        f"MTTA {format_duration(stats['mtta']['mean_seconds'])}, MTTR {format_duration(stats['mttr']['mean_seconds'])}")
+    say(f"executive summary: {', '.join(files.values())} (delivered: {delivery['delivered']})")
 
     report = {
-        "simulated": {"start": iso(start), "end": iso(end), "hours": hours, "samples": n,
+        "simulated": {"start": iso(start), "end": iso(end), "hours": hours, "samples": len(sim.samples),
                       "incidents": [inc.describe() for inc in sim.incidents]},
-        "evaluations": evaluations,
+        "ticks": ticks,
         "timeline": timeline,
         "alerts": [a.to_dict() for a in system.alerts()],
-        "analysis": analysis,
-        "prediction": prediction,
         "alert_stats": stats,
+        "tool_calls": [{k: v for k, v in c.items() if k != "data"} for c in tool_calls],
+        "summary_files": files,
+        "summary_delivery": delivery,
         "db": str(db_path),
         "wall_seconds": round(time.perf_counter() - t_wall, 2),
     }
     (out_dir / "demo-report.json").write_text(json.dumps(report, indent=2, default=str))
-    say(f"wrote {out_dir / 'demo-report.json'} and the store {db_path} in {report['wall_seconds']}s")
+    (out_dir / "notifications.txt").write_text("\n\n".join(console_lines) + "\n", encoding="utf-8")
+    say(f"wrote {out_dir}/ (demo-report.json, notifications.txt, executive-summary.*) and the store {db_path} "
+        f"in {report['wall_seconds']}s")
     return report

@@ -180,16 +180,21 @@ def analyze(store: Store, config: Config, at: float, lookback: float, alerts: li
 
 
 def predict(store: Store, config: Config, at: float, horizon: float, lookback: float,
-            agent: str | None = None, labels: dict[str, str] | None = None, top: int = 10) -> dict[str, Any]:
-    """Forecasts per series and the breaches predicted for every threshold/forecast rule."""
+            agent: str | None = None, labels: dict[str, str] | None = None, top: int = 10,
+            breaches_only: bool = False) -> dict[str, Any]:
+    """Forecasts per series and the breaches predicted for every threshold/forecast rule.
+
+    `breaches_only` forecasts only the series that some rule puts a limit on (what a
+    policy counting predicted breaches needs, at a fraction of the cost).
+    """
     from perf_alerts.analytics.forecast import forecast, time_to_breach
 
-    series = _select(store, agent, labels)
-    block = store.query([s.id for s in series], at - lookback, at)
     limits: dict[str, list[tuple[str, str, float]]] = defaultdict(list)
     for rule in config.rules:
         if rule.type in ("threshold", "forecast") and rule.op in (">", ">=", "<", "<=") and rule.value is not None:
             limits[rule.metric].append((rule.name, rule.op, rule.value))
+    series = [s for s in _select(store, agent, labels) if not breaches_only or s.metric in limits]
+    block = store.query([s.id for s in series], at - lookback, at)
     forecasts: list[dict[str, Any]] = []
     breaches: list[dict[str, Any]] = []
     skipped = 0

@@ -54,8 +54,8 @@ def default_incidents(start: float, hours: float) -> list[Incident]:
     h = 3600.0
     span = hours * h
     return [
-        Incident("latency_spike", "researcher", start + 0.58 * span, start + 0.58 * span + min(1.0, hours / 24) * h, 4.0),
-        Incident("error_burst", "writer", start + 0.70 * span, start + 0.70 * span + min(0.75, hours / 32) * h, 0.8),
+        Incident("latency_spike", "researcher", start + 0.58 * span, start + 0.58 * span + min(1.0, hours / 8) * h, 4.0),
+        Incident("error_burst", "writer", start + 0.70 * span, start + 0.70 * span + min(0.75, hours / 10) * h, 0.8),
         Incident("cost_drift", "reviewer", start + 0.45 * span, start + span, 1.2),
     ]
 

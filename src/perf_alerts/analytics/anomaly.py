@@ -11,14 +11,22 @@ Design (why, not how):
   ("channels"): the jump from the previous point, the distance to a recent
   exponentially weighted level, and, when timestamps show enough history,
   the distance to the same time of day / week (so daily and weekly patterns
-  are expected, not surprising).  Each residual is divided by its own
+  are expected, not surprising).  The seasonal views compare
+  ``asinh(x / c)`` (log-like for ``x >> c``, ``c`` fixed from the first
+  points), so the multiplicative noise of traffic/cost metrics becomes
+  additive and a busy hour is not judged on the quiet hours' noise.  Each residual is divided by its own
   exponentially weighted mean absolute size, so it is unit free.
 * Surprise is not comparable across metrics (a noisy metric is always a bit
   surprising), so each channel goes through an *anomaly likelihood* step in
   the spirit of Numenta's: a short average of the surprise is compared with
   the long-run distribution of that average, and the Gaussian tail
   probability is mapped to ``-log10`` "decades" -> [0, 1].  One threshold
-  then means the same rarity on every metric.
+  then means the same rarity on every metric.  Two averages are used: a
+  short one (a few points, strict: 6 decades at the default threshold,
+  because a short average of skewed surprise has a heavier tail than the
+  Gaussian) and a longer one (~12 points, 3 decades) for sustained changes.
+* No score is given before ``min_history`` points (300): a fresh start,
+  e.g. a rule rescoring its 24 h lookback, must not page while learning.
 * After a score crosses the alerting threshold, further points are damped
   for a while (causally), so one incident raises one alert, not a burst.
 
@@ -222,7 +230,8 @@ class Likelihood(Detector):
     is scaled by its EW mean absolute size (halflife ``scale_hl``) and
     bounded, ``r = z / (z + z_half)``, so one wild point cannot dominate.
 
-    Likelihood step: ``r`` is averaged (halflife ``avg_hl``) and compared
+    Likelihood step: ``r`` is averaged (halflife ``avg_hl``, and
+    ``avg_hl2`` with its own ``decades2``) and compared
     with the long-run EW mean/std of that average (halflife ``hist_hl``, std
     floored at ``min_std``); the Gaussian upper tail, in decades, divided by
     ``decades`` is the channel score (optionally also ``z / z_full``, an

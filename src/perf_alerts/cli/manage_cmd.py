@@ -45,10 +45,12 @@ def register(app: typer.Typer) -> None:
     @app.command()
     @handled
     def run(
-        host: Optional[str] = typer.Option(None, "--host", help="Dashboard/API address (default 127.0.0.1)."),
-        port: Optional[int] = typer.Option(None, "--port", help="Dashboard/API port (default 8080; 0 = any free port)."),
+        host: Optional[str] = typer.Option(None, "--host", help="Dashboard/API address (default global.http_host, 127.0.0.1)."),
+        port: Optional[int] = typer.Option(None, "--port", help="Dashboard/API port (default global.http_port, 8080; 0 = any free port)."),
         once: bool = typer.Option(False, "--once", help="Run one cycle and exit (no HTTP)."),
         no_http: bool = typer.Option(False, "--no-http", help="Do not serve the dashboard and API."),
+        token: Optional[str] = typer.Option(None, "--token", envvar="PERF_ALERTS_TOKEN", show_envvar=True,
+                                            help="API token (required off loopback); prefer the environment variable."),
         no_host_metrics: bool = typer.Option(False, "--no-host-metrics", help="Do not collect CPU/memory/disk."),
         verbose: bool = typer.Option(False, "--verbose", "-v"),
     ) -> None:
@@ -62,7 +64,7 @@ def register(app: typer.Typer) -> None:
         _setup_logging(verbose)
         s = system()
         try:
-            code = run_daemon(s, host=host, port=port, http=not no_http, once=once,
+            code = run_daemon(s, host=host, port=port, http=not no_http, once=once, token=token or None,
                               collect_host=not no_host_metrics)
         except DaemonError as e:
             out.error(str(e))
@@ -99,8 +101,8 @@ def register(app: typer.Typer) -> None:
             out.line(f"  {rep['recommendations'].get('note') or 'none'}")
         for r in recs:
             out.line(f"  [{r['priority']}] {r['title']}")
-            for e in r.get("evidence", [])[:3]:
-                out.line(f"      · {e}")
+            for ev in r.get("evidence", [])[:3]:
+                out.line(f"      · {ev}")
             out.line(f"      → {r['action']}")
         out.line("")
         pol = rep["policies"]
@@ -112,9 +114,9 @@ def register(app: typer.Typer) -> None:
             vals = ", ".join(f"{k}={'no data' if v is None else v}" for k, v in p["values"].items())
             state = "matches" if p["matched"] else "no match"
             out.line(f"  {p['policy']}: {state} ({vals})" + (f" — {p['skipped']}" if p["skipped"] else ""))
-            for e in p["executions"]:
-                mode = "dry-run" if e["dry_run"] else "live"
-                out.line(f"      {e['action']} [{mode}] → {e['result']}" + (f" (audit #{e['audit_id']})" if e["audit_id"] else ""))
+            for ex in p["executions"]:
+                mode = "dry-run" if ex["dry_run"] else "live"
+                out.line(f"      {ex['action']} [{mode}] → {ex['result']}" + (f" (audit #{ex['audit_id']})" if ex["audit_id"] else ""))
 
     @app.command("schedules")
     @handled

@@ -17,11 +17,14 @@ Security (SPEC §8, §12):
 from __future__ import annotations
 
 import hmac
+import inspect
 import ipaddress
 import json
 import logging
 import math
 import re
+import threading
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Iterable, Mapping
 from urllib.parse import urlsplit
@@ -52,6 +55,7 @@ MAX_SAMPLES_PER_REQUEST = 50_000
 MAX_BODY_BYTES = 16 * 1024 * 1024
 MAX_POINTS = 500
 MAX_SERIES = 20
+HEALTH_TTL = 5.0  # seconds a health analysis is reused
 # Unix seconds of 1970-01-01 .. 9999-12-31: anything else is a unit mistake (milliseconds?)
 TS_MIN, TS_MAX = 0.0, 253402300799.0
 LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]", "ip6-localhost"}
@@ -388,13 +392,26 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         return result
 
     # ---------------------------------------------------------------- health and analysis
+    health_cache: dict[tuple[float, str | None], tuple[float, dict[str, Any]]] = {}
+    health_lock = threading.Lock()
+
     @app.get(f"{API_PREFIX}/health")
     def health(lookback: str | None = Query(None, description="e.g. 24h"),
                agent: str | None = Query(None, max_length=200)) -> Any:
         lb = _duration_param(lookback, "lookback", 86400.0, 60.0, 90 * 86400.0)
-        rep = system.analyze(lookback=lb, agent=agent)
-        return {"at": iso(system.clock.now()), "window": rep["window"], "overall": rep["health"],
-                "agents": rep["agents"], "findings": rep["findings"], "series_analyzed": rep["series_analyzed"]}
+        key = (lb, agent)
+        # every open dashboard asks every 10 s: one analysis per HEALTH_TTL serves them all
+        with health_lock:
+            hit = health_cache.get(key)
+            if hit is not None and time.monotonic() - hit[0] < HEALTH_TTL:
+                return hit[1]
+            rep = system.analyze(lookback=lb, agent=agent)
+            out = {"at": iso(system.clock.now()), "window": rep["window"], "overall": rep["health"],
+                   "agents": rep["agents"], "findings": rep["findings"], "series_analyzed": rep["series_analyzed"]}
+            if len(health_cache) > 32:
+                health_cache.clear()
+            health_cache[key] = (time.monotonic(), out)
+            return out
 
     @app.get(f"{API_PREFIX}/summary")
     def summary(period: str | None = Query(None, description="e.g. 7d")) -> Any:
@@ -630,6 +647,10 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
             return {what: [], "note": f"{what} status is not available"}
         try:
             items = status()
+            if inspect.isawaitable(items):
+                from perf_alerts.aio import shared_loop
+
+                items = shared_loop().run(items, timeout=10)  # type: ignore[arg-type]
         except Exception as e:
             raise ApiError(503, f"{what} status is not available: {type(e).__name__}: {e}") from None
         if isinstance(items, dict):

@@ -26,7 +26,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from typing import Any, Callable, Mapping, Union
+from typing import Any, Callable, Mapping
 
 SEVERITY_KEYS = ("critical", "warning", "info", "total")
 SIMPLE_VARIABLES = ("health", "anomalies", "breaches")
@@ -78,7 +78,7 @@ def _tokenize(text: str) -> list[_Tok]:
 
 
 # AST: tuples, evaluated by `_eval`
-Node = Union[tuple[str, Any], tuple[str, Any, Any], tuple[str, str, Any, Any]]
+Node = tuple[Any, ...]
 
 
 def check_variable(name: str) -> None:

@@ -52,8 +52,9 @@ class Daemon:
         from perf_alerts.notify.pipeline import Notifier
 
         self.system = system
-        self.host = host or DEFAULT_HOST
-        self.port = DEFAULT_PORT if port is None else int(port)
+        g = system.config.global_
+        self.host = host or getattr(g, "http_host", None) or DEFAULT_HOST
+        self.port = int(port) if port is not None else int(getattr(g, "http_port", DEFAULT_PORT))
         self.http = http
         self.token = token if token is not None else (os.environ.get(ENV_TOKEN) or None)
         self.collect_host = collect_host
@@ -131,6 +132,11 @@ class Daemon:
                 installed.append(sig)
             except (NotImplementedError, RuntimeError, ValueError):  # not the main thread / Windows
                 pass
+        if self.collect_host:
+            with contextlib.suppress(Exception):  # psutil's first cpu_percent() is a meaningless 0.0: prime it
+                import psutil
+
+                psutil.cpu_percent(interval=None)
         try:
             if self.http and not once:
                 await self._start_http()

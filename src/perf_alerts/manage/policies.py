@@ -70,7 +70,7 @@ class Variables:
         if name == "breaches":
             def n_breaches() -> int:
                 rep = insights.predict(self.system.store, self.system.config, self.now, BREACH_HORIZON,
-                                       HEALTH_LOOKBACK, top=1000)
+                                       HEALTH_LOOKBACK, top=1000, breaches_only=True)
                 return sum(1 for b in rep["breaches"] if b.get("breach_at"))
             return self._cached(name, n_breaches)
         raise KeyError(name)

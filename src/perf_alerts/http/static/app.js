@@ -100,10 +100,13 @@
     return el("span", { class: "badge badge-" + String(kind).replace(/[^a-z_-]/gi, ""), text: text || kind });
   }
 
+  let statusTimer = null;
   function setStatus(msg, kind) {
     const box = document.getElementById("status");
     box.textContent = msg || "";
     box.className = "status" + (msg ? " show " + (kind || "info") : "");
+    clearTimeout(statusTimer);
+    if (msg && kind === "ok") statusTimer = setTimeout(() => setStatus(""), 8000);
   }
 
   function replace(id, ...nodes) {
@@ -196,7 +199,7 @@
       if (a.acknowledged) flags.push(el("span", { class: "flag flag-ack ack-state", text: "acknowledged" + (a.acknowledged_by ? " by " + a.acknowledged_by : "") }));
       if (a.silenced) flags.push(el("span", { class: "flag flag-sil", text: "silenced" }));
       if (a.escalation_level) flags.push(el("span", { class: "flag flag-esc", text: "escalated L" + a.escalation_level }));
-      if (!flags.length) flags.push(el("span", { class: "flag flag-open ack-state", text: "unacknowledged" }));
+      if (!a.acknowledged) flags.unshift(el("span", { class: "flag flag-open ack-state", text: "unacknowledged" }));
       const ackBtn = el("button", {
         type: "button", class: "btn btn-ack", text: a.acknowledged ? "Acked" : "Ack",
         "aria-label": "Acknowledge " + a.rule, disabled: a.acknowledged,
@@ -419,6 +422,13 @@
         section("policies", async () => renderPolicies(await api("/policies"))),
         section("silences", async () => renderSilences(await api("/silences"))),
         section("notifications", async () => renderNotifications(await api("/notifications?limit=25"))),
+        section("last-eval", async () => {
+          const st = await api("/status");
+          const le = st.last_evaluation;
+          document.getElementById("last-eval").textContent = le
+            ? "last evaluation " + ago(le.at) + " · " + st.rules + " rules" + (le.errors && le.errors.length ? " · " + le.errors.length + " rule errors" : "")
+            : st.rules + " rules · not evaluated yet";
+        }),
       ]);
       document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
       document.body.dataset.loaded = "true";
