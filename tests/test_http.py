@@ -92,7 +92,6 @@ class LiveServer:
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
         self.server = build_server(system, host, self.port, token, **kw)
-        self.server.config.install_signal_handlers = False  # type: ignore[attr-defined]
         self.thread = threading.Thread(target=self.server.run, daemon=True)
 
     def __enter__(self) -> "LiveServer":

@@ -158,16 +158,17 @@ def test_summary_job_enqueues_for_leadership_when_send(tmp_path: Path) -> None:
     assert ns[0]["body"]["title"].startswith("Executive performance summary")
 
 
-def test_summary_job_says_not_available_without_the_summary_module(tmp_path: Path,
-                                                                   monkeypatch: pytest.MonkeyPatch) -> None:
+def test_summary_job_queues_the_summary_with_its_chart(tmp_path: Path) -> None:
     s, clock = make(tmp_path, """
     schedules:
       - {name: weekly, every: 7d, job: summary, send: true}
     """)
-    monkeypatch.setitem(sys.modules, "perf_alerts.manage.summary", None)  # import fails
     runs = Scheduler(s).tick()
-    assert runs[0].status == "not available" and "not in this build" in runs[0].result["error"]
-    assert outbox(s) == []
+    assert runs[0].status == "ok", runs[0].result
+    [n] = outbox(s)
+    assert n["kind"] == "executive_summary" and n["body"]["title"].startswith("Executive performance summary")
+    assert [f["name"] for f in n["body"]["files"]] == ["executive-summary.png"]
+    assert bytes.fromhex(n["body"]["files"][0]["hex"])[:4] == b"\x89PNG"
 
 
 def test_review_and_prediction_jobs_on_an_empty_store(tmp_path: Path) -> None:
@@ -258,7 +259,7 @@ def test_the_default_config_ships_the_useful_schedules() -> None:
 
     cfg = load_config(packaged_config_dir() / "alerting.yaml", env={})
     by = {(s.every, s.job, s.group) for s in cfg.schedules}
-    assert ("high", "evaluate", "critical") in by
+    assert ("continuous", "evaluate", "critical") in by  # frequent critical checks
     assert ("medium", "evaluate", "hourly") in by
     assert ("continuous", "evaluate", "default") in by
     assert ("daily", "optimization_review", None) in by

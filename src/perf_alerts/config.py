@@ -196,7 +196,7 @@ class Rule(_Strict):
             if self.recovery < self.value:
                 raise ValueError(f"recovery {self.recovery} must be >= value {self.value} for op {self.op}")
         if self.lookback <= 0:
-            self.lookback = {"trend": max(self.window, 3600.0), "anomaly": 86400.0, "forecast": 86400.0}.get(
+            self.lookback = {"trend": max(self.window, 3600.0), "anomaly": 3 * 86400.0, "forecast": 86400.0}.get(
                 t, self.window
             )
         return self

@@ -104,10 +104,10 @@ class PerfAlerts:
 
         return ingest_file(self.store, path, fmt, progress)
 
-    def collect_host(self) -> list[Sample]:
+    def collect_host(self, cpu_interval: float | None = None) -> list[Sample]:
         from perf_alerts.sources.host import collect_host
 
-        samples = collect_host(self.clock)
+        samples = collect_host(self.clock, cpu_interval=cpu_interval)
         self.store.insert_samples(samples)
         return samples
 

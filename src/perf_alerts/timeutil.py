@@ -48,14 +48,18 @@ class TimeParseError(ValueError):
     pass
 
 
-MAX_UNIX = 253402300799.0  # 9999-12-31T23:59:59Z
+# the range a timestamp can be shown in (datetime years 1..9999); beyond it is a unit mistake
+MIN_UNIX = -62135596800.0
+MAX_UNIX = 253402300799.0
 
 
 def check_unix(v: float, raw: object) -> float:
     """Unix seconds that a datetime can show; milliseconds are the usual mistake."""
-    if not math.isfinite(v) or abs(v) > MAX_UNIX:
-        hint = " (milliseconds? use Unix seconds)" if math.isfinite(v) and abs(v) < MAX_UNIX * 1000 * 1000 else ""
-        raise TimeParseError(f"invalid timestamp {raw!r}: out of range{hint}")
+    if not math.isfinite(v):
+        raise TimeParseError(f"invalid timestamp {raw!r}")
+    if not MIN_UNIX <= v <= MAX_UNIX:
+        hint = " (milliseconds? use Unix seconds)" if v > MAX_UNIX else ""
+        raise TimeParseError(f"timestamp {raw!r} is out of range{hint}")
     return v
 
 
@@ -130,7 +134,7 @@ def parse_timestamp(value: object) -> float:
         ) from None
     if dt.tzinfo is None:
         dt = dt.replace(tzinfo=timezone.utc)
-    return dt.timestamp()
+    return check_unix(dt.timestamp(), value)
 
 
 def parse_time_arg(text: str, clock: Clock) -> float:

@@ -134,7 +134,7 @@ def ingest(
 @handled
 def collect(as_json: bool = typer.Option(False, "--json")) -> None:
     """Record one reading of the host metrics (CPU, memory, disk)."""
-    samples = system().collect_host()
+    samples = system().collect_host(cpu_interval=0.2)
     if as_json:
         out.emit_json([{"metric": x.metric, "labels": x.labels, "value": x.value} for x in samples])
     else:

@@ -342,11 +342,20 @@ class AdvancedPerformanceAnalyticsTool(_SystemMixin, BaseTool):
         return data
 
     def _do_optimize(self, system: Any, *, lookback: float, agent: str | None, **_: Any) -> dict[str, Any]:
-        from perf_alerts.analytics.recommend import optimize
+        from perf_alerts.manage.policies import optimize_report
 
-        rep = optimize(system, lookback=lookback, agent=agent, top=TOP)
+        # a preview, as `perf-alerts optimize` without --apply: nothing runs, nothing is audited
+        report = optimize_report(system, lookback=lookback, agent=agent, apply=False)
+        rep = report["recommendations"]
         data = {k: v for k, v in rep.items() if v is not None}
-        data["automated_actions"] = _policy_note()
+        data["recommendations"] = rep["recommendations"][:TOP]
+        data["policies"] = [
+            {"policy": p["policy"], "matched": p["matched"], "values": p["values"],
+             "would_run": [f"{e['action']} ({'dry-run' if e['dry_run'] else 'live'})" for e in p["executions"]]}
+            for p in report["policies"]
+        ][:TOP]
+        data["automated_actions"] = ("policies run in the daemon (perf-alerts run); this is a preview — "
+                                     "`perf-alerts optimize --apply` runs the enabled actions")
         if rep["note"] and not rep["recommendations"] and rep["considered"]["agent_models"] == 0 \
                 and rep["considered"]["agent_tools"] == 0:
             data["_status"] = "uncertain"
@@ -435,15 +444,6 @@ def _matches(labels: dict[str, str], agent: str | None, filt: dict[str, str] | N
     if agent is not None and labels.get("agent") != agent:
         return False
     return not filt or all(labels.get(k) == v for k, v in filt.items())
-
-
-def _policy_note() -> str:
-    import importlib.util
-
-    if importlib.util.find_spec("perf_alerts.manage.policies") is None:
-        return ("none: policy-driven automated actions are not available in this build yet; "
-                "these are recommendations for a person to apply")
-    return "policy-driven actions run in the daemon (perf-alerts run); these recommendations are not applied automatically"
 
 
 # --------------------------------------------------------------------------- the Discord tool

@@ -259,7 +259,8 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
     token_bytes = token.encode() if token else None
     hosts = {h.lower() for h in (trusted_hosts if trusted_hosts is not None else ())}
 
-    app = FastAPI(title="perf-alerts", version=_version(), docs_url=None, redoc_url=None, openapi_url="/api/v1/openapi.json", redirect_slashes=False,
+    app = FastAPI(title="perf-alerts", version=_version(), docs_url=None, redoc_url=None,
+                  openapi_url=f"{API_PREFIX}/openapi.json", redirect_slashes=False,
                   default_response_class=SafeJSONResponse)
     app.state.system = system
     _notifier: list[Any] = [notifier]

@@ -147,7 +147,7 @@ def build_summary(system: "PerfAlerts", period_seconds: float, at: float | None 
     from perf_alerts.manage.summary import executive_summary, to_markdown
 
     summary = executive_summary(system, period_seconds, at=at)
-    summary.setdefault("title", f"Executive performance summary — {summary['period']['length']}")
+    summary.setdefault("title", f"Executive performance summary ({summary['period']['length']})")
     md = to_markdown(summary)
     png: bytes | None = None
     if chart:
@@ -171,17 +171,23 @@ def write_summary(out_dir: Path, summary: dict[str, Any], md: str, png: bytes | 
     return {k: str(v) for k, v in files.items()}
 
 
+def summary_message(summary: dict[str, Any], png: bytes | None) -> tuple[str, str, list[tuple[str, bytes, str]]]:
+    """(title, text, files) of the message that carries a summary: the headline numbers, the chart attached."""
+    files = [("executive-summary.png", png, "image/png")] if png else []
+    return str(summary.get("title") or "Executive performance summary"), _discord_text(summary), files
+
+
 def send_summary(system: "PerfAlerts", summary: dict[str, Any], md: str, png: bytes | None,
                  console_write: Any = None) -> dict[str, Any]:
-    """To the receivers routed for kind=executive_summary, with the chart attached (multipart)."""
+    """To the receivers routed for kind=executive_summary now, with the chart attached (multipart)."""
     from perf_alerts.notify.pipeline import deliver_summary
 
-    payload = {**summary, "text": _discord_text(summary, md)}
-    files = [("executive-summary.png", png, "image/png")] if png else None
-    return deliver_summary(system, payload, files=files, console_write=console_write)
+    title, text, files = summary_message(summary, png)
+    return deliver_summary(system, {**summary, "title": title, "text": text}, files=files or None,
+                           console_write=console_write)
 
 
-def _discord_text(summary: dict[str, Any], md: str) -> str:
+def _discord_text(summary: dict[str, Any]) -> str:
     """The headline part of the Markdown: Discord embeds hold 4,096 characters; the rest is in the files."""
     h = summary["health"]
     a = summary["alerts"]

@@ -165,25 +165,16 @@ class Scheduler:
             "pending": d["pending"], "transitions": len(d["transitions"]), "errors": d["errors"][:5]}
 
     def _job_summary(self, sch: Schedule, now: float) -> tuple[str, dict[str, Any]]:
-        try:
-            from perf_alerts.manage.summary import executive_summary
-        except ImportError:
-            return "not available", {"error": "the executive summary (perf_alerts.manage.summary) is not in this build"}
+        from perf_alerts.manage.report import build_summary, summary_message
+
         period = sch.period or DEFAULT_PERIOD["summary"]
-        summary = executive_summary(self.system, period, at=now)
+        summary, _md, png = build_summary(self.system, period, at=now, chart=sch.send)
         self.system.store.kv_set("schedule:last_summary", {"at": now, "schedule": sch.name, "summary": summary})
         out: dict[str, Any] = {"period": format_duration(period), "headline": summary.get("headline", [])[:3]}
         if sch.send:
-            try:
-                from perf_alerts.manage.summary import to_markdown
-
-                text = to_markdown(summary)
-            except ImportError:
-                text = "\n".join(summary.get("headline", [])) or json.dumps(summary, default=str)[:3500]
-            files = _summary_files(summary)
-            ids = self.notifier.enqueue_message(f"Executive performance summary ({format_duration(period)})", text,
-                                                "info", kind="executive_summary", files=files, at=now)
-            out["notifications"] = ids
+            title, text, files = summary_message(summary, png)
+            out["notifications"] = self.notifier.enqueue_message(title, text, "info", kind="executive_summary",
+                                                                 files=files, at=now)
         return "ok", out
 
     def _job_optimization_review(self, sch: Schedule, now: float) -> tuple[str, dict[str, Any]]:
@@ -261,20 +252,3 @@ class Scheduler:
         return sorted({r.group for r in self.system.config.rules} - covered)
 
 
-def _summary_files(summary: dict[str, Any]) -> list[tuple[str, bytes, str]] | None:
-    """The summary's PNG chart when a chart renderer is in this build (perf_alerts.manage.charts)."""
-    try:
-        from perf_alerts.manage import charts  # type: ignore[attr-defined]
-    except ImportError:
-        return None
-    for name in ("summary_chart_png", "summary_png", "render_summary_chart"):
-        fn = getattr(charts, name, None)
-        if callable(fn):
-            try:
-                png = fn(summary)
-            except Exception:  # a chart must never stop the summary
-                log.exception("summary chart failed")
-                return None
-            if isinstance(png, (bytes, bytearray)):
-                return [("summary.png", bytes(png), "image/png")]
-    return None
