@@ -36,14 +36,15 @@ def console() -> Any:
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
     from rich.table import Table
+    from rich.text import Text
 
     t = Table(title=title, show_lines=False, header_style="bold")
     for c in columns:
         t.add_column(c, overflow="fold")
-    for r in rows:
-        t.add_row(*["" if x is None else str(x) for x in r])
+    for r in rows:  # Text(): data such as "[FIRING:2]" is shown as is, never read as rich markup
+        t.add_row(*[Text("" if x is None else str(x)) for x in r])
     console().print(t)
 
 
 def line(text: str = "") -> None:
-    console().print(text)
+    console().print(text, markup=False, highlight=False)
