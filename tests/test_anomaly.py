@@ -141,11 +141,11 @@ SEEDS = range(20)
 def test_seasonal_pattern_is_not_an_anomaly_over_many_seeds(step):
     """Daily wave x weekday/weekend factor, 3% multiplicative noise, 4 weeks.
 
-    For 20 seeds: after the first week, no alert at all around the weekly
-    pattern changes, at most two stray alerts over all 20 clean series
-    (60k-120k scored points, i.e. < 1 per 30k), and an injected spike and,
-    separately, a +30% level shift are each detected within 4 points in
-    every seed.
+    For 20 seeds: after the first week, no alert at all on the 20 clean
+    series (60k-120k scored points; the highest clean score is ~0.44), and
+    an injected spike and, separately, a +30% level shift are each detected
+    within 4 points in every seed.  (On 80 further seeds, not asserted here:
+    2 stray alerts over ~726k scored points, i.e. ~1 per 360k.)
     """
     ppd = int(86400 / step)
     warm = 7 * ppd
@@ -172,7 +172,7 @@ def test_seasonal_pattern_is_not_an_anomaly_over_many_seeds(step):
             quiet[k:stop] = False
             assert s[quiet & pattern].max() < THR, seed
             assert s[k:k + 4].max() >= THR, seed
-    assert stray <= 2, stray
+    assert stray == 0, stray
 
 
 def test_fresh_start_needs_history_before_alerting():
@@ -188,9 +188,13 @@ def test_fresh_start_needs_history_before_alerting():
         assert s.max() < THR, seed
 
 
-@pytest.mark.parametrize("kind,per_alert", [("gauss", 25_000), ("t3", 1_000)])
+@pytest.mark.parametrize("kind,per_alert", [("gauss", 50_000), ("t3", 1_500)])
 def test_noise_false_alarm_rate(kind, per_alert):
-    """iid noise after warm-up: at most one alert per ``per_alert`` points."""
+    """iid noise after warm-up: at most one alert per ``per_alert`` points.
+
+    Measured (8 seeds, 396k points): Gaussian ~1 per 99k, Student-t(3)
+    ~1 per 1.9k; t(3)'s heavy tail is still the weak spot.
+    """
     n, warm, alerts, total = 50_000, 500, 0, 0
     for seed in range(4):
         rng = np.random.default_rng(1000 + seed)

@@ -25,6 +25,14 @@ Design (why, not how):
   short one (a few points, strict: 6 decades at the default threshold,
   because a short average of skewed surprise has a heavier tail than the
   Gaussian) and a longer one (~12 points, 3 decades) for sustained changes.
+  The averages of the *jump* surprise are positive and right-skewed, so
+  their tail is read from a gamma law with the history's mean and std
+  (Wilson-Hilferty), not a Gaussian: with the Gaussian, ordinary noise in a
+  seasonal view (a difference of four noisy points) crossed 6 "decades"
+  about once per 60k points, at any hour of the day.  The gamma tail is
+  used for both jump averages of the seasonal views and the short one of
+  the plain view (the long plain one and the level channels stay Gaussian:
+  on NAB the gamma law there cost sustained-change detections).
 * No score is given before ``min_history`` points (300): a fresh start,
   e.g. a rule rescoring its 24 h lookback, must not page while learning.
 * After a score crosses the alerting threshold, further points are damped
@@ -233,7 +241,9 @@ class Likelihood(Detector):
     Likelihood step: ``r`` is averaged (halflife ``avg_hl``, and
     ``avg_hl2`` with its own ``decades2``) and compared
     with the long-run EW mean/std of that average (halflife ``hist_hl``, std
-    floored at ``min_std``); the Gaussian upper tail, in decades, divided by
+    floored at ``min_std``); the upper tail (Gaussian, or gamma with that
+    mean/std for the averages named in ``tail`` / ``tail_seasonal``, e.g.
+    ``"jump0"`` = jump channel, first average), in decades, divided by
     ``decades`` is the channel score (optionally also ``z / z_full``, an
     instantaneous path for single extreme points).
 
@@ -261,7 +271,8 @@ class Likelihood(Detector):
                 "z_full": 0.0, "seasonal": True, "lag_tol": 1.0 / 48,
                 "log_c": 0.01, "jump_ratio": 2.0, "jump_hl": 2048.0,
                 "jump_ref": 4.0, "tail_pow": 1.0,
-                "lik_channels": ("jump", "level"), "select_after": 256}
+                "lik_channels": ("jump", "level"), "select_after": 256,
+                "tail": ("jump0",), "tail_seasonal": ("jump0", "jump1")}
 
     def _fams(self, has_t: bool) -> list[str]:
         if has_t and self.params["seasonal"]:
@@ -289,7 +300,7 @@ class Likelihood(Detector):
         ok &= te[np.maximum(j, 0)] >= target - self.params["lag_tol"] * period
         return np.where(ok, j, -1)
 
-    def _family_batch(self, y):
+    def _family_batch(self, y, fam="plain"):
         """(score, level-fit) of one family's series y (NaN-free)."""
         p = self.params
         n = len(y)
@@ -300,14 +311,15 @@ class Likelihood(Detector):
         prev_lvl = np.r_[0.0, (lvl_s / lvl_w)[:-1]]
         level = y - prev_lvl
         level[0] = 0.0
-        s_j, _ = self._channel_batch(jump, y, "jump")
-        s_l, fit = self._channel_batch(level, y, "level")
+        tails = self._tails(fam)
+        s_j, _ = self._channel_batch(jump, y, "jump", tails)
+        s_l, fit = self._channel_batch(level, y, "level", tails)
         s = np.maximum(s_j, s_l)
         fit = fit.copy()
         fit[: int(p["select_after"])] = np.inf
         return s, fit
 
-    def _channel_batch(self, e, y, name):
+    def _channel_batch(self, e, y, name, tails=()):
         """Residual -> (calibrated score, scale before each point).
 
         The scale is floored at 1e-9 |y| so float rounding on a constant
@@ -324,7 +336,8 @@ class Likelihood(Detector):
         z = np.minimum(ae / np.maximum(prev_scale, floor), 1e12)
         r = z / (z + p["z_half"])
         s = np.zeros(n)
-        for hl, dec in self._scales():
+        for q, (hl, dec) in enumerate(self._scales()):
+            gam = f"{name}{q}" in tails
             d_av = _decay(hl)
             avg = _ew_sum(r * (1.0 - d_av), d_av)
             if p["tail_pow"] != 1.0:
@@ -336,7 +349,7 @@ class Likelihood(Detector):
             mu = np.r_[0.0, m1[:-1]]
             var = np.r_[0.0, np.maximum(m2 - m1 * m1, 0.0)[:-1]]
             sd = np.maximum(np.sqrt(var), p["min_std"])
-            zz = (avg - mu) / sd
+            zz = self._std_batch(avg, mu, sd, gam)
             s = np.maximum(s, np.minimum(_decades_batch(zz) / dec, 1.0))
         if name not in p["lik_channels"]:
             s = np.zeros(n)
@@ -345,6 +358,41 @@ class Likelihood(Detector):
         if p["jump_ratio"] > 0:
             s = np.maximum(s, self._extreme_batch(z))
         return s, prev_scale
+
+    def _tails(self, fam):
+        """Channel averages (``"jump0"`` = jump channel, first average)
+        whose tail is read with the gamma law in family ``fam``."""
+        p = self.params
+        return tuple(p["tail"] if fam == "plain" else p["tail_seasonal"])
+
+    def _std_batch(self, avg, mu, sd, gam):
+        """Standardise the average against its history (see _std_one)."""
+        if not gam:
+            return (avg - mu) / sd
+        ok = mu > 1e-12
+        m = np.where(ok, mu, 1.0)
+        a = (sd / m) ** 2 / 9.0
+        w = (np.cbrt(np.maximum(avg, 0.0) / m) - (1.0 - a)) / np.sqrt(a)
+        g = (avg - mu) / sd
+        return np.where(ok, np.minimum(w, g), g)
+
+    def _std_one(self, avg, mu, sd, gam):
+        """Normal quantile of ``avg`` under a gamma law with the history's
+        mean ``mu`` and std ``sd`` (Wilson-Hilferty cube-root transform).
+
+        An average of positive, skewed surprise has a right tail far heavier
+        than a Gaussian with the same mean and std; the gamma law matches
+        its skew, so a rare average stays equally rare on every metric.
+        Never above the Gaussian z: the cube-root form is only valid for a
+        moderate skew, and with ``mu`` near 0 (a nearly flat metric) it
+        would overshoot; there the ``min_std`` floor of the Gaussian rules.
+        """
+        g = (avg - mu) / sd
+        if not gam or not mu > 1e-12:
+            return g
+        a = (sd / mu) ** 2 / 9.0
+        w = (float(np.cbrt(max(avg, 0.0) / mu)) - (1.0 - a)) / math.sqrt(a)
+        return min(w, g)
 
     def _scales(self):
         p = self.params
@@ -391,7 +439,7 @@ class Likelihood(Detector):
                     y = np.arcsinh(x[idx] / c) - np.arcsinh(x[j[idx]] / c)
                 else:
                     y = x[idx] - x[j[idx]]
-                s, f = self._family_batch(y)
+                s, f = self._family_batch(y, fam)
                 if is_log:               # fit back in units of x
                     f = f * np.hypot(c, x[idx])
                 scores[k, idx], fits[k, idx] = s, f
@@ -427,7 +475,7 @@ class Likelihood(Detector):
                 "te": None, "buf_t": [], "buf_x": [],
                 "fam": {f: fam() for f in self.families}}
 
-    def _channel_step(self, c, e, y, name):
+    def _channel_step(self, c, e, y, name, tails=()):
         p = self.params
         ae = abs(e)
         prev_scale = c["sc_s"] / c["sc_w"] if c["sc_w"] > 0 else 0.0
@@ -449,7 +497,9 @@ class Likelihood(Detector):
             else:
                 mu = var = 0.0
             sd = max(math.sqrt(var), p["min_std"])
-            score = max(score, min(_decades_one((avg - mu) / sd) / dec, 1.0))
+            score = max(score, min(_decades_one(
+                self._std_one(avg, mu, sd, f"{name}{q}" in tails)) / dec,
+                1.0))
             d_h = _decay(p["hist_hl"])
             hs[q] = [d_h * h_w + 1.0, d_h * h_1 + avg, d_h * h_2 + avg * avg]
         if name not in p["lik_channels"]:
@@ -469,7 +519,7 @@ class Likelihood(Detector):
         c["sc_w"] = d_sc * c["sc_w"] + 1.0
         return score, prev_scale
 
-    def _family_step(self, f, y):
+    def _family_step(self, f, y, fam="plain"):
         p = self.params
         if f["prev"] is None:
             jump = level = 0.0
@@ -480,8 +530,10 @@ class Likelihood(Detector):
         f["lvl_s"] = d * f["lvl_s"] + y
         f["lvl_w"] = d * f["lvl_w"] + 1.0
         f["prev"] = y
-        s_j, _ = self._channel_step(f["ch"]["jump"], jump, y, "jump")
-        s_l, fit = self._channel_step(f["ch"]["level"], level, y, "level")
+        tails = self._tails(fam)
+        s_j, _ = self._channel_step(f["ch"]["jump"], jump, y, "jump", tails)
+        s_l, fit = self._channel_step(f["ch"]["level"], level, y, "level",
+                                      tails)
         if f["n"] < int(p["select_after"]):
             fit = math.inf
         f["n"] += 1
@@ -524,7 +576,7 @@ class Likelihood(Detector):
                     y = math.asinh(x / c) - math.asinh(lag / c)
                 else:
                     y = x - lag
-            s, fit = self._family_step(st["fam"][fam], y)
+            s, fit = self._family_step(st["fam"][fam], y, fam)
             if fam != "plain" and p["log_c"] > 0:
                 fit = fit * math.hypot(c, x)
             if fit < best_fit or fam == "plain":

@@ -23,8 +23,12 @@ from __future__ import annotations
 import math
 from dataclasses import dataclass, field
 from statistics import NormalDist
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from numpy.typing import ArrayLike
 
 __all__ = ["Forecast", "Breach", "forecast", "time_to_breach"]
 
@@ -307,7 +311,7 @@ def _phi_cum_vec(phi: np.ndarray, h: int) -> np.ndarray:
     return np.where(np.abs(1.0 - phi) < 1e-12, float(h), out)
 
 
-def _phi_cum(phi: float, hs: np.ndarray) -> np.ndarray:
+def _phi_cum(phi: float, hs: ArrayLike) -> np.ndarray:
     """phi + phi^2 + ... + phi^h."""
     hs = np.asarray(hs, float)
     if abs(1.0 - phi) < 1e-12:
@@ -410,12 +414,12 @@ def _fit(g, obs, m=0, s0=None, H=1) -> _Fit:
         # between those classes by the mean AIC over in-sample h-step errors
         # at h in {1, H/3, 2H/3, H}.
         cls = trendon * 10 + phi
-        cand = []
+        best_per_class: list[int] = []
         for c in np.unique(cls):
             idx = np.flatnonzero(cls == c)
-            cand.append(int(idx[np.argmin(aic[idx])]))
-        cand = np.array(cand)
-        hist = {}
+            best_per_class.append(int(idx[np.argmin(aic[idx])]))
+        cand = np.array(best_per_class)
+        hist: dict[str, Any] = {}
         _sse_grid(g, obs, l0[cand], b0[cand], alpha[cand], beta[cand], phi[cand], gamma[cand],
                   trendon[cand], s0, m, burn, hist)
         crit = aic[cand].copy()

@@ -279,10 +279,10 @@ def recommend(current: Usage, previous: Usage | None, pricing: Mapping[str, "Mod
         if tt.calls >= MIN_CALLS and tt.errors >= MIN_FAILURES:
             rate = tt.errors / tt.calls
             if rate >= FAILURE_RATE:
-                p = prev.tools.get((agent, tool))
+                prev_tool = prev.tools.get((agent, tool))
                 ev = [f"{tt.errors} errors in {tt.calls} calls in the last {win}"]
-                if p and p.calls:
-                    ev.append(f"previous {win}: {p.errors} errors in {p.calls} calls ({p.errors / p.calls:.1%})")
+                if prev_tool and prev_tool.calls:
+                    ev.append(f"previous {win}: {prev_tool.errors} errors in {prev_tool.calls} calls ({prev_tool.errors / prev_tool.calls:.1%})")
                 out.append(_rec("tool_failures", agent, 1.0 + rate * 20,
                                 f"agent {agent}: tool {tool} failing {rate:.0%} of calls ({tt.errors} of {tt.calls})",
                                 ev, f"inspect the {tool} errors (inputs, timeouts, credentials) and add retries or input validation",
@@ -300,9 +300,9 @@ def recommend(current: Usage, previous: Usage | None, pricing: Mapping[str, "Mod
 
     # 4. Cost per call drifting up, and 5. prompts growing
     for (agent, model), st in current.llm.items():
-        p = prev.llm.get((agent, model))
-        cur_cpc, prev_cpc = st.cost_per_call, (p.cost_per_call if p else None)
-        if (cur_cpc is not None and prev_cpc and st.cost_calls >= MIN_CALLS and p and p.cost_calls >= MIN_CALLS):
+        prev_llm = prev.llm.get((agent, model))
+        cur_cpc, prev_cpc = st.cost_per_call, (prev_llm.cost_per_call if prev_llm else None)
+        if (cur_cpc is not None and prev_cpc and st.cost_calls >= MIN_CALLS and prev_llm and prev_llm.cost_calls >= MIN_CALLS):
             up = (cur_cpc / prev_cpc - 1.0) * 100.0
             if up >= COST_UP_PCT:
                 alt = cheaper_model(model, st.prompt_per_call or 0.0, st.completion_per_call or 0.0, pricing)
@@ -313,28 +313,28 @@ def recommend(current: Usage, previous: Usage | None, pricing: Mapping[str, "Mod
                     title += f" — consider {alt[0]} (cheaper per the pricing table)"
                 ev = [f"cost per call {_money(prev_cpc)} → {_money(cur_cpc)} ({st.cost_calls} calls)",
                       f"spend in the last {win}: {_money(st.cost_usd)}"]
-                if st.prompt_per_call and p.prompt_per_call:
-                    ev.append(f"prompt tokens per call {p.prompt_per_call:.0f} → {st.prompt_per_call:.0f}")
+                if st.prompt_per_call and prev_llm.prompt_per_call:
+                    ev.append(f"prompt tokens per call {prev_llm.prompt_per_call:.0f} → {st.prompt_per_call:.0f}")
                 out.append(_rec("cost_increase", agent, 1.0 + up / 50.0, title, ev, action, model=model))
                 continue
-        if (st.prompt_per_call and p and p.prompt_per_call and st.token_calls >= MIN_CALLS
-                and p.token_calls >= MIN_CALLS):
-            up = (st.prompt_per_call / p.prompt_per_call - 1.0) * 100.0
+        if (st.prompt_per_call and prev_llm and prev_llm.prompt_per_call and st.token_calls >= MIN_CALLS
+                and prev_llm.token_calls >= MIN_CALLS):
+            up = (st.prompt_per_call / prev_llm.prompt_per_call - 1.0) * 100.0
             if up >= TOKENS_UP_PCT:
                 out.append(_rec("prompt_growth", agent, 1.0 + up / 100.0,
                                 f"agent {agent}: prompt tokens per call up {up:.0f}% vs the previous {win} on {model}",
-                                [f"prompt tokens per call {p.prompt_per_call:.0f} → {st.prompt_per_call:.0f}"],
+                                [f"prompt tokens per call {prev_llm.prompt_per_call:.0f} → {st.prompt_per_call:.0f}"],
                                 "check for growing context (memory, tool outputs, history) and trim it", model=model))
 
     # 6. Task latency regressions vs the previous window
     for agent, ts in current.tasks.items():
-        p = prev.tasks.get(agent)
-        if ts.p95_s and p and p.p95_s and ts.runs >= MIN_CALLS and p.runs >= MIN_CALLS:
-            ratio = ts.p95_s / p.p95_s
+        prev_task = prev.tasks.get(agent)
+        if ts.p95_s and prev_task and prev_task.p95_s and ts.runs >= MIN_CALLS and prev_task.runs >= MIN_CALLS:
+            ratio = ts.p95_s / prev_task.p95_s
             if ratio >= REGRESSION_RATIO:
                 out.append(_rec("task_latency_regression", agent, ratio,
-                                f"agent {agent}: p95 task time {_secs(ts.p95_s)}, {ratio:.1f}× the previous {win} ({_secs(p.p95_s)})",
-                                [f"{ts.runs} tasks in the last {win}, {p.runs} in the previous"],
+                                f"agent {agent}: p95 task time {_secs(ts.p95_s)}, {ratio:.1f}× the previous {win} ({_secs(prev_task.p95_s)})",
+                                [f"{ts.runs} tasks in the last {win}, {prev_task.runs} in the previous"],
                                 "compare its LLM and tool latencies for the slower step; check provider status and timeouts"))
 
     # 7. One agent dominating spend on an expensive model

@@ -7,11 +7,14 @@ from __future__ import annotations
 
 import json
 import os
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional, cast
 
 import typer
 
 from perf_alerts.cli import output as out
+
+if TYPE_CHECKING:
+    from crewai.crews.crew_output import CrewOutput
 
 crew_app = typer.Typer(help="Run the perf-alerts CrewAI crew (system_alert_manager and its five tasks).",
                        no_args_is_help=True, add_completion=False, rich_markup_mode=None)
@@ -88,7 +91,8 @@ def kickoff(
         raise typer.Exit(2) from None
     listener = None if no_instrument else instrument(crew, system=system)
     try:
-        result = crew.kickoff(inputs=kickoff_inputs(parsed))
+        # The crew is built without stream=True, so kickoff() returns a CrewOutput, never a CrewStreamingOutput.
+        result = cast("CrewOutput", crew.kickoff(inputs=kickoff_inputs(parsed)))
     except Exception as e:
         out.error(f"crew kickoff failed: {type(e).__name__}: {redact(str(e))}")
         raise typer.Exit(1) from None
@@ -96,7 +100,7 @@ def kickoff(
         if listener is not None:
             listener.flush(wait_for_bus=True)
             listener.close()
-    tasks = [{"task": t.name, "output": redact(t.raw)} for t in result.tasks_output]
+    tasks: list[dict[str, Any]] = [{"task": t.name, "output": redact(t.raw)} for t in result.tasks_output]
     if as_json:
         out.emit_json({"tasks": tasks, "final": redact(result.raw),
                        "token_usage": getattr(result.token_usage, "model_dump", lambda: {})()})

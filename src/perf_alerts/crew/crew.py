@@ -9,7 +9,7 @@ The YAML lives once, in the top-level `config/` of a checkout, bundled into the 
 
 from __future__ import annotations
 
-from typing import Any, Optional
+from typing import Any, Optional, cast
 
 from crewai import Agent, Crew, Process, Task
 from crewai.project import CrewBase, agent, crew, task
@@ -42,6 +42,21 @@ class PerformanceAnalyticsCrew:
         self.verbose = verbose
         self.max_iter = max_iter
 
+    # -- YAML config ------------------------------------------------------------------
+    # @CrewBase replaces the `agents_config` / `tasks_config` paths above with the loaded
+    # YAML ({name: {field: value}}) when the crew is instantiated; the class attributes are
+    # typed `str`, so these accessors state the runtime type once.
+    def _agent_config(self, name: str) -> dict[str, Any]:
+        return cast("dict[str, dict[str, Any]]", self.agents_config)[name]
+
+    def _task_config(self, name: str) -> dict[str, Any]:
+        return cast("dict[str, dict[str, Any]]", self.tasks_config)[name]
+
+    def _task_from_config(self, name: str) -> Task:
+        # description / expected_output are filled in from `config` by Task's validator, but
+        # its pydantic-generated __init__ signature marks them as required.
+        return Task(config=self._task_config(name))  # type: ignore[call-arg]
+
     # -- tools ------------------------------------------------------------------------
     def analytics_tool(self) -> AdvancedPerformanceAnalyticsTool:
         return AdvancedPerformanceAnalyticsTool(system=self.system, config_path=self.config_path, db_path=self.db_path)
@@ -56,7 +71,7 @@ class PerformanceAnalyticsCrew:
         if self.llm is not None:
             kwargs["llm"] = self.llm
         return Agent(
-            config=self.agents_config["system_alert_manager"],  # type: ignore[index]
+            config=self._agent_config("system_alert_manager"),
             tools=[self.analytics_tool(), self.discord_tool()],
             allow_delegation=False,
             verbose=self.verbose,
@@ -67,23 +82,23 @@ class PerformanceAnalyticsCrew:
     # -- tasks (in run order) ------------------------------------------------------------
     @task
     def run_performance_analytics(self) -> Task:
-        return Task(config=self.tasks_config["run_performance_analytics"])  # type: ignore[index]
+        return self._task_from_config("run_performance_analytics")
 
     @task
     def monitor_performance_alerts(self) -> Task:
-        return Task(config=self.tasks_config["monitor_performance_alerts"])  # type: ignore[index]
+        return self._task_from_config("monitor_performance_alerts")
 
     @task
     def predictive_performance_analysis(self) -> Task:
-        return Task(config=self.tasks_config["predictive_performance_analysis"])  # type: ignore[index]
+        return self._task_from_config("predictive_performance_analysis")
 
     @task
     def optimize_system_performance(self) -> Task:
-        return Task(config=self.tasks_config["optimize_system_performance"])  # type: ignore[index]
+        return self._task_from_config("optimize_system_performance")
 
     @task
     def send_performance_executive_summary(self) -> Task:
-        return Task(config=self.tasks_config["send_performance_executive_summary"])  # type: ignore[index]
+        return self._task_from_config("send_performance_executive_summary")
 
     @crew
     def crew(self, task_names: Optional[list[str]] = None) -> Crew:

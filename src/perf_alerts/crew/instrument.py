@@ -22,9 +22,10 @@ import re
 import threading
 import time
 from datetime import datetime
-from typing import TYPE_CHECKING, Any, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Mapping
 
 from crewai.events import BaseEventListener
+from crewai.events.base_events import BaseEvent
 from crewai.events.event_bus import CrewAIEventsBus, crewai_event_bus
 from crewai.events.types.crew_events import (
     CrewKickoffCompletedEvent,
@@ -106,7 +107,7 @@ class CrewMetricsListener(BaseEventListener):
         self._only: set[str] | None = None
         self._only_crews: set[int] = set()
         self._only_name: str | None = None
-        self._handlers: list[tuple[type, Any]] = []
+        self._handlers: list[tuple[type[BaseEvent], Callable[..., Any]]] = []
         self.recorded = 0
         self.write_errors: list[str] = []
         self._closed = False
@@ -119,7 +120,8 @@ class CrewMetricsListener(BaseEventListener):
 
     # -- registration -----------------------------------------------------------------
     def setup_listeners(self, crewai_event_bus: CrewAIEventsBus) -> None:
-        pairs = [
+        # Annotated: mypy would otherwise join the event classes to pydantic's ModelMetaclass.
+        pairs: list[tuple[type[BaseEvent], Callable[..., Any]]] = [
             (CrewKickoffStartedEvent, self._on_kickoff_started),
             (CrewKickoffCompletedEvent, self._on_kickoff_ended),
             (CrewKickoffFailedEvent, self._on_kickoff_ended),

@@ -507,7 +507,7 @@ class DiscordAlertTool(_SystemMixin, BaseTool):
                 clean_metrics[str(k)] = v
             else:
                 clean_metrics[str(k)] = str(v)
-        message = {"title": title[:256], "severity": sev, "text": text or "", "metrics": clean_metrics}
+        message: dict[str, Any] = {"title": title[:256], "severity": sev, "text": text or "", "metrics": clean_metrics}
         fn = message_sender()
         if fn is None:
             return StepResult.skip(f"delivery is not available: {NOT_AVAILABLE}; the message was not sent",
