@@ -16,7 +16,7 @@ import json
 import math
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable
+from typing import Any, BinaryIO, Callable
 
 from perf_alerts.model import LABEL_NAME_RE, METRIC_NAME_RE, SampleError, canonical_labels, validate_labels
 from perf_alerts.store import Store
@@ -109,15 +109,19 @@ class _Writer:
         self.report.series = len(self.ids)
 
 
+def _open(path: Path) -> BinaryIO:
+    try:
+        return open(path, "rb")
+    except FileNotFoundError:
+        raise IngestError(f"{path}: file not found") from None
+    except OSError as e:
+        raise IngestError(f"{path}: cannot open: {e.strerror}") from None
+
+
 def ingest_csv(store: Store, path: Path, progress: Callable[[int], None] | None = None) -> IngestReport:
     src = str(path)
     report = IngestReport(src)
-    try:
-        fh = open(path, "rb")
-    except FileNotFoundError:
-        raise IngestError(f"{src}: file not found") from None
-    except OSError as e:
-        raise IngestError(f"{src}: cannot open: {e.strerror}") from None
+    fh = _open(path)
     with fh:
         reader = csv.reader(_decoded_lines(fh, report))
         try:
@@ -198,12 +202,7 @@ def ingest_csv(store: Store, path: Path, progress: Callable[[int], None] | None 
 def ingest_jsonl(store: Store, path: Path, progress: Callable[[int], None] | None = None) -> IngestReport:
     src = str(path)
     report = IngestReport(src)
-    try:
-        fh = open(path, "rb")
-    except FileNotFoundError:
-        raise IngestError(f"{src}: file not found") from None
-    except OSError as e:
-        raise IngestError(f"{src}: cannot open: {e.strerror}") from None
+    fh = _open(path)
     writer = _Writer(store, report)
     good_metrics: set[str] = set()
     with fh:
