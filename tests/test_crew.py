@@ -279,52 +279,50 @@ def test_works_from_threads_and_inside_a_running_loop(tmp_path):
     assert asyncio.run(inside_loop()).status == "ok"
 
 
-def test_notification_hook_used_when_the_pipeline_exists(tmp_path, monkeypatch):
-    system = _known_data(tmp_path)
-    seen: dict[str, Any] = {}
-    fake = types.ModuleType("perf_alerts.notify.pipeline")
+def _with_discord(tmp_path, url: str) -> PerfAlerts:
+    """The known data, with every route going to one Discord webhook."""
+    from perf_alerts.config import parse_config
 
-    def deliver_evaluation(sys_, res):
-        seen["evaluation"] = res
-        return {"queued": len(res.active), "url": HOOK}
-
-    async def deliver_summary(sys_, summary):
-        seen["summary"] = summary
-        return {"queued": 1}
-
-    def deliver_message(sys_, title, severity, text, metrics=None):
-        seen["message"] = (title, severity, text, metrics)
-        return {"state": "sent", "receiver": "discord-ops"}
-
-    fake.deliver_evaluation, fake.deliver_summary, fake.deliver_message = deliver_evaluation, deliver_summary, deliver_message
-    monkeypatch.setitem(sys.modules, "perf_alerts.notify.pipeline", fake)
-    tool = AdvancedPerformanceAnalyticsTool(system=system)
-    al = tool.run(action="alerts", send_notifications=True)
-    assert al.data["notifications"]["sent"] is True and "evaluation" in seen
-    assert "sEcReT" not in al.to_json()
-    assert tool.run(action="alerts").data["notifications"]["sent"] is False
-
-    async def in_loop() -> StepResult:  # the async pipeline function runs without asyncio.run in this loop
-        return tool.run(action="executive_summary", send_notifications=True)
-
-    ex = asyncio.run(in_loop())
-    assert ex.data["delivery"] == {"sent": True, "report": {"queued": 1}}
-    msg = DiscordAlertTool(system=system).run(title="Latency", severity="warning", text="p95 up",
-                                              metrics={"p95_s": 8.2})
-    assert msg.status == "ok" and msg.data["delivery"]["state"] == "sent"
-    assert seen["message"] == ("Latency", "warning", "p95 up", {"p95_s": 8.2})
+    base = _known_data(tmp_path)
+    text = f"""
+receivers:
+  - name: ops
+    discord: {{webhook_url: "{url}"}}
+route: {{receiver: ops, group_wait: 0s}}
+"""
+    cfg = parse_config(text)
+    cfg.rules = base.config.rules
+    cfg.metrics = base.config.metrics
+    return PerfAlerts(cfg, base.store, base.clock)
 
 
-def test_without_the_pipeline_results_say_delivery_is_unavailable(tmp_path, monkeypatch):
-    monkeypatch.setitem(sys.modules, "perf_alerts.notify.pipeline", None)  # import fails: an older build
-    tool = AdvancedPerformanceAnalyticsTool(system=_known_data(tmp_path))
-    al = tool.run(action="alerts", send_notifications=True)
-    assert al.status == "ok" and al.data["alerts"][0]["rule"] == "CrewToolErrors"
-    assert al.data["notifications"]["sent"] is False and "not available in this build" in al.data["notifications"]["reason"]
-    ex = tool.run(action="executive_summary", send_notifications=True)
-    assert ex.data["delivery"]["sent"] is False and "not available in this build" in ex.data["delivery"]["reason"]
-    msg = DiscordAlertTool(system=tool._get_system()).run(title="Crew slow", severity="critical", text="see dashboard")
-    assert msg.status == "skip" and msg.data["delivered"] is False and "not available" in msg.error
+def test_tools_deliver_through_the_real_pipeline(tmp_path):
+    from fake_discord import fake_discord
+
+    with fake_discord() as srv:
+        system = _with_discord(tmp_path, srv.url_for(77, "sEcReT-ToKeN_tool"))
+        tool = AdvancedPerformanceAnalyticsTool(system=system)
+        al = tool.run(action="alerts", send_notifications=True)
+        assert al.status == "ok" and al.data["notifications"]["delivered"] >= 1
+        assert al.data["notifications"]["still_pending"] == 0
+        assert "CrewToolErrors" in json.dumps(srv.messages(77))
+        assert tool.run(action="alerts").data["notifications"]["sent"] is False
+
+        async def in_loop() -> StepResult:  # from inside a running event loop
+            return tool.run(action="executive_summary", send_notifications=True)
+
+        ex = asyncio.run(in_loop())
+        assert ex.status == "ok" and ex.data["delivery"]["state"] == "delivered"
+        assert srv.messages(77)[-1]["attachments"][0]["filename"] == "executive-summary.png"
+        msg = DiscordAlertTool(system=system).run(title="Latency", severity="warning", text="p95 up",
+                                                  metrics={"p95_s": 8.2})
+        assert msg.status == "ok" and msg.data["delivered"] is True
+        assert "p95_s" in json.dumps(srv.messages(77)[-1])
+        srv.disappear(77)  # the webhook is deleted: the tool must not claim delivery
+        dead = DiscordAlertTool(system=system).run(title="Again", severity="warning", text="x")
+        assert dead.status == "fail" and dead.data.get("delivered") is not True and "not delivered" in (dead.error or "")
+        for r in (al, ex, msg, dead):
+            assert "sEcReT-ToKeN_tool" not in r.to_json()
 
 
 def test_real_pipeline_delivers_to_the_console_receiver(tmp_path, monkeypatch, capsys):
@@ -336,7 +334,7 @@ def test_real_pipeline_delivers_to_the_console_receiver(tmp_path, monkeypatch, c
                                               metrics={"p95_s": 8.2})
     assert res.status == "ok" and res.data["delivered"] is True, res.error
     ex = AdvancedPerformanceAnalyticsTool(system=system).run(action="executive_summary", send_notifications=True)
-    assert ex.status == "ok" and ex.data["delivery"]["sent"] is True
+    assert ex.status == "ok" and ex.data["delivery"]["state"] == "delivered"
     assert "Executive performance summary" in capsys.readouterr().out
 
 

@@ -336,3 +336,52 @@ def test_adhoc_message_routes_and_delivers(tmp_path: Path) -> None:
         ids = n.enqueue_message("Deploy finished", "crew v2 is live", "info")
         assert n.deliver().delivered == len(ids) == 1
         assert "Deploy finished" in json.dumps(srv.messages(2))
+
+
+def test_announced_alert_muted_then_resolved_still_gets_its_resolution(tmp_path: Path) -> None:
+    extra = """
+    inhibit_rules:
+      - source_matchers: {severity: critical}
+        target_matchers: {severity: warning}
+        equal: [agent]
+    """
+    with fake_discord() as srv:
+        pa, clock, n = setup(tmp_path, srv, extra)
+        cycle(pa, clock, n, 0, {("tool", "a"): 9})  # warning announced to ops
+        assert len(srv.messages(2)) == 1
+        cycle(pa, clock, n, 1, {("tool", "a"): 9, ("lat", "a"): 50})  # a critical on the same agent mutes it
+        cycle(pa, clock, n, 2, {("lat", "a"): 50})  # the warning's data stops: it resolves while muted
+        cycle(pa, clock, n, 20, {("lat", "a"): 50})
+        ops = srv.messages(2)
+        assert ops[0]["edited"] and ops[0]["embeds"][0]["color"] == RESOLVED_COLOR  # its message turned green
+
+
+def test_gap_escalates_through_every_level(tmp_path: Path) -> None:
+    extra = """
+    escalations:
+      - name: crit
+        levels:
+          - {after: 15m, receivers: [oncall]}
+          - {after: 45m, receivers: [ops]}
+    """
+    with fake_discord() as srv:
+        pa, clock, n = setup(tmp_path, srv, extra)
+        cycle(pa, clock, n, 0, {("lat", "a"): 50})
+        plan, _ = cycle(pa, clock, n, 50, {("lat", "a"): 50})  # the process was down: both levels now due
+        assert plan.escalations == 2
+        assert "level 1" in json.dumps(srv.messages(1)[-1]["embeds"])  # level 1's people are still told
+        assert "level 2" in json.dumps(srv.messages(2)[-1]["embeds"])
+
+
+def test_alerts_of_a_removed_rule_resolve(tmp_path: Path) -> None:
+    with fake_discord() as srv:
+        pa, clock, n = setup(tmp_path, srv)
+        cycle(pa, clock, n, 0, {("tool", "a"): 9})
+        pa.config.rules = [r for r in pa.config.rules if r.name != "SlowTools"]
+        clock.set(T0 + 600)
+        res = pa.evaluate()
+        assert [(t.alert.rule, t.event) for t in res.transitions] == [("SlowTools", "resolved")]
+        assert [e["detail"] for e in pa.store.events() if e["event"] == "resolved"] == ["rule removed from the configuration"]
+        n.plan()
+        n.deliver()
+        assert srv.messages(2)[0]["embeds"][0]["color"] == RESOLVED_COLOR

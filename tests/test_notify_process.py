@@ -99,7 +99,7 @@ def test_crash_after_outbox_write_delivers_exactly_once(tmp_path: Path) -> None:
 
 
 def test_outage_delays_but_loses_nothing(tmp_path: Path) -> None:
-    cfg = parse_config(write_config(tmp_path).read_text(), env={"TEST_HOOK": "x"})
+    cfg = parse_config(write_config(tmp_path).read_text(), env={"TEST_HOOK": "http://127.0.0.1:1/api/webhooks/1/x"})
     with fake_discord() as srv:
         cfg.receivers[0].discord.webhook_url = srv.url_for(8, "outage-token")  # type: ignore[union-attr]
         clock = ManualClock(T0)

@@ -73,4 +73,4 @@ def test_markdown_and_no_data():
     e = executive_summary(empty, 3600)
     assert e["health"]["score"] is None
     assert e["headline"][0].startswith("No crew data")
-    assert "Overall: **—**" in to_markdown(e)
+    assert "Now (the last hour): **—**" in to_markdown(e) and "Over the period: **—**" in to_markdown(e)

@@ -245,12 +245,40 @@ class ModelPrice(_Strict):
 # --------------------------------------------------------------------------- notifications
 
 
+def check_url(url: str, *, discord: bool = False) -> str:
+    """A usable http(s) URL, checked at load time so a typo is not found during an incident.
+
+    The messages never repeat the URL: it holds the secret token.
+    """
+    from urllib.parse import urlsplit
+
+    if not url:
+        return url
+    try:
+        parts = urlsplit(url)
+        port = parts.port  # raises ValueError when out of range
+    except ValueError as e:
+        raise ValueError(f"not a valid URL ({e.__class__.__name__}: {str(e).split(':')[0]})") from None
+    if parts.scheme not in ("http", "https") or not parts.hostname:
+        raise ValueError("must be an http:// or https:// URL with a host")
+    if port is not None and not 0 < port < 65536:
+        raise ValueError("port must be 1-65535")
+    if discord and not re.search(r"/webhooks/\d+/[^/]+", parts.path):
+        raise ValueError("not a Discord webhook URL (expected …/api/webhooks/<id>/<token>)")
+    return url
+
+
 class DiscordTarget(_Strict):
     webhook_url: str = ""  # a secret: from the environment, never printed
     mention_roles: list[str] = Field(default_factory=list)
     username: str = "perf-alerts"
     avatar_url: str | None = None
     thread_id: str | None = None
+
+    @field_validator("webhook_url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return check_url(v.strip(), discord=True)
 
     @field_validator("mention_roles", mode="before")
     @classmethod
@@ -266,6 +294,11 @@ class WebhookTarget(_Strict):
     url: str = ""
     headers: dict[str, str] = Field(default_factory=dict)
     timeout: Duration = 10.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str) -> str:
+        return check_url(v.strip())
 
     @field_validator("timeout", mode="before")
     @classmethod
@@ -858,6 +891,23 @@ def _duplicate_rule_names(data: Mapping[str, Any], marks: Mapping[tuple[Any, ...
     return problems
 
 
+def _literal_secrets(data: Any) -> list[str]:
+    """Receiver URLs and headers written literally in the file instead of taken from the environment."""
+    out: list[str] = []
+    for i, r in enumerate(data.get("receivers") or [] if isinstance(data, dict) else []):
+        if not isinstance(r, dict):
+            continue
+        for kind, key in (("discord", "webhook_url"), ("webhook", "url")):
+            target = r.get(kind)
+            if isinstance(target, dict) and isinstance(target.get(key), str) and target[key].strip() \
+                    and "${" not in target[key]:
+                out.append(f"receivers[{i}].{kind}.{key}")
+            if kind == "webhook" and isinstance(target, dict) and isinstance(target.get("headers"), dict):
+                out += [f"receivers[{i}].webhook.headers.{h}" for h, v in target["headers"].items()
+                        if isinstance(v, str) and v.strip() and "${" not in v and h.lower() in ("authorization", "x-api-key")]
+    return out
+
+
 def _substitute_env(data: Any, env: Mapping[str, str], missing: list[str]) -> Any:
     if isinstance(data, str):
         return _expand(data, env, missing) if "${" in data else data
@@ -948,6 +998,7 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         _check_nodes(node, source)
         _collect_marks(node, (), marks)
     missing: list[str] = []
+    literal_secrets = _literal_secrets(data)
     data = _substitute_env(data, env, missing)
     duplicates = _duplicate_rule_names(data, marks, source)
     try:
@@ -965,6 +1016,11 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         problems += duplicates
         raise ConfigError(problems[0] if len(problems) == 1 else f"{len(problems)} problems in {source}:\n  " + "\n  ".join(problems), problems) from None
     cfg.source = source
+    for where in literal_secrets:
+        cfg.warnings.append(f"{source}: {where} is written in the file; secrets belong in the environment "
+                            f"(e.g. webhook_url: ${{DISCORD_WEBHOOK_URL}})")
+    for name in sorted(set(missing)):
+        cfg.warnings.append(f"{source}: environment variable {name} is not set (used without a default)")
     for r in cfg.receivers:
         if r.discord is not None and not r.discord.webhook_url:
             cfg.warnings.append(f"receiver {r.name!r}: no Discord webhook URL (environment variable not set); "

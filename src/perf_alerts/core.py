@@ -147,9 +147,30 @@ class PerfAlerts:
                     ((t.alert.fingerprint, t.alert.rule, t.alert.severity.value, t.at, t.event, _num(t.alert.value), None)
                      for t in trs), con)
                 transitions += trs
+            transitions += self._retire_orphans(at, con)
             self.store.kv_set("last_evaluation", {"at": at, "rules": len(rules), "errors": errors}, con)
         active = self.store.load_alerts(states=[AlertState.FIRING, AlertState.PENDING])
         return EvaluationResult(at, len(rules), n_series, transitions, sort_worst_first(active), errors)
+
+    def _retire_orphans(self, at: float, con: Any) -> list[Transition]:
+        """Alerts of a rule that was renamed or removed resolve now: nothing will ever evaluate them again."""
+        from dataclasses import replace
+
+        known = {r.name for r in self.config.rules}
+        orphans = [a for a in self.store.load_alerts(states=[AlertState.FIRING, AlertState.PENDING], con=con)
+                   if a.rule not in known]
+        out: list[Transition] = []
+        for a in orphans:
+            if a.state == AlertState.PENDING:
+                self.store.delete_alerts([a.fingerprint], con)
+                out.append(Transition(a, AlertState.PENDING, "cancelled", at))
+                continue
+            done = replace(a, state=AlertState.RESOLVED, resolved_at=at, last_eval_at=at, cleared_at=None)
+            self.store.save_alerts([done], con)
+            self.store.add_events([(a.fingerprint, a.rule, a.severity.value, at, "resolved", _num(a.value),
+                                    "rule removed from the configuration")], con)
+            out.append(Transition(done, AlertState.FIRING, "resolved", at))
+        return out
 
     # -- alerts ------------------------------------------------------------------------
     def alerts(self, states: Iterable[AlertState | str] | None = None) -> list[Alert]:
@@ -173,6 +194,9 @@ class PerfAlerts:
             return a
         if a.state == AlertState.RESOLVED:
             raise AlertNotFound(f"alert {a.fingerprint} ({a.rule}) is already resolved")
+        if a.state == AlertState.PENDING:
+            # an acknowledgement belongs to a firing episode; a pending alert may never fire
+            raise AlertNotFound(f"alert {a.fingerprint} ({a.rule}) is pending, not firing yet; acknowledge it once it fires")
         now = self.clock.now()
         with self.store.transaction() as con:
             con.execute("UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ? WHERE fingerprint = ? "

@@ -56,9 +56,10 @@ def recent_window(lookback: float) -> float:
 
 
 def agent_health(store: Store, config: Config, at: float, lookback: float, alerts: list[Alert],
-                 agent: str | None = None) -> H.Health:
-    """Health of one agent (or everything) now: the recent window judged against the rest of the lookback."""
-    recent = recent_window(lookback)
+                 agent: str | None = None, recent: float | None = None) -> H.Health:
+    """Health of one agent (or everything): the `recent` window (default: now, the last hour) judged
+    against the rest of the lookback. A whole period is judged with recent=period, lookback=2×period."""
+    recent = recent_window(lookback) if recent is None else recent
     start = at - recent
     series = _select(store, agent, None)
     by_metric: dict[str, list[SeriesInfo]] = defaultdict(list)
@@ -189,10 +190,13 @@ def predict(store: Store, config: Config, at: float, horizon: float, lookback: f
     """
     from perf_alerts.analytics.forecast import forecast, time_to_breach
 
-    limits: dict[str, list[tuple[str, str, float]]] = defaultdict(list)
+    # a breach is predicted when the forecast's mean crosses the limit within the horizon with at least
+    # the rule's min_probability (forecast rules) or even odds (threshold rules): what a forecast rule fires on
+    limits: dict[str, list[tuple[str, str, float, float]]] = defaultdict(list)
     for rule in config.rules:
         if rule.type in ("threshold", "forecast") and rule.op in (">", ">=", "<", "<=") and rule.value is not None:
-            limits[rule.metric].append((rule.name, rule.op, rule.value))
+            min_p = rule.min_probability if rule.type == "forecast" else 0.5
+            limits[rule.metric].append((rule.name, rule.op, rule.value, min_p))
     series = [s for s in _select(store, agent, labels) if not breaches_only or s.metric in limits]
     block = store.query([s.id for s in series], at - lookback, at)
     forecasts: list[dict[str, Any]] = []
@@ -210,9 +214,9 @@ def predict(store: Store, config: Config, at: float, horizon: float, lookback: f
             continue
         d = fc.to_dict(max_points=6)
         forecasts.append({"series": _series_name(s), **d})
-        for rule_name, op, value in limits.get(s.metric, []):
+        for rule_name, op, value, min_p in limits.get(s.metric, []):
             br = time_to_breach(fc, value, op)
-            if br.at is not None or br.probability >= 0.2:
+            if br.at is not None and br.probability >= min_p:
                 breaches.append({
                     "series": _series_name(s), "rule": rule_name, "threshold": f"{op} {value:g}",
                     "breach_at": iso(br.at), "time_to_breach": format_duration(br.seconds),

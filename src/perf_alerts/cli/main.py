@@ -172,14 +172,12 @@ def evaluate(
     res = s.evaluate(at=_parse_at(at), group=group)
     delivery = None
     if not no_notify:
-        from perf_alerts.notify_hook import notifier
+        from perf_alerts.notify.pipeline import deliver_evaluation
 
-        notify = notifier()
-        if notify is not None:
-            for w in s.config.warnings:
-                out.warn(w)
-            # console notifications go to stderr when stdout carries JSON
-            delivery = notify(s, res, console_write=out.stderr_line if as_json else None)
+        for w in s.config.warnings:
+            out.warn(w)
+        # console notifications go to stderr when stdout carries JSON
+        delivery = deliver_evaluation(s, res, console_write=out.stderr_line if as_json else None)
     if as_json:
         d = res.to_dict()
         d["alerts"] = [a.to_dict() for a in res.active]
@@ -202,17 +200,10 @@ def evaluate(
         _fail_on(fail_on, res.active)
 
 
-def _notifier() -> Optional[Callable[[Any, Any], Any]]:
-    """The notification pipeline, when it is installed in this build (one lookup: perf_alerts.notify_hook)."""
-    from perf_alerts.notify_hook import notifier
-
-    return notifier()
-
-
 def _print_delivery(d: dict[str, Any]) -> None:
     if d.get("created") or d.get("delivered") or d.get("still_pending"):
-        out.line(f"notifications: {d['created']} queued, {d['delivered']} delivered, {d['failed']} to retry, "
-                 f"{d['dead']} dead, {d['still_pending']} still pending ({d['requests']} requests, "
+        out.line(f"notifications: {d['created']} queued, {d['delivered']} delivered, {d['dead']} dead, "
+                 f"{d['still_pending']} still pending, {d['failed']} failed attempts ({d['requests']} requests, "
                  f"{d['rate_limited']} rate-limited)")
     for name, reason in (d.get("disabled") or {}).items():
         out.error(f"receiver {name} is DISABLED ({reason}); fix its webhook and restart — nothing is sent to it")

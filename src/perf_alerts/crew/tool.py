@@ -2,7 +2,7 @@
 `DiscordAlertTool` (an ad-hoc message through the notification pipeline).
 
 Both are thin over the same core the CLI uses (`PerfAlerts`, `insights`,
-`analytics.recommend`, `manage.summary`, `notify_hook`), on the same store and config
+`analytics.recommend`, `manage.summary`, `notify.pipeline`), on the same store and config
 (`PERF_ALERTS_DB` / `PERF_ALERTS_CONFIG` unless given). Every call returns a `StepResult`
 sized for an LLM context; bad arguments and failures become `fail` results, never
 exceptions. The work is synchronous (SQLite), so the tools run the same from CrewAI's
@@ -161,13 +161,6 @@ def _alert_view(a: Any) -> dict[str, Any]:
     return d
 
 
-def _delivery_view(report: Any) -> Any:
-    from perf_alerts.crew.result import jsonable
-
-    d = jsonable(report)
-    return d
-
-
 # --------------------------------------------------------------------------- the analytics tool
 
 
@@ -313,7 +306,7 @@ class AdvancedPerformanceAnalyticsTool(_SystemMixin, BaseTool):
 
     def _do_alerts(self, system: Any, *, send: bool, agent: str | None, labels: dict[str, str] | None,
                    **_: Any) -> dict[str, Any]:
-        from perf_alerts.notify_hook import NOT_AVAILABLE, call_sync, notifier
+        from perf_alerts.notify.pipeline import deliver_evaluation
 
         res = system.evaluate()
         active = [a for a in res.active if _matches(a.labels, agent, labels)]
@@ -332,11 +325,10 @@ class AdvancedPerformanceAnalyticsTool(_SystemMixin, BaseTool):
         if res.errors:
             data["rule_errors"] = res.errors[:5]
         if send:
-            fn = notifier()
-            if fn is None:
-                data["notifications"] = {"sent": False, "reason": NOT_AVAILABLE}
-            else:
-                data["notifications"] = {"sent": True, "delivery": _delivery_view(call_sync(fn, system, res))}
+            rep = deliver_evaluation(system, res)
+            data["notifications"] = {"queued": rep["created"], "delivered": rep["delivered"], "dead": rep["dead"],
+                                     "still_pending": rep["still_pending"], "disabled_receivers": rep["disabled"],
+                                     "errors": rep["errors"][:3]}
         else:
             data["notifications"] = {"sent": False, "reason": "send_notifications was false"}
         return data
@@ -386,22 +378,14 @@ class AdvancedPerformanceAnalyticsTool(_SystemMixin, BaseTool):
 
     def _do_executive_summary(self, system: Any, *, lookback: float, horizon: float, send: bool,
                               **_: Any) -> dict[str, Any]:
-        from perf_alerts.manage.summary import executive_summary
-        from perf_alerts.notify_hook import NOT_AVAILABLE, call_sync, summary_sender
+        from perf_alerts.manage.report import build_summary, send_summary
 
-        s = executive_summary(system, lookback, horizon_seconds=horizon)
+        s, md, png = build_summary(system, lookback, chart=send)
         data = {k: v for k, v in s.items() if k != "agents"}
         if send:
-            fn = summary_sender()
-            if fn is None:
-                data["delivery"] = {"sent": False, "reason": NOT_AVAILABLE.replace(
-                    "notifications are", "delivery of the summary to the leadership channel is")}
-            else:
-                from perf_alerts.manage.summary import to_markdown
-
-                payload = {**s, "title": f"Executive performance summary ({s['period']['length']})",
-                           "markdown": to_markdown(s)}
-                data["delivery"] = {"sent": True, "report": _delivery_view(call_sync(fn, system, payload))}
+            rep = send_summary(system, s, md, png)
+            data["delivery"] = {"state": rep["state"], "delivered": rep["delivered"], "dead": rep["dead"],
+                                "still_pending": rep["still_pending"], "errors": rep["errors"][:3]}
         return data
 
     def _do_dashboard(self, system: Any, *, lookback: float, agent: str | None, labels: dict[str, str] | None,
@@ -490,7 +474,7 @@ class DiscordAlertTool(_SystemMixin, BaseTool):
 
     def _run(self, title: str = "", text: str = "", severity: str = "info",
              metrics: Optional[dict[str, Any]] = None, **_ignored: Any) -> StepResult:
-        from perf_alerts.notify_hook import NOT_AVAILABLE, call_sync, message_sender
+        from perf_alerts.notify.pipeline import deliver_message
 
         title = (title or "").strip()
         sev = (severity or "info").strip().lower()
@@ -508,13 +492,18 @@ class DiscordAlertTool(_SystemMixin, BaseTool):
             else:
                 clean_metrics[str(k)] = str(v)
         message: dict[str, Any] = {"title": title[:256], "severity": sev, "text": text or "", "metrics": clean_metrics}
-        fn = message_sender()
-        if fn is None:
-            return StepResult.skip(f"delivery is not available: {NOT_AVAILABLE}; the message was not sent",
-                                   {"delivered": False, "message": {**message, "text": message["text"][:500]}})
         try:
-            report = call_sync(fn, self._get_system(), title=message["title"], severity=sev, text=message["text"],
-                               metrics=clean_metrics or None)
+            report = deliver_message(self._get_system(), message["title"], sev, message["text"], clean_metrics or None)
         except Exception as e:
             return StepResult.fail(f"delivery failed: {type(e).__name__}: {e}")
-        return StepResult.ok({"delivered": True, "delivery": _delivery_view(report)})
+        view = {"state": report["state"], "delivered": report["delivered"], "dead": report["dead"],
+                "still_pending": report["still_pending"], "errors": report["errors"][:3],
+                "notifications": [{k: n[k] for k in ("receiver", "state", "attempts", "message_ids", "last_error")}
+                                  for n in report.get("notifications", [])]}
+        if report["state"] == "delivered":
+            return StepResult.ok({"delivered": True, "delivery": view})
+        if report["state"] in ("queued for retry", "partially delivered"):
+            return StepResult.uncertain("not all receivers have it yet; the outbox keeps retrying",
+                                        {"delivered": report["state"] == "partially delivered", "delivery": view})
+        return StepResult.fail(f"the message was not delivered: {report['state']}; "
+                               f"{'; '.join(report['errors'][:2]) or 'see delivery'}", delivery=view)

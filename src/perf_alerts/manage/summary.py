@@ -41,6 +41,18 @@ def _firing_at(system: "PerfAlerts", t: float) -> list[_PastAlert]:
     return out
 
 
+def _fired_between(system: "PerfAlerts", start: float, end: float) -> list[_PastAlert]:
+    """Every alert episode that fired in [start, end], once each."""
+    from perf_alerts.alerts.history import episodes
+
+    out: list[_PastAlert] = []
+    for ep in episodes(system.store.events(None, end)):
+        if start <= ep["fired_at"] <= end:
+            a = system.store.get_alert(ep["fingerprint"])
+            out.append(_PastAlert(AlertState.FIRING, Severity(ep["severity"]), dict(a.labels) if a else {}))
+    return out
+
+
 def _change(cur: float | None, prev: float | None) -> float | None:
     return None if cur is None or prev is None else round(cur - prev, 1)
 
@@ -58,6 +70,11 @@ def executive_summary(system: "PerfAlerts", period_seconds: float = 86400.0, at:
 
     rep = system.analyze(lookback=period, at=at)
     past_alerts = _firing_at(system, start)
+    # the period as a whole (not only its last hour): this period against the one before, with
+    # every alert that fired in it counted
+    fired_in_period = _fired_between(system, start, at)
+    whole = insights.agent_health(system.store, system.config, at, 2 * period, fired_in_period,  # type: ignore[arg-type]
+                                  recent=period)
     prev_overall = insights.agent_health(system.store, system.config, start, period, past_alerts)  # type: ignore[arg-type]
     cur_score = rep["health"]["score"]
     prev_score = None if prev_overall.score is None else round(prev_overall.score, 1)
@@ -86,6 +103,8 @@ def executive_summary(system: "PerfAlerts", period_seconds: float = 86400.0, at:
         "health": {
             "score": cur_score, "status": rep["health"]["status"], "previous_score": prev_score,
             "change": _change(cur_score, prev_score),
+            "period_score": None if whole.score is None else round(whole.score, 1), "period_status": whole.status,
+            "period_components": [c.to_dict() for c in whole.components],
             "components": [{"name": c["name"], "score": c["score"], "evidence": c["evidence"]}
                            for c in rep["health"]["components"]],
         },
@@ -120,8 +139,10 @@ def _headline(s: dict[str, Any]) -> list[str]:
     if h["score"] is None:
         out.append(f"No crew data in the last {s['period']['length']}: health cannot be judged.")
     else:
-        ch = "" if h["change"] is None else f" ({h['change']:+.1f} vs the previous {s['period']['length']})"
-        out.append(f"Overall health {h['score']:.0f}/100, {h['status']}{ch}.")
+        ch = "" if h["change"] is None else f" ({h['change']:+.1f} vs the start of the period)"
+        over = "" if h.get("period_score") is None else \
+            f"; over the whole {s['period']['length']} {h['period_score']:.0f}/100, {h['period_status']}"
+        out.append(f"Health now {h['score']:.0f}/100, {h['status']}{ch}{over}.")
     al = s["alerts"]
     parts = [f"{n} {sev}" for sev, n in al["fired_by_severity"].items() if n]
     out.append(f"{al['fired_total']} alert(s) fired" + (f" ({', '.join(parts)})" if parts else "")
@@ -151,8 +172,12 @@ def to_markdown(summary: dict[str, Any]) -> str:
     lines += [f"- {x}" for x in s["headline"]]
     h = s["health"]
     lines += ["", "## Health", "",
-              f"Overall: **{_fmt(h['score'])}** ({h['status']}); previous period {_fmt(h['previous_score'])}"
-              + ("" if h["change"] is None else f", change {h['change']:+.1f}"), ""]
+              f"Over the period: **{_fmt(h.get('period_score'))}** ({h.get('period_status', '—')}), "
+              f"this {p['length']} against the one before:", ""]
+    for c in h.get("period_components", []):
+        lines.append(f"- {c['name']}: {_fmt(c['score'])} — {c['evidence']}")
+    lines += ["", f"Now (the last hour): **{_fmt(h['score'])}** ({h['status']}); at the start of the period "
+              f"{_fmt(h['previous_score'])}" + ("" if h["change"] is None else f", change {h['change']:+.1f}"), ""]
     for c in h["components"]:
         lines.append(f"- {c['name']}: {_fmt(c['score'])} — {c['evidence']}")
     if s["agents"]:

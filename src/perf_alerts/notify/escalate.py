@@ -37,7 +37,9 @@ def due_escalations(alerts: list[Alert], policies: list[EscalationPolicy], now: 
         age = now - a.started_at
         reached = sum(1 for lv in p.levels if age >= lv.after)
         if reached > a.escalation_level:
-            out.append(Escalation(a, p.name, reached, p.levels[reached - 1], repeat=False))
+            # every level reached since the last cycle: after a gap, level 1's people still hear about it
+            for level in range(a.escalation_level + 1, reached + 1):
+                out.append(Escalation(a, p.name, level, p.levels[level - 1], repeat=False))
         elif (reached == len(p.levels) and p.repeat_interval and a.escalated_at is not None
               and now - a.escalated_at >= p.repeat_interval):
             out.append(Escalation(a, p.name, reached, p.levels[-1], repeat=True))

@@ -144,6 +144,7 @@ class Notifier:
                 firing_now = set(fmap)
                 prev = set(json.loads(st[5])) if st else set()
                 resolved = {fp for fp in prev - firing_now if fp in by_fp and by_fp[fp].state == AlertState.RESOLVED}
+                muted = {fp for fp in prev - firing_now if fp in by_fp and by_fp[fp].state == AlertState.FIRING}
                 send_resolved = bool(settings["send_resolved"])
                 if st is None:
                     if not firing_now:
@@ -167,12 +168,13 @@ class Notifier:
                     if out:
                         body = {"group_labels": group_labels, "alerts": [alert_snapshot(a) for a in out]}
                         rep.created.append(self.outbox.enqueue(con, receiver, "alerts", key, body, at))
-                    last_sent, sent = at, firing_now
+                    last_sent, sent = at, firing_now | muted
                 elif not send_resolved:
                     sent = prev - resolved
-                # muted alerts leave the sent set silently; they are announced again if they come back
-                sent = {fp for fp in sent if fp in firing_now or (fp in resolved and send_resolved)}
-                if not firing_now and not (sent & resolved):
+                # an announced alert that is muted now stays owed its resolution: when it resolves
+                # (muted or not) the channel hears so, and its message turns green
+                sent = {fp for fp in sent if fp in firing_now or fp in muted or (fp in resolved and send_resolved)}
+                if not sent and not firing_now:
                     con.execute("DELETE FROM notify_groups WHERE key = ?", (key,))
                     continue
                 con.execute(
@@ -251,26 +253,38 @@ class Notifier:
 
         for name, ns in by_receiver.items():
             rcv = receivers[name]
-            if rcv.kind == "console":
-                outcomes = send_console(ns, rcv, self.config.global_.dashboard_url, self._console_write)
-            elif rcv.kind == "file":
-                outcomes = send_file(ns, rcv)
-            else:
-                outcomes = await send_webhook(self._http_client(), ns, rcv)
-                rep.requests += len(ns)
+            try:
+                if rcv.kind == "console":
+                    outcomes = send_console(ns, rcv, self.config.global_.dashboard_url, self._console_write)
+                elif rcv.kind == "file":
+                    outcomes = send_file(ns, rcv)
+                else:
+                    outcomes = await send_webhook(self._http_client(), ns, rcv)
+                    rep.requests += len(ns)
+            except Exception as e:  # one broken receiver must not keep the others from their messages
+                outcomes = self._crashed(rcv.name, ns, e)
             self._record(ns, outcomes, rcv, now, rep)
 
         if discord_batches:
             client = self._discord_client()
             before = client.stats()
             for url, batch in discord_batches.items():
-                outcomes = await send_discord(client, url, batch, self._discord_ctx(), self.config.global_.dashboard_url)
+                try:
+                    outcomes = await send_discord(client, url, batch, self._discord_ctx(),
+                                                  self.config.global_.dashboard_url)
+                except Exception as e:
+                    outcomes = self._crashed(batch[0][1].name, [n for n, _ in batch], e)
                 for n, rcv in batch:
                     self._record([n], {n.id: outcomes[n.id]}, rcv, now, rep)
             after = client.stats()
             rep.requests += after["requests"] - before["requests"]
             rep.rate_limited += after["rate_limited"] - before["rate_limited"]
         return rep
+
+    @staticmethod
+    def _crashed(receiver: str, ns: list[Notification], e: BaseException) -> dict[int, Outcome]:
+        log.error("receiver %s: delivery failed unexpectedly: %s", receiver, redact(f"{type(e).__name__}: {e}"))
+        return {n.id: Outcome("retry", error=redact(f"internal error: {type(e).__name__}: {e}")) for n in ns}
 
     def _record(self, ns: list[Notification], outcomes: dict[int, Outcome], rcv: Receiver, now: float,
                 rep: DeliveryReport) -> None:
@@ -396,7 +410,12 @@ def _report(n: Notifier, plan: PlanReport | None, delivery: DeliveryReport, ids:
     d: dict[str, Any] = {**(plan.to_dict() if plan else {"created": len(ids or [])}), **delivery.to_dict(),
                          "still_pending": n.outbox.open_count(), "disabled": n.disabled_receivers()}
     if ids is not None:
-        d["notifications"] = [x.to_dict() for x in (n.outbox.get(i) for i in ids) if x is not None]
+        items = [x for x in (n.outbox.get(i) for i in ids) if x is not None]
+        d["notifications"] = [x.to_dict() for x in items]
+        states = {x.state for x in items}
+        d["state"] = ("delivered" if states == {"delivered"} else "dead" if states == {"dead"}
+                      else "nothing to send" if not states else "queued for retry" if "delivered" not in states
+                      else "partially delivered")
     return d
 
 

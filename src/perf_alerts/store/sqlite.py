@@ -11,6 +11,7 @@ import json
 import os
 import sqlite3
 import threading
+import uuid
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -203,7 +204,9 @@ class Store:
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
         self.path = resolve_db_path(path)
         # ":memory:" is one database shared by every thread of this Store (tests, notebooks)
-        self._uri = f"file:perf-alerts-{id(self)}?mode=memory&cache=shared" if str(self.path) == ":memory:" else None
+        # (a fresh name each time: id() values are reused, and a reused name would share an old database)
+        self._uri = (f"file:perf-alerts-{uuid.uuid4().hex}?mode=memory&cache=shared"
+                     if str(self.path) == ":memory:" else None)
         self._local = threading.local()
         self._series_cache: dict[tuple[str, str], int] = {}
         self._cache_lock = threading.Lock()
