@@ -169,7 +169,16 @@ def evaluate(
     if fail_on:
         _fail_on(fail_on, [])  # a bad level is a usage error before anything is evaluated
     s = system()
-    res = s.evaluate(at=_parse_at(at), group=group)
+    groups = sorted({r.group for r in s.config.rules})
+    if group is not None and group not in groups:
+        out.error(f"--group: no rule is in group {group!r}; groups: {', '.join(groups) or 'none'}")
+        raise typer.Exit(2)
+    when = _parse_at(at)
+    last = s.store.kv_get("last_evaluation")
+    if when is not None and last and when < float(last.get("at", 0)):
+        out.warn(f"--at {_iso(when)} is earlier than the last evaluation ({_iso(float(last['at']))}): "
+                 "alert history will be out of order")
+    res = s.evaluate(at=when, group=group)
     delivery = None
     if not no_notify:
         from perf_alerts.notify.pipeline import deliver_evaluation
@@ -258,16 +267,27 @@ def alerts_cmd(
             except ValueError:
                 out.error(f"--state: unknown state {state_!r}; valid: pending, firing, resolved, active")
                 raise typer.Exit(2) from None
-    alerts = system().alerts(states)
+    from perf_alerts.notify.mute import muting
+
+    s = system()
+    alerts = s.alerts(states)
+    mute = muting(s.store, s.config, s.alerts([AlertState.FIRING]), s.clock.now())
+
+    def flags(a: Any) -> str:
+        return ", ".join(x for x, on in (("acknowledged", a.acknowledged), ("silenced", a.fingerprint in mute.silenced_by),
+                                         ("inhibited", a.fingerprint in mute.inhibited)) if on)
+
     if as_json:
-        out.emit_json([a.to_dict() for a in alerts])
+        out.emit_json([{**a.to_dict(), "silenced": a.fingerprint in mute.silenced_by,
+                        "silenced_by": mute.silenced_by.get(a.fingerprint, []),
+                        "inhibited": a.fingerprint in mute.inhibited} for a in alerts])
         return
     if not alerts:
         out.line("no alerts")
         return
-    out.table(None, ["fingerprint", "state", "severity", "rule", "labels", "value", "since", "ack"], [
+    out.table(None, ["fingerprint", "state", "severity", "rule", "labels", "value", "since", "flags"], [
         (a.fingerprint, a.state.value, a.severity.value, a.rule, _fmt_labels(a.labels), _fmt_value(a.value),
-         _iso(a.started_at if a.state.value != "pending" else a.active_since), "yes" if a.acknowledged else "")
+         _iso(a.started_at if a.state.value != "pending" else a.active_since), flags(a))
         for a in alerts
     ])
 

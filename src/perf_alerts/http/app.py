@@ -425,9 +425,9 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
 
     # ---------------------------------------------------------------- alerts
     def _alert_view(alerts: list[Any], now: float) -> list[dict[str, Any]]:
-        from perf_alerts.notify.silence import active_silences
+        from perf_alerts.notify.mute import muting
 
-        sil = active_silences(system.store, now)
+        mute = muting(system.store, system.config, system.alerts([AlertState.FIRING]), now)
         rules = {r.name: r for r in system.config.rules}
         out = []
         for a in alerts:
@@ -436,9 +436,10 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
             d["metric"] = rule.metric if rule else None
             d["op"] = rule.op if rule else None
             d["rule_type"] = rule.type if rule else None
-            matched = [s.id for s in sil if a.state == AlertState.FIRING and s.matches(a.labels)]
+            matched = mute.silenced_by.get(a.fingerprint, [])
             d["silenced"] = bool(matched)
             d["silenced_by"] = matched
+            d["inhibited"] = a.fingerprint in mute.inhibited
             d["summary"] = a.annotations.get("summary")
             out.append(d)
         return out

@@ -20,12 +20,11 @@ from perf_alerts.config import Receiver
 from perf_alerts.model import Alert, AlertState, alert_from_snapshot, alert_snapshot, canonical_labels
 from perf_alerts.notify.discord import AlertGroup
 from perf_alerts.notify.escalate import due_escalations
-from perf_alerts.notify.inhibit import inhibited
+from perf_alerts.notify.mute import muting
 from perf_alerts.notify.outbox import Notification, Outbox
 from perf_alerts.notify.receivers import DiscordContext, Outcome, send_console, send_discord, send_file, send_webhook
 from perf_alerts.notify.redact import redact, register_secret
 from perf_alerts.notify.routing import ResolvedRoute, match_routes
-from perf_alerts.notify.silence import active_silences
 
 if TYPE_CHECKING:
     from perf_alerts.core import EvaluationResult, PerfAlerts
@@ -111,11 +110,9 @@ class Notifier:
             alerts = self.store.load_alerts(con=con)
             by_fp = {a.fingerprint: a for a in alerts}
             firing = [a for a in alerts if a.state == AlertState.FIRING]
-            silences = active_silences(self.store, at)
-            silenced = {a.fingerprint for a in firing if any(s.matches(a.labels) for s in silences)}
-            inhib = inhibited(alerts, cfg.inhibit_rules) - silenced
-            muted = silenced | inhib
-            rep.silenced, rep.inhibited = len(silenced), len(inhib)
+            mute = muting(self.store, cfg, alerts, at)
+            muted = mute.muted
+            rep.silenced, rep.inhibited = len(mute.silenced), len(mute.inhibited)
 
             current: dict[str, tuple[ResolvedRoute, dict[str, str], dict[str, Alert]]] = {}
             for a in firing:

@@ -63,10 +63,16 @@ def parse_series(text: str) -> tuple[str, dict[str, str]]:
     return validate_metric_name(name), validate_labels(labels)
 
 
+MAX_VALUES = 100_000  # per series: a rule test is a unit test, not a load test
+
+
 def expand_values(text: str) -> list[float | None]:
     """'1+2x3 _ 5' → [1, 3, 5, 7, None, 5]; 'axn' repeats a (n+1 times), '_xn' is n gaps."""
     out: list[float | None] = []
     for tok in str(text).split():
+        m = _EXPAND_RE.match(tok) or _REPEAT_RE.match(tok)
+        if m and len(out) + int(m.group(m.lastindex or 0)) > MAX_VALUES:
+            raise RuleTestError(f"values {tok!r}: more than {MAX_VALUES:,} samples in one series")
         if tok in ("_", "stale"):
             out.append(None)
             continue
@@ -173,7 +179,8 @@ def run_rule_tests(path: str | Path, default: DefaultConfig = None) -> list[Rule
         try:
             outcomes.append(_run_one(name, test, config, default_interval))
         except (RuleTestError, TimeParseError, ValueError) as e:
-            outcomes.append(RuleTestOutcome(name, False, [f"{p}: tests[{i}]: {e}"]))
+            # a test file that cannot be read is a usage error (exit 2), not a failing test
+            raise ConfigError(f"{p}: tests[{i}] ({name}): {e}") from None
     return outcomes
 
 

@@ -1,0 +1,42 @@
+"""Which alerts are muted right now, and why: silenced (by which silences) or inhibited.
+
+One computation for the pipeline (what not to notify), the CLI and the dashboard (what to
+show), so the three never disagree.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Iterable
+
+from perf_alerts.config import Config
+from perf_alerts.model import Alert, AlertState
+from perf_alerts.notify.inhibit import inhibited
+from perf_alerts.notify.silence import active_silences
+from perf_alerts.store import Store
+
+
+@dataclass(frozen=True)
+class Muting:
+    silenced_by: dict[str, list[str]] = field(default_factory=dict)  # fingerprint → silence ids
+    inhibited: frozenset[str] = frozenset()
+
+    @property
+    def silenced(self) -> set[str]:
+        return set(self.silenced_by)
+
+    @property
+    def muted(self) -> set[str]:
+        return self.silenced | set(self.inhibited)
+
+
+def muting(store: Store, config: Config, alerts: Iterable[Alert], at: float) -> Muting:
+    alerts = list(alerts)
+    silences = active_silences(store, at)
+    by: dict[str, list[str]] = {}
+    for a in alerts:
+        if a.state == AlertState.FIRING:
+            hits = [s.id for s in silences if s.matches(a.labels)]
+            if hits:
+                by[a.fingerprint] = hits
+    return Muting(by, frozenset(inhibited(alerts, config.inhibit_rules) - set(by)))
