@@ -49,6 +49,7 @@ receivers:
   - name: oncall
     discord: {webhook_url: "%s"}
   - name: console
+    console: {}
 route:
   receiver: oncall
 """ % WEBHOOK

@@ -92,7 +92,7 @@ def embeds(srv: FakeDiscord, hook: int) -> list[dict[str, Any]]:
 
 def test_route_tree_inheritance_and_continue() -> None:
     cfg = parse_config(textwrap.dedent("""
-    receivers: [{name: a}, {name: b}, {name: c}]
+    receivers: [{name: a, console: {}}, {name: b, console: {}}, {name: c, console: {}}]
     route:
       receiver: a
       group_by: [alertname]

@@ -324,10 +324,10 @@ class Receiver(_Strict):
     @model_validator(mode="after")
     def _one(self) -> "Receiver":
         kinds = [k for k in ("discord", "webhook", "file", "console") if getattr(self, k) is not None]
-        if len(kinds) > 1:
-            raise ValueError(f"receiver {self.name!r} has {' and '.join(kinds)}; give exactly one of discord, webhook, file, console")
-        if not kinds:
-            self.console = ConsoleTarget()
+        if len(kinds) != 1:
+            got = " and ".join(kinds) if kinds else "none"
+            raise ValueError(f"receiver {self.name!r} has {got}; give exactly one of discord, webhook, file, "
+                             f"console (console: {{}} prints to the terminal)")
         return self
 
     @property
@@ -738,9 +738,9 @@ class Config(_Strict):
                 walk(c, f"{path}.routes[{i}]")
 
         walk(self.route, "route")
-        for p in self.escalations:
+        for pi, p in enumerate(self.escalations):
             for i, lv in enumerate(p.levels):
-                refs += [(x, f"escalations[{p.name}].levels[{i}].receivers") for x in lv.receivers]
+                refs += [(x, f"escalations[{pi}].levels[{i}].receivers") for x in lv.receivers]
         for pol in self.policies:
             for i, act in enumerate(pol.actions):
                 refs += [(x, f"policies[{pol.name}].actions[{i}].receivers") for x in act.receivers]
@@ -927,6 +927,16 @@ _FIELD_CHOICES: dict[str, tuple[str, ...]] = {
 }
 
 
+_MSG_PATH_RE = re.compile(r"^(?:Value error, )?([A-Za-z_]+(?:\[[^\]]+\]|\.[A-Za-z_]+)*):")
+
+
+def _path_in_message(msg: str) -> tuple[Any, ...]:
+    m = _MSG_PATH_RE.match(msg)
+    if not m:
+        return ()
+    return tuple(int(x) if x.isdigit() else x for x in re.findall(r"[A-Za-z_]+|\d+", m.group(1)))
+
+
 def _format_loc(loc: tuple[Any, ...]) -> str:
     parts: list[str] = []
     for p in loc:
@@ -1010,6 +1020,10 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
             loc = tuple(err.get("loc", ()))
             if not loc and duplicates and "duplicate rule name" in str(err.get("msg")):
                 continue  # reported below with the line of the second definition
+            path = loc or _path_in_message(str(err.get("msg", "")))  # a cross-section check names its path
+            if path and not loc:
+                err = {**err, "msg": _MSG_PATH_RE.sub("", str(err.get("msg", ""))).strip()}
+                loc = path
             line = m.line_for(tuple(_ALIASES.get(p, p) if isinstance(p, str) else p for p in loc))
             where = f"{source}:{line}" if line else source
             problems.append(f"{where}: {_format_loc(loc)}: {_explain(err, data)}")

@@ -107,7 +107,13 @@ class Notifier:
         cfg = self.config
         rep = PlanReport()
         with self.store.transaction() as con:
-            alerts = self.store.load_alerts(con=con)
+            # active alerts, plus the resolved ones some group still owes a resolution: not the whole history
+            states = {r[0]: r for r in con.execute(
+                "SELECT key, receiver, group_labels, first_seen, last_sent_at, sent_firing, route FROM notify_groups")}
+            owed = {fp for st in states.values() for fp in json.loads(st[5])}
+            alerts = self.store.load_alerts(states=[AlertState.FIRING, AlertState.PENDING], con=con)
+            have = {a.fingerprint for a in alerts}
+            alerts += self.store.load_alerts(fingerprints=sorted(owed - have), con=con)
             by_fp = {a.fingerprint: a for a in alerts}
             firing = [a for a in alerts if a.state == AlertState.FIRING]
             mute = muting(self.store, cfg, alerts, at)
@@ -123,8 +129,6 @@ class Notifier:
                     key = f"{route.id}|{route.receiver}|{canonical_labels(gl)}"
                     current.setdefault(key, (route, gl, {}))[2][a.fingerprint] = a
 
-            states = {r[0]: r for r in con.execute(
-                "SELECT key, receiver, group_labels, first_seen, last_sent_at, sent_firing, route FROM notify_groups")}
             for key in sorted(set(current) | set(states)):
                 route_now = current.get(key)
                 st = states.get(key)

@@ -58,6 +58,10 @@ def add_silence(store: Store, matchers: Any, starts_at: float, ends_at: float, c
         raise SilenceError(str(e)) from None
     if not ms:
         raise SilenceError("a silence needs at least one matcher (e.g. agent=researcher) — it would silence everything")
+    if all(m.matches({}) for m in ms):
+        # as in Alertmanager: matchers that all match an absent label would silence every alert
+        raise SilenceError("these matchers match every alert (each also matches an empty label); "
+                           "add one that names something, e.g. alertname=HighLatency")
     if ends_at <= starts_at:
         raise SilenceError("a silence must end after it starts")
     sil = Silence(secrets.token_hex(4), ms, starts_at, ends_at, created_by, comment, now)

@@ -444,6 +444,7 @@ class Store:
         states: Iterable[AlertState | str] | None = None,
         rules: Iterable[str] | None = None,
         con: sqlite3.Connection | None = None,
+        fingerprints: Iterable[str] | None = None,
     ) -> list[Alert]:
         con = con or self.con
         sql = f"SELECT {', '.join(_ALERT_COLS)} FROM alerts"
@@ -457,6 +458,12 @@ class Store:
             rl = list(rules)
             where.append(f"rule IN ({','.join('?' * len(rl))})")
             args += rl
+        if fingerprints is not None:
+            fps = list(fingerprints)
+            if not fps:
+                return []
+            where.append(f"fingerprint IN ({','.join('?' * len(fps))})")
+            args += fps
         if where:
             sql += " WHERE " + " AND ".join(where)
         return [self._alert_from_row(r) for r in con.execute(sql, args)]
