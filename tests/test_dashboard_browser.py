@@ -46,25 +46,28 @@ def _playwright() -> Any:
     return sync_playwright
 
 
-class _Status:
-    def __init__(self, items: list[dict[str, Any]]) -> None:
-        self.items = items
+def _management(system: Any) -> tuple[Any, Any]:
+    """The real scheduler and policy engine, with one overdue schedule and one policy in cooldown."""
+    from perf_alerts.config import parse_config
+    from perf_alerts.manage.policies import PolicyEngine
+    from perf_alerts.manage.schedules import Scheduler
 
-    def status(self) -> list[dict[str, Any]]:
-        return self.items
-
-
-SCHEDULES = _Status([
-    {"name": "continuous", "job": "evaluate", "every": "1m", "last_run": "2026-03-02T11:59:00Z",
-     "next_run": "2026-03-02T12:00:00Z", "overdue": False},
-    {"name": "daily-summary", "job": "executive_summary", "every": "1d", "last_run": None,
-     "next_run": "2026-03-01T09:00:00Z", "overdue": True},
-])
-POLICIES = _Status([
-    {"name": "health-critical", "condition": "overall_health < 50 and critical_firing > 0",
-     "actions": [{"type": "notify"}, {"type": "optimize"}], "last_fired": "2026-03-02T11:40:00Z", "cooldown": "1h",
-     "in_cooldown": True},
-])
+    cfg = parse_config("""
+schedules:
+  - {name: continuous, every: continuous, job: evaluate}
+  - {name: daily-summary, every: daily, at: "09:00", job: summary}
+policies:
+  - name: health-critical
+    when: "health < 50 and firing.critical > 0"
+    cooldown: 1h
+    actions: [{type: notify, severity: critical}, {type: optimization_review}]
+""")
+    now = system.clock.now()
+    with system.store.transaction() as con:  # the daily summary was first seen two days ago and never ran
+        con.execute("INSERT OR REPLACE INTO schedules (name, first_seen) VALUES ('daily-summary', ?)", (now - 2 * 86400,))
+        con.execute("INSERT OR REPLACE INTO policy_state (name, last_matched, last_fired, fired_count) "
+                    "VALUES ('health-critical', ?, ?, 1)", (now - 1200, now - 1200))
+    return Scheduler(system, schedules=cfg.schedules), PolicyEngine(system, policies=cfg.policies)
 
 
 def _notifications(system: Any) -> None:
@@ -88,7 +91,8 @@ def test_dashboard_shows_firing_alert_and_ack_works(tmp_path: Path) -> None:
     fp = fp_of(system, "HighLatency")
     problems: list[str] = []
 
-    with LiveServer(system, scheduler=SCHEDULES, policies=POLICIES) as srv, sync_playwright() as pw:
+    scheduler, policies = _management(system)
+    with LiveServer(system, scheduler=scheduler, policies=policies) as srv, sync_playwright() as pw:
         browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
         try:
             page = browser.new_page(viewport={"width": 1360, "height": 1500})

@@ -362,8 +362,8 @@
 
   function renderPolicies(d) {
     const rows = (d.policies || []).map((p) => [
-      el("strong", { text: p.name }), el("code", { text: typeof p.condition === "string" ? p.condition : JSON.stringify(p.condition) }),
-      Array.isArray(p.actions) ? p.actions.map((a) => typeof a === "string" ? a : (a.type || a.name || JSON.stringify(a))).join(", ") : String(p.actions || "—"),
+      el("strong", { text: p.name }), el("code", { text: p.when || "—" }),
+      Array.isArray(p.actions) ? p.actions.map((a) => a.mode ? `${a.type} (${a.mode})` : a.type).join(", ") : "—",
       p.last_fired ? shortTime(p.last_fired) : "never", p.cooldown === undefined || p.cooldown === null ? "—" : String(p.cooldown),
       p.in_cooldown ? badge("warn", "cooling down") : (p.enabled === false ? badge("none", "disabled") : badge("good", "armed"))]);
     replace("policies", table(["Name", "Condition", "Actions", "Last fired", "Cooldown", "State"], rows, d.note || "No policies."));
