@@ -14,6 +14,14 @@ Methods compared side by side on the same rolling origins:
   naive           last value, +- z * sd(first differences) * sqrt(h)
   linreg          OLS line over the history, +- z * residual sd (constant)
 
+NAB time to breach (only with --nab): at 9 rolling origins per series,
+thresholds between the current level and the future max (">") / min ("<")
+that the actual data does cross within the horizon (true time = first
+crossing in the data), scored for ours (mean path, what a forecast rule with
+min_probability <= 0.5 fires on), ours_bound (the interval bound: earliest
+plausible breach), linreg and last value; plus thresholds beyond the future
+extreme, where any predicted breach is a false alarm.  See run_nab_breach().
+
 Rolling origins: at several cut points fit on the past and forecast the next
 H points; actuals are compared with the forecast interpolated at their
 timestamps.  Coverage = fraction of actuals inside the 95% interval, split by
@@ -120,23 +128,32 @@ def _mean(v):
     return float(np.mean(v)) if len(v) else float("nan")
 
 
+def _origins(t, y, H_points, cuts, max_hist=None):
+    """Rolling origins: for each cut yield (t_hist, y_hist, t_future, y_future, horizon_s, dt).
+
+    The history is t <= the cut (at most max_hist points), the future the next
+    H_points * dt seconds (dt = median sampling interval of the history).
+    """
+    n = t.size
+    for c in cuts:
+        i = int(c * n)
+        if i < 10 or i + 2 > n:
+            continue
+        j0 = 0 if max_hist is None else max(0, i - max_hist)
+        th, yh = t[j0:i], y[j0:i]
+        d = np.diff(th)
+        dt = float(np.median(d[d > 0]))
+        horizon = H_points * dt
+        fut = (t > th[-1]) & (t <= th[-1] + horizon)
+        if fut.sum() < 1:
+            continue
+        yield th, yh, t[fut], y[fut], horizon, dt
+
+
 def rolling_eval(series, H_points, cuts, accs, methods, season="auto", max_hist=None):
     """series: list of (t, y). For each cut, fit on t<=cut, score the next H points."""
     for t, y in series:
-        n = t.size
-        for c in cuts:
-            i = int(c * n)
-            if i < 10 or i + 2 > n:
-                continue
-            j0 = 0 if max_hist is None else max(0, i - max_hist)
-            th, yh = t[j0:i], y[j0:i]
-            d = np.diff(th)
-            dt = float(np.median(d[d > 0]))
-            horizon = H_points * dt
-            fut = (t > th[-1]) & (t <= th[-1] + horizon)
-            if fut.sum() < 1:
-                continue
-            tf, yf = t[fut], y[fut]
+        for th, yh, tf, yf, horizon, _dt in _origins(t, y, H_points, cuts, max_hist):
             scale = float(np.std(np.diff(yh))) or 1.0
             frac_h = (tf - th[-1]) / horizon
             for mth in methods:
@@ -335,6 +352,141 @@ def _med(v, mul=1.0):
     return float(np.median(v) * mul) if v else None
 
 
+# ---------------------------------------------------------------- NAB time to breach
+
+BREACH_METHODS = ("ours", "ours_bound", "linreg", "last")
+NAB_BREACH_CUTS = tuple(round(0.5 + 0.05 * k, 2) for k in range(9))   # 0.50 .. 0.90
+_CMP = {">": np.greater, "<": np.less}
+
+
+def _cross_s(t0, ts, path, thr, op):
+    """Seconds from t0 to the first crossing of the piecewise-linear path (t0, ts) -> (p0, path).
+
+    path[0] (at t0) must not be in breach; None if the path never crosses.
+    """
+    hit = _CMP[op](path[1:], thr)
+    if not hit.any():
+        return None
+    i = int(np.argmax(hit)) + 1
+    tt = np.concatenate([[t0], ts])
+    p0, p1 = float(path[i - 1]), float(path[i])
+    frac = 1.0 if p1 == p0 else min(max((thr - p0) / (p1 - p0), 0.0), 1.0)
+    return float(tt[i - 1] + frac * (tt[i] - tt[i - 1]) - t0)
+
+
+def _noise_sd(yh):
+    """Robust per-point noise sd: MAD of first differences / sqrt(2) (spikes don't inflate it)."""
+    d = np.diff(yh[-1000:])
+    sd = 1.4826 * float(np.median(np.abs(d - np.median(d)))) / math.sqrt(2)
+    if sd <= 0:                       # quantised / mostly-constant series
+        sd = float(np.std(d)) / math.sqrt(2)
+    return sd if sd > 0 else 1e-9 * (float(np.max(np.abs(yh))) + 1.0)
+
+
+def _breach_preds(th, yh, horizon, thr, op, fc, br):
+    """Predicted seconds to breach per method (None = no breach within the horizon)."""
+    # linreg: OLS line over the same history window, extrapolated from its value at t_last
+    b, a = np.polyfit(th - th[-1], yh, 1)
+    if _CMP[op](a, thr):
+        lr = 0.0
+    elif (b > 0 if op == ">" else b < 0):
+        lr = (thr - a) / b
+    else:
+        lr = None
+    bound = None if br.bound_at is None else br.bound_at - fc.last_timestamp
+    out = {"ours": br.seconds, "ours_bound": bound, "linreg": lr,
+           # last value: in breach now or never (never here: origins already in breach are skipped)
+           "last": 0.0 if _CMP[op](yh[-1], thr) else None}
+    return {k: (None if v is None or v > horizon * (1 + 1e-9) else float(v)) for k, v in out.items()}
+
+
+def run_nab_breach(root, H=72, cuts=NAB_BREACH_CUTS, max_hist=4000, qs=(0.5, 0.8),
+                   min_exc=3.0, level_pts=5):
+    """Time to breach on NAB with thresholds the actual future does (or does not) cross.
+
+    At each rolling origin (history <= cut, at most max_hist points; horizon H
+    points): level L = median of the last `level_pts` observations (model-free,
+    so no scored method sets its own threshold), sigma = robust noise sd of the
+    history, excursion e = max(future) - L for op ">" (L - min(future) for "<").
+      crossing cases (when e >= min_exc * sigma, a real move, not noise):
+          threshold = L +- q * e; the true time is the first crossing in the data.
+      no-crossing case (every origin):
+          threshold = L +- max(1.5 e, e + 2 sigma, 3 sigma), beyond the future
+          extreme; any predicted breach within the horizon is a false alarm.
+    Cases where the last observation is already in breach are skipped (the
+    rule would be firing as a plain threshold already).
+    """
+    series = load_nab(root)
+    cases = {}     # key -> list of (true_s, dt, {method: pred_s}, prob, category)
+    falses = {}    # key -> list of ({method: pred_s}, prob, category)
+    n_orig = skipped = 0
+    for name, t, y in series:
+        cat = name.split("/")[0]
+        for th, yh, tf, yf, horizon, dt in _origins(t, y, H, cuts, max_hist):
+            n_orig += 1
+            fc = forecast(th, yh, horizon)
+            L = float(np.median(yh[-level_pts:]))
+            sig = _noise_sd(yh)
+            y_last = float(yh[-1])
+            path = np.concatenate([[y_last], yf])
+            for op, sign, ext in ((">", 1.0, float(np.max(yf))), ("<", -1.0, float(np.min(yf)))):
+                e = sign * (ext - L)
+                todo = []
+                if e >= min_exc * sig:
+                    todo += [(f"{op} q={q}", L + sign * q * e, True) for q in qs]
+                todo.append((f"{op} beyond", L + sign * max(1.5 * e, e + 2 * sig, 3 * sig), False))
+                for key, thr, crosses in todo:
+                    if _CMP[op](y_last, thr):
+                        skipped += 1
+                        continue
+                    br = time_to_breach(fc, thr, op)
+                    preds = _breach_preds(th, yh, horizon, thr, op, fc, br)
+                    if crosses:
+                        true_s = _cross_s(th[-1], tf, path, thr, op)
+                        if true_s is None:          # cannot happen (ext is in yf); be safe
+                            continue
+                        cases.setdefault(key, []).append((true_s, dt, preds, br.probability, cat))
+                    else:
+                        falses.setdefault(key, []).append((preds, br.probability, cat))
+
+    def summ_cross(rows):
+        out = {"n": len(rows),
+               "median_true_steps": _med([r[0] / r[1] for r in rows])}
+        for m in BREACH_METHODS:
+            got = [(r[0], r[1], r[2][m]) for r in rows if r[2][m] is not None]
+            out[m] = {
+                "median_abs_err_s": _med([abs(p - ts) for ts, _, p in got]),
+                "median_abs_err_steps": _med([abs(p - ts) / dt for ts, dt, p in got]),
+                "median_rel_err_pct": _med([abs(p - ts) / ts for ts, _, p in got if ts > 0], 100),
+                "miss_rate": 1 - len(got) / len(rows) if rows else None,
+                "early_rate": (sum(p <= ts for ts, _, p in got) / len(rows)) if rows else None,
+            }
+        out["ours"]["mean_probability"] = _mean([r[3] for r in rows]) if rows else None
+        return out
+
+    def summ_false(rows):
+        out = {"n": len(rows)}
+        for m in BREACH_METHODS:
+            out[m] = {"false_breach_rate": (sum(r[0][m] is not None for r in rows) / len(rows))
+                      if rows else None}
+        out["ours"]["mean_probability"] = _mean([r[1] for r in rows]) if rows else None
+        return out
+
+    order = [f"{op} q={q}" for op in (">", "<") for q in qs]
+    res_c = {k: summ_cross(cases[k]) for k in order if k in cases}
+    res_c["all"] = summ_cross(sum(cases.values(), []))
+    res_f = {k: summ_false(falses[k]) for k in ("> beyond", "< beyond") if k in falses}
+    res_f["all"] = summ_false(sum(falses.values(), []))
+    cats = sorted({r[-1] for v in list(cases.values()) + list(falses.values()) for r in v})
+    per_cat = {c: {"crossing": summ_cross([r for v in cases.values() for r in v if r[-1] == c]),
+                   "no_crossing": summ_false([r for v in falses.values() for r in v if r[-1] == c])}
+               for c in cats}
+    return {"crossing": res_c, "no_crossing": res_f, "per_category": per_cat,
+            "n_series": len(series), "n_origins": n_orig, "skipped_in_breach": skipped,
+            "horizon_points": H, "cuts": list(cuts), "qs": list(qs),
+            "min_excursion_noise_sd": min_exc, "level_points": level_pts}
+
+
 # ---------------------------------------------------------------- speed
 
 def run_speed(n=1000, reps=30):
@@ -373,6 +525,43 @@ def _fmt_cov_table(title, d):
     return "\n".join(lines)
 
 
+def _fmt_nab_breach(nb):
+    f = lambda v, spec: "-" if v is None or (isinstance(v, float) and math.isnan(v)) else format(v, spec)
+    lines = [f"NAB time to breach ({nb['n_series']} series x {len(nb['cuts'])} origins = "
+             f"{nb['n_origins']}, H={nb['horizon_points']} points; level = median of last "
+             f"{nb['level_points']} obs; crossing cases need a future move >= "
+             f"{nb['min_excursion_noise_sd']:g} noise sd; threshold = level +- q * move)",
+             f"  {'case':<10}{'n':>5}{'true':>8}  {'method':<11}{'abs err s':>10}{'steps':>7}"
+             f"{'rel %':>7}{'miss':>7}{'early':>7}"]
+    for key, d in nb["crossing"].items():
+        for k, m in enumerate(BREACH_METHODS):
+            s = d[m]
+            head = (f"  {key:<10}{d['n']:>5}{f(d['median_true_steps'], '.0f'):>8}" if k == 0
+                    else " " * 25)
+            extra = f"  P={d['ours']['mean_probability']:.2f}" if m == "ours" else ""
+            lines.append(f"{head}  {m:<11}{f(s['median_abs_err_s'], '.0f'):>10}"
+                         f"{f(s['median_abs_err_steps'], '.1f'):>7}{f(s['median_rel_err_pct'], '.0f'):>7}"
+                         f"{f(s['miss_rate'], '.2f'):>7}{f(s['early_rate'], '.2f'):>7}{extra}")
+    lines.append("  true = median true time to breach (steps); errors over cases with a predicted breach;"
+                 " miss = no predicted breach within H;\n  early = predicted <= true (fraction of all"
+                 " cases); ours_bound = interval bound crossing (Breach.bound_at); P = mean P(breach)")
+    lines.append("  no crossing (threshold beyond the future max/min): false-breach rate")
+    lines.append(f"  {'case':<10}{'n':>5}  " + "".join(f"{m:>11}" for m in BREACH_METHODS)
+                 + "   P(ours)")
+    for key, d in nb["no_crossing"].items():
+        lines.append(f"  {key:<10}{d['n']:>5}  " + "".join(f"{f(d[m]['false_breach_rate'], '.2f'):>11}"
+                                                     for m in BREACH_METHODS)
+                     + f"   {f(d['ours']['mean_probability'], '.2f'):>6}")
+    lines.append("  per category (ours vs linreg: miss / early / false):")
+    for c, d in nb["per_category"].items():
+        cr, nc = d["crossing"], d["no_crossing"]
+        lines.append(f"    {c:<24}n={cr['n']:>3}/{nc['n']:>3}  " + "   ".join(
+            f"{m} {f(cr[m]['miss_rate'], '.2f')}/{f(cr[m]['early_rate'], '.2f')}/"
+            f"{f(nc[m]['false_breach_rate'], '.2f')}" for m in ("ours", "linreg")))
+    lines.append(f"  ({nb['skipped_in_breach']} thresholds skipped: already in breach at the origin)")
+    return lines
+
+
 def main(argv=None):
     ap = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     ap.add_argument("--nab", help="NAB-layout dir (data/<category>/*.csv)")
@@ -393,6 +582,7 @@ def main(argv=None):
         pooled, per_cat, per_series, nser = run_nab(args.nab)
         report["nab"] = {"pooled": pooled, "per_category": per_cat, "per_series": per_series,
                          "n_series": nser, "horizon_points": 72}
+        report["nab_breach"] = run_nab_breach(args.nab)
     report["elapsed_s"] = round(time.perf_counter() - t0, 1)
     if args.json:
         print(json.dumps(report, indent=1, default=float))
@@ -424,6 +614,9 @@ def main(argv=None):
                                   f"origins, H=72 points)", report["nab"]["pooled"]))
         for c, d in report["nab"]["per_category"].items():
             out.append(f"    {c:<34}" + " ".join(f"{d[m]['coverage']:.3f}" for m in METHODS if m in d))
+    if "nab_breach" in report:
+        out.append("")
+        out.extend(_fmt_nab_breach(report["nab_breach"]))
     out.append(f"\nelapsed {report['elapsed_s']} s")
     print("\n".join(out))
 

@@ -58,3 +58,42 @@ def stored_samples() -> Callable[[Any], list[tuple[str, dict[str, str], float, f
         return sorted(((m, json.loads(lab), ts, v) for m, lab, ts, v in rows), key=lambda r: (r[0], sorted(r[1].items()), r[2]))
 
     return read
+
+
+# --------------------------------------------------------------------------- no network
+# Tests talk only to servers they start on this machine. Any other connection from the
+# test process fails loudly, so a test (or a library it calls) cannot quietly reach the
+# internet — the crew tests use a scripted LLM, Discord is the local fake.
+import ipaddress as _ipaddress
+import socket as _socket
+
+_real_connect = _socket.socket.connect
+_real_connect_ex = _socket.socket.connect_ex
+
+
+def _is_local(address: object) -> bool:
+    if not isinstance(address, tuple):  # AF_UNIX paths and the like
+        return True
+    host = str(address[0])
+    if host in ("localhost", ""):
+        return True
+    try:
+        return _ipaddress.ip_address(host.split("%")[0]).is_loopback
+    except ValueError:
+        return False  # a host name other than localhost would need DNS: not local
+
+
+def _guarded_connect(self: _socket.socket, address: object) -> None:
+    if not _is_local(address):
+        raise ConnectionRefusedError(f"tests may not reach the network (tried {address!r})")
+    return _real_connect(self, address)  # type: ignore[arg-type]
+
+
+def _guarded_connect_ex(self: _socket.socket, address: object) -> int:
+    if not _is_local(address):
+        raise ConnectionRefusedError(f"tests may not reach the network (tried {address!r})")
+    return _real_connect_ex(self, address)  # type: ignore[arg-type]
+
+
+_socket.socket.connect = _guarded_connect  # type: ignore[method-assign]
+_socket.socket.connect_ex = _guarded_connect_ex  # type: ignore[method-assign]

@@ -116,12 +116,49 @@ def _known_data(tmp_path, at: float = END) -> PerfAlerts:
         samples.append(Sample(catalog.TOOL_SECONDS, tl, t, 1.0))
         if i >= 15:  # the last 5 calls (within the last 5 minutes) failed
             samples.append(Sample(catalog.TOOL_ERRORS, tl, t, 1.0))
-    for i in range(72):  # researcher task time 20 s → 55 s over the last 12 h, every 10 min
-        t = at - 12 * 3600 + (i + 1) * 600
+    for i in range(RAMP_POINTS):  # researcher task time 20 s → 55 s over the last 12 h, every 10 min
+        t = at - 12 * 3600 + (i + 1) * RAMP_STEP_S
         samples.append(Sample(catalog.TASK_SECONDS, {"crew": "content_crew", "agent": "researcher", "task": "research"},
-                              t, 20.0 + 35.0 * i / 71))
+                              t, RAMP_FROM + (RAMP_TO - RAMP_FROM) * i / (RAMP_POINTS - 1)))
     system.store.insert_samples(samples)
     return system
+
+
+# the researcher's task-time ramp in _known_data, and the 60 s limit of the default config's
+# CriticalPerformanceDegradation (threshold) and PredictedLatencyBreach (forecast) rules on crew_task_seconds
+RAMP_FROM, RAMP_TO, RAMP_POINTS, RAMP_STEP_S = 20.0, 55.0, 72, 600.0
+TASK_LIMIT_S = 60.0
+RAMP_SERIES = 'crew_task_seconds{agent="researcher",crew="content_crew",task="research"}'
+RAMP_RULES = ("CriticalPerformanceDegradation", "PredictedLatencyBreach")
+
+
+def _ramp_hours_to_limit() -> float:
+    """Hours after the last ramp sample (at END) until the known linear ramp reaches TASK_LIMIT_S:
+    (60 - 55) s / (35/71 s per 10 min) = 10.14 steps of 10 min ≈ 1.69 h."""
+    slope_per_s = (RAMP_TO - RAMP_FROM) / (RAMP_POINTS - 1) / RAMP_STEP_S
+    return (TASK_LIMIT_S - RAMP_TO) / slope_per_s / 3600.0
+
+
+def _assert_ramp_breaches(breaches: list[dict[str, Any]], raw: str | None = None) -> None:
+    """Both 60 s rules predict the researcher's ramp breaching about when the line says.
+
+    The forecaster may damp the trend (a later breach) but a linear series gives it no reason to
+    predict an earlier one: accept 0.75×–1.5× the linear time. A forecaster that loses the trend
+    (no breach, or one more than ~2.5 h away) or doubles it (~0.85 h) fails. With `raw` (a task's
+    output text), the number must appear there as the tool rounded it."""
+    expected = _ramp_hours_to_limit()
+    assert expected == pytest.approx(1.69, abs=0.01)  # the arithmetic above, spelled out
+    for rule in RAMP_RULES:
+        mine = [b for b in breaches if b["series"] == RAMP_SERIES and b["rule"] == rule]
+        assert len(mine) == 1, (rule, breaches)
+        (b,) = mine
+        assert b["threshold"] == f"> {TASK_LIMIT_S:g}"
+        hours = b["time_to_breach_hours"]
+        assert hours is not None and 0.75 * expected <= hours <= 1.5 * expected, (rule, hours, expected)
+        assert hours == round(hours, 2)
+        assert b["breach_at"] and b["time_to_breach"]
+        if raw is not None:
+            assert f'"time_to_breach_hours":{hours}' in raw
 
 
 def _many_series(tmp_path) -> PerfAlerts:
@@ -203,11 +240,19 @@ def test_each_action_on_known_data(tmp_path):
     titles = [r["title"] for r in op["recommendations"]]
     assert "agent writer: tool file_writer failing 25% of calls (5 of 20)" in titles
     assert "agent researcher: p95 LLM latency 8.0 s, 4.0× the crew median (2.0 s), on model gpt-4o" in titles
-    assert "not available in this build" in op["automated_actions"] or "daemon" in op["automated_actions"]
+    failing = [r for r in op["recommendations"] if r["kind"] == "tool_failures"]
+    assert any(r["agent"] == "writer" and "file_writer" in r["title"] and "25%" in r["title"] for r in failing)
+    # the policy preview: the default config's policies, evaluated on this data, nothing run
+    policies = {p["policy"]: p for p in op["policies"]}
+    assert policies and all(set(p) == {"policy", "matched", "values", "would_run"} for p in policies.values())
+    assert any(p["matched"] for p in policies.values())
+    assert all(w.endswith("(dry-run)") or w.endswith("(live)") for p in policies.values() for w in p["would_run"])
+    assert all(p["would_run"] == [] for p in policies.values() if not p["matched"])
+    assert "not available" not in json.dumps(op)
+    assert "preview" in op["automated_actions"] and "optimize --apply" in op["automated_actions"]
 
     pr = tool.run(action="predict", lookback_hours=12, horizon_hours=6).data
-    rules = {b["rule"] for b in pr["breaches"]}
-    assert "CriticalPerformanceDegradation" in rules or "PredictedLatencyBreach" in rules
+    _assert_ramp_breaches(pr["breaches"])
     assert all(b["time_to_breach"] for b in pr["breaches"])
 
     ex = tool.run(action="executive_summary", lookback_hours=24).data
@@ -399,7 +444,8 @@ def test_full_crew_kickoff_runs_each_task_with_the_right_action(tmp_path):
     assert al["data"]["alerts"][0]["rule"] == "CrewToolErrors" and al["data"]["alerts"][0]["value"] == 5.0
     assert "tool file_writer failing 25% of calls (5 of 20)" in by_task["optimize_system_performance"]
     pr = _observation(by_task["predictive_performance_analysis"])["data"]
-    assert pr["breaches"] and pr["horizon"] == "6h"
+    assert pr["horizon"] == "6h"
+    _assert_ramp_breaches(pr["breaches"], raw=by_task["predictive_performance_analysis"])
     ex = _observation(by_task["send_performance_executive_summary"])["data"]
     assert ex["period"]["length"] == "1d" and ex["alerts"]["firing_now"] == al["data"]["firing"]
 

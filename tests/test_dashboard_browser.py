@@ -22,7 +22,8 @@ from test_http import LiveServer, fp_of, seeded_system  # noqa: E402
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync",
                  "--disable-dev-shm-usage"]
-SCREENSHOT = Path(os.environ.get("PERF_ALERTS_SCREENSHOT", "/tmp/dashboard.png"))
+# set PERF_ALERTS_SCREENSHOT=/some/dir to keep the screenshots; by default they go to the test's tmp_path
+SCREENSHOT_DIR = os.environ.get("PERF_ALERTS_SCREENSHOT")
 
 
 def _chromium() -> str:
@@ -117,7 +118,8 @@ def test_dashboard_shows_firing_alert_and_ack_works(tmp_path: Path) -> None:
             assert "health-critical" in page.locator("#policies").inner_text()
             notes = page.locator("#notifications").inner_text()
             assert "delivered" in notes.lower() and "HTTP 503" in notes
-            page.screenshot(path=str(SCREENSHOT), full_page=True)
+            shots = Path(SCREENSHOT_DIR) if SCREENSHOT_DIR else tmp_path
+            page.screenshot(path=str(shots / "dashboard.png"), full_page=True)
 
             row.get_by_role("button", name="Acknowledge HighLatency").click()
             page.wait_for_function(
@@ -138,7 +140,7 @@ def test_dashboard_shows_firing_alert_and_ack_works(tmp_path: Path) -> None:
             sil = active_silences(system.store, system.clock.now())
             assert len(sil) == 1 and sil[0].matches(system.store.get_alert(other).labels)  # type: ignore[union-attr]
             page.wait_for_selector("#silences table")
-            page.screenshot(path=str(SCREENSHOT.with_name(SCREENSHOT.stem + "-after-ack.png")), full_page=True)
+            page.screenshot(path=str(shots / "dashboard-after-ack.png"), full_page=True)
         finally:
             browser.close()
 

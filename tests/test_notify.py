@@ -385,3 +385,27 @@ def test_alerts_of_a_removed_rule_resolve(tmp_path: Path) -> None:
         n.plan()
         n.deliver()
         assert srv.messages(2)[0]["embeds"][0]["color"] == RESOLVED_COLOR
+
+
+def test_shipped_config_routes_by_severity_and_falls_back_to_the_console() -> None:
+    from perf_alerts.config import load_config, packaged_config_dir
+
+    env = {"DISCORD_WEBHOOK_CRITICAL": "https://discord.com/api/webhooks/1/a", "DISCORD_WEBHOOK_OPS":
+           "https://discord.com/api/webhooks/2/b", "DISCORD_WEBHOOK_LEADERSHIP": "https://discord.com/api/webhooks/3/c"}
+    cfg = load_config(packaged_config_dir() / "alerting.yaml", env=env)
+    assert not [w for w in cfg.warnings if "webhook" in w.lower()]
+    where = {lab: [r.receiver for r in match_routes(cfg.route, dict(lab))] for lab in (
+        (("severity", "critical"),), (("severity", "warning"),), (("severity", "info"),),
+        (("kind", "executive_summary"), ("severity", "info")))}
+    assert where == {(("severity", "critical"),): ["oncall"], (("severity", "warning"),): ["ops"],
+                     (("severity", "info"),): ["ops"], (("kind", "executive_summary"), ("severity", "info")): ["leadership"]}
+    assert {r.name: r.kind for r in cfg.receivers if r.name != "console"} == {
+        "oncall": "discord", "ops": "discord", "leadership": "discord"}
+    # one shared variable serves all three channels
+    shared = load_config(packaged_config_dir() / "alerting.yaml", env={"DISCORD_WEBHOOK_URL": env["DISCORD_WEBHOOK_OPS"]})
+    assert {r.kind for r in shared.receivers} == {"discord", "console"}
+    # without the variables each receiver prints to the console, and says so at start-up
+    bare = load_config(packaged_config_dir() / "alerting.yaml", env={})
+    assert {r.name: r.kind for r in bare.receivers if r.name != "console"} == {
+        "oncall": "console", "ops": "console", "leadership": "console"}
+    assert sum("no Discord webhook URL" in w for w in bare.warnings) == 3

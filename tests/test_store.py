@@ -81,3 +81,17 @@ def test_old_database_gets_new_columns(tmp_path: Path) -> None:
     store = Store(db)
     [a] = store.load_alerts()
     assert a.fingerprint == "f1" and a.cleared_at is None and a.escalated_at is None
+
+
+def test_unusable_store_paths_are_named_in_the_error(tmp_path: Path) -> None:
+    import pytest
+
+    from perf_alerts.store import StoreError
+
+    with pytest.raises(StoreError, match="does not exist"):
+        Store(tmp_path / "missing" / "x.db")
+    assert not (tmp_path / "missing").exists()  # nothing is created as a side effect
+    junk = tmp_path / "junk.db"
+    junk.write_text("not sqlite")
+    with pytest.raises(StoreError, match=r"junk\.db: cannot open the SQLite store"):
+        Store(junk)

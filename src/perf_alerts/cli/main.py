@@ -43,9 +43,10 @@ def _user_errors() -> tuple[type[BaseException], ...]:
     from perf_alerts.core import AlertNotFound
     from perf_alerts.model import SampleError
     from perf_alerts.sources.files import IngestError
+    from perf_alerts.store import StoreError
     from perf_alerts.timeutil import TimeParseError
 
-    return (ConfigError, AlertNotFound, SampleError, IngestError, TimeParseError)
+    return (ConfigError, AlertNotFound, SampleError, IngestError, TimeParseError, StoreError)
 
 
 def handled(fn: F) -> F:

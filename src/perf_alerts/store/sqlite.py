@@ -198,6 +198,10 @@ def resolve_db_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path(os.environ.get(ENV_DB) or DEFAULT_DB)
 
 
+class StoreError(Exception):
+    """The store file cannot be used (missing directory, not a database, no permission)."""
+
+
 class Store:
     """Thread-safe handle on the SQLite file (one connection per thread)."""
 
@@ -210,8 +214,8 @@ class Store:
         self._local = threading.local()
         self._series_cache: dict[tuple[str, str], int] = {}
         self._cache_lock = threading.Lock()
-        if str(self.path) != ":memory:":
-            self.path.parent.mkdir(parents=True, exist_ok=True)
+        if self._uri is None and not self.path.parent.is_dir():
+            raise StoreError(f"{self.path}: the directory {self.path.parent} does not exist")
         # executescript manages its own transaction; the DDL is idempotent (IF NOT EXISTS)
         self.con.executescript(_SCHEMA)
         self._add_missing_columns()
@@ -227,7 +231,11 @@ class Store:
                 if getattr(self, "_keepalive", None) is None:
                     self._keepalive = con  # the shared in-memory database lives while one connection does
             else:
-                con = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
+                try:
+                    con = sqlite3.connect(str(self.path), timeout=30.0, isolation_level=None, check_same_thread=False)
+                    con.execute("PRAGMA schema_version").fetchone()  # fails here for an unreadable or non-SQLite file
+                except sqlite3.DatabaseError as e:
+                    raise StoreError(f"{self.path}: cannot open the SQLite store: {e}") from None
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=NORMAL")
             con.execute("PRAGMA busy_timeout=30000")
