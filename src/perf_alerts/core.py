@@ -143,13 +143,22 @@ class PerfAlerts:
                 save, delete, trs = apply_results(rule, results, current[rule.name], at)
                 self.store.save_alerts(save, con)
                 self.store.delete_alerts(delete, con)
+                cur = current[rule.name]
+                for fp in delete:
+                    cur.pop(fp, None)
+                cur.update((a.fingerprint, a) for a in save)
                 self.store.add_events(
                     ((t.alert.fingerprint, t.alert.rule, t.alert.severity.value, t.at, t.event, _num(t.alert.value), None)
                      for t in trs), con)
                 transitions += trs
             transitions += self._retire_orphans(at, con)
             self.store.kv_set("last_evaluation", {"at": at, "rules": len(rules), "errors": errors}, con)
-        active = self.store.load_alerts(states=[AlertState.FIRING, AlertState.PENDING])
+            # the active alerts: this cycle's rules from memory, the other rules' from the store
+            live = (AlertState.FIRING, AlertState.PENDING)
+            active = [a for cur in current.values() for a in cur.values() if a.state in live]
+            others = sorted({r.name for r in self.config.rules} - set(current))
+            if others:
+                active += self.store.load_alerts(states=live, rules=others, con=con)
         return EvaluationResult(at, len(rules), n_series, transitions, sort_worst_first(active), errors)
 
     def _retire_orphans(self, at: float, con: Any) -> list[Transition]:
@@ -157,8 +166,11 @@ class PerfAlerts:
         from dataclasses import replace
 
         known = {r.name for r in self.config.rules}
-        orphans = [a for a in self.store.load_alerts(states=[AlertState.FIRING, AlertState.PENDING], con=con)
-                   if a.rule not in known]
+        live_rules = {r for (r,) in con.execute("SELECT DISTINCT rule FROM alerts WHERE state IN ('firing', 'pending')")}
+        gone = sorted(live_rules - known)
+        if not gone:
+            return []
+        orphans = self.store.load_alerts(states=[AlertState.FIRING, AlertState.PENDING], rules=gone, con=con)
         out: list[Transition] = []
         for a in orphans:
             if a.state == AlertState.PENDING:
