@@ -108,11 +108,14 @@ class CrewMetricsListener(BaseEventListener):
         self._only_crews: set[int] = set()
         self._only_name: str | None = None
         self._handlers: list[tuple[type[BaseEvent], Callable[..., Any]]] = []
+        # failed attempts seen by the tool wrappers, per (agent role, tool name): (start, end) times
+        self._raised: dict[tuple[str, str], list[tuple[float, float]]] = {}
         self.recorded = 0
         self.write_errors: list[str] = []
         self._closed = False
         if crew is not None:
             self._adopt_crew(crew)
+            self._watch_tools(crew)
             self._only = set(self._crew_of)
             self._only_crews.add(id(crew))
             self._only_name = getattr(crew, "name", None)
@@ -213,6 +216,47 @@ class CrewMetricsListener(BaseEventListener):
             if ag is not None and getattr(ag, "id", None) is not None:
                 self._crew_of[str(ag.id)] = name
         return name
+
+    def _watch_tools(self, crew: Any) -> None:
+        """Count every raising attempt of the crew's tools.
+
+        CrewAI's ToolUsage re-invokes a tool that raised once, silently (no event), before it
+        reports an error; only a second failure emits ToolUsageErrorEvent. The wrappers see each
+        raise; the event handlers then attribute the ones no event reported (see _on_tool_ended).
+        """
+        for agent in getattr(crew, "agents", None) or []:
+            role = _label(getattr(agent, "role", None))
+            for tool in getattr(agent, "tools", None) or []:
+                run = getattr(tool, "_run", None)
+                if run is None or getattr(run, "_perf_alerts_watched", False):
+                    continue
+                key = (role, _label(str(getattr(tool, "name", "")).strip().lower()))
+                try:
+                    object.__setattr__(tool, "_run", self._watched(run, key))
+                except Exception:  # a tool we cannot wrap is still measured through the events
+                    continue
+
+    def _watched(self, run: Callable[..., Any], key: tuple[str, str]) -> Callable[..., Any]:
+        def watched(*args: Any, **kwargs: Any) -> Any:
+            start = time.time()
+            try:
+                return run(*args, **kwargs)
+            except Exception:
+                with self._lock:
+                    self._raised.setdefault(key, []).append((start, time.time()))
+                raise
+
+        watched._perf_alerts_watched = True  # type: ignore[attr-defined]
+        return watched
+
+    def _take_raised(self, labels: dict[str, str], reported: bool) -> list[tuple[float, float]]:
+        """Raised attempts of this agent's tool not yet accounted for; one is the event's own when `reported`."""
+        key = (labels["agent"], labels["tool"])
+        with self._lock:
+            got = self._raised.pop(key, [])
+        if reported and got:
+            got = got[:-1]  # the last raise is the one this error event reports
+        return got
 
     def _crew_for(self, *ids: Any) -> str | None:
         """The crew name for the first known id; None when filtering and the event is not ours."""
@@ -347,6 +391,8 @@ class CrewMetricsListener(BaseEventListener):
         if labels is None:
             return
         failed = isinstance(event, ToolUsageErrorEvent) or getattr(event, "failure", None) is not None
+        for r_start, r_end in self._take_raised(labels, reported=isinstance(event, ToolUsageErrorEvent)):
+            self._record_tool(labels, r_start, r_end, True)  # attempts that raised without an event
         end = _ts(event.timestamp)
         if isinstance(event, ToolUsageFinishedEvent):
             end = _ts(event.finished_at)
