@@ -134,16 +134,43 @@ def _hours(value: Any, name: str, default: float) -> float:
     return h
 
 
-class _SystemMixin:
-    """The PerfAlerts system a tool works on: injected, or built from config/db (env by default)."""
+class _StoreTool(BaseTool):
+    """What both perf-alerts tools share: the system they work on (injected, or built from
+    config/db — the environment by default), StepResult output, no CrewAI result cache (the
+    answers depend on live state), and a `fail` result instead of an exception for bad arguments."""
+
+    result_schema: Optional[type[BaseModel]] = StepResult
+    cache_function: Callable[..., bool] = _never_cache
+    config_path: Optional[str] = Field(default=None, description="perf-alerts config (default: PERF_ALERTS_CONFIG).")
+    db_path: Optional[str] = Field(default=None, description="perf-alerts store (default: PERF_ALERTS_DB).")
+    _system: Any = PrivateAttr(default=None)
+    _system_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
+
+    def __init__(self, system: Any = None, **data: Any) -> None:
+        super().__init__(**data)
+        self._system = system
 
     def _get_system(self) -> Any:
-        with self._system_lock:  # type: ignore[attr-defined]
-            if self._system is None:  # type: ignore[has-type]
+        with self._system_lock:
+            if self._system is None:
                 from perf_alerts.core import PerfAlerts
 
-                self._system = PerfAlerts(config=getattr(self, "config_path", None), db=getattr(self, "db_path", None))
+                self._system = PerfAlerts(config=self.config_path, db=self.db_path)
             return self._system
+
+    def _usage(self) -> str:
+        """What valid arguments look like, for the `fail` result of a bad call."""
+        raise NotImplementedError
+
+    # BaseTool.run validates arguments first; a validation error becomes a `fail` result here
+    def run(self, *args: Any, **kwargs: Any) -> Any:
+        try:
+            return super().run(*args, **kwargs)
+        except ValueError as e:
+            return self._invalid(e)
+
+    def _invalid(self, e: Exception) -> StepResult:
+        return StepResult.fail(f"invalid arguments: {e}. {self._usage()}")
 
 
 def _alert_view(a: Any) -> dict[str, Any]:
@@ -189,7 +216,7 @@ class PerformanceAnalyticsArgs(BaseModel):
         False, description="alerts / executive_summary: also deliver through the notification pipeline (Discord).")
 
 
-class AdvancedPerformanceAnalyticsTool(_SystemMixin, BaseTool):
+class AdvancedPerformanceAnalyticsTool(_StoreTool):
     """Performance analytics and alerting over the shared perf-alerts store."""
 
     name: str = "advanced_performance_analytics"
@@ -201,24 +228,15 @@ class AdvancedPerformanceAnalyticsTool(_SystemMixin, BaseTool):
         '{"success", "status", "data", "error"}.'
     )
     args_schema: type[BaseModel] = PerformanceAnalyticsArgs
-    result_schema: Optional[type[BaseModel]] = StepResult
-    cache_function: Callable[..., bool] = _never_cache
-    config_path: Optional[str] = Field(default=None, description="perf-alerts config (default: PERF_ALERTS_CONFIG).")
-    db_path: Optional[str] = Field(default=None, description="perf-alerts store (default: PERF_ALERTS_DB).")
-    _system: Any = PrivateAttr(default=None)
-    _system_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
-    def __init__(self, system: Any = None, **data: Any) -> None:
-        super().__init__(**data)
-        self._system = system
+    def __init__(self, system: Any = None, **data: Any) -> None:  # spelled out: type checkers see `system`
+        super().__init__(system, **data)
 
-    # BaseTool.run validates arguments first; a validation error becomes a `fail` result here
-    def run(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().run(*args, **kwargs)
-        except ValueError as e:
-            return StepResult.fail(f"invalid arguments: {e}. Valid actions: {', '.join(ACTIONS)}",
-                                   valid_actions=list(ACTIONS))
+    def _usage(self) -> str:
+        return f"Valid actions: {', '.join(ACTIONS)}"
+
+    def _invalid(self, e: Exception) -> StepResult:
+        return StepResult.fail(f"invalid arguments: {e}. {self._usage()}", valid_actions=list(ACTIONS))
 
     def _run(self, action: str = "", lookback_hours: Hours = None, horizon_hours: Hours = None,
              agent: Optional[str] = None, crew: Optional[str] = None, task: Optional[str] = None,
@@ -444,7 +462,7 @@ class DiscordAlertArgs(BaseModel):
         None, description="Optional key numbers to show as fields, e.g. {\"p95_latency_s\": 8.2}.")
 
 
-class DiscordAlertTool(_SystemMixin, BaseTool):
+class DiscordAlertTool(_StoreTool):
     """Post an ad-hoc alert or message through the perf-alerts notification pipeline."""
 
     name: str = "discord_alert"
@@ -454,23 +472,12 @@ class DiscordAlertTool(_SystemMixin, BaseTool):
         "severity (critical, warning, info), optional metrics {name: number}. Returns the delivery state as JSON."
     )
     args_schema: type[BaseModel] = DiscordAlertArgs
-    result_schema: Optional[type[BaseModel]] = StepResult
-    cache_function: Callable[..., bool] = _never_cache
-    config_path: Optional[str] = None
-    db_path: Optional[str] = None
-    _system: Any = PrivateAttr(default=None)
-    _system_lock: threading.Lock = PrivateAttr(default_factory=threading.Lock)
 
-    def __init__(self, system: Any = None, **data: Any) -> None:
-        super().__init__(**data)
-        self._system = system
+    def __init__(self, system: Any = None, **data: Any) -> None:  # spelled out: type checkers see `system`
+        super().__init__(system, **data)
 
-    def run(self, *args: Any, **kwargs: Any) -> Any:
-        try:
-            return super().run(*args, **kwargs)
-        except ValueError as e:
-            return StepResult.fail(f"invalid arguments: {e}. Required: title; optional: text, severity "
-                                   f"({', '.join(SEVERITIES)}), metrics")
+    def _usage(self) -> str:
+        return f"Required: title; optional: text, severity ({', '.join(SEVERITIES)}), metrics"
 
     def _run(self, title: str = "", text: str = "", severity: str = "info",
              metrics: Optional[dict[str, Any]] = None, **_ignored: Any) -> StepResult:
