@@ -164,7 +164,8 @@ class Evaluator:
             t, v = block.of(s.id)
             if t.size == 0:
                 continue
-            scores = anomaly_scores(v, t, detector=rule.detector)
+            # the rule's sensitivity also sets where the detector starts spacing out its alerts
+            scores = anomaly_scores(v, t, detector=rule.detector, sensitivity=rule.sensitivity)
             recent = t > at - rule.window
             if not recent.any():
                 continue
