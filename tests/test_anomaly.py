@@ -378,3 +378,72 @@ def test_harness_end_to_end(tmp_path):
     assert std["windows_detected"] == 3 and std["normalized"] > 80
     assert res["streaming"]["max_abs_diff_vs_batch"] < 1e-9
     assert set(res["results"]) == {"default", "zscore"}
+
+
+# --------------------------------------------------------------------------
+# alert spacing must not hide a much larger incident
+
+def latency(seed, n=2400, level=800.0):
+    """LLM-latency-like metric: one point a minute, lognormal 20% noise."""
+    rng = np.random.default_rng(seed)
+    t = T0 + 60.0 * np.arange(n)
+    return t, level * np.exp(0.2 * rng.standard_normal(n))
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_false_alarm_does_not_blind_a_larger_incident(seed):
+    """Product bug: one stray alert damped everything for 300 points, so a
+    x4 latency spike 50-200 points later scored < 0.25 and was missed.
+
+    A moderate outlier (the smallest of x2.5/x3/x3.5 that crosses the
+    threshold) plays the false alarm; then a x4 level shift lasting 60
+    points must still alert within 5 points of its start, while the
+    spacing still keeps the rest of both bursts quiet.
+    """
+    t, base = latency(seed)
+    kb = 1500
+    for bump in (2.5, 3.0, 3.5):
+        x = base.copy()
+        x[kb] = 800.0 * bump
+        if an.anomaly_scores(x[:kb + 1], t[:kb + 1])[kb] >= THR:
+            break
+    else:
+        pytest.fail("no moderate outlier crossed the threshold")
+    assert an.anomaly_scores(base, t)[300:].max() < THR   # clean: silent
+    k = kb + (50, 120, 200)[seed % 3]
+    x[k:k + 60] *= 4.0
+    s = an.anomaly_scores(x, t)
+    assert s[kb] >= THR                       # the false alarm...
+    assert s[k:k + 5].max() >= THR, s[k:k + 5]  # ...does not hide the x4
+    # the old rule (no escalation) indeed missed it: the test is not vacuous
+    old = an.Likelihood(escalate=0.0).batch(x, t)
+    assert old[k:k + 5].max() < THR
+    # still one alert per burst: the outlier and the escalation, nothing
+    # else in the hold (the shift's own end is not a larger surprise)
+    assert int((s[kb:kb + 301] >= THR).sum()) == 2
+    # streaming applies the same rule, also across a JSON save/restore
+    # in the middle of the hold
+    sd = an.StreamingDetector()
+    out = []
+    for i, (v, ts) in enumerate(zip(x.tolist(), t.tolist())):
+        if i == k - 3:
+            sd = an.StreamingDetector.from_state(
+                json.loads(json.dumps(sd.state_dict())))
+        out.append(sd.update(v, ts))
+    np.testing.assert_allclose(out, s, rtol=0, atol=1e-9)
+
+
+def test_spacing_still_holds_back_equal_or_smaller_repeats():
+    """A second outlier of the same size inside the hold stays damped;
+    only a much larger surprise gets through.  (Single-point strength
+    grows slowly with the size of a spike, as z / (z + z_half) and a log
+    ratio: a x3.5 spike has strength ~0.9 here, so an escalation needs a
+    spike of roughly x20-x30.)"""
+    t, x = latency(3)
+    x[1500] = 800.0 * 3.5
+    x[1600] = 800.0 * 3.5             # same surprise: spaced out
+    s = an.anomaly_scores(x, t)
+    assert s[1500] >= THR and s[1600:1700].max() < THR
+    x[1700] = 800.0 * 40.0            # much larger: an alert of its own
+    s = an.anomaly_scores(x, t)
+    assert s[1700] >= THR and s[1701:1801].max() < THR

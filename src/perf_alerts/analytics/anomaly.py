@@ -37,6 +37,11 @@ Design (why, not how):
   e.g. a rule rescoring its 24 h lookback, must not page while learning.
 * After a score crosses the alerting threshold, further points are damped
   for a while (causally), so one incident raises one alert, not a burst.
+  The damping is judged on the uncapped *strength* (the same decades /
+  extreme-jump ratio before the cap at 1): a point whose strength is at
+  least ``escalate`` (2) times that of the burst which started the hold is
+  a much larger surprise and is not damped, so one false alarm cannot
+  blind a rule to a real incident minutes later.
 
 Every recursive filter is a first-order exponential sum; the batch path
 evaluates it in closed form by blocks (see :func:`_ew_sum`) so the whole
@@ -252,8 +257,12 @@ class Likelihood(Detector):
     (best explains the series) provides the score.  A daily wave is then
     judged on its day-over-day changes, a flat metric on its raw values.
 
-    Alert spacing: after a score reaches ``alert_level`` the next
-    ``spacing`` points are multiplied by ``damp`` (one incident, one alert).
+    Channel scores are computed uncapped (the *strength*); the score is
+    ``min(strength, 1)``.  Alert spacing: after a score reaches
+    ``alert_level`` the next ``spacing`` points are multiplied by ``damp``
+    (one incident, one alert), except alert-level points at least
+    ``escalate`` times stronger than the burst that started the hold
+    (``escalate=0`` restores plain spacing); see :meth:`_space`.
     """
 
     name = "likelihood"
@@ -268,6 +277,7 @@ class Likelihood(Detector):
                 "decades": 12.0, "avg_hl2": 12.0, "decades2": 6.0,
                 "warmup": 64, "min_history": 300, "spacing": 300,
                 "damp": 0.25, "alert_level": DEFAULT_ANOMALY_THRESHOLD,
+                "escalate": 2.0,
                 "z_full": 0.0, "seasonal": True, "lag_tol": 1.0 / 48,
                 "log_c": 0.01, "jump_ratio": 2.0, "jump_hl": 2048.0,
                 "jump_ref": 4.0, "tail_pow": 1.0,
@@ -350,11 +360,11 @@ class Likelihood(Detector):
             var = np.r_[0.0, np.maximum(m2 - m1 * m1, 0.0)[:-1]]
             sd = np.maximum(np.sqrt(var), p["min_std"])
             zz = self._std_batch(avg, mu, sd, gam)
-            s = np.maximum(s, np.minimum(_decades_batch(zz) / dec, 1.0))
+            s = np.maximum(s, _decades_batch(zz) / dec)
         if name not in p["lik_channels"]:
             s = np.zeros(n)
         if p["z_full"] > 0:
-            s = np.maximum(s, np.minimum(z / p["z_full"], 1.0))
+            s = np.maximum(s, z / p["z_full"])
         if p["jump_ratio"] > 0:
             s = np.maximum(s, self._extreme_batch(z))
         return s, prev_scale
@@ -415,7 +425,7 @@ class Likelihood(Detector):
         seen = np.where(j < p["warmup"], -np.inf, lz)   # scale not settled
         lm = np.maximum.accumulate(seen - j * ld) + j * ld
         ref = np.maximum(np.r_[-np.inf, lm[:-1]], math.log(p["jump_ref"]))
-        return np.clip(0.5 * (lz - ref) / math.log(p["jump_ratio"]), 0.0, 1.0)
+        return np.maximum(0.5 * (lz - ref) / math.log(p["jump_ratio"]), 0.0)
 
     def batch(self, x, t):
         p = self.params
@@ -448,18 +458,49 @@ class Likelihood(Detector):
         s[: max(int(p["warmup"]), int(p["min_history"]))] = 0.0
         return self._space(s)
 
-    def _space(self, s):
-        """Damp points for ``spacing`` steps after each (undamped) alert."""
+    def _space(self, u):
+        """Scores from strengths ``u``: capped at 1, spaced, escalations kept.
+
+        An alert point (``u >= alert_level``) outside a hold starts a hold:
+        the next ``spacing`` points are multiplied by ``damp``.  The hold's
+        reference is the peak strength of the triggering *burst* (the run of
+        consecutive alert-level points that starts with the trigger, e.g. a
+        spike's way up and way down).  A later alert-level point in the hold
+        whose strength is at least ``escalate`` times the reference is a
+        much larger surprise than the one that started the hold: it is not
+        damped, and its own burst becomes the reference (so each further
+        escalation needs another factor ``escalate``).  An escalation does
+        not move the end of the hold, so an escalated false alarm cannot
+        extend the quiet period either.  Only alert-level points change
+        the state, so the Python loop runs over those candidates only;
+        :meth:`step` applies the same rule point by point.
+        """
         p = self.params
-        out = s.copy()
+        out = np.minimum(u, 1.0)
         gap, lvl = int(p["spacing"]), p["alert_level"]
         if gap <= 0:
             return out
-        last = -gap - 1
-        for i in np.flatnonzero(s >= lvl).tolist():
-            if i - last > gap:
-                last = i
-                out[i + 1:i + 1 + gap] = s[i + 1:i + 1 + gap] * p["damp"]
+        esc = float(p["escalate"])
+        n = len(u)
+        marks = np.zeros(n + 1, dtype=np.int64)   # +1/-1 at hold bounds
+        free = []
+        end, ref, prev, burst = -1, 0.0, -2, False
+        for i in np.flatnonzero(u >= lvl).tolist():
+            v = float(u[i])
+            burst = burst and i == prev + 1
+            prev = i
+            if i > end:                            # not held: an alert
+                end, ref, burst = i + gap, v, True
+                marks[i + 1] += 1                  # hold = i+1 .. i+gap
+                marks[min(end + 1, n)] -= 1
+            elif burst:                            # the same burst goes on
+                ref = max(ref, v)
+            elif esc > 0 and v >= esc * ref:       # escalation: let through
+                free.append(i)
+                ref, burst = v, True
+        mask = np.cumsum(marks[:n]) > 0
+        mask[free] = False
+        out[mask] *= p["damp"]
         return out
 
     # -- streaming --------------------------------------------------------
@@ -471,7 +512,8 @@ class Likelihood(Detector):
                   for c in self.channels}
             return {"n": 0, "prev": None, "lvl_s": 0.0, "lvl_w": 0.0,
                     "ch": ch}
-        return {"n": 0, "x0": None, "since_alert": None, "abs_sum": 0.0,
+        return {"n": 0, "x0": None, "since_alert": None, "hold_ref": 0.0,
+                "hold_burst": False, "abs_sum": 0.0,
                 "te": None, "buf_t": [], "buf_x": [],
                 "fam": {f: fam() for f in self.families}}
 
@@ -497,20 +539,18 @@ class Likelihood(Detector):
             else:
                 mu = var = 0.0
             sd = max(math.sqrt(var), p["min_std"])
-            score = max(score, min(_decades_one(
-                self._std_one(avg, mu, sd, f"{name}{q}" in tails)) / dec,
-                1.0))
+            score = max(score, _decades_one(
+                self._std_one(avg, mu, sd, f"{name}{q}" in tails)) / dec)
             d_h = _decay(p["hist_hl"])
             hs[q] = [d_h * h_w + 1.0, d_h * h_1 + avg, d_h * h_2 + avg * avg]
         if name not in p["lik_channels"]:
             score = 0.0
         if p["z_full"] > 0:
-            score = max(score, min(z / p["z_full"], 1.0))
+            score = max(score, z / p["z_full"])
         if p["jump_ratio"] > 0:
             lz = math.log(max(z, 1e-300))
             ref = max(c["lm"], math.log(p["jump_ref"]))
-            score = max(score, min(max(0.5 * (lz - ref) / math.log(
-                p["jump_ratio"]), 0.0), 1.0))
+            score = max(score, 0.5 * (lz - ref) / math.log(p["jump_ratio"]))
             seen = lz if c["k"] >= p["warmup"] else -math.inf
             c["lm"] = max(seen, c["lm"] + math.log(_decay(p["jump_hl"])))
         c["k"] += 1
@@ -597,12 +637,22 @@ class Likelihood(Detector):
         if since is not None:
             since += 1
         held = gap > 0 and since is not None and since <= gap
-        if held:
-            s *= p["damp"]
-        elif gap > 0 and s >= p["alert_level"]:
-            since = 0
+        # the rule of _space, one point at a time (s is the strength here)
+        cand = gap > 0 and s >= p["alert_level"]
+        ref = st.get("hold_ref", 1.0)       # states saved before hold_ref
+        burst = cand and st.get("hold_burst", False)
+        esc = float(p["escalate"])
+        if cand and not held:
+            since, ref, burst = 0, s, True
+        elif cand and burst:
+            ref = max(ref, s)
+        elif cand and esc > 0 and s >= esc * ref:
+            ref, burst, held = s, True, False
         st["since_alert"] = since
-        return s
+        st["hold_ref"] = ref
+        st["hold_burst"] = burst
+        s = min(s, 1.0)
+        return s * p["damp"] if held else s
 
 
 # ---------------------------------------------------------------------------
