@@ -39,9 +39,11 @@ def _series_name(s: SeriesInfo) -> str:
     return s.metric + "{" + ",".join(f'{k}="{v}"' for k, v in sorted(s.labels.items())) + "}"
 
 
-def _select(store: Store, agent: str | None, labels: dict[str, str] | None) -> list[SeriesInfo]:
+def _select(store: Store, agent: str | None, labels: dict[str, str] | None,
+            series: list[SeriesInfo] | None = None) -> list[SeriesInfo]:
+    """The series of one agent / label set, from `series` when the caller already listed them."""
     out = []
-    for s in store.list_series():
+    for s in store.list_series() if series is None else series:
         if agent is not None and s.labels.get(catalog.AGENT_LABEL) != agent:
             continue
         if labels and any(s.labels.get(k) != v for k, v in labels.items()):
@@ -56,12 +58,13 @@ def recent_window(lookback: float) -> float:
 
 
 def agent_health(store: Store, config: Config, at: float, lookback: float, alerts: list[Alert],
-                 agent: str | None = None, recent: float | None = None) -> H.Health:
+                 agent: str | None = None, recent: float | None = None,
+                 all_series: list[SeriesInfo] | None = None) -> H.Health:
     """Health of one agent (or everything): the `recent` window (default: now, the last hour) judged
     against the rest of the lookback. A whole period is judged with recent=period, lookback=2×period."""
     recent = recent_window(lookback) if recent is None else recent
     start = at - recent
-    series = _select(store, agent, None)
+    series = _select(store, agent, None, all_series)
     by_metric: dict[str, list[SeriesInfo]] = defaultdict(list)
     for s in series:
         by_metric[s.metric].append(s)
@@ -108,8 +111,9 @@ def agent_health(store: Store, config: Config, at: float, lookback: float, alert
     return H.combine(comps)
 
 
-def agents_in_store(store: Store) -> list[str]:
-    return sorted({s.labels[catalog.AGENT_LABEL] for s in store.list_series() if catalog.AGENT_LABEL in s.labels})
+def agents_in_store(store: Store, all_series: list[SeriesInfo] | None = None) -> list[str]:
+    series = store.list_series() if all_series is None else all_series
+    return sorted({s.labels[catalog.AGENT_LABEL] for s in series if catalog.AGENT_LABEL in s.labels})
 
 
 def analyze(store: Store, config: Config, at: float, lookback: float, alerts: list[Alert],
@@ -117,7 +121,8 @@ def analyze(store: Store, config: Config, at: float, lookback: float, alerts: li
     from perf_alerts.analytics.anomaly import anomaly_scores, threshold_for
 
     start = at - lookback
-    series = _select(store, agent, labels)
+    all_series = store.list_series()  # listed once for the report, the health and every agent
+    series = _select(store, agent, labels, all_series)
     block = store.query([s.id for s in series], start - lookback, at)
     threshold = threshold_for(None)
     summaries: list[dict[str, Any]] = []
@@ -145,11 +150,11 @@ def analyze(store: Store, config: Config, at: float, lookback: float, alerts: li
     trends.sort(key=lambda d: (d["verdict"] != "worsening", d["p_value"] if d["p_value"] is not None else 1.0))
     anomalies.sort(key=lambda d: -(d["max_score"] or 0))
 
-    overall = agent_health(store, config, at, lookback, alerts, agent)
+    overall = agent_health(store, config, at, lookback, alerts, agent, all_series=all_series)
     per_agent = {}
     if agent is None:
-        for name in agents_in_store(store):
-            per_agent[name] = agent_health(store, config, at, lookback, alerts, name).to_dict()
+        for name in agents_in_store(store, all_series):
+            per_agent[name] = agent_health(store, config, at, lookback, alerts, name, all_series=all_series).to_dict()
 
     findings: list[str] = []
     for name, h in sorted(per_agent.items(), key=lambda kv: (kv[1]["score"] is None, kv[1]["score"] or 0)):

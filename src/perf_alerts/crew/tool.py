@@ -416,12 +416,13 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
         alerts = system.alerts()
         active = [a for a in alerts if a.state in (AlertState.FIRING, AlertState.PENDING)]
         health = []
-        names = [agent] if agent else insights.agents_in_store(system.store)
+        all_series = system.store.list_series()
+        names = [agent] if agent else insights.agents_in_store(system.store, all_series)
         for name in names:
-            h = insights.agent_health(system.store, system.config, now, lookback, alerts, name)
+            h = insights.agent_health(system.store, system.config, now, lookback, alerts, name, all_series=all_series)
             health.append({"agent": name, "score": None if h.score is None else round(h.score, 1), "status": h.status})
         health.sort(key=lambda d: (d["score"] is None, d["score"] if d["score"] is not None else 0.0))
-        overall = insights.agent_health(system.store, system.config, now, lookback, alerts, None)
+        overall = insights.agent_health(system.store, system.config, now, lookback, alerts, None, all_series=all_series)
         events = system.store.events(since=now - lookback)
         recent = [{"at": iso(e["ts"]), "event": e["event"], "rule": e["rule"], "severity": e["severity"]}
                   for e in events[-10:]][::-1]
