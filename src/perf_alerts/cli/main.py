@@ -536,15 +536,13 @@ def deliver(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Send the notifications that are due (after an outage, or a run with --no-notify)."""
-    from perf_alerts.notify.pipeline import Notifier
+    from perf_alerts.notify.pipeline import deliver_due
 
     s = system()
     for w in s.config.warnings:
         out.warn(w)
-    n = Notifier(s, console_write=out.stderr_line if as_json else None)
-    limit = _duration_opt(deadline, "--deadline") if deadline else s.config.delivery.cli_deadline
-    plan, rep = n.flush(s.clock.now(), limit)
-    d = {**plan.to_dict(), **rep.to_dict(), "still_pending": n.outbox.open_count(), "disabled": n.disabled_receivers()}
+    limit = _duration_opt(deadline, "--deadline") if deadline else None
+    d = deliver_due(s, console_write=out.stderr_line if as_json else None, deadline=limit)
     if as_json:
         out.emit_json(d)
     else:

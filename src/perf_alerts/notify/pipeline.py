@@ -420,12 +420,26 @@ def _report(n: Notifier, plan: PlanReport | None, delivery: DeliveryReport, ids:
     return d
 
 
+def _deliver_now(n: Notifier, ids: list[int]) -> dict[str, Any]:
+    """Deliver what was just queued (and anything else due) before returning."""
+    system = n.system
+    _, delivery = n.flush(system.clock.now(), system.config.delivery.cli_deadline, flush_new_groups=False)
+    return _report(n, None, delivery, ids)
+
+
+def deliver_due(system: "PerfAlerts", at: float | None = None, console_write: Callable[[str], None] | None = None,
+                deadline: float | None = None) -> dict[str, Any]:
+    """Plan what the alert state calls for at `at`, then deliver until nothing is due within `deadline`."""
+    n = Notifier(system, console_write=console_write)
+    at = system.clock.now() if at is None else at
+    plan, delivery = n.flush(at, system.config.delivery.cli_deadline if deadline is None else deadline)
+    return _report(n, plan, delivery)
+
+
 def deliver_evaluation(system: "PerfAlerts", result: "EvaluationResult",
                        console_write: Callable[[str], None] | None = None) -> dict[str, Any]:
     """What `perf-alerts evaluate` calls after a cycle: send what it produced before exiting."""
-    n = Notifier(system, console_write=console_write)
-    plan, delivery = n.flush(result.at, system.config.delivery.cli_deadline)
-    return _report(n, plan, delivery)
+    return deliver_due(system, result.at, console_write)
 
 
 def deliver_message(system: "PerfAlerts", title: str, severity: str, text: str,
@@ -435,9 +449,7 @@ def deliver_message(system: "PerfAlerts", title: str, severity: str, text: str,
     body = text
     if metrics:
         body += "\n" + "\n".join(f"• {k}: {v}" for k, v in list(metrics.items())[:20])
-    ids = n.enqueue_message(title, body, severity)
-    _, delivery = n.flush(system.clock.now(), system.config.delivery.cli_deadline, flush_new_groups=False)
-    return _report(n, None, delivery, ids)
+    return _deliver_now(n, n.enqueue_message(title, body, severity))
 
 
 def deliver_summary(system: "PerfAlerts", summary: dict[str, Any], files: list[tuple[str, bytes, str]] | None = None,
@@ -446,6 +458,4 @@ def deliver_summary(system: "PerfAlerts", summary: dict[str, Any], files: list[t
     n = Notifier(system, console_write=console_write)
     title = str(summary.get("title") or "Executive performance summary")
     text = str(summary.get("text") or summary.get("markdown") or json.dumps(summary, default=str)[:3500])
-    ids = n.enqueue_message(title, text, "info", kind="executive_summary", files=files)
-    _, delivery = n.flush(system.clock.now(), system.config.delivery.cli_deadline, flush_new_groups=False)
-    return _report(n, None, delivery, ids)
+    return _deliver_now(n, n.enqueue_message(title, text, "info", kind="executive_summary", files=files))
