@@ -188,18 +188,9 @@ def send_summary(system: "PerfAlerts", summary: dict[str, Any], md: str, png: by
 
 
 def _discord_text(summary: dict[str, Any]) -> str:
-    """The headline part of the Markdown: Discord embeds hold 4,096 characters; the rest is in the files."""
-    h = summary["health"]
-    a = summary["alerts"]
-    lines = [
-        f"**Health** {h['score'] if h['score'] is not None else 'no data'} ({h['status']}), change {h['change'] if h['change'] is not None else 'n/a'}",
-        f"**Alerts fired** {a['fired_total']} ({', '.join(f'{k} {v}' for k, v in a['fired_by_severity'].items())}); firing now {a['firing_now']}",
-        f"**MTTA** {summary['mtta'].get('mean_seconds') or '–'} s · **MTTR** {summary['mttr'].get('mean_seconds') or '–'} s",
-    ]
-    if summary["worst_agents"]:
-        lines.append("**Worst agents** " + ", ".join(f"{w['agent']} {w['score']}" for w in summary["worst_agents"]))
+    """The summary's headline (the same sentences the Markdown opens with) plus the noisiest rules:
+    Discord embeds hold 4,096 characters; the rest is in the attached chart and the files."""
+    lines = [f"• {x}" for x in summary.get("headline", [])]
     if summary["noisiest_rules"]:
-        lines.append("**Noisiest rules** " + ", ".join(f"{r['rule']} ×{r['fired']}" for r in summary["noisiest_rules"][:3]))
-    for r in summary["recommendations"][:3]:
-        lines.append(f"• {r['title']}")
+        lines.append("• Noisiest rules: " + ", ".join(f"{r['rule']} ×{r['fired']}" for r in summary["noisiest_rules"][:3]))
     return "\n".join(lines)[:3800]
