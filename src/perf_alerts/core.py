@@ -20,6 +20,9 @@ from perf_alerts.store import Store
 from perf_alerts.timeutil import Clock, SystemClock, TimeParseError, iso
 
 
+RECORD_FIELDS = {"metric", "value", "timestamp", "ts", "labels"}
+
+
 @dataclass
 class RecordReport:
     accepted: int = 0
@@ -86,6 +89,10 @@ class PerfAlerts:
                 if isinstance(r, Sample):
                     s = Sample.checked(r.metric, r.value, r.ts, r.labels)
                 elif isinstance(r, Mapping):
+                    unknown = set(r) - RECORD_FIELDS
+                    if unknown:
+                        raise SampleError(f"unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
+                                          "valid: metric, value, timestamp, labels")
                     ts = r.get("timestamp", r.get("ts", now))
                     s = Sample.checked(r.get("metric"), r.get("value"), ts, r.get("labels"))
                 else:

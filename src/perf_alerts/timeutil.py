@@ -48,8 +48,9 @@ class TimeParseError(ValueError):
     pass
 
 
-# the range a timestamp can be shown in (datetime years 1..9999); beyond it is a unit mistake
-MIN_UNIX = -62135596800.0
+# performance samples live between 1970 and the year 9999 (what a datetime can show); outside is a
+# mistake, usually milliseconds given as seconds
+MIN_UNIX = 0.0
 MAX_UNIX = 253402300799.0
 
 
@@ -58,7 +59,7 @@ def check_unix(v: float, raw: object) -> float:
     if not math.isfinite(v):
         raise TimeParseError(f"invalid timestamp {raw!r}")
     if not MIN_UNIX <= v <= MAX_UNIX:
-        hint = " (milliseconds? use Unix seconds)" if v > MAX_UNIX else ""
+        hint = " (milliseconds? use Unix seconds)" if v > MAX_UNIX else " (before 1970)"
         raise TimeParseError(f"timestamp {raw!r} is out of range{hint}")
     return v
 

@@ -149,12 +149,9 @@ def collect(as_json: bool = typer.Option(False, "--json")) -> None:
 def _parse_at(at: Optional[str]) -> Optional[float]:
     if at is None:
         return None
-    from perf_alerts.timeutil import SystemClock, TimeParseError, parse_time_arg
+    from perf_alerts.timeutil import SystemClock, check_unix, parse_time_arg
 
-    ts = parse_time_arg(at, SystemClock())
-    if not -62135596800.0 <= ts <= 253402300799.0:  # years 1..9999: beyond is a unit mistake
-        raise TimeParseError(f"time {at!r} is out of range (milliseconds? use Unix seconds or ISO 8601)")
-    return ts
+    return check_unix(parse_time_arg(at, SystemClock()), at)  # also `now+…` beyond what can be shown
 
 
 @app.command()
