@@ -20,6 +20,8 @@ from typing import Any, Iterable, Iterator, Sequence
 import numpy as np
 
 from perf_alerts.model import Alert, AlertState, Sample, Severity, canonical_labels
+from perf_alerts.store.management import ManagementQueries
+from perf_alerts.store.outbox import OutboxQueries
 
 ENV_DB = "PERF_ALERTS_DB"
 DEFAULT_DB = "perf_alerts.db"
@@ -202,7 +204,7 @@ class StoreError(Exception):
     """The store file cannot be used (missing directory, not a database, no permission)."""
 
 
-class Store:
+class Store(OutboxQueries, ManagementQueries):
     """Thread-safe handle on the SQLite file (one connection per thread)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
