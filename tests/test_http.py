@@ -88,7 +88,7 @@ class LiveServer:
     """uvicorn serving `create_app(system)` on a background thread."""
 
     def __init__(self, system: PerfAlerts, host: str = "127.0.0.1", token: str | None = None, **kw: Any) -> None:
-        from perf_alerts.http.app import build_server
+        from perf_alerts.http.server import build_server
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -322,9 +322,9 @@ def test_notifications_and_receivers_never_leak_the_webhook(client: httpx.Client
     _, system = live
     with system.store.transaction() as con:
         nid = Outbox(system.store).enqueue(con, "oncall", "alerts", "g", {"alerts": [], "title": "t"}, NOW)
-    n = Outbox(system.store).get(nid)
-    assert n is not None
-    Outbox(system.store).retry(n, NOW, f"HTTP 503 from {WEBHOOK}", 30)
+    sender = Outbox(system.store)
+    [n] = [x for x in sender.claim(NOW) if x.id == nid]  # a sender changes only rows it claimed
+    assert sender.retry(n, NOW, f"HTTP 503 from {WEBHOOK}", 30) == "failed"
     r = client.get("/api/v1/notifications")
     assert r.status_code == 200
     body = r.json()
@@ -385,7 +385,7 @@ def test_token_required_when_set(tmp_path: Path) -> None:
 
 
 def test_non_loopback_bind_requires_a_token(tmp_path: Path) -> None:
-    from perf_alerts.http.app import ServeError, build_server, check_bind
+    from perf_alerts.http.server import ServeError, build_server, check_bind
 
     system = seeded_system(tmp_path)
     for host in ("0.0.0.0", "::", "192.168.1.10", "example.com"):

@@ -1,23 +1,36 @@
 """The outbox: every notification is written to the store before anything is sent.
 
-States: pending (not tried yet) → delivered; or failed (will be retried at
-`next_attempt_at`, exponential backoff with jitter) → … → dead (retry budget spent, or
-the receiver is disabled), with the reason kept. A crash between "written" and "sent"
-leaves the row pending, so the next process sends it: at-least-once delivery.
+States: pending (not tried yet) → sending (claimed by one sender, under a lease) →
+delivered; or failed (retried at `next_attempt_at`, exponential backoff with jitter) → … →
+dead (retry budget spent, or the receiver is disabled), with the reason kept.
+
+Any number of processes deliver from the same outbox: a sender claims the due rows it will
+send (nobody else can), records each Discord message as soon as Discord accepts it, and
+changes a row only while it still holds the claim. A sender that dies leaves its rows
+claimed until the lease runs out; then another sender takes them and re-sends only what
+was not yet accepted — at most the message that was in flight.
 """
 
 from __future__ import annotations
 
-import json
+import logging
+import os
+import socket
 import sqlite3
+import uuid
 from dataclasses import dataclass, field
-from typing import Any, Iterable
+from typing import Any, Sequence
 
 from perf_alerts.notify.redact import redact
 from perf_alerts.store import Store
+from perf_alerts.store.outbox import OutboxRow
 from perf_alerts.timeutil import iso
 
-STATES = ("pending", "failed", "delivered", "dead")
+log = logging.getLogger("perf_alerts.notify")
+
+STATES = ("pending", "sending", "failed", "delivered", "dead")
+
+DEFAULT_LEASE = 60.0
 
 
 @dataclass
@@ -34,6 +47,7 @@ class Notification:
     last_error: str | None
     message_ids: list[str] = field(default_factory=list)
     delivered_at: float | None = None
+    sent: list[str] = field(default_factory=list)  # fingerprints already shown in an accepted message
 
     @property
     def fingerprints(self) -> list[str]:
@@ -53,66 +67,57 @@ class Notification:
         }
 
 
-_COLS = "id, receiver, kind, group_key, created_at, body, state, attempts, next_attempt_at, last_error, message_ids, delivered_at"
-
-
-def _row(r: tuple[Any, ...]) -> Notification:
-    return Notification(r[0], r[1], r[2], r[3], r[4], json.loads(r[5]), r[6], r[7], r[8], r[9], json.loads(r[10]), r[11])
+def _from_row(r: OutboxRow) -> Notification:
+    return Notification(r.id, r.receiver, r.kind, r.group_key, r.created_at, r.body, r.state, r.attempts,
+                        r.next_attempt_at, r.last_error, r.message_ids, r.delivered_at, r.sent)
 
 
 class Outbox:
-    def __init__(self, store: Store) -> None:
+    """The outbox as one sender sees it: `owner` names this sender in every claim it makes."""
+
+    def __init__(self, store: Store, owner: str | None = None, lease: float = DEFAULT_LEASE) -> None:
         self.store = store
+        self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
+        self.lease = lease
 
     def enqueue(self, con: sqlite3.Connection, receiver: str, kind: str, group_key: str, body: dict[str, Any],
                 at: float) -> int:
-        cur = con.execute(
-            "INSERT INTO notifications (receiver, kind, group_key, created_at, body, state, attempts, next_attempt_at) "
-            "VALUES (?, ?, ?, ?, ?, 'pending', 0, ?)",
-            (receiver, kind, group_key, at, json.dumps(body, default=str), at),
-        )
-        return int(cur.lastrowid or 0)
+        return self.store.outbox_insert(con, receiver, kind, group_key, body, at)
 
-    def due(self, now: float, receivers: Iterable[str] | None = None) -> list[Notification]:
-        rows = self.store.con.execute(
-            f"SELECT {_COLS} FROM notifications WHERE state IN ('pending', 'failed') AND next_attempt_at <= ? ORDER BY id",
-            (now,),
-        ).fetchall()
-        out = [_row(r) for r in rows]
-        if receivers is not None:
-            keep = set(receivers)
-            out = [n for n in out if n.receiver in keep]
-        return out
+    def claim(self, now: float, limit: int = 500) -> list[Notification]:
+        """Take the due rows (and rows of senders whose lease ran out) for this sender."""
+        return [_from_row(r) for r in self.store.outbox_claim(self.owner, now, self.lease, limit)]
+
+    def renew(self, ids: list[int]) -> int:
+        return self.store.outbox_renew(self.owner, ids, self.lease)
+
+    def release(self, ids: list[int]) -> None:
+        self.store.outbox_release(self.owner, ids)
 
     def next_due_at(self) -> float | None:
-        row = self.store.con.execute(
-            "SELECT MIN(next_attempt_at) FROM notifications WHERE state IN ('pending', 'failed')").fetchone()
-        return None if row is None or row[0] is None else float(row[0])
+        return self.store.outbox_next_due_at()
 
     def open_count(self) -> int:
-        return int(self.store.con.execute(
-            "SELECT COUNT(*) FROM notifications WHERE state IN ('pending', 'failed')").fetchone()[0])
+        return self.store.outbox_open_count()
 
     def get(self, nid: int) -> Notification | None:
-        r = self.store.con.execute(f"SELECT {_COLS} FROM notifications WHERE id = ?", (nid,)).fetchone()
-        return _row(r) if r else None
+        r = self.store.outbox_get(nid)
+        return _from_row(r) if r else None
 
     def recent(self, state: str | None = None, limit: int = 100) -> list[Notification]:
-        if state:
-            rows = self.store.con.execute(
-                f"SELECT {_COLS} FROM notifications WHERE state = ? ORDER BY id DESC LIMIT ?", (state, limit)).fetchall()
-        else:
-            rows = self.store.con.execute(f"SELECT {_COLS} FROM notifications ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
-        return [_row(r) for r in rows]
+        return [_from_row(r) for r in self.store.outbox_recent(state, limit)]
 
-    # -- outcomes ------------------------------------------------------------------------
-    def delivered(self, n: Notification, at: float, message_ids: list[str]) -> None:
-        with self.store.transaction() as con:
-            con.execute(
-                "UPDATE notifications SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, "
-                "message_ids = ?, last_error = NULL WHERE id = ? AND state IN ('pending', 'failed')",
-                (at, json.dumps(n.message_ids + message_ids), n.id),
-            )
+    # -- outcomes: each lands only while this sender still holds the claim ---------------------
+    def progress(self, accepted: list[tuple[int, str | None, list[str]]], done: list[int], at: float,
+                 refs: Sequence[tuple[str, str, str, int]] = ()) -> list[int]:
+        """Record one accepted message (or edit); returns ids another sender had taken over."""
+        lost = self.store.outbox_progress(self.owner, accepted, done, at, refs)
+        if lost:
+            log.warning("outbox: notification(s) %s were taken over by another sender (lease ran out)", lost)
+        return lost
+
+    def delivered(self, n: Notification, at: float, message_ids: list[str] | None = None) -> bool:
+        return not self.progress([(n.id, mid, []) for mid in (message_ids or [])], [n.id], at)
 
     def retry(self, n: Notification, at: float, error: str, delay: float, count_attempt: bool = True,
               max_attempts: int = 8) -> str:
@@ -121,22 +126,11 @@ class Outbox:
         if attempts >= max_attempts:
             self.dead(n, at, f"gave up after {attempts} attempts; last error: {error}", attempts)
             return "dead"
-        with self.store.transaction() as con:
-            con.execute(
-                "UPDATE notifications SET state = 'failed', attempts = ?, next_attempt_at = ?, last_error = ? "
-                "WHERE id = ?",
-                (attempts, at + delay, redact(error), n.id),
-            )
+        if not self.store.outbox_retry(self.owner, n.id, attempts, at + delay, redact(error)):
+            log.warning("outbox: notification %d was taken over by another sender; its retry is theirs", n.id)
+            return "lost"
         return "failed"
 
-    def dead(self, n: Notification, at: float, reason: str, attempts: int | None = None) -> None:
-        with self.store.transaction() as con:
-            con.execute(
-                "UPDATE notifications SET state = 'dead', attempts = ?, last_error = ?, next_attempt_at = ? WHERE id = ?",
-                (n.attempts + 1 if attempts is None else attempts, redact(reason), at, n.id),
-            )
-
-    def add_message_ids(self, n: Notification, message_ids: list[str]) -> None:
-        n.message_ids = n.message_ids + message_ids
-        with self.store.transaction() as con:
-            con.execute("UPDATE notifications SET message_ids = ? WHERE id = ?", (json.dumps(n.message_ids), n.id))
+    def dead(self, n: Notification, at: float, reason: str, attempts: int | None = None) -> bool:
+        return self.store.outbox_dead(self.owner, n.id, n.attempts + 1 if attempts is None else attempts, at,
+                                      redact(reason))

@@ -8,6 +8,7 @@ is in the store before any request leaves the process.
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import json
 import logging
@@ -19,12 +20,14 @@ from typing import TYPE_CHECKING, Any, Callable
 from perf_alerts.config import Receiver
 from perf_alerts.model import Alert, AlertState, alert_from_snapshot, alert_snapshot, canonical_labels
 from perf_alerts.notify.discord import AlertGroup
+from perf_alerts.notify.engine import NotificationEngine, engine as default_engine, in_running_loop
 from perf_alerts.notify.escalate import due_escalations
 from perf_alerts.notify.mute import muting
 from perf_alerts.notify.outbox import Notification, Outbox
 from perf_alerts.notify.receivers import DiscordContext, Outcome, send_console, send_discord, send_file, send_webhook
 from perf_alerts.notify.redact import redact, register_secret
 from perf_alerts.notify.routing import ResolvedRoute, match_routes
+from perf_alerts.store.outbox import NotifyGroupRow
 
 if TYPE_CHECKING:
     from perf_alerts.core import EvaluationResult, PerfAlerts
@@ -38,6 +41,7 @@ class PlanReport:
     silenced: int = 0
     inhibited: int = 0
     escalations: int = 0
+    background: bool = False  # planned by the engine in the background (called inside a running loop)
 
     def to_dict(self) -> dict[str, Any]:
         return {"created": len(self.created), "silenced": self.silenced, "inhibited": self.inhibited,
@@ -53,6 +57,8 @@ class DeliveryReport:
     rate_limited: int = 0
     disabled_receivers: list[str] = field(default_factory=list)
     errors: list[str] = field(default_factory=list)
+    # started on the notification engine without waiting (the caller was inside a running event loop)
+    background: bool = False
 
     def merge(self, other: "DeliveryReport") -> None:
         self.delivered += other.delivered
@@ -66,7 +72,7 @@ class DeliveryReport:
     def to_dict(self) -> dict[str, Any]:
         return {"delivered": self.delivered, "failed": self.failed, "dead": self.dead, "requests": self.requests,
                 "rate_limited": self.rate_limited, "disabled_receivers": self.disabled_receivers,
-                "errors": self.errors[:20]}
+                "errors": self.errors[:20], **({"background": True} if self.background else {})}
 
 
 def _target_hash(r: Receiver) -> str:
@@ -76,14 +82,21 @@ def _target_hash(r: Receiver) -> str:
 
 
 class Notifier:
-    """Plans and delivers notifications for one `PerfAlerts` system."""
+    """Plans and delivers notifications for one `PerfAlerts` system.
+
+    Cheap to create: the long-lived parts (event loop, HTTP clients, Discord rate-limit
+    state) belong to the process-wide `NotificationEngine`. `discord_client` and
+    `http_client` replace the engine's clients (tests, benchmarks); the caller closes them.
+    """
 
     def __init__(self, system: "PerfAlerts", *, console_write: Callable[[str], None] | None = None,
-                 discord_client: Any = None, http_client: Any = None) -> None:
+                 discord_client: Any = None, http_client: Any = None,
+                 engine: NotificationEngine | None = None) -> None:
         self.system = system
         self.store = system.store
         self.config = system.config
-        self.outbox = Outbox(self.store)
+        self._engine = engine
+        self.outbox = Outbox(self.store, lease=self.config.delivery.lease)
         self._console_write = console_write
         self._discord = discord_client
         self._http = http_client
@@ -94,6 +107,11 @@ class Notifier:
                 register_secret(r.webhook.url)
                 for v in r.webhook.headers.values():
                     register_secret(v)
+
+    @property
+    def engine(self) -> NotificationEngine:
+        """The engine given, else the process-wide one (looked up each time: it may have been closed and replaced)."""
+        return self._engine if self._engine is not None else default_engine()
 
     # ------------------------------------------------------------------ planning
     def plan(self, at: float | None = None, *, flush_new_groups: bool = False) -> PlanReport:
@@ -108,9 +126,8 @@ class Notifier:
         rep = PlanReport()
         with self.store.transaction() as con:
             # active alerts, plus the resolved ones some group still owes a resolution: not the whole history
-            states = {r[0]: r for r in con.execute(
-                "SELECT key, receiver, group_labels, first_seen, last_sent_at, sent_firing, route FROM notify_groups")}
-            owed = {fp for st in states.values() for fp in json.loads(st[5])}
+            states = self.store.notify_groups_load(con)
+            owed = {fp for st in states.values() for fp in st.sent_firing}
             alerts = self.store.load_alerts(states=[AlertState.FIRING, AlertState.PENDING], con=con)
             have = {a.fingerprint for a in alerts}
             alerts += self.store.load_alerts(fingerprints=sorted(owed - have), con=con)
@@ -139,20 +156,21 @@ class Notifier:
                     receiver = route.receiver
                 else:
                     assert st is not None
-                    group_labels, fmap = json.loads(st[2]), {}
-                    settings = json.loads(st[6])
-                    receiver = st[1]
+                    group_labels, fmap = st.group_labels, {}
+                    settings = st.settings
+                    receiver = st.receiver
                 firing_now = set(fmap)
-                prev = set(json.loads(st[5])) if st else set()
+                prev = set(st.sent_firing) if st else set()
                 resolved = {fp for fp in prev - firing_now if fp in by_fp and by_fp[fp].state == AlertState.RESOLVED}
-                muted = {fp for fp in prev - firing_now if fp in by_fp and by_fp[fp].state == AlertState.FIRING}
+                # announced earlier, still firing, but silenced or inhibited now
+                held = {fp for fp in prev - firing_now if fp in by_fp and by_fp[fp].state == AlertState.FIRING}
                 send_resolved = bool(settings["send_resolved"])
                 if st is None:
                     if not firing_now:
                         continue
                     first_seen, last_sent = at, None
                 else:
-                    first_seen, last_sent = st[3], st[4]
+                    first_seen, last_sent = st.first_seen, st.last_sent_at
                 if last_sent is None:
                     due = flush_new_groups or at >= first_seen + settings["group_wait"]
                 elif (firing_now - prev) or (resolved and send_resolved):
@@ -169,29 +187,24 @@ class Notifier:
                     if out:
                         body = {"group_labels": group_labels, "alerts": [alert_snapshot(a) for a in out]}
                         rep.created.append(self.outbox.enqueue(con, receiver, "alerts", key, body, at))
-                    last_sent, sent = at, firing_now | muted
+                    last_sent, sent = at, firing_now | held
                 elif not send_resolved:
                     sent = prev - resolved
                 # an announced alert that is muted now stays owed its resolution: when it resolves
                 # (muted or not) the channel hears so, and its message turns green
-                sent = {fp for fp in sent if fp in firing_now or fp in muted or (fp in resolved and send_resolved)}
+                sent = {fp for fp in sent if fp in firing_now or fp in held or (fp in resolved and send_resolved)}
                 if not sent and not firing_now:
-                    con.execute("DELETE FROM notify_groups WHERE key = ?", (key,))
+                    self.store.notify_group_delete(con, key)
                     continue
-                con.execute(
-                    "INSERT OR REPLACE INTO notify_groups (key, receiver, group_labels, first_seen, last_sent_at, "
-                    "sent_firing, route) VALUES (?, ?, ?, ?, ?, ?, ?)",
-                    (key, receiver, json.dumps(group_labels), first_seen, last_sent, json.dumps(sorted(sent)),
-                     json.dumps(settings)),
-                )
+                self.store.notify_group_save(con, NotifyGroupRow(key, receiver, group_labels, first_seen, last_sent,
+                                                                 sorted(sent), settings))
 
             # escalations: one notification per (receiver, policy, level), every alert in it
             batches: dict[tuple[str, str, int, tuple[str, ...]], list[Alert]] = defaultdict(list)
             for e in due_escalations(firing, cfg.escalations, at, muted):
                 for rcv in e.spec.receivers:
                     batches[(rcv, e.policy, e.level, tuple(e.spec.mention_roles))].append(e.alert)
-                con.execute("UPDATE alerts SET escalation_level = ?, escalated_at = ? WHERE fingerprint = ?",
-                            (e.level, at, e.alert.fingerprint))
+                self.store.alert_set_escalation(con, e.alert.fingerprint, e.level, at)
                 self.store.add_events([(e.alert.fingerprint, e.alert.rule, e.alert.severity.value, at, "escalated",
                                         e.alert.value, f"{e.policy} level {e.level}{' (repeat)' if e.repeat else ''}")], con)
                 rep.escalations += 1
@@ -221,30 +234,40 @@ class Notifier:
 
     # ------------------------------------------------------------------ delivery
     def deliver(self, now: float | None = None) -> DeliveryReport:
-        """Send what is due (sync; safe inside a running event loop and from any thread)."""
-        from perf_alerts.aio import shared_loop
+        """Send what is due and wait for the outcome (sync; from any thread).
 
-        return shared_loop().run(self.deliver_async(now))
+        Inside a running event loop it must not wait: the delivery is started on the
+        notification engine and a report marked `background` comes back at once.
+        """
+        if in_running_loop():
+            self.engine.submit(self._deliver(now))
+            return DeliveryReport(background=True)
+        return self.engine.run(self._deliver(now))
 
     async def deliver_async(self, now: float | None = None) -> DeliveryReport:
+        """Send what is due; awaitable from any event loop (the work runs on the engine's loop)."""
+        return await self.engine.wrap(self._deliver(now))
+
+    async def _deliver(self, now: float | None = None) -> DeliveryReport:
         now = self.system.clock.now() if now is None else now
         rep = DeliveryReport()
-        due = self.outbox.due(now)
+        due = await asyncio.to_thread(self.outbox.claim, now)
         if not due:
             return rep
+        claim = _Claim(self.outbox, [n.id for n in due])
         receivers = {r.name: r for r in self.config.receivers}
-        disabled = self._disabled()
+        disabled = await asyncio.to_thread(self._disabled)
         discord_batches: dict[str, list[tuple[Notification, Receiver]]] = defaultdict(list)
         by_receiver: dict[str, list[Notification]] = defaultdict(list)
         for n in due:
             rcv = receivers.get(n.receiver)
             if rcv is None:
-                self.outbox.dead(n, now, f"receiver {n.receiver!r} is no longer configured")
-                rep.dead += 1
+                await self._settle(n, Outcome("dead", error=f"receiver {n.receiver!r} is no longer configured"),
+                                   None, now, rep, claim)
                 continue
             if rcv.name in disabled and disabled[rcv.name][0] == _target_hash(rcv):
-                self.outbox.dead(n, now, f"receiver {rcv.name} is disabled: {disabled[rcv.name][1]}")
-                rep.dead += 1
+                await self._settle(n, Outcome("dead", error=f"receiver {rcv.name} is disabled: {disabled[rcv.name][1]}"),
+                                   None, now, rep, claim)
                 continue
             if rcv.kind == "discord":
                 assert rcv.discord is not None
@@ -254,29 +277,42 @@ class Notifier:
 
         for name, ns in by_receiver.items():
             rcv = receivers[name]
+            if rcv.kind == "webhook":
+                # one request per notification, each recorded as soon as it is answered
+                for n in ns:
+                    await claim.renew_if_needed()
+                    try:
+                        outcome = (await send_webhook(self._http_client(), [n], rcv))[n.id]
+                    except Exception as e:  # one broken receiver must not keep the others from their messages
+                        outcome = self._crashed(rcv.name, [n], e)[n.id]
+                    rep.requests += 1
+                    await self._settle(n, outcome, rcv, now, rep, claim)
+                continue
             try:
                 if rcv.kind == "console":
                     outcomes = send_console(ns, rcv, self.config.global_.dashboard_url, self._console_write)
-                elif rcv.kind == "file":
-                    outcomes = send_file(ns, rcv)
                 else:
-                    outcomes = await send_webhook(self._http_client(), ns, rcv)
-                    rep.requests += len(ns)
-            except Exception as e:  # one broken receiver must not keep the others from their messages
+                    outcomes = await asyncio.to_thread(send_file, ns, rcv)
+            except Exception as e:
                 outcomes = self._crashed(rcv.name, ns, e)
-            self._record(ns, outcomes, rcv, now, rep)
+            for n in ns:
+                await self._settle(n, outcomes[n.id], rcv, now, rep, claim)
 
         if discord_batches:
             client = self._discord_client()
             before = client.stats()
             for url, batch in discord_batches.items():
                 try:
-                    outcomes = await send_discord(client, url, batch, self._discord_ctx(),
+                    outcomes = await send_discord(client, url, batch, self._discord_ctx(now, claim),
                                                   self.config.global_.dashboard_url)
                 except Exception as e:
                     outcomes = self._crashed(batch[0][1].name, [n for n, _ in batch], e)
                 for n, rcv in batch:
-                    self._record([n], {n.id: outcomes[n.id]}, rcv, now, rep)
+                    o = outcomes[n.id]
+                    if o.kind == "delivered" and n.id in claim.finished:
+                        rep.delivered += 1  # recorded message by message while sending
+                        continue
+                    await self._settle(n, o, rcv, now, rep, claim)
             after = client.stats()
             rep.requests += after["requests"] - before["requests"]
             rep.rate_limited += after["rate_limited"] - before["rate_limited"]
@@ -284,49 +320,49 @@ class Notifier:
 
     @staticmethod
     def _crashed(receiver: str, ns: list[Notification], e: BaseException) -> dict[int, Outcome]:
-        log.error("receiver %s: delivery failed unexpectedly: %s", receiver, redact(f"{type(e).__name__}: {e}"))
+        log.error("receiver %s: delivery failed unexpectedly: %s", receiver, redact(f"{type(e).__name__}: {e}"),
+                  exc_info=(type(e), e, e.__traceback__))
         return {n.id: Outcome("retry", error=redact(f"internal error: {type(e).__name__}: {e}")) for n in ns}
 
-    def _record(self, ns: list[Notification], outcomes: dict[int, Outcome], rcv: Receiver, now: float,
-                rep: DeliveryReport) -> None:
+    async def _settle(self, n: Notification, o: Outcome, rcv: Receiver | None, now: float, rep: DeliveryReport,
+                      claim: "_Claim") -> None:
+        """Record one notification's outcome (in a worker thread; guarded by this sender's claim)."""
         from perf_alerts.notify.discord import backoff_delay
 
         d = self.config.delivery
-        for n in ns:
-            o = outcomes[n.id]
-            if o.kind == "delivered":
-                self.outbox.delivered(n, now, o.message_ids)
+        name = rcv.name if rcv is not None else n.receiver
+        claim.finished.add(n.id)
+        if o.kind == "delivered":
+            if await asyncio.to_thread(self.outbox.delivered, n, now, o.message_ids):
                 rep.delivered += 1
-            elif o.kind == "retry":
-                delay = o.retry_after if o.retry_after is not None else \
-                    max(d.backoff_base / 2, backoff_delay(n.attempts, d.backoff_base, d.backoff_cap))
-                state = self.outbox.retry(n, now, o.error or "temporary failure", delay,
-                                          count_attempt=not o.rate_limited, max_attempts=d.max_attempts)
-                if state == "dead":
-                    rep.dead += 1
-                else:
-                    rep.failed += 1
-                rep.errors.append(f"{rcv.name}: {redact(o.error or 'retry')}")
-            elif o.kind == "disabled":
-                reason = redact(o.error or "the endpoint says it does not exist")
-                self._disable(rcv, now, reason)
-                self.outbox.dead(n, now, f"receiver {rcv.name} disabled: {reason}")
+        elif o.kind == "retry":
+            delay = o.retry_after if o.retry_after is not None else \
+                max(d.backoff_base / 2, backoff_delay(n.attempts, d.backoff_base, d.backoff_cap))
+            state = await asyncio.to_thread(self.outbox.retry, n, now, o.error or "temporary failure", delay,
+                                            not o.rate_limited, d.max_attempts)
+            if state == "dead":
                 rep.dead += 1
-                if rcv.name not in rep.disabled_receivers:
-                    rep.disabled_receivers.append(rcv.name)
-            else:
-                self.outbox.dead(n, now, o.error or "rejected")
-                rep.dead += 1
-                rep.errors.append(f"{rcv.name}: {redact(o.error or 'rejected')}")
+            elif state == "failed":
+                rep.failed += 1
+            rep.errors.append(f"{name}: {redact(o.error or 'retry')}")
+        elif o.kind == "disabled" and rcv is not None:
+            reason = redact(o.error or "the endpoint says it does not exist")
+            await asyncio.to_thread(self._disable, rcv, now, reason)
+            await asyncio.to_thread(self.outbox.dead, n, now, f"receiver {rcv.name} disabled: {reason}")
+            rep.dead += 1
+            if rcv.name not in rep.disabled_receivers:
+                rep.disabled_receivers.append(rcv.name)
+        else:
+            await asyncio.to_thread(self.outbox.dead, n, now, o.error or "rejected")
+            rep.dead += 1
+            rep.errors.append(f"{name}: {redact(o.error or 'rejected')}")
 
     def _disable(self, rcv: Receiver, now: float, reason: str) -> None:
         log.error("receiver %s disabled: %s — fix its configuration; nothing more is sent to it", rcv.name, reason)
-        with self.store.transaction() as con:
-            con.execute("INSERT OR REPLACE INTO receiver_status (receiver, target_hash, disabled_at, reason) VALUES (?, ?, ?, ?)",
-                        (rcv.name, _target_hash(rcv), now, reason))
+        self.store.receiver_disable(rcv.name, _target_hash(rcv), now, reason)
 
     def _disabled(self) -> dict[str, tuple[str, str]]:
-        return {r[0]: (r[1], r[2]) for r in self.store.con.execute("SELECT receiver, target_hash, reason FROM receiver_status")}
+        return {s.receiver: (s.target_hash, s.reason) for s in self.store.receiver_statuses()}
 
     def disabled_receivers(self) -> dict[str, str]:
         """Receivers disabled by a 404/401 whose configuration has not changed since."""
@@ -335,29 +371,23 @@ class Notifier:
                 if name in receivers and _target_hash(receivers[name]) == h}
 
     # -- the Discord sender's view of the store -------------------------------------------
-    def _discord_ctx(self) -> DiscordContext:
-        con = self.store.con
+    def _discord_ctx(self, now: float, claim: "_Claim") -> DiscordContext:
+        store = self.store
 
-        def message_for(receiver: str, fp: str) -> str | None:
-            row = con.execute("SELECT message_id FROM message_refs WHERE receiver = ? AND fingerprint = ?",
-                              (receiver, fp)).fetchone()
-            return None if row is None else str(row[0])
+        async def message_ids_for(receiver: str, fp: str) -> list[str]:
+            return await asyncio.to_thread(store.message_ids_for, receiver, fp)
 
-        def message_groups(receiver: str, message_id: str) -> list[AlertGroup]:
-            rows = con.execute("SELECT fingerprint, notification_id FROM message_refs WHERE receiver = ? AND message_id = ?",
-                               (receiver, message_id)).fetchall()
-            by_n: dict[int, list[str]] = defaultdict(list)
-            for fp, nid in rows:
-                by_n[int(nid)].append(fp)
+        def _groups(receiver: str, message_id: str) -> list[AlertGroup]:
             groups = []
-            for nid, fps in sorted(by_n.items()):
+            for nid, fps in store.message_contents(receiver, message_id):
                 n = self.outbox.get(nid)
                 if n is None:
                     continue
                 snap = {a["fingerprint"]: a for a in n.body.get("alerts", [])}
+                current = {a.fingerprint: a for a in store.load_alerts(fingerprints=fps)}
                 alerts = []
                 for fp in fps:
-                    cur = self.store.get_alert(fp)
+                    cur = current.get(fp)
                     if cur is None and fp in snap:
                         cur = alert_from_snapshot(snap[fp])
                     if cur is not None:
@@ -365,46 +395,79 @@ class Notifier:
                 groups.append(AlertGroup(key=f"n{nid}", alerts=alerts, group_labels=dict(n.body.get("group_labels") or {})))
             return groups
 
-        def remember(receiver: str, message_id: str, fps: list[str], nid: int) -> None:
-            with self.store.transaction() as c:
-                c.executemany("INSERT OR REPLACE INTO message_refs (receiver, fingerprint, message_id, notification_id) "
-                              "VALUES (?, ?, ?, ?)", [(receiver, fp, message_id, nid) for fp in fps])
+        async def message_groups(receiver: str, message_id: str) -> list[AlertGroup]:
+            return await asyncio.to_thread(_groups, receiver, message_id)
 
-        return DiscordContext(message_for, message_groups, remember)
+        async def accepted(message_id: str | None, shown: list[tuple[Notification, list[str]]],
+                           completed: list[Notification]) -> None:
+            refs = [(n.receiver, fp, message_id, n.id) for n, fps in shown for fp in fps] if message_id else []
+            await asyncio.to_thread(self.outbox.progress, [(n.id, message_id, fps) for n, fps in shown],
+                                    [n.id for n in completed], now, refs)
+            claim.finished.update(n.id for n in completed)
+
+        return DiscordContext(message_ids_for, message_groups, accepted, claim.renew_if_needed)
 
     def _discord_client(self) -> Any:
-        if self._discord is None:
-            from perf_alerts.notify.discord import DiscordClient
-
-            self._discord = DiscordClient()
-        return self._discord
+        return self._discord if self._discord is not None else self.engine.discord()
 
     def _http_client(self) -> Any:
-        if self._http is None:
-            import httpx
-
-            self._http = httpx.AsyncClient(follow_redirects=False)
-        return self._http
+        return self._http if self._http is not None else self.engine.http()
 
     # ------------------------------------------------------------------ one-shot helper
-    def flush(self, at: float, deadline: float, *, flush_new_groups: bool = True,
-              sleep: Callable[[float], None] = time.sleep) -> tuple[PlanReport, DeliveryReport]:
-        """Plan, then deliver until nothing is due within `deadline` real seconds (the CLI's evaluate)."""
-        plan = self.plan(at, flush_new_groups=flush_new_groups)
+    def flush(self, at: float, deadline: float, *, flush_new_groups: bool = True) -> tuple[PlanReport, DeliveryReport]:
+        """Plan, then deliver until nothing is due within `deadline` real seconds (the CLI's evaluate).
+
+        Inside a running event loop the whole flush runs in the background on the engine
+        (the caller's loop is never held up); the report then says `background`.
+        """
+        coro = self._flush(at, deadline, flush_new_groups)
+        if in_running_loop():
+            self.engine.submit(coro)
+            return PlanReport(background=True), DeliveryReport(background=True)
+        return self.engine.run(coro)
+
+    async def flush_async(self, at: float, deadline: float, *, flush_new_groups: bool = True
+                          ) -> tuple[PlanReport, DeliveryReport]:
+        return await self.engine.wrap(self._flush(at, deadline, flush_new_groups))
+
+    async def _flush(self, at: float, deadline: float, flush_new_groups: bool) -> tuple[PlanReport, DeliveryReport]:
+        plan = await asyncio.to_thread(lambda: self.plan(at, flush_new_groups=flush_new_groups))
         total = DeliveryReport()
         t0 = time.monotonic()
         while True:
             elapsed = time.monotonic() - t0
-            total.merge(self.deliver(at + elapsed))
-            nxt = self.outbox.next_due_at()
+            total.merge(await self._deliver(at + elapsed))
+            nxt = await asyncio.to_thread(self.outbox.next_due_at)
             if nxt is None:
                 break
             wait = nxt - (at + (time.monotonic() - t0))
             if time.monotonic() - t0 + max(wait, 0) > deadline:
                 break
             if wait > 0:
-                sleep(wait)
+                await asyncio.sleep(wait)
         return plan, total
+
+
+class _Claim:
+    """The notifications one delivery round claimed, and the lease that keeps them ours.
+
+    Renewed before a request once half the lease is gone, so a slow round (rate-limit
+    waits, a slow webhook) never lets another process take over rows still being sent.
+    """
+
+    def __init__(self, outbox: Outbox, ids: list[int]) -> None:
+        self.outbox = outbox
+        self.ids = ids
+        self.finished: set[int] = set()
+        self._renewed = time.monotonic()
+
+    async def renew_if_needed(self) -> None:
+        if time.monotonic() - self._renewed < self.outbox.lease / 2:
+            return
+        left = [i for i in self.ids if i not in self.finished]
+        if left:
+            await asyncio.to_thread(self.outbox.renew, left)
+        self._renewed = time.monotonic()
 
 
 def _report(n: Notifier, plan: PlanReport | None, delivery: DeliveryReport, ids: list[int] | None = None) -> dict[str, Any]:
@@ -414,7 +477,8 @@ def _report(n: Notifier, plan: PlanReport | None, delivery: DeliveryReport, ids:
         items = [x for x in (n.outbox.get(i) for i in ids) if x is not None]
         d["notifications"] = [x.to_dict() for x in items]
         states = {x.state for x in items}
-        d["state"] = ("delivered" if states == {"delivered"} else "dead" if states == {"dead"}
+        d["state"] = ("queued; delivering in the background" if delivery.background
+                      else "delivered" if states == {"delivered"} else "dead" if states == {"dead"}
                       else "nothing to send" if not states else "queued for retry" if "delivered" not in states
                       else "partially delivered")
     return d

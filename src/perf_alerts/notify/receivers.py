@@ -11,7 +11,7 @@ import json
 import sys
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Literal
+from typing import Any, Awaitable, Callable, Literal
 
 import httpx
 
@@ -152,95 +152,136 @@ async def send_webhook(http: httpx.AsyncClient, notifications: list[Notification
 
 @dataclass
 class DiscordContext:
-    """What the Discord sender needs from the store, passed in so this module stays I/O-free there."""
+    """What the Discord sender needs from the store, passed in so this module stays free of SQL.
 
-    message_for: Callable[[str, str], str | None]  # (receiver, fingerprint) → message id of its firing message
-    message_groups: Callable[[str, str], list[AlertGroup]]  # (receiver, message id) → its groups, alerts current
-    remember: Callable[[str, str, list[str], int], None]  # (receiver, message id, fingerprints, notification id)
+    Every callback is async: the pipeline runs the store work in a worker thread, so a
+    writer holding SQLite's lock in another process never stalls the event loop.
+    """
+
+    # (receiver, fingerprint) → every message that announced the alert there
+    message_ids_for: Callable[[str, str], Awaitable[list[str]]]
+    # (receiver, message id) → the groups that message showed, with their alerts' current state
+    message_groups: Callable[[str, str], Awaitable[list[AlertGroup]]]
+    # one accepted message or edit: (message id or None for edits, [(notification, fingerprints shown)],
+    # notifications now complete) — recorded at once, so a crash re-sends at most the message in flight
+    accepted: Callable[[str | None, list[tuple[Notification, list[str]]], list[Notification]], Awaitable[None]]
+    # called before each request: lets the sender renew its claim on the notifications
+    before_request: Callable[[], Awaitable[None]]
+
+
+def _parts_of(key: str) -> str:
+    """`n12 (part 2/3)` → `n12`: a group split over several messages belongs to one notification."""
+    return key.split(" (part ", 1)[0]
 
 
 async def send_discord(client: DiscordClient, url: str, batch: list[tuple[Notification, Receiver]],
                        ctx: DiscordContext, dashboard_url: str | None) -> dict[int, Outcome]:
     """Deliver every due notification for one webhook URL, packed into as few requests as possible.
 
-    Resolved alerts whose firing message is known are shown by editing that message
-    (PATCH) instead of posting again; if the edit fails they are posted as new messages.
+    Resolved alerts whose firing messages are known are shown by editing *every* such message
+    (PATCH) instead of posting again; if an edit fails they are posted as new messages.
+    Alerts a notification already showed in an accepted message (`Notification.sent`: a
+    crash after Discord accepted part of it) are not posted again. Each accepted message is
+    reported through `ctx.accepted` before the next request. Returns the outcome of every
+    notification that did not complete (a completed one maps to `Outcome("delivered")`).
     """
     out: dict[int, Outcome] = {}
-    pending_ids: dict[int, list[str]] = {n.id: [] for n, _ in batch}
+    by_id = {n.id: (n, rcv) for n, rcv in batch}
+    done: set[int] = set()
     failed: dict[int, Outcome] = {}
 
-    # 1. edits for resolved alerts that have an original message
-    groups: list[AlertGroup] = []
-    owner: dict[str, tuple[Notification, Receiver]] = {}
+    # 1. what is left to show per notification; resolved alerts with earlier messages become edits
+    remaining: dict[int, list[Alert]] = {}
     edits: dict[tuple[str, str], set[str]] = {}  # (receiver, message id) → resolved fingerprints
+    edit_of: dict[int, set[tuple[str, str]]] = {}
     for n, rcv in batch:
-        alerts = notification_alerts(n)
+        already = set(n.sent)
         keep: list[Alert] = []
-        for a in alerts:
-            mid = ctx.message_for(rcv.name, a.fingerprint) if a.state == AlertState.RESOLVED and n.kind == "alerts" else None
-            if mid:
-                edits.setdefault((rcv.name, mid), set()).add(a.fingerprint)
+        for a in notification_alerts(n):
+            if a.fingerprint in already:
+                continue
+            mids = (await ctx.message_ids_for(rcv.name, a.fingerprint)
+                    if a.state == AlertState.RESOLVED and n.kind == "alerts" else [])
+            if mids:
+                for mid in mids:
+                    edits.setdefault((rcv.name, mid), set()).add(a.fingerprint)
+                    edit_of.setdefault(n.id, set()).add((rcv.name, mid))
             else:
                 keep.append(a)
-        if keep or not any(a.state == AlertState.RESOLVED for a in alerts) or n.kind != "alerts":
-            g = to_group(n, rcv, keep)
-            groups.append(g)
-            owner[g.key] = (n, rcv)
-        # a notification whose alerts are all shown by edits needs no new message
+        remaining[n.id] = keep
 
-    edit_failed: dict[tuple[str, str], Outcome] = {}
+    edit_failed: set[tuple[str, str]] = set()
     for (rname, mid), fps in edits.items():
-        mgroups = ctx.message_groups(rname, mid)
+        mgroups = await ctx.message_groups(rname, mid)
         if not mgroups:
-            edit_failed[(rname, mid)] = Outcome("dead", error="original message unknown")
+            edit_failed.add((rname, mid))
             continue
+        await ctx.before_request()
         res = await client.edit(url, mid, build_resolved_edit(mgroups, dashboard_url=dashboard_url))
         if res.outcome != "delivered":
-            edit_failed[(rname, mid)] = Outcome(res.outcome, error=res.error, retry_after=res.retry_after)
-    if edit_failed:
-        # post those resolved alerts instead (a deleted message must not hide a resolution)
-        for n, rcv in batch:
-            lost = [a for a in notification_alerts(n)
-                    if any(a.fingerprint in edits.get(k, set()) for k in edit_failed if k[0] == rcv.name)]
-            if not lost:
-                continue
-            key = f"n{n.id}"
-            existing = next((g for g in groups if g.key == key), None)
-            if existing is not None:
-                existing.alerts.extend(lost)
-            else:
-                g = to_group(n, rcv, lost)
-                groups.append(g)
-                owner[g.key] = (n, rcv)
+            edit_failed.add((rname, mid))
+    shown_by_edit: list[tuple[Notification, list[str]]] = []
+    for nid, keys in edit_of.items():
+        n, rcv = by_id[nid]
+        fps_ok = {fp for k in keys if k not in edit_failed for fp in edits[k]}
+        fps_bad = {fp for k in keys if k in edit_failed for fp in edits[k]}
+        # a deleted or uneditable message must not hide a resolution: post it instead
+        remaining[nid] += [a for a in notification_alerts(n) if a.fingerprint in fps_bad]
+        ok = sorted(fps_ok - fps_bad)
+        if ok:
+            shown_by_edit.append((n, ok))
 
     # 2. new messages, several notifications per message
-    attempted: set[int] = set()
+    groups: list[AlertGroup] = []
+    for n, rcv in batch:
+        keep = remaining[n.id]
+        if keep or (n.kind != "alerts" and not n.sent) or \
+                (n.kind == "alerts" and not n.fingerprints):
+            groups.append(to_group(n, rcv, keep))
+    needs: dict[int, set[int]] = {n.id: set() for n, _ in batch}  # notification → messages it still waits for
+    messages = []
     if groups:
         username = batch[0][1].discord.username if batch[0][1].discord else "perf-alerts"
-        thread_id = batch[0][1].discord.thread_id if batch[0][1].discord else None
-        for msg in build_messages(groups, username=username, dashboard_url=dashboard_url):
-            res = await client.execute(url, msg, wait=True, thread_id=thread_id)
+        messages = build_messages(groups, username=username, dashboard_url=dashboard_url)
+        for i, msg in enumerate(messages):
             for key in msg.group_keys:
-                n, rcv = owner[key]
-                attempted.add(n.id)
-                if res.outcome == "delivered":
-                    if res.message_id:
-                        pending_ids[n.id].append(res.message_id)
-                        firing = [fp for fp in msg.alert_fingerprints if fp in set(n.fingerprints)]
-                        ctx.remember(rcv.name, res.message_id, firing, n.id)
-                elif n.id not in failed or res.outcome in ("disabled", "dead"):
-                    failed[n.id] = Outcome(res.outcome, error=res.error, retry_after=res.retry_after,
-                                           rate_limited=bool(res.rate_limited))
+                needs[int(_parts_of(key)[1:])].add(i)
+
+    complete_now = [by_id[nid][0] for nid, w in needs.items() if not w]
+    if shown_by_edit or complete_now:
+        await ctx.accepted(None, shown_by_edit, complete_now)
+    done.update(n.id for n in complete_now)
+
+    thread_id = batch[0][1].discord.thread_id if batch[0][1].discord else None
+    for i, msg in enumerate(messages):
+        nids = sorted({int(_parts_of(k)[1:]) for k in msg.group_keys})
+        await ctx.before_request()
+        res = await client.execute(url, msg, wait=True, thread_id=thread_id)
+        if res.outcome == "delivered":
+            shown = []
+            completed = []
+            for nid in nids:
+                n = by_id[nid][0]
+                mine = set(n.fingerprints)
+                shown.append((n, [fp for fp in msg.alert_fingerprints if fp in mine]))
+                needs[nid].discard(i)
+                if not needs[nid] and nid not in failed:
+                    completed.append(n)
+            await ctx.accepted(res.message_id, shown, completed)
+            done.update(n.id for n in completed)
+        else:
+            for nid in nids:
+                if nid not in failed or res.outcome in ("disabled", "dead"):
+                    failed[nid] = Outcome(res.outcome, error=res.error, retry_after=res.retry_after,
+                                          rate_limited=bool(res.rate_limited))
             if res.outcome == "disabled":
                 break  # the webhook is gone: do not keep knocking (Discord bans IPs that do)
 
-    with_message = {owner[g.key][0].id for g in groups}
     for n, _ in batch:
-        if n.id in failed:
+        if n.id in done:
+            out[n.id] = Outcome("delivered")
+        elif n.id in failed:
             out[n.id] = failed[n.id]
-        elif n.id in with_message and n.id not in attempted:
-            out[n.id] = Outcome("disabled", error="webhook disabled during this delivery")
         else:
-            out[n.id] = Outcome("delivered", message_ids=pending_ids[n.id])
+            out[n.id] = Outcome("disabled", error="webhook disabled during this delivery")
     return out

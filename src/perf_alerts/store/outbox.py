@@ -1,10 +1,263 @@
 """SQL for the notification outbox, Discord message references and receiver status.
 
-A mixin of `Store` (see `store/sqlite.py`).
+A mixin of `Store` (see `store/sqlite.py`). The outbox is the one place where several
+processes (the daemon, `perf-alerts deliver`, a cron `evaluate`, a crew tool) compete for
+the same rows, so every statement here that changes a notification's state says which
+state (and which owner) it expects: a sender *claims* due rows with a lease
+(`UPDATE … RETURNING`, atomic under SQLite's write lock), and its later updates only land
+while it still holds that claim. A sender that lost its claim (its lease ran out and
+another process took the row) changes nothing.
+
+Leases are measured in wall-clock seconds (`time.time()`), not in the system's injected
+clock: they protect against a *process* dying, which happens in real time even when the
+demo or `evaluate --at` runs the alert clock elsewhere.
 """
 
 from __future__ import annotations
 
+import json
+import sqlite3
+import time
+from contextlib import AbstractContextManager
+from dataclasses import dataclass
+from typing import Any, Iterable, Sequence
+
+OPEN_STATES = ("pending", "failed")
+STATES = ("pending", "sending", "failed", "delivered", "dead")
+
+_COLS = ("id, receiver, kind, group_key, created_at, body, state, attempts, next_attempt_at, last_error, "
+         "message_ids, delivered_at, claimed_by, claim_until, sent")
+
+
+@dataclass
+class OutboxRow:
+    """One notification row as stored (body still JSON-decoded, nothing interpreted)."""
+
+    id: int
+    receiver: str
+    kind: str
+    group_key: str
+    created_at: float
+    body: dict[str, Any]
+    state: str
+    attempts: int
+    next_attempt_at: float
+    last_error: str | None
+    message_ids: list[str]
+    delivered_at: float | None
+    claimed_by: str | None
+    claim_until: float | None
+    sent: list[str]
+
+
+def _row(r: Sequence[Any]) -> OutboxRow:
+    return OutboxRow(int(r[0]), r[1], r[2], r[3], float(r[4]), json.loads(r[5]), r[6], int(r[7]), float(r[8]), r[9],
+                     json.loads(r[10] or "[]"), r[11], r[12], r[13], json.loads(r[14] or "[]"))
+
+
+@dataclass(frozen=True)
+class ReceiverStatus:
+    receiver: str
+    target_hash: str
+    disabled_at: float
+    reason: str
+
 
 class OutboxQueries:
     """Mixed into `Store`; uses `self.con` and `self.transaction()`."""
+
+    con: sqlite3.Connection
+
+    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:  # provided by Store
+        raise NotImplementedError
+
+    # -- writing new rows ------------------------------------------------------------------
+    def outbox_insert(self, con: sqlite3.Connection, receiver: str, kind: str, group_key: str,
+                      body: dict[str, Any], at: float) -> int:
+        """A new pending notification, inside the caller's transaction (planned with the state that caused it)."""
+        cur = con.execute(
+            "INSERT INTO notifications (receiver, kind, group_key, created_at, body, state, attempts, next_attempt_at) "
+            "VALUES (?, ?, ?, ?, ?, 'pending', 0, ?)",
+            (receiver, kind, group_key, at, json.dumps(body, default=str), at),
+        )
+        return int(cur.lastrowid or 0)
+
+    # -- claiming ----------------------------------------------------------------------------
+    def outbox_claim(self, owner: str, now: float, lease: float, limit: int = 500,
+                     receivers: Iterable[str] | None = None) -> list[OutboxRow]:
+        """Atomically take up to `limit` due rows for `owner` until `wall now + lease`.
+
+        Due: pending or failed with `next_attempt_at <= now`, or `sending` under a lease that
+        has run out (its sender died mid-delivery). One statement under the write lock, so two
+        processes never claim the same row.
+        """
+        wall = time.time()
+        recv = sorted(set(receivers)) if receivers is not None else None
+        where_recv = f" AND receiver IN ({','.join('?' * len(recv))})" if recv else ""
+        if recv is not None and not recv:
+            return []
+        with self.transaction() as con:
+            rows = con.execute(
+                f"UPDATE notifications SET state = 'sending', claimed_by = ?, claim_until = ? "
+                f"WHERE id IN (SELECT id FROM notifications WHERE "
+                f"((state IN ('pending', 'failed') AND next_attempt_at <= ?) OR (state = 'sending' AND claim_until <= ?))"
+                f"{where_recv} ORDER BY id LIMIT ?) RETURNING {_COLS}",
+                (owner, wall + lease, now, wall, *(recv or ()), limit),
+            ).fetchall()
+        return sorted((_row(r) for r in rows), key=lambda x: x.id)
+
+    def outbox_renew(self, owner: str, ids: Sequence[int], lease: float) -> int:
+        """Extend this owner's lease on rows it still holds; returns how many it still holds."""
+        if not ids:
+            return 0
+        with self.transaction() as con:
+            cur = con.execute(
+                f"UPDATE notifications SET claim_until = ? WHERE state = 'sending' AND claimed_by = ? "
+                f"AND id IN ({','.join('?' * len(ids))})", (time.time() + lease, owner, *ids))
+        return int(cur.rowcount)
+
+    def outbox_release(self, owner: str, ids: Sequence[int]) -> None:
+        """Give rows back untouched (e.g. their receiver was skipped this round)."""
+        if not ids:
+            return
+        with self.transaction() as con:
+            con.execute(f"UPDATE notifications SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END, "
+                        f"claimed_by = NULL, claim_until = NULL WHERE state = 'sending' AND claimed_by = ? "
+                        f"AND id IN ({','.join('?' * len(ids))})", (owner, *ids))
+
+    # -- outcomes (each guarded by the claim) --------------------------------------------------
+    def outbox_progress(self, owner: str, accepted: Sequence[tuple[int, str | None, Sequence[str]]],
+                        done: Sequence[int], at: float,
+                        refs: Sequence[tuple[str, str, str, int]] = ()) -> list[int]:
+        """What one accepted Discord message (or edit) achieved, in one transaction.
+
+        `accepted`: (notification id, message id or None, fingerprints now shown) — appended to
+        the row's `message_ids` and `sent`; `done`: ids now fully delivered; `refs`:
+        (receiver, fingerprint, message id, notification id) to remember for the resolved edit.
+        Returns the ids this owner no longer held (another process took them over).
+        """
+        lost: list[int] = []
+        with self.transaction() as con:
+            for nid, mid, fps in accepted:
+                row = con.execute("SELECT message_ids, sent FROM notifications WHERE id = ? AND state = 'sending' "
+                                  "AND claimed_by = ?", (nid, owner)).fetchone()
+                if row is None:
+                    lost.append(nid)
+                    continue
+                mids = json.loads(row[0] or "[]") + ([mid] if mid else [])
+                sent = json.loads(row[1] or "[]")
+                sent += [fp for fp in fps if fp not in sent]
+                con.execute("UPDATE notifications SET message_ids = ?, sent = ? WHERE id = ?",
+                            (json.dumps(mids), json.dumps(sent), nid))
+            for nid in done:
+                cur = con.execute(
+                    "UPDATE notifications SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, "
+                    "last_error = NULL, claimed_by = NULL, claim_until = NULL "
+                    "WHERE id = ? AND state = 'sending' AND claimed_by = ?", (at, nid, owner))
+                if cur.rowcount == 0 and nid not in lost:
+                    lost.append(nid)
+            if refs:
+                con.executemany("INSERT OR REPLACE INTO message_refs (receiver, fingerprint, message_id, notification_id) "
+                                "VALUES (?, ?, ?, ?)", list(refs))
+        return lost
+
+    def outbox_retry(self, owner: str, nid: int, attempts: int, next_at: float, error: str) -> bool:
+        with self.transaction() as con:
+            cur = con.execute(
+                "UPDATE notifications SET state = 'failed', attempts = ?, next_attempt_at = ?, last_error = ?, "
+                "claimed_by = NULL, claim_until = NULL WHERE id = ? AND state = 'sending' AND claimed_by = ?",
+                (attempts, next_at, error, nid, owner))
+        return cur.rowcount == 1
+
+    def outbox_dead(self, owner: str, nid: int, attempts: int, at: float, reason: str) -> bool:
+        with self.transaction() as con:
+            cur = con.execute(
+                "UPDATE notifications SET state = 'dead', attempts = ?, last_error = ?, next_attempt_at = ?, "
+                "claimed_by = NULL, claim_until = NULL WHERE id = ? AND state = 'sending' AND claimed_by = ?",
+                (attempts, reason, at, nid, owner))
+        return cur.rowcount == 1
+
+    # -- reading -------------------------------------------------------------------------------
+    def outbox_get(self, nid: int) -> OutboxRow | None:
+        r = self.con.execute(f"SELECT {_COLS} FROM notifications WHERE id = ?", (nid,)).fetchone()
+        return _row(r) if r else None
+
+    def outbox_recent(self, state: str | None = None, limit: int = 100) -> list[OutboxRow]:
+        if state:
+            rows = self.con.execute(f"SELECT {_COLS} FROM notifications WHERE state = ? ORDER BY id DESC LIMIT ?",
+                                    (state, limit)).fetchall()
+        else:
+            rows = self.con.execute(f"SELECT {_COLS} FROM notifications ORDER BY id DESC LIMIT ?", (limit,)).fetchall()
+        return [_row(r) for r in rows]
+
+    def outbox_next_due_at(self) -> float | None:
+        """When the next open row comes due (claimed rows whose sender may die count at their lease's end)."""
+        row = self.con.execute(
+            "SELECT MIN(next_attempt_at) FROM notifications WHERE state IN ('pending', 'failed')").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def outbox_next_lease_end(self) -> float | None:
+        """Wall-clock time at which the earliest live lease runs out (a crashed sender's rows become claimable)."""
+        row = self.con.execute("SELECT MIN(claim_until) FROM notifications WHERE state = 'sending'").fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def outbox_open_count(self) -> int:
+        return int(self.con.execute(
+            "SELECT COUNT(*) FROM notifications WHERE state IN ('pending', 'failed', 'sending')").fetchone()[0])
+
+    # -- Discord message references ---------------------------------------------------------------
+    def message_ids_for(self, receiver: str, fingerprint: str) -> list[str]:
+        """Every message that announced this alert on this receiver (first post, repeats, escalations)."""
+        rows = self.con.execute("SELECT message_id FROM message_refs WHERE receiver = ? AND fingerprint = ? "
+                                "ORDER BY notification_id, message_id", (receiver, fingerprint)).fetchall()
+        return [str(r[0]) for r in rows]
+
+    def message_contents(self, receiver: str, message_id: str) -> list[tuple[int, list[str]]]:
+        """(notification id, fingerprints) that one message showed, by notification."""
+        rows = self.con.execute("SELECT fingerprint, notification_id FROM message_refs WHERE receiver = ? "
+                                "AND message_id = ? ORDER BY notification_id, fingerprint",
+                                (receiver, message_id)).fetchall()
+        out: dict[int, list[str]] = {}
+        for fp, nid in rows:
+            out.setdefault(int(nid), []).append(fp)
+        return sorted(out.items())
+
+    # -- receivers disabled by a 404/401 ------------------------------------------------------------
+    def receiver_disable(self, receiver: str, target_hash: str, at: float, reason: str) -> None:
+        with self.transaction() as con:
+            con.execute("INSERT OR REPLACE INTO receiver_status (receiver, target_hash, disabled_at, reason) "
+                        "VALUES (?, ?, ?, ?)", (receiver, target_hash, at, reason))
+
+    def receiver_statuses(self) -> list[ReceiverStatus]:
+        return [ReceiverStatus(r[0], r[1], float(r[2]), r[3]) for r in
+                self.con.execute("SELECT receiver, target_hash, disabled_at, reason FROM receiver_status")]
+
+    # -- notification groups (what each route/receiver group last said) ------------------------------
+    def notify_groups_load(self, con: sqlite3.Connection) -> dict[str, "NotifyGroupRow"]:
+        return {r[0]: NotifyGroupRow(r[0], r[1], json.loads(r[2]), float(r[3]), r[4], json.loads(r[5]), json.loads(r[6]))
+                for r in con.execute("SELECT key, receiver, group_labels, first_seen, last_sent_at, sent_firing, route "
+                                     "FROM notify_groups")}
+
+    def notify_group_save(self, con: sqlite3.Connection, g: "NotifyGroupRow") -> None:
+        con.execute("INSERT OR REPLACE INTO notify_groups (key, receiver, group_labels, first_seen, last_sent_at, "
+                    "sent_firing, route) VALUES (?, ?, ?, ?, ?, ?, ?)",
+                    (g.key, g.receiver, json.dumps(g.group_labels), g.first_seen, g.last_sent_at,
+                     json.dumps(sorted(g.sent_firing)), json.dumps(g.settings)))
+
+    def notify_group_delete(self, con: sqlite3.Connection, key: str) -> None:
+        con.execute("DELETE FROM notify_groups WHERE key = ?", (key,))
+
+    def alert_set_escalation(self, con: sqlite3.Connection, fingerprint: str, level: int, at: float) -> None:
+        con.execute("UPDATE alerts SET escalation_level = ?, escalated_at = ? WHERE fingerprint = ?",
+                    (level, at, fingerprint))
+
+
+@dataclass
+class NotifyGroupRow:
+    key: str
+    receiver: str
+    group_labels: dict[str, str]
+    first_seen: float
+    last_sent_at: float | None
+    sent_firing: list[str]
+    settings: dict[str, Any]
