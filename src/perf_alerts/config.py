@@ -16,18 +16,13 @@ from typing import Any, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from perf_alerts.condition import Condition, ConditionError, parse_condition
+from perf_alerts.detectors import DETECTORS, threshold_for
+from perf_alerts.errors import ConfigError  # re-exported: front ends import it from here
 from perf_alerts.model import LABEL_NAME_RE, METRIC_NAME_RE, Severity
 from perf_alerts.timeutil import TimeParseError, parse_duration
 
 ENV_CONFIG = "PERF_ALERTS_CONFIG"
-
-
-class ConfigError(Exception):
-    """A configuration problem; `str()` is the one-line (or few-line) message for the user."""
-
-    def __init__(self, message: str, problems: list[str] | None = None) -> None:
-        super().__init__(message)
-        self.problems = problems or [message]
 
 
 # --------------------------------------------------------------------------- models
@@ -170,8 +165,6 @@ class Rule(_Strict):
     @field_validator("detector")
     @classmethod
     def _detector(cls, v: str) -> str:
-        from perf_alerts.analytics.anomaly import DETECTORS
-
         if v not in DETECTORS:
             raise ValueError(f"unknown detector {v!r}; valid: {', '.join(DETECTORS)}")
         return v
@@ -204,8 +197,6 @@ class Rule(_Strict):
     @property
     def threshold(self) -> float | None:
         if self.type == "anomaly":
-            from perf_alerts.analytics.anomaly import threshold_for
-
             return self.value if self.value is not None else threshold_for(self.sensitivity)
         return self.value
 
@@ -655,8 +646,6 @@ class Policy(_Strict):
     @field_validator("when", mode="before")
     @classmethod
     def _when(cls, v: Any) -> str:
-        from perf_alerts.manage.condition import ConditionError, parse_condition
-
         try:
             return parse_condition(v).text
         except ConditionError as e:
@@ -674,9 +663,7 @@ class Policy(_Strict):
         return self
 
     @property
-    def condition(self) -> Any:
-        from perf_alerts.manage.condition import parse_condition
-
+    def condition(self) -> Condition:
         return parse_condition(self.when)
 
 

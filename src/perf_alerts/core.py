@@ -14,6 +14,7 @@ from typing import Any, Callable, Iterable, Mapping
 
 from perf_alerts.alerts.state import Transition, apply_results
 from perf_alerts.config import Config, Rule, load_config
+from perf_alerts.errors import NotFoundError
 from perf_alerts.model import Alert, AlertState, Sample, SampleError, sort_worst_first
 from perf_alerts.rules.evaluate import Evaluator
 from perf_alerts.store import Store
@@ -57,7 +58,7 @@ class EvaluationResult:
         }
 
 
-class AlertNotFound(LookupError):
+class AlertNotFound(NotFoundError, LookupError):
     pass
 
 
@@ -173,7 +174,7 @@ class PerfAlerts:
         from dataclasses import replace
 
         known = {r.name for r in self.config.rules}
-        live_rules = {r for (r,) in con.execute("SELECT DISTINCT rule FROM alerts WHERE state IN ('firing', 'pending')")}
+        live_rules = self.store.live_alert_rules(con)
         gone = sorted(live_rules - known)
         if not gone:
             return []
@@ -218,8 +219,7 @@ class PerfAlerts:
             raise AlertNotFound(f"alert {a.fingerprint} ({a.rule}) is pending, not firing yet; acknowledge it once it fires")
         now = self.clock.now()
         with self.store.transaction() as con:
-            con.execute("UPDATE alerts SET acknowledged_at = ?, acknowledged_by = ? WHERE fingerprint = ? "
-                        "AND acknowledged_at IS NULL", (now, by, a.fingerprint))
+            self.store.acknowledge_alert(a.fingerprint, now, by, con)
             self.store.add_events([(a.fingerprint, a.rule, a.severity.value, now, "acknowledged", _num(a.value), by)], con)
         out = self.store.get_alert(a.fingerprint)
         assert out is not None

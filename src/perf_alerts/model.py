@@ -14,6 +14,8 @@ from dataclasses import dataclass, field
 from enum import Enum
 from typing import Any, Mapping
 
+from perf_alerts.errors import InputError
+
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
 
@@ -37,7 +39,7 @@ class AlertState(str, Enum):
     RESOLVED = "resolved"
 
 
-class SampleError(ValueError):
+class SampleError(InputError, ValueError):
     """A sample that cannot be stored; the message names the offending field."""
 
 

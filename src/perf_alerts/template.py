@@ -1,6 +1,8 @@
 """Annotation templates: `{{ labels.agent }}`, `{{ value }}`, `{{ $labels.agent }}` (promtool style).
 
 A deliberately tiny, safe renderer: lookups and a few filters, no code execution.
+A bottom-layer utility (it needs only `timeutil`): the alert state machine renders a rule's
+annotations with it, insights and the CLI format numbers with `fmt_number`.
 """
 
 from __future__ import annotations

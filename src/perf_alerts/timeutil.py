@@ -12,6 +12,8 @@ import time
 from datetime import datetime, timezone
 from typing import Protocol
 
+from perf_alerts.errors import InputError
+
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
 
@@ -44,8 +46,8 @@ class ManualClock:
         return self._t
 
 
-class TimeParseError(ValueError):
-    pass
+class TimeParseError(InputError, ValueError):
+    """A timestamp or a duration that cannot be parsed or is out of range."""
 
 
 # performance samples live between 1970 and the year 9999 (what a datetime can show); outside is a

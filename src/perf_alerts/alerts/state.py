@@ -1,18 +1,33 @@
 """The alert state machine: pending → firing → resolved, with for / keep_firing_for /
 recovery (hysteresis) / cooldown. Pure: takes the current alerts and a rule's results,
 returns the new alerts and the transitions; the caller persists both in one transaction.
+
+Its input, `SeriesResult` (one per series a rule looked at), and the labels and annotation
+context an alert gets are defined here, below `rules`: the rule evaluator produces results,
+and the rule tools (backtest, test-rules) replay them through `apply_results`.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass, replace
-from typing import Iterable
+from dataclasses import dataclass, field, replace
+from typing import Any, Iterable, Mapping
 
 from perf_alerts.config import Rule
 from perf_alerts.model import Alert, AlertState, fingerprint
-from perf_alerts.rules.evaluate import SeriesResult, template_context
-from perf_alerts.rules.template import render
+from perf_alerts.template import render
 from perf_alerts.timeutil import format_duration
+
+
+@dataclass(slots=True)
+class SeriesResult:
+    """One series' outcome of one rule evaluation: what the state machine advances on."""
+
+    labels: dict[str, str]
+    value: float | None
+    active: bool  # the firing condition holds
+    holding: bool  # still beyond the recovery threshold (hysteresis); equals `active` without recovery
+    detail: dict[str, Any] = field(default_factory=dict)
+    fingerprint: str | None = None  # filled by the Evaluator from its cache; computed when missing
 
 
 @dataclass(frozen=True, slots=True)
@@ -25,8 +40,19 @@ class Transition:
     at: float
 
 
-def alert_labels(rule: Rule, series_labels: dict[str, str]) -> dict[str, str]:
+def alert_labels(rule: Rule, series_labels: Mapping[str, str]) -> dict[str, str]:
+    """An alert's labels: the series', the rule's, `alertname` and `severity` (its fingerprint's input)."""
     return {**series_labels, **rule.labels, "alertname": rule.name, "severity": rule.severity.value}
+
+
+def template_context(rule: Rule, labels: Mapping[str, str], value: float | None,
+                     detail: Mapping[str, Any]) -> dict[str, Any]:
+    """What a rule's annotation templates can use (`{{ labels.agent }}`, `{{ value }}`, ...)."""
+    return {
+        "labels": dict(labels), "value": "" if value is None else value, "threshold": rule.threshold,
+        "rule": rule.name, "metric": rule.metric, "window": format_duration(rule.window),
+        "severity": rule.severity.value, "detail": dict(detail),
+    }
 
 
 def apply_results(rule: Rule, results: Iterable[SeriesResult], current: dict[str, Alert],

@@ -57,6 +57,8 @@ from typing import Any, ClassVar
 
 import numpy as np
 
+from perf_alerts.detectors import DEFAULT_ANOMALY_THRESHOLD, DETECTORS, threshold_for
+
 __all__ = [
     "DEFAULT_ANOMALY_THRESHOLD",
     "DETECTORS",
@@ -65,8 +67,8 @@ __all__ = [
     "threshold_for",
 ]
 
-#: Score at or above which an ``anomaly`` rule fires by default.
-DEFAULT_ANOMALY_THRESHOLD: float = 0.5
+# DEFAULT_ANOMALY_THRESHOLD, DETECTORS (the names below) and threshold_for live in perf_alerts.detectors,
+# below config, which validates rules with them; they are re-exported here.
 
 _REL_FLOOR = 1e-9          # residuals below 1e-9 |x| are float noise
 _DAY = 86400.0
@@ -664,8 +666,9 @@ _REGISTRY: dict[str, type[Detector]] = {
 }
 _ALIASES = {"default": "likelihood"}
 
-#: Names accepted by ``detector=``.
-DETECTORS: tuple[str, ...] = ("default",) + tuple(_REGISTRY)
+if set(DETECTORS) != set(_ALIASES) | set(_REGISTRY):  # the names config accepts must be the ones implemented
+    raise ImportError(f"perf_alerts.detectors.DETECTORS {DETECTORS} does not match the detectors "
+                      f"{sorted(set(_ALIASES) | set(_REGISTRY))}")
 
 
 def _make(detector: str, params: dict[str, Any]) -> Detector:
@@ -675,25 +678,6 @@ def _make(detector: str, params: dict[str, Any]) -> Detector:
         raise ValueError(f"unknown anomaly detector {detector!r}; "
                          f"valid: {', '.join(DETECTORS)}")
     return cls(**params)
-
-
-def threshold_for(sensitivity: float | None) -> float:
-    """Score threshold for a user sensitivity in (0, 1]; higher = more alerts.
-
-    0.5 maps to DEFAULT_ANOMALY_THRESHOLD; the mapping is linear in the log
-    tail probability, so each step of sensitivity changes the expected alert
-    rate by a constant factor.
-    """
-    if sensitivity is None:
-        return DEFAULT_ANOMALY_THRESHOLD
-    s = float(sensitivity)
-    if not (0.0 < s <= 1.0) or math.isnan(s):
-        raise ValueError(f"sensitivity must be in (0, 1], got {sensitivity!r}")
-    # s = 1 -> 0.05 (very chatty), s = 0.5 -> default, s -> 0 -> 1.0
-    d = DEFAULT_ANOMALY_THRESHOLD
-    if s >= 0.5:
-        return d + (0.05 - d) * (s - 0.5) / 0.5
-    return d + (1.0 - d) * (0.5 - s) / 0.5
 
 
 def _as_arrays(values, timestamps):

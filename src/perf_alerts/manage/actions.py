@@ -18,6 +18,7 @@ the same length of time before and after the action, judged with the metric's di
 
 from __future__ import annotations
 
+import dataclasses
 import importlib
 import inspect
 import json
@@ -29,6 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable
 import numpy as np
 
 from perf_alerts.config import PolicyAction
+from perf_alerts.errors import ConfigError
 from perf_alerts.model import AlertState, alert_snapshot, sort_worst_first
 from perf_alerts.notify.redact import redact, register_secret
 from perf_alerts.timeutil import format_duration, iso
@@ -46,8 +48,8 @@ _registry: dict[str, Callable[..., Any]] = {}
 _registry_lock = threading.Lock()
 
 
-class ActionError(Exception):
-    pass
+class ActionError(ConfigError):
+    """A policy action that cannot run as configured (its callable or entry point is missing)."""
 
 
 def register_action(name: str, fn: Callable[..., Any] | None = None) -> Any:
@@ -280,9 +282,6 @@ def judge(before: float | None, after: float | None, better: str, tolerance: flo
 
 # ----------------------------------------------------------------------------- the audit log
 
-_AUDIT_COLS = ("id", "policy", "action", "target", "who", "at", "dry_run", "result", "detail", "metric",
-               "before_value", "after_value", "verify_due_at", "verification")
-
 
 def record(system: "PerfAlerts", ctx: ActionContext, res: ActionResult) -> int:
     """Write the audit row (and, for a real action on a target metric, the 'before' value)."""
@@ -299,31 +298,26 @@ def record(system: "PerfAlerts", ctx: ActionContext, res: ActionResult) -> int:
         extra.update(target_matchers=[m.model_dump() for m in a.target_matchers], tolerance=a.tolerance,
                      verify_after=a.verify_after)
     detail = json.dumps({**res.detail, **extra}, default=str)
-    with system.store.transaction() as con:
-        cur = con.execute(
-            "INSERT INTO action_audit (policy, action, target, who, at, dry_run, result, detail, metric, before_value, "
-            "verify_due_at, verification) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
-            (ctx.policy, a.type, res.target, ctx.who, ctx.now, int(ctx.dry_run), res.result, redact(detail), metric,
-             before, due, verification))
-        return int(cur.lastrowid or 0)
+    return system.store.add_action_audit(
+        policy=ctx.policy, action=a.type, target=res.target, who=ctx.who, at=ctx.now, dry_run=ctx.dry_run,
+        result=res.result, detail_json=redact(detail), metric=metric, before_value=before, verify_due_at=due,
+        verification=verification)
 
 
 def verify_due(system: "PerfAlerts", now: float, tolerance_for: Callable[[int], float] | None = None) -> list[dict[str, Any]]:
     """Judge every pending verification whose time has come; returns the updated audit rows."""
-    rows = system.store.con.execute(
-        "SELECT id, metric, at, verify_due_at, before_value, detail FROM action_audit "
-        "WHERE verification = 'pending' AND verify_due_at <= ? ORDER BY id", (now,)).fetchall()
     done = []
-    for aid, metric, at, due, before, detail in rows:
-        d = json.loads(detail or "{}")
-        matchers = _matchers(d.get("target_matchers"))
-        tol = float(d.get("tolerance", 0.05))
-        after = metric_mean(system, metric, matchers, at, due)
-        verdict = judge(before, after, system.config.metric_meta(metric).better, tol)
-        with system.store.transaction() as con:
-            con.execute("UPDATE action_audit SET after_value = ?, verification = ? WHERE id = ? AND verification = 'pending'",
-                        (after, verdict, aid))
-        done.append({"id": aid, "metric": metric, "before": before, "after": after, "verification": verdict})
+    for row in system.store.due_verifications(now):
+        if row.metric is None or row.verify_due_at is None:  # not written by `record`: nothing to measure
+            system.store.set_verification(row.id, None, "no data")
+            continue
+        matchers = _matchers(row.detail.get("target_matchers"))
+        tol = float(row.detail.get("tolerance", 0.05))
+        after = metric_mean(system, row.metric, matchers, row.at, row.verify_due_at)
+        verdict = judge(row.before_value, after, system.config.metric_meta(row.metric).better, tol)
+        system.store.set_verification(row.id, after, verdict)
+        done.append({"id": row.id, "metric": row.metric, "before": row.before_value, "after": after,
+                     "verification": verdict})
     return done
 
 
@@ -334,20 +328,12 @@ def _matchers(raw: Any) -> list[Any]:
 
 
 def audit_log(system: "PerfAlerts", limit: int = 100, policy: str | None = None) -> list[dict[str, Any]]:
-    sql = f"SELECT {', '.join(_AUDIT_COLS)} FROM action_audit"
-    args: list[Any] = []
-    if policy:
-        sql += " WHERE policy = ?"
-        args.append(policy)
-    sql += " ORDER BY id DESC LIMIT ?"
-    args.append(limit)
+    """The newest audit rows (of one policy), newest first, times as ISO 8601."""
     out = []
-    for r in system.store.con.execute(sql, args):
-        d = dict(zip(_AUDIT_COLS, r))
-        d["dry_run"] = bool(d["dry_run"])
-        d["detail"] = json.loads(d["detail"] or "{}")
-        d["at"] = iso(d["at"])
-        d["verify_due_at"] = iso(d["verify_due_at"])
+    for r in system.store.action_audit(limit, policy):
+        d = dataclasses.asdict(r)
+        d["at"] = iso(r.at)
+        d["verify_due_at"] = iso(r.verify_due_at)
         out.append(d)
     return out
 

@@ -24,6 +24,7 @@ import socket
 import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
+from perf_alerts.errors import DaemonError
 from perf_alerts.timeutil import format_duration, iso
 
 if TYPE_CHECKING:
@@ -36,10 +37,6 @@ DEFAULT_HOST = "127.0.0.1"
 DEFAULT_PORT = 8080
 RETENTION_EVERY = 3600.0
 MIN_SLEEP = 0.05
-
-
-class DaemonError(Exception):
-    """A start-up problem the operator must fix (bad bind, port in use)."""
 
 
 class Daemon:

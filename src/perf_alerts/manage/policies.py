@@ -9,7 +9,6 @@ a few minutes so a daemon ticking every minute does not re-score every series ea
 
 from __future__ import annotations
 
-import json
 import logging
 import time
 from dataclasses import dataclass, field
@@ -17,7 +16,7 @@ from typing import TYPE_CHECKING, Any
 
 from perf_alerts.config import Policy
 from perf_alerts.manage import actions as A
-from perf_alerts.manage.condition import Condition, parse_condition
+from perf_alerts.condition import Condition, parse_condition
 from perf_alerts.model import AlertState
 from perf_alerts.timeutil import format_duration, iso
 
@@ -130,11 +129,6 @@ class PolicyEngine:
         """Priority 1 first; equal priorities keep their config order."""
         return [p for _, p in sorted(enumerate(self.policies), key=lambda ip: (ip[1].priority, ip[0]))]
 
-    def _state(self) -> dict[str, tuple[Any, ...]]:
-        rows = self.system.store.con.execute(
-            "SELECT name, last_matched, last_fired, fired_count, last_values FROM policy_state").fetchall()
-        return {r[0]: r for r in rows}
-
     # ------------------------------------------------------------------ evaluation
     def evaluate(self, now: float | None = None, *, who: str | None = None, apply: bool = True,
                  dry_run_all: bool = False) -> list[Execution]:
@@ -155,7 +149,7 @@ class PolicyEngine:
             except Exception:  # verification must never stop the policies
                 log.exception("verifying past actions failed")
         variables = Variables(self.system, now, self._cache)
-        states = self._state()
+        states = self.system.store.policy_states()
         outcomes: list[PolicyOutcome] = []
         for pol in self.ordered():
             if not pol.enabled:
@@ -176,7 +170,7 @@ class PolicyEngine:
             if not matched:
                 continue
             st = states.get(pol.name)
-            last_fired = st[2] if st else None
+            last_fired = st.last_fired if st else None
             if apply and last_fired is not None and now - float(last_fired) < pol.cooldown:
                 out.skipped = f"cooldown until {iso(float(last_fired) + pol.cooldown)}"
                 if apply:
@@ -198,28 +192,22 @@ class PolicyEngine:
         return outcomes
 
     def _save(self, name: str, matched_at: float, fired_at: float | None, values: dict[str, Any]) -> None:
-        with self.system.store.transaction() as con:
-            con.execute("INSERT OR IGNORE INTO policy_state (name) VALUES (?)", (name,))
-            con.execute("UPDATE policy_state SET last_matched = ?, last_values = ? WHERE name = ?",
-                        (matched_at, json.dumps(values, default=str), name))
-            if fired_at is not None:
-                con.execute("UPDATE policy_state SET last_fired = ?, fired_count = fired_count + 1 WHERE name = ?",
-                            (fired_at, name))
+        self.system.store.save_policy_state(name, matched_at, fired_at, values)
 
     # ------------------------------------------------------------------ status
     def status(self, now: float | None = None) -> list[dict[str, Any]]:
         now = self.system.clock.now() if now is None else float(now)
-        states = self._state()
+        states = self.system.store.policy_states()
         out = []
         for pol in self.ordered():
             st = states.get(pol.name)
-            last_fired = st[2] if st else None
+            last_fired = st.last_fired if st else None
             until = None if last_fired is None else float(last_fired) + pol.cooldown
             out.append({
                 "name": pol.name, "when": pol.when, "priority": pol.priority, "enabled": pol.enabled,
-                "cooldown": format_duration(pol.cooldown), "last_matched": iso(st[1]) if st else None,
-                "last_fired": iso(last_fired), "fired_count": st[3] if st else 0,
-                "last_values": json.loads(st[4]) if st and st[4] else None,
+                "cooldown": format_duration(pol.cooldown), "last_matched": iso(st.last_matched) if st else None,
+                "last_fired": iso(last_fired), "fired_count": st.fired_count if st else 0,
+                "last_values": st.last_values if st else None,
                 "in_cooldown": until is not None and now < until, "cooldown_until": iso(until) if until and now < until else None,
                 "actions": [{"type": a.type, "mode": "live" if a.enabled else "dry-run",
                              "target_metric": a.target_metric} for a in pol.actions],

@@ -21,6 +21,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 from perf_alerts.config import Schedule
+from perf_alerts.store.management import ScheduleState
 from perf_alerts.timeutil import format_duration, iso
 
 if TYPE_CHECKING:
@@ -96,21 +97,12 @@ class Scheduler:
         return self._notifier
 
     # ------------------------------------------------------------------ state
-    def _states(self) -> dict[str, dict[str, Any]]:
-        cols = ("name", "first_seen", "last_run", "last_slot", "last_status", "last_result", "last_seconds", "runs")
-        rows = self.system.store.con.execute(f"SELECT {', '.join(cols)} FROM schedules").fetchall()
-        return {r[0]: dict(zip(cols, r)) for r in rows}
-
-    def _ensure(self, names: list[str], now: float) -> None:
-        with self.system.store.transaction() as con:
-            con.executemany("INSERT OR IGNORE INTO schedules (name, first_seen) VALUES (?, ?)", [(n, now) for n in names])
-
-    def _due(self, sch: Schedule, st: dict[str, Any], now: float) -> tuple[bool, float, int]:
+    def _due(self, sch: Schedule, st: ScheduleState, now: float) -> tuple[bool, float, int]:
         step = sch.interval(self.evaluation_interval)
         slot = latest_slot(sch, now, self.evaluation_interval)
-        last_slot = st.get("last_slot")
+        last_slot = st.last_slot
         if last_slot is None:
-            if waits_for_first_slot(sch) and slot < float(st["first_seen"]):
+            if waits_for_first_slot(sch) and slot < float(st.first_seen):
                 return False, slot, 0
             return True, slot, 0
         if slot <= float(last_slot) + 1e-6:
@@ -123,8 +115,9 @@ class Scheduler:
         """Run every schedule whose slot has come (once per slot, however long the gap)."""
         now = self.system.clock.now() if now is None else float(now)
         active = [s for s in self.schedules if s.enabled]
-        self._ensure([s.name for s in active], now)
-        states = self._states()
+        store = self.system.store
+        store.ensure_schedules([s.name for s in active], now)
+        states = store.schedule_states()
         runs: list[JobRun] = []
         for sch in sorted(active, key=lambda s: JOB_ORDER.get(s.job, 9)):
             due, slot, missed = self._due(sch, states[sch.name], now)
@@ -148,13 +141,11 @@ class Scheduler:
         return JobRun(sch.name, sch.job, now if slot is None else slot, now, status, result, time.perf_counter() - t0)
 
     def _record(self, run: JobRun) -> None:
-        text = json.dumps(run.result, default=str)
-        if len(text) > 20000:
-            text = json.dumps({"truncated": True, "status": run.status})
-        with self.system.store.transaction() as con:
-            con.execute("UPDATE schedules SET last_run = ?, last_slot = ?, last_status = ?, last_result = ?, "
-                        "last_seconds = ?, runs = runs + 1 WHERE name = ?",
-                        (run.at, run.slot, run.status, text, run.seconds, run.schedule))
+        result = run.result
+        if len(json.dumps(result, default=str)) > 20000:
+            result = {"truncated": True, "status": run.status}
+        self.system.store.record_schedule_run(run.schedule, at=run.at, slot=run.slot, status=run.status,
+                                              result=result, seconds=run.seconds)
 
     # ------------------------------------------------------------------ jobs
     def _job_evaluate(self, sch: Schedule, now: float) -> tuple[str, dict[str, Any]]:
@@ -214,30 +205,30 @@ class Scheduler:
     def status(self, now: float | None = None) -> list[dict[str, Any]]:
         """Every schedule with its last run, next run and whether it is overdue."""
         now = self.system.clock.now() if now is None else float(now)
-        states = self._states()
+        states = self.system.store.schedule_states()
         grace = max(2 * self.evaluation_interval, 60.0)
         out = []
         for sch in self.schedules:
-            st = states.get(sch.name) or {}
+            st = states.get(sch.name)
             step = sch.interval(self.evaluation_interval)
-            last_slot = st.get("last_slot")
+            last_slot = st.last_slot if st else None
             if not sch.enabled:
                 nxt = None
             elif last_slot is not None:
                 nxt = float(last_slot) + step
-            elif st.get("first_seen") is not None and waits_for_first_slot(sch):
-                nxt = first_slot_at_or_after(sch, float(st["first_seen"]), self.evaluation_interval)
-            elif st.get("first_seen") is not None:
-                nxt = float(st["first_seen"])
+            elif st is not None and waits_for_first_slot(sch):
+                nxt = first_slot_at_or_after(sch, float(st.first_seen), self.evaluation_interval)
+            elif st is not None:
+                nxt = float(st.first_seen)
             else:  # never seen by a scheduler: when it would next fall
                 nxt = now if not waits_for_first_slot(sch) else first_slot_at_or_after(sch, now, self.evaluation_interval)
             overdue = nxt is not None and now > nxt + grace
-            result = json.loads(st["last_result"]) if st.get("last_result") else None
             out.append({
                 "name": sch.name, "every": sch.every, "interval": format_duration(step), "interval_seconds": step,
                 "job": sch.job, "group": sch.group, "at": sch.at, "weekday": sch.weekday, "send": sch.send,
-                "enabled": sch.enabled, "last_run": iso(st.get("last_run")), "last_status": st.get("last_status"),
-                "last_result": result, "last_seconds": st.get("last_seconds"), "runs": st.get("runs", 0),
+                "enabled": sch.enabled, "last_run": iso(st.last_run if st else None),
+                "last_status": st.last_status if st else None, "last_result": st.last_result if st else None,
+                "last_seconds": st.last_seconds if st else None, "runs": st.runs if st else 0,
                 "next_run": iso(nxt), "overdue": overdue,
                 "overdue_by": format_duration(now - nxt) if overdue and nxt is not None else None,
             })

@@ -5,13 +5,14 @@ Persisted in the store, so the CLI, the dashboard and the daemon share them.
 
 from __future__ import annotations
 
-import json
 import secrets
 from dataclasses import dataclass
 from typing import Any, Mapping
 
 from perf_alerts.config import Matcher, parse_matchers
+from perf_alerts.errors import InputError, NotFoundError
 from perf_alerts.store import Store
+from perf_alerts.store.management import SilenceRecord
 from perf_alerts.timeutil import iso
 
 
@@ -46,8 +47,12 @@ class Silence:
         return d
 
 
-class SilenceError(ValueError):
-    pass
+class SilenceError(InputError, ValueError):
+    """A silence that cannot be created or expired as asked."""
+
+
+class SilenceNotFound(SilenceError, NotFoundError):
+    """No silence has the given id (prefix)."""
 
 
 def add_silence(store: Store, matchers: Any, starts_at: float, ends_at: float, created_by: str,
@@ -65,28 +70,24 @@ def add_silence(store: Store, matchers: Any, starts_at: float, ends_at: float, c
     if ends_at <= starts_at:
         raise SilenceError("a silence must end after it starts")
     sil = Silence(secrets.token_hex(4), ms, starts_at, ends_at, created_by, comment, now)
-    with store.transaction() as con:
-        con.execute(
-            "INSERT INTO silences (id, matchers, starts_at, ends_at, created_by, comment, created_at) VALUES (?, ?, ?, ?, ?, ?, ?)",
-            (sil.id, json.dumps([m.model_dump() for m in ms]), starts_at, ends_at, created_by, comment, now),
-        )
+    store.insert_silence(SilenceRecord(sil.id, [m.model_dump() for m in ms], starts_at, ends_at, created_by,
+                                       comment, now))
     return sil
 
 
 def list_silences(store: Store) -> list[Silence]:
-    rows = store.con.execute(
-        "SELECT id, matchers, starts_at, ends_at, created_by, comment, created_at FROM silences ORDER BY created_at"
-    ).fetchall()
-    return [Silence(r[0], [Matcher.model_validate(m) for m in json.loads(r[1])], r[2], r[3], r[4], r[5], r[6]) for r in rows]
+    return [Silence(r.id, [Matcher.model_validate(m) for m in r.matchers], r.starts_at, r.ends_at, r.created_by,
+                    r.comment, r.created_at) for r in store.silences()]
 
 
 def expire_silence(store: Store, silence_id: str, now: float) -> Silence:
     matches = [s for s in list_silences(store) if s.id.startswith(silence_id.strip())] if silence_id.strip() else []
-    if len(matches) != 1:
-        raise SilenceError(f"no silence with id {silence_id!r}" if not matches else f"silence id {silence_id!r} is ambiguous")
+    if not matches:
+        raise SilenceNotFound(f"no silence with id {silence_id!r}")
+    if len(matches) > 1:
+        raise SilenceError(f"silence id {silence_id!r} is ambiguous: {', '.join(s.id for s in matches)}")
     s = matches[0]
-    with store.transaction() as con:
-        con.execute("UPDATE silences SET ends_at = ? WHERE id = ? AND ends_at > ?", (now, s.id, now))
+    store.end_silence(s.id, now)
     return Silence(s.id, s.matchers, s.starts_at, min(s.ends_at, now), s.created_by, s.comment, s.created_at)
 
 

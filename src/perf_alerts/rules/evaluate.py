@@ -1,20 +1,24 @@
 """Rule evaluation: one rule at one instant → one result per matching series.
 
 Pure with respect to alert state: it reads samples, computes each series' value and
-whether the condition holds; `perf_alerts.alerts.state` turns results into transitions.
+whether the condition holds; `perf_alerts.alerts.state` (which defines `SeriesResult`)
+turns results into transitions.
 """
 
 from __future__ import annotations
 
 import operator
-from dataclasses import dataclass, field
-from typing import Any, Callable, Mapping
+from typing import Any, Callable
 
 import numpy as np
 
+from perf_alerts.alerts.state import SeriesResult, alert_labels
 from perf_alerts.analytics.stats import group_aggregate
 from perf_alerts.config import Config, Rule
+from perf_alerts.model import fingerprint
 from perf_alerts.store import SampleBlock, SeriesInfo, Store
+
+__all__ = ["Evaluator", "SeriesIndex", "SeriesResult", "compare"]
 
 _OPS: dict[str, Callable[[Any, Any], Any]] = {
     ">": operator.gt, ">=": operator.ge, "<": operator.lt, "<=": operator.le, "==": operator.eq, "!=": operator.ne,
@@ -23,16 +27,6 @@ _OPS: dict[str, Callable[[Any, Any], Any]] = {
 
 def compare(values: Any, op: str, threshold: float) -> Any:
     return _OPS[op](values, threshold)
-
-
-@dataclass(slots=True)
-class SeriesResult:
-    labels: dict[str, str]
-    value: float | None
-    active: bool  # the firing condition holds
-    holding: bool  # still beyond the recovery threshold (hysteresis); equals `active` without recovery
-    detail: dict[str, Any] = field(default_factory=dict)
-    fingerprint: str | None = None  # filled by the Evaluator from its cache; computed when missing
 
 
 class SeriesIndex:
@@ -71,9 +65,6 @@ class Evaluator:
         self._blocks.clear()
 
     def evaluate(self, rule: Rule, at: float) -> list[SeriesResult]:
-        from perf_alerts.alerts.state import alert_labels
-        from perf_alerts.model import fingerprint
-
         series = self.index.select(rule)
         fn = getattr(self, f"_eval_{rule.type}")
         results: list[SeriesResult] = fn(rule, series, at)
@@ -223,13 +214,3 @@ class Evaluator:
             out.append(SeriesResult(s.labels, age, active, active, {"last_seen": lt}))
         return out
 
-
-def template_context(rule: Rule, labels: Mapping[str, str], value: float | None,
-                     detail: Mapping[str, Any]) -> dict[str, Any]:
-    from perf_alerts.timeutil import format_duration
-
-    return {
-        "labels": dict(labels), "value": "" if value is None else value, "threshold": rule.threshold,
-        "rule": rule.name, "metric": rule.metric, "window": format_duration(rule.window),
-        "severity": rule.severity.value, "detail": dict(detail),
-    }

@@ -32,6 +32,7 @@ import yaml
 
 from perf_alerts.alerts.state import apply_results
 from perf_alerts.config import Config, ConfigError, load_config
+from perf_alerts.errors import InputError
 from perf_alerts.model import Alert, AlertState, Sample, validate_labels, validate_metric_name
 from perf_alerts.rules.evaluate import Evaluator, SeriesIndex
 from perf_alerts.store import Store
@@ -43,8 +44,8 @@ _EXPAND_RE = re.compile(r"^(-?[0-9.eE+]+?)([+-])([0-9.eE]+)x(\d+)$")
 _REPEAT_RE = re.compile(r"^(-?[0-9.eE+]+|_)x(\d+)$")
 
 
-class RuleTestError(ValueError):
-    pass
+class RuleTestError(InputError, ValueError):
+    """A rule test file that cannot be read as written (series, values, times)."""
 
 
 def parse_series(text: str) -> tuple[str, dict[str, str]]:

@@ -19,6 +19,7 @@ from typing import Any, Iterable, Iterator, Sequence
 
 import numpy as np
 
+from perf_alerts.errors import StoreError
 from perf_alerts.model import Alert, AlertState, Sample, Severity, canonical_labels
 from perf_alerts.store.management import ManagementQueries
 from perf_alerts.store.outbox import OutboxQueries
@@ -198,10 +199,6 @@ def resolve_db_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     if explicit:
         return Path(explicit)
     return Path(os.environ.get(ENV_DB) or DEFAULT_DB)
-
-
-class StoreError(Exception):
-    """The store file cannot be used (missing directory, not a database, no permission)."""
 
 
 class Store(OutboxQueries, ManagementQueries):

@@ -1,0 +1,175 @@
+"""The claiming outbox: senders never share a row, a lost claim changes nothing, a dead
+sender's rows are taken over when its lease runs out, each accepted message is recorded
+before the next request, and a resolution edits every message that announced the alert."""
+
+from __future__ import annotations
+
+import threading
+import time
+from pathlib import Path
+import httpx
+import pytest
+
+from fake_discord import fake_discord
+from perf_alerts.config import parse_config
+from perf_alerts.core import PerfAlerts
+from perf_alerts.notify.discord import DiscordClient
+from perf_alerts.notify.discord.payload import RESOLVED_COLOR
+from perf_alerts.notify.outbox import Outbox
+from perf_alerts.notify.pipeline import Notifier
+from perf_alerts.store import Store
+from perf_alerts.timeutil import ManualClock
+from test_notify import config_text, cycle, setup
+
+T0 = 1_800_000_000.0
+
+
+def _enqueue(store: Store, n: int, receiver: str = "oncall") -> list[int]:
+    ob = Outbox(store)
+    with store.transaction() as con:
+        return [ob.enqueue(con, receiver, "message", f"g{i}", {"title": f"m{i}", "alerts": []}, T0) for i in range(n)]
+
+
+def test_two_senders_claim_disjoint_rows_and_lose_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    ids = _enqueue(store, 40)
+    a, b = Outbox(Store(tmp_path / "s.db"), owner="a"), Outbox(Store(tmp_path / "s.db"), owner="b")
+    got: dict[str, list[int]] = {}
+
+    def take(ob: Outbox) -> None:
+        got[ob.owner] = [n.id for n in ob.claim(T0, limit=25)]
+
+    threads = [threading.Thread(target=take, args=(ob,)) for ob in (a, b)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert not set(got["a"]) & set(got["b"])
+    assert sorted(got["a"] + got["b"]) == ids[: len(got["a"]) + len(got["b"])]
+    assert len(got["a"]) + len(got["b"]) == 40
+    # claimed rows are nobody else's: a third sender finds nothing due
+    assert Outbox(store, owner="c").claim(T0) == []
+
+
+def test_a_sender_without_the_claim_changes_nothing(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    [nid] = _enqueue(store, 1)
+    a, b = Outbox(store, owner="a", lease=0.2), Outbox(store, owner="b", lease=30)
+    [n] = a.claim(T0)
+    assert b.retry(n, T0, "HTTP 503", 5) == "lost"  # b never claimed it
+    assert not b.dead(n, T0, "no")
+    assert not b.delivered(n, T0, ["1"])
+    assert store.outbox_get(nid).state == "sending"  # type: ignore[union-attr]
+    time.sleep(0.3)  # a's lease runs out (a died mid-delivery) …
+    [n2] = b.claim(T0)  # … and b takes the row over
+    assert n2.id == nid
+    assert not a.delivered(n, T0, ["1"])  # a's late answer must not flip b's row
+    assert a.retry(n, T0, "HTTP 429", 5) == "lost"
+    assert b.delivered(n2, T0, ["2"])
+    row = store.outbox_get(nid)
+    assert row is not None and row.state == "delivered" and row.message_ids == ["2"] and row.claimed_by is None
+
+
+def test_each_message_is_recorded_before_the_next_request(tmp_path: Path) -> None:
+    """Three notifications of five alerts each fill two messages; when the second request
+    leaves, the first message's notifications are already delivered in the store."""
+    seen_states: list[dict[int, str]] = []
+    posted = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal posted
+        con = Store(tmp_path / "s.db")
+        seen_states.append({r.id: r.state for r in con.outbox_recent()})
+        con.close()
+        posted += 1
+        return httpx.Response(200, json={"id": str(1000 + posted), "channel_id": "1"})
+
+    hook = "https://discord.com/api/webhooks/1/tok-secret"
+    cfg = parse_config(config_text(hook, "https://discord.com/api/webhooks/2/tok2-secret"))
+    clock = ManualClock(T0)
+    pa = PerfAlerts(cfg, Store(tmp_path / "s.db"), clock)
+    client = DiscordClient(transport=httpx.MockTransport(handler))
+    try:
+        n = Notifier(pa, discord_client=client)
+        for i in range(15):
+            pa.record("lat", 50 + i, {"agent": f"a{i}"})
+        pa.evaluate()
+        # one group of 15 firing alerts would be a digest; split them into three notifications by hand
+        with pa.store.transaction() as con:
+            alerts = pa.store.load_alerts(con=con)
+            from perf_alerts.model import alert_snapshot
+
+            for k in range(3):
+                body = {"group_labels": {"part": str(k)}, "alerts": [alert_snapshot(a) for a in alerts[k * 5:(k + 1) * 5]]}
+                n.outbox.enqueue(con, "oncall", "alerts", f"k{k}", body, T0)
+        rep = n.deliver(T0)
+        assert rep.delivered == 3 and posted == 2
+        first, second = seen_states
+        assert set(first.values()) == {"sending"}
+        # when the second message left, the notifications the first one carried were recorded delivered
+        assert sorted(first) == sorted(second) and list(second.values()).count("delivered") == 2
+        assert all(r.state == "delivered" for r in pa.store.outbox_recent())
+    finally:
+        n.engine.run(client.aclose())
+
+
+def test_resolution_edits_every_message_that_announced_the_alert(tmp_path: Path) -> None:
+    with fake_discord() as srv:
+        pa, clock, n = setup(tmp_path, srv)
+        cycle(pa, clock, n, 0, {("lat", "researcher"): 50})
+        n.plan(), n.deliver()
+        # still firing past repeat_interval (1h): a reminder is posted as a second message
+        cycle(pa, clock, n, 61, {("lat", "researcher"): 55})
+        n.plan(), n.deliver()
+        assert len(srv.messages(1)) == 2
+        # it recovers: both messages turn green, nothing new is posted
+        cycle(pa, clock, n, 62, {("lat", "researcher"): 10})
+        cycle(pa, clock, n, 68, {("lat", "researcher"): 10})
+        n.plan(), n.deliver()
+        msgs = srv.messages(1)
+        assert len(msgs) == 2 and srv.stats.edits == 2
+        assert all(m["edited"] and m["embeds"][0]["color"] == RESOLVED_COLOR for m in msgs)
+
+
+def test_store_work_of_a_delivery_does_not_run_on_the_event_loop(tmp_path: Path) -> None:
+    """Another connection holds the write lock for 1.5 s while a delivery records its outcome:
+    the engine's loop keeps answering (the store calls wait in worker threads)."""
+    with fake_discord() as srv:
+        pa, clock, n = setup(tmp_path, srv)
+        pa.record("lat", 50, {"agent": "researcher"})
+        pa.evaluate()
+        n.plan()
+        locker = Store(tmp_path / "s.db")
+        lags: list[float] = []
+
+        async def ticker() -> None:
+            import asyncio
+
+            for _ in range(30):
+                t = time.monotonic()
+                await asyncio.sleep(0.05)
+                lags.append(time.monotonic() - t - 0.05)
+
+        with locker.transaction():
+            fut = n.engine.submit(n._deliver(T0))
+            lag = n.engine.submit(ticker())
+            time.sleep(1.5)
+        rep = fut.result(30)
+        lag.result(30)
+        assert rep.delivered == 1
+        assert max(lags) < 0.25, max(lags)
+
+
+@pytest.mark.filterwarnings("error::ResourceWarning")
+def test_many_sync_deliveries_reuse_one_client(tmp_path: Path) -> None:
+    from perf_alerts.notify.engine import engine
+    from perf_alerts.notify.pipeline import deliver_message
+
+    with fake_discord() as srv:
+        pa, clock, _ = setup(tmp_path, srv)
+        before = engine().discord()
+        for i in range(5):
+            rep = deliver_message(pa, f"note {i}", "critical", "text")
+            assert rep["state"] == "delivered"
+        assert engine().discord() is before  # rate-limit state and connections survive between calls
+        assert len(srv.messages(1)) == 5
