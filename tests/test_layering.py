@@ -36,11 +36,15 @@ alerts → notifications), with the refinements the code needs:
 Cycles are checked twice: between modules (no module reaches itself through runtime
 imports) and between the units of the layer table (top-level modules and packages, e.g.
 `rules` and `alerts`), so two packages never depend on each other in both directions.
+
+And SQL stays in the store: no module outside `perf_alerts.store` runs a statement or
+holds SQL text.
 """
 
 from __future__ import annotations
 
 import ast
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -273,3 +277,33 @@ def test_the_cycles_this_layering_removed_stay_removed(name: str) -> None:
     """config used to import analytics and manage; alerts.state used to import rules.evaluate."""
     above = [_where(i) for i in IMPORTS if i.importer == name and _layer(i.imported) > _layer(name)]
     assert above == []
+
+
+_SQL_RE = re.compile(r"^\s*(SELECT|INSERT|UPDATE|DELETE|CREATE|ALTER|DROP|PRAGMA|BEGIN|WITH)\b[^\n]*"
+                     r"\b(FROM|INTO|SET|TABLE|INDEX|WHERE|IMMEDIATE|[a-z_]+\s*=)")
+
+
+def test_no_sql_outside_the_store() -> None:
+    bad = []
+    for name, path in MODULES.items():
+        if name == "perf_alerts.store" or name.startswith("perf_alerts.store."):
+            continue
+        tree = ast.parse(path.read_text(encoding="utf-8"))
+        docstrings = {id(n.body[0].value) for n in ast.walk(tree)
+                      if isinstance(n, (ast.Module, ast.ClassDef, ast.FunctionDef, ast.AsyncFunctionDef))
+                      and n.body and isinstance(n.body[0], ast.Expr) and isinstance(n.body[0].value, ast.Constant)}
+        for node in ast.walk(tree):
+            if (isinstance(node, ast.Call) and isinstance(node.func, ast.Attribute)
+                    and node.func.attr in ("execute", "executemany", "executescript") and node.args
+                    and isinstance(node.args[0], (ast.Constant, ast.JoinedStr, ast.BinOp))):
+                bad.append(f"{path.relative_to(SRC.parent)}:{node.lineno}: .{node.func.attr}(<SQL>)")
+            elif (isinstance(node, ast.Constant) and isinstance(node.value, str) and id(node) not in docstrings
+                  and _SQL_RE.match(node.value)):
+                bad.append(f"{path.relative_to(SRC.parent)}:{node.lineno}: SQL text {node.value[:60]!r}")
+    assert not bad, "SQL outside perf_alerts.store (add a method to a store mixin instead):\n" + "\n".join(bad)
+
+
+def test_the_sql_check_sees_sql() -> None:
+    assert _SQL_RE.match("SELECT id FROM alerts") and _SQL_RE.match("UPDATE schedules SET runs = runs + 1")
+    assert _SQL_RE.match("INSERT OR IGNORE INTO policy_state (name) VALUES (?)")
+    assert not _SQL_RE.match("Select the worst alerts") and not _SQL_RE.match("update the dashboard")
