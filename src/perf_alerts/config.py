@@ -416,8 +416,11 @@ class DeliverySettings(_Strict):
     backoff_cap: Duration = 600.0
     # how long `perf-alerts evaluate` keeps retrying before it exits (the daemon retries forever)
     cli_deadline: Duration = 60.0
+    # how long a sender holds the notifications it claimed before another process may take
+    # them over (wall-clock seconds; renewed while it is still sending)
+    lease: Duration = 60.0
 
-    @field_validator("backoff_base", "backoff_cap", "cli_deadline", mode="before")
+    @field_validator("backoff_base", "backoff_cap", "cli_deadline", "lease", mode="before")
     @classmethod
     def _d(cls, v: Any) -> float:
         return _duration(v)

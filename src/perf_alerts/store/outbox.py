@@ -20,7 +20,7 @@ import sqlite3
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from typing import Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Iterable, Sequence
 
 OPEN_STATES = ("pending", "failed")
 STATES = ("pending", "sending", "failed", "delivered", "dead")
@@ -66,10 +66,11 @@ class ReceiverStatus:
 class OutboxQueries:
     """Mixed into `Store`; uses `self.con` and `self.transaction()`."""
 
-    con: sqlite3.Connection
+    if TYPE_CHECKING:  # provided by Store
+        @property
+        def con(self) -> sqlite3.Connection: ...
 
-    def transaction(self) -> AbstractContextManager[sqlite3.Connection]:  # provided by Store
-        raise NotImplementedError
+        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
 
     # -- writing new rows ------------------------------------------------------------------
     def outbox_insert(self, con: sqlite3.Connection, receiver: str, kind: str, group_key: str,

@@ -27,7 +27,7 @@ from perf_alerts.store.outbox import OutboxQueries
 ENV_DB = "PERF_ALERTS_DB"
 DEFAULT_DB = "perf_alerts.db"
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 2
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS series (
@@ -111,7 +111,10 @@ CREATE TABLE IF NOT EXISTS notifications (
     next_attempt_at REAL NOT NULL,
     last_error      TEXT,
     message_ids     TEXT NOT NULL DEFAULT '[]',
-    delivered_at    REAL
+    delivered_at    REAL,
+    claimed_by      TEXT,
+    claim_until     REAL,
+    sent            TEXT NOT NULL DEFAULT '[]'
 );
 CREATE INDEX IF NOT EXISTS notifications_due ON notifications (state, next_attempt_at);
 CREATE TABLE IF NOT EXISTS message_refs (
@@ -119,8 +122,9 @@ CREATE TABLE IF NOT EXISTS message_refs (
     fingerprint     TEXT NOT NULL,
     message_id      TEXT NOT NULL,
     notification_id INTEGER NOT NULL,
-    PRIMARY KEY (receiver, fingerprint)
+    PRIMARY KEY (receiver, fingerprint, message_id)
 );
+CREATE INDEX IF NOT EXISTS message_refs_message ON message_refs (receiver, message_id);
 CREATE TABLE IF NOT EXISTS receiver_status (
     receiver    TEXT PRIMARY KEY,
     target_hash TEXT NOT NULL,
@@ -216,6 +220,7 @@ class Store(OutboxQueries, ManagementQueries):
         if self._uri is None and not self.path.parent.is_dir():
             raise StoreError(f"{self.path}: the directory {self.path.parent} does not exist")
         # executescript manages its own transaction; the DDL is idempotent (IF NOT EXISTS)
+        self._migrate_v2()
         self.con.executescript(_SCHEMA)
         self._add_missing_columns()
         self.con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
@@ -256,6 +261,23 @@ class Store(OutboxQueries, ManagementQueries):
             con.execute("COMMIT")
 
     transaction = _write
+
+    def _migrate_v2(self) -> None:
+        """Version 2: `message_refs` keeps every message that announced an alert (not only the last),
+        so a resolution turns all of them green. The old table's key cannot be altered in place."""
+        con = self.con
+        if int(con.execute("PRAGMA user_version").fetchone()[0]) >= 2:
+            return
+        with self._write() as c:
+            pk = [r[1] for r in c.execute("PRAGMA table_info(message_refs)") if r[5]]
+            if pk and "message_id" not in pk:
+                c.execute("ALTER TABLE message_refs RENAME TO message_refs_v1")
+                c.execute("CREATE TABLE message_refs (receiver TEXT NOT NULL, fingerprint TEXT NOT NULL, "
+                          "message_id TEXT NOT NULL, notification_id INTEGER NOT NULL, "
+                          "PRIMARY KEY (receiver, fingerprint, message_id))")
+                c.execute("INSERT INTO message_refs SELECT receiver, fingerprint, message_id, notification_id "
+                          "FROM message_refs_v1")
+                c.execute("DROP TABLE message_refs_v1")
 
     def _add_missing_columns(self) -> None:
         """Additive migration: columns that a newer schema has and this file lacks are added."""
