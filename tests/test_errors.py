@@ -22,8 +22,6 @@ SRC = Path(__file__).resolve().parents[1] / "src"
 OUTSIDE = {
     # using a notification engine after close() is a programming error, never a user's mistake
     "perf_alerts.notify.engine.EngineClosed": "programming error",
-    # a file that cannot be ingested at all: should become an InputError (sources/files.py)
-    "perf_alerts.sources.files.IngestError": "pending",
 }
 
 

@@ -18,6 +18,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
+from perf_alerts.errors import InputError
 from perf_alerts.model import LABEL_NAME_RE, METRIC_NAME_RE, SampleError, canonical_labels, validate_labels
 from perf_alerts.store import Store
 from perf_alerts.timeutil import TimeParseError, parse_timestamp
@@ -60,7 +61,7 @@ class IngestReport:
         }
 
 
-class IngestError(Exception):
+class IngestError(InputError):
     """The whole file is unusable (missing, unreadable, no header): nothing was read."""
 
 
