@@ -88,7 +88,7 @@ class LiveServer:
     """uvicorn serving `create_app(system)` on a background thread."""
 
     def __init__(self, system: PerfAlerts, host: str = "127.0.0.1", token: str | None = None, **kw: Any) -> None:
-        from perf_alerts.http.server import build_server
+        from perf_alerts.http.app import build_server
 
         self.port = free_port()
         self.url = f"http://127.0.0.1:{self.port}"
@@ -385,7 +385,7 @@ def test_token_required_when_set(tmp_path: Path) -> None:
 
 
 def test_non_loopback_bind_requires_a_token(tmp_path: Path) -> None:
-    from perf_alerts.http.server import ServeError, build_server, check_bind
+    from perf_alerts.http.app import ServeError, build_server, check_bind
 
     system = seeded_system(tmp_path)
     for host in ("0.0.0.0", "::", "192.168.1.10", "example.com"):

@@ -8,17 +8,21 @@ from __future__ import annotations
 
 import math
 import os
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
 from perf_alerts.alerts.state import Transition, apply_results
 from perf_alerts.config import Config, Rule, load_config
-from perf_alerts.errors import NotFoundError
+from perf_alerts.errors import ConflictError, InputError, NotFoundError
 from perf_alerts.model import Alert, AlertState, Sample, SampleError, sort_worst_first
 from perf_alerts.rules.evaluate import Evaluator
 from perf_alerts.store import Store
 from perf_alerts.timeutil import Clock, SystemClock, TimeParseError, iso
+
+if TYPE_CHECKING:
+    from perf_alerts.alerts.view import AlertView, MutingFn
 
 
 RECORD_FIELDS = {"metric", "value", "timestamp", "ts", "labels"}
@@ -59,7 +63,27 @@ class EvaluationResult:
 
 
 class AlertNotFound(NotFoundError, LookupError):
-    pass
+    """No alert has this fingerprint (or fingerprint prefix)."""
+
+
+class InvalidFingerprint(AlertNotFound, InputError):
+    """Not something a fingerprint can start with: empty, or not hex. An empty `$VAR` or a `%`
+    must never select whatever alert happens to be the only one."""
+
+
+class AmbiguousFingerprint(AlertNotFound, ConflictError):
+    """A prefix more than one alert's fingerprint starts with; `matches` lists them."""
+
+    def __init__(self, message: str, matches: list[str]) -> None:
+        super().__init__(message)
+        self.matches = matches
+
+
+class AckRefused(ConflictError):
+    """The alert exists but cannot be acknowledged in its state (resolved, or still pending)."""
+
+
+_FINGERPRINT_PREFIX_RE = re.compile(r"[0-9a-f]{1,64}")
 
 
 class PerfAlerts:
@@ -196,33 +220,65 @@ class PerfAlerts:
     def alerts(self, states: Iterable[AlertState | str] | None = None) -> list[Alert]:
         return sort_worst_first(self.store.load_alerts(states=states))
 
+    def alert_views(self, states: Iterable[AlertState | str] | None, muting: "MutingFn", *,
+                    now: float | None = None) -> list["AlertView"]:
+        """The alerts (of `states`, None for all), worst first, as every front end shows them: with
+        their rule's metric and whether they are silenced or inhibited now.
+
+        `muting` is `perf_alerts.notify.mute.muting`, handed in by the front end: silences and
+        inhibition belong to the notification layer, which sits above this façade.
+        """
+        return self.views_of(self.alerts(states), muting, now=now)
+
+    def views_of(self, alerts: Iterable[Alert], muting: "MutingFn", *, now: float | None = None) -> list["AlertView"]:
+        """Views of alerts the caller already has (an evaluation's active alerts, one page of a list)."""
+        from perf_alerts.alerts.view import build_views
+
+        now = self.clock.now() if now is None else now
+        # inhibition is judged against every firing alert, not only the ones shown
+        return build_views(alerts, self.config.rules, muting(self.store, self.config, self.alerts([AlertState.FIRING]), now))
+
     def resolve_fingerprint(self, prefix: str) -> Alert:
-        prefix = prefix.strip()
-        if not prefix:
-            raise AlertNotFound("no fingerprint given (see `perf-alerts alerts` for fingerprints)")
-        matches = self.store.find_alerts(prefix)
+        """The one alert whose fingerprint starts with `prefix` (hex, any case): the lookup every front
+        end uses, so `ack 3f2a` and `POST /alerts/3f2a/ack` accept and refuse the same prefixes.
+
+        Raises InvalidFingerprint (not hex / empty), AlertNotFound, or AmbiguousFingerprint.
+        """
+        p = prefix.strip().lower()
+        if not p:
+            raise InvalidFingerprint("no fingerprint given (see `perf-alerts alerts` for fingerprints)")
+        if not _FINGERPRINT_PREFIX_RE.fullmatch(p):
+            raise InvalidFingerprint(f"fingerprint {prefix.strip()[:80]!r} is not valid (up to 64 hex characters; "
+                                     "a unique prefix is enough)")
+        matches = self.store.find_alerts(p)
         if not matches:
-            raise AlertNotFound(f"no alert with fingerprint {prefix!r} (see `perf-alerts alerts`)")
+            raise AlertNotFound(f"no alert with fingerprint {prefix.strip()!r} (see `perf-alerts alerts`)")
         if len(matches) > 1:
-            raise AlertNotFound(f"fingerprint prefix {prefix!r} is ambiguous: {', '.join(a.fingerprint for a in matches)}")
+            fps = [a.fingerprint for a in matches]
+            raise AmbiguousFingerprint(f"fingerprint prefix {prefix.strip()!r} is ambiguous: {', '.join(fps[:20])}"
+                                       + (f" and {len(fps) - 20} more" if len(fps) > 20 else ""), fps)
         return matches[0]
 
     def ack(self, fingerprint: str, by: str = "cli") -> Alert:
-        """Acknowledge an alert; stops its escalation. Acknowledging twice keeps the first time."""
+        """Acknowledge an alert; stops its escalation. Acknowledging twice keeps the first time.
+
+        Raises the errors of `resolve_fingerprint`, or AckRefused for a resolved or pending alert.
+        """
         a = self.resolve_fingerprint(fingerprint)
         if a.acknowledged:
             return a
         if a.state == AlertState.RESOLVED:
-            raise AlertNotFound(f"alert {a.fingerprint} ({a.rule}) is already resolved")
+            raise AckRefused(f"alert {a.fingerprint} ({a.rule}) is already resolved")
         if a.state == AlertState.PENDING:
             # an acknowledgement belongs to a firing episode; a pending alert may never fire
-            raise AlertNotFound(f"alert {a.fingerprint} ({a.rule}) is pending, not firing yet; acknowledge it once it fires")
+            raise AckRefused(f"alert {a.fingerprint} ({a.rule}) is pending, not firing yet; acknowledge it once it fires")
         now = self.clock.now()
         with self.store.transaction() as con:
             self.store.acknowledge_alert(a.fingerprint, now, by, con)
             self.store.add_events([(a.fingerprint, a.rule, a.severity.value, now, "acknowledged", _num(a.value), by)], con)
         out = self.store.get_alert(a.fingerprint)
-        assert out is not None
+        if out is None:  # deleted (a pending alert cancelled) between the lookup and the update
+            raise AlertNotFound(f"alert {a.fingerprint} ({a.rule}) no longer exists")
         return out
 
     def alert_stats(self, since: float | None = None, until: float | None = None) -> dict[str, Any]:

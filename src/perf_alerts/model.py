@@ -39,6 +39,25 @@ class AlertState(str, Enum):
     RESOLVED = "resolved"
 
 
+ALERT_STATE_CHOICES = ("pending", "firing", "resolved", "active", "all")
+
+
+def parse_alert_states(text: str | None, name: str = "state") -> list[AlertState] | None:
+    """A state filter of an alert list (CLI `--state`, API `?state=`) → the states, None for all.
+
+    `active` is pending and firing; empty or `all` means every state. Raises InputError naming `name`.
+    """
+    t = (text or "").strip().lower()
+    if t in ("", "all"):
+        return None
+    if t == "active":
+        return [AlertState.FIRING, AlertState.PENDING]
+    try:
+        return [AlertState(t)]
+    except ValueError:
+        raise InputError(f"{name}: unknown state {text!r}; valid: {', '.join(ALERT_STATE_CHOICES)}") from None
+
+
 class SampleError(InputError, ValueError):
     """A sample that cannot be stored; the message names the offending field."""
 
@@ -71,6 +90,59 @@ def validate_labels(labels: object) -> dict[str, str]:
             raise SampleError(f"label {k!r} must be a string, got {type(v).__name__}")
         out[k] = v if isinstance(v, str) else str(v)
     return out
+
+
+class LabelFilterError(InputError, ValueError):
+    """A label filter a user typed (CLI option, query parameter, tool argument) that cannot be read."""
+
+
+def parse_label_filter(raw: object, name: str = "labels") -> dict[str, str]:
+    """A label filter → {label: value}: the one parser every front end uses.
+
+    Accepts `agent=researcher,task=report` (values may be quoted), a JSON object text, or a
+    mapping (what a tool or a JSON body passes). None or empty means no filter. Label names
+    are checked as for samples, so a filter can only name labels a series can have. Raises
+    LabelFilterError, whose message starts with `name`.
+    """
+    if raw is None:
+        return {}
+    pairs: list[tuple[object, object]]
+    if isinstance(raw, Mapping):
+        pairs = list(raw.items())
+    elif isinstance(raw, str):
+        text = raw.strip()
+        if not text:
+            return {}
+        if text.startswith("{"):
+            try:
+                obj = json.loads(text)
+            except ValueError:
+                raise LabelFilterError(f"{name}: not a valid JSON object") from None
+            if not isinstance(obj, dict):
+                raise LabelFilterError(f"{name}: expected a JSON object of label to value")
+            pairs = list(obj.items())
+        else:
+            pairs = []
+            for part in text.split(","):
+                if not part.strip():
+                    continue
+                if "=" not in part:
+                    raise LabelFilterError(f"{name}: {part.strip()!r} is not label=value "
+                                           "(e.g. agent=researcher,task=report)")
+                k, v = part.split("=", 1)
+                pairs.append((k.strip(), v.strip().strip('"')))
+    else:
+        raise LabelFilterError(f"{name}: expected label=value pairs or a mapping of label to value, "
+                               f"got {type(raw).__name__}")
+    try:
+        return validate_labels(dict(pairs))
+    except SampleError as e:
+        raise LabelFilterError(f"{name}: {e}") from None
+
+
+def labels_match(labels: Labels, wanted: Labels | None) -> bool:
+    """Whether a series' (or an alert's) labels have every label=value of a filter."""
+    return not wanted or all(labels.get(k) == v for k, v in wanted.items())
 
 
 def validate_value(value: object) -> float:

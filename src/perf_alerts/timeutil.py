@@ -95,6 +95,52 @@ def parse_duration(text: str | int | float) -> float:
     return total
 
 
+# long unit names people (and LLMs) type in arguments: "2 days", "36 hours"
+_UNIT_WORDS = (("milliseconds", "ms"), ("millisecond", "ms"), ("seconds", "s"), ("second", "s"), ("secs", "s"),
+               ("sec", "s"), ("minutes", "m"), ("minute", "m"), ("mins", "m"), ("min", "m"), ("hours", "h"),
+               ("hour", "h"), ("hrs", "h"), ("hr", "h"), ("days", "d"), ("day", "d"), ("weeks", "w"), ("week", "w"))
+
+
+def parse_duration_arg(value: object, name: str, *, default: float | None = None, lo: float = 0.0,
+                       hi: float = math.inf, bare_unit: float = 1.0) -> float:
+    """A duration argument of a front end (CLI option, query parameter, tool argument) → seconds.
+
+    The one bounded wrapper around `parse_duration`, so every front end accepts the same texts
+    and its errors name the argument (`--lookback: ...`, `lookback_hours must be ...`). Bare
+    numbers are in `bare_unit` seconds (3600 for an `*_hours` argument); empty or None gives
+    `default` (required when `default` is None); the result must lie in [lo, hi].
+    Raises TimeParseError (a ValueError) with a message fit to show the user as is.
+    """
+    unit_name = {1.0: "seconds", 60.0: "minutes", 3600.0: "hours", 86400.0: "days"}.get(bare_unit, "units")
+    if value is None or (isinstance(value, str) and not value.strip()):
+        if default is None:
+            raise TimeParseError(f"{name} is required (a duration like 30m, 6h or 7d)")
+        return default
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise TimeParseError(f"{name} must be a number of {unit_name} or a duration like 36h or 2d, got {value!r}")
+    seconds: float
+    if isinstance(value, (int, float)):
+        seconds = float(value) * bare_unit
+    else:
+        text = value.strip().lower()
+        try:
+            seconds = float(text) * bare_unit
+        except ValueError:
+            compact = text.replace(" ", "")
+            for word, unit in _UNIT_WORDS:
+                compact = re.sub(rf"(?<=\d){word}(?![a-z])", unit, compact)
+            try:
+                seconds = parse_duration(compact)
+            except TimeParseError:
+                raise TimeParseError(f"{name} must be a number of {unit_name} or a duration like 36h or 2d, "
+                                     f"got {value!r}") from None
+    if not math.isfinite(seconds) or not lo <= seconds <= hi:
+        upper = "" if math.isinf(hi) else f" and {format_duration(hi)}"
+        raise TimeParseError(f"{name} must be between {format_duration(lo)}{upper}, got {value!r}"
+                             if upper else f"{name} must be at least {format_duration(lo)}, got {value!r}")
+    return seconds
+
+
 def format_duration(seconds: float | None) -> str:
     if seconds is None:
         return "-"

@@ -44,7 +44,7 @@ def kickoff(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Kick off the crew; exits 2 with instructions when no LLM is configured."""
-    from perf_alerts.cli.main import state
+    from perf_alerts.cli._common import state
     from perf_alerts.notify.redact import redact
 
     try:

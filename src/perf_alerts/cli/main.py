@@ -8,92 +8,26 @@ print one clear line, never a traceback. Heavy imports happen inside the command
 
 from __future__ import annotations
 
-import functools
 import os
 import sys
 from pathlib import Path
-from typing import Any, Callable, Optional, TypeVar
+from typing import Any, Optional
 
 import typer
 
+from perf_alerts.cli import crew_cmd, manage_cmd, web_cmd
 from perf_alerts.cli import output as out
+from perf_alerts.cli._common import app, state, system
+from perf_alerts.errors import InputError
+from perf_alerts.timeutil import parse_duration_arg
 
-app = typer.Typer(
-    name="perf-alerts",
-    help="Performance analytics and alerting for CrewAI crews, delivered to Discord.",
-    no_args_is_help=True,
-    add_completion=False,
-    pretty_exceptions_enable=False,
-    rich_markup_mode=None,
-)
-
-F = TypeVar("F", bound=Callable[..., Any])
-
-
-class _State:
-    config: Optional[str] = None
-    db: Optional[str] = None
-
-
-state = _State()
-
-
-def _user_errors() -> tuple[type[BaseException], ...]:
-    from perf_alerts.config import ConfigError
-    from perf_alerts.core import AlertNotFound
-    from perf_alerts.model import SampleError
-    from perf_alerts.sources.files import IngestError
-    from perf_alerts.store import StoreError
-    from perf_alerts.timeutil import TimeParseError
-
-    return (ConfigError, AlertNotFound, SampleError, IngestError, TimeParseError, StoreError)
-
-
-def handled(fn: F) -> F:
-    """Turn user mistakes into one line on stderr and exit code 2."""
-
-    @functools.wraps(fn)
-    def wrapper(*args: Any, **kwargs: Any) -> Any:
-        try:
-            return fn(*args, **kwargs)
-        except typer.Exit:
-            raise
-        except Exception as e:
-            if isinstance(e, _user_errors()):
-                out.error(str(e))
-                raise typer.Exit(2) from None
-            import sqlite3
-
-            if isinstance(e, sqlite3.DatabaseError):
-                out.error(f"SQLite store: {e}")
-                raise typer.Exit(2) from None
-            raise
-
-    return wrapper  # type: ignore[return-value]
-
-
-def system(clock: Any = None) -> Any:
-    from perf_alerts.core import PerfAlerts
-
-    return PerfAlerts(config=state.config, db=state.db, clock=clock)
-
-
-@app.callback()
-def _global(
-    config: Optional[str] = typer.Option(
-        None, "--config", "-c", envvar="PERF_ALERTS_CONFIG",
-        help="Config file (default ./config/alerting.yaml, else the packaged default)."),
-    db: Optional[str] = typer.Option(None, "--db", envvar="PERF_ALERTS_DB", help="SQLite store (default ./perf_alerts.db)."),
-) -> None:
-    state.config = config
-    state.db = db
+__all__ = ["app", "main"]
 
 
 # --------------------------------------------------------------------------- metrics in
 
 
 @app.command()
-@handled
 def ingest(
     files: list[Path] = typer.Argument(..., help="CSV (timestamp,metric,value,+labels) or JSONL files."),
     fmt: Optional[str] = typer.Option(None, "--format", help="csv or jsonl (default: from the extension)."),
@@ -132,7 +66,6 @@ def ingest(
 
 
 @app.command()
-@handled
 def collect(as_json: bool = typer.Option(False, "--json")) -> None:
     """Record one reading of the host metrics (CPU, memory, disk)."""
     samples = system().collect_host(cpu_interval=0.2)
@@ -147,6 +80,7 @@ def collect(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 def _parse_at(at: Optional[str]) -> Optional[float]:
+    """A time option (`--at`, `--since`): ISO 8601, Unix seconds, now, now-1h."""
     if at is None:
         return None
     from perf_alerts.timeutil import SystemClock, check_unix, parse_time_arg
@@ -155,7 +89,6 @@ def _parse_at(at: Optional[str]) -> Optional[float]:
 
 
 @app.command()
-@handled
 def evaluate(
     at: Optional[str] = typer.Option(None, "--at", help="Evaluation time: ISO 8601, Unix seconds, now, now-1h."),
     group: Optional[str] = typer.Option(None, "--group", help="Only rules of this group."),
@@ -169,8 +102,7 @@ def evaluate(
     s = system()
     groups = sorted({r.group for r in s.config.rules})
     if group is not None and group not in groups:
-        out.error(f"--group: no rule is in group {group!r}; groups: {', '.join(groups) or 'none'}")
-        raise typer.Exit(2)
+        raise InputError(f"--group: no rule is in group {group!r}; groups: {', '.join(groups) or 'none'}")
     when = _parse_at(at)
     last = s.store.kv_get("last_evaluation")
     if when is not None and last and when < float(last.get("at", 0)):
@@ -224,8 +156,7 @@ def _fail_on(level: str, alerts: list[Any]) -> None:
     try:
         sev = Severity(level)
     except ValueError:
-        out.error(f"--fail-on: unknown severity {level!r}; valid: critical, warning, info")
-        raise typer.Exit(2) from None
+        raise InputError(f"--fail-on: unknown severity {level!r}; valid: critical, warning, info") from None
     if any(a.state == AlertState.FIRING and a.severity.rank >= sev.rank for a in alerts):
         raise typer.Exit(1)
 
@@ -247,51 +178,29 @@ def _fmt_value(v: Optional[float]) -> str:
 
 
 @app.command("alerts")
-@handled
 def alerts_cmd(
-    state_: Optional[str] = typer.Option(None, "--state", help="pending, firing, resolved or active (pending+firing)."),
+    state_: Optional[str] = typer.Option(None, "--state", help="pending, firing, resolved, active (pending+firing) or all."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """List alerts, worst first."""
-    from perf_alerts.model import AlertState
-
-    states: Optional[list[AlertState]] = None
-    if state_:
-        if state_ == "active":
-            states = [AlertState.FIRING, AlertState.PENDING]
-        else:
-            try:
-                states = [AlertState(state_)]
-            except ValueError:
-                out.error(f"--state: unknown state {state_!r}; valid: pending, firing, resolved, active")
-                raise typer.Exit(2) from None
+    """List alerts, worst first, with whether they are acknowledged, silenced or inhibited."""
+    from perf_alerts.model import parse_alert_states
     from perf_alerts.notify.mute import muting
 
-    s = system()
-    alerts = s.alerts(states)
-    mute = muting(s.store, s.config, s.alerts([AlertState.FIRING]), s.clock.now())
-
-    def flags(a: Any) -> str:
-        return ", ".join(x for x, on in (("acknowledged", a.acknowledged), ("silenced", a.fingerprint in mute.silenced_by),
-                                         ("inhibited", a.fingerprint in mute.inhibited)) if on)
-
+    views = system().alert_views(parse_alert_states(state_, "--state"), muting)
     if as_json:
-        out.emit_json([{**a.to_dict(), "silenced": a.fingerprint in mute.silenced_by,
-                        "silenced_by": mute.silenced_by.get(a.fingerprint, []),
-                        "inhibited": a.fingerprint in mute.inhibited} for a in alerts])
+        out.emit_json([v.to_dict() for v in views])
         return
-    if not alerts:
+    if not views:
         out.line("no alerts")
         return
     out.table(None, ["fingerprint", "state", "severity", "rule", "labels", "value", "since", "flags"], [
-        (a.fingerprint, a.state.value, a.severity.value, a.rule, _fmt_labels(a.labels), _fmt_value(a.value),
-         _iso(a.started_at if a.state.value != "pending" else a.active_since), flags(a))
-        for a in alerts
+        (v.fingerprint, v.alert.state.value, v.alert.severity.value, v.alert.rule, _fmt_labels(v.alert.labels),
+         _fmt_value(v.alert.value), _iso(v.since), ", ".join(v.flags))
+        for v in views
     ])
 
 
 @app.command()
-@handled
 def ack(
     fingerprint: str = typer.Argument(..., help="Alert fingerprint (a unique prefix is enough)."),
     by: str = typer.Option(os.environ.get("USER", "cli"), "--by", help="Who acknowledges."),
@@ -306,7 +215,6 @@ def ack(
 
 
 @app.command()
-@handled
 def history(
     since: Optional[str] = typer.Option(None, "--since", help="e.g. now-7d"),
     as_json: bool = typer.Option(False, "--json"),
@@ -329,26 +237,19 @@ def history(
 # --------------------------------------------------------------------------- analytics
 
 
-def _duration_opt(text: str, name: str) -> float:
-    from perf_alerts.timeutil import TimeParseError, parse_duration
-
-    try:
-        return parse_duration(text)
-    except TimeParseError as e:
-        out.error(f"{name}: {e}")
-        raise typer.Exit(2) from None
-
-
 @app.command()
-@handled
 def analyze(
     lookback: str = typer.Option("24h", "--lookback", help="Window to analyse."),
     agent: Optional[str] = typer.Option(None, "--agent"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Only series with these labels: crew=c1,task=report."),
     at: Optional[str] = typer.Option(None, "--at"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Health (overall and per agent), findings, trends and anomalies."""
-    rep = system().analyze(lookback=_duration_opt(lookback, "--lookback"), agent=agent, at=_parse_at(at))
+    from perf_alerts.model import parse_label_filter
+
+    rep = system().analyze(lookback=parse_duration_arg(lookback, "--lookback"), agent=agent,
+                           labels=parse_label_filter(labels, "--labels") or None, at=_parse_at(at))
     if as_json:
         out.emit_json(rep)
         return
@@ -370,17 +271,20 @@ def analyze(
 
 
 @app.command()
-@handled
 def predict(
     horizon: str = typer.Option("6h", "--horizon"),
     lookback: str = typer.Option("24h", "--lookback"),
     agent: Optional[str] = typer.Option(None, "--agent"),
+    labels: Optional[str] = typer.Option(None, "--labels", help="Only series with these labels: crew=c1,task=report."),
     at: Optional[str] = typer.Option(None, "--at"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Forecasts and predicted threshold breaches with time-to-breach."""
-    rep = system().predict(horizon=_duration_opt(horizon, "--horizon"), lookback=_duration_opt(lookback, "--lookback"),
-                           agent=agent, at=_parse_at(at))
+    from perf_alerts.model import parse_label_filter
+
+    rep = system().predict(horizon=parse_duration_arg(horizon, "--horizon"),
+                           lookback=parse_duration_arg(lookback, "--lookback"), agent=agent,
+                           labels=parse_label_filter(labels, "--labels") or None, at=_parse_at(at))
     if as_json:
         out.emit_json(rep)
         return
@@ -398,7 +302,6 @@ def predict(
 
 
 @app.command("check-config")
-@handled
 def check_config(as_json: bool = typer.Option(False, "--json")) -> None:
     """Validate the configuration; exit 2 with file:line:field on a problem."""
     from perf_alerts.config import ConfigError, load_config, resolve_config_path
@@ -428,7 +331,6 @@ def check_config(as_json: bool = typer.Option(False, "--json")) -> None:
 
 
 @app.command("test-rules")
-@handled
 def test_rules(
     files: list[Path] = typer.Argument(..., help="Rule test files (promtool-style YAML)."),
     as_json: bool = typer.Option(False, "--json"),
@@ -459,7 +361,6 @@ def test_rules(
 
 
 @app.command()
-@handled
 def backtest(
     start: Optional[str] = typer.Option(None, "--start", help="Default: the first stored sample."),
     end: Optional[str] = typer.Option(None, "--end", help="Default: the last stored sample."),
@@ -468,7 +369,7 @@ def backtest(
 ) -> None:
     """Replay stored history through the rules: how many alerts each rule would have raised."""
     s = system()
-    step_s = _duration_opt(step, "--step") if step else None
+    step_s = parse_duration_arg(step, "--step") if step else None
     if as_json or not sys.stderr.isatty():
         rep = s.backtest(_parse_at(start), _parse_at(end), step_s)
     else:
@@ -496,7 +397,6 @@ def backtest(
 
 
 @app.command()
-@handled
 def notifications(
     state_: Optional[str] = typer.Option(None, "--state", help="pending, failed, delivered or dead."),
     limit: int = typer.Option(50, "--limit"),
@@ -527,7 +427,6 @@ def notifications(
 
 
 @app.command()
-@handled
 def deliver(
     deadline: Optional[str] = typer.Option(None, "--deadline", help="Keep retrying this long (default delivery.cli_deadline)."),
     as_json: bool = typer.Option(False, "--json"),
@@ -538,7 +437,7 @@ def deliver(
     s = system()
     for w in s.config.warnings:
         out.warn(w)
-    limit = _duration_opt(deadline, "--deadline") if deadline else None
+    limit = parse_duration_arg(deadline, "--deadline") if deadline else None
     d = deliver_due(s, console_write=out.stderr_line if as_json else None, deadline=limit)
     if as_json:
         out.emit_json(d)
@@ -551,7 +450,6 @@ app.add_typer(silence_app, name="silence")
 
 
 @silence_app.command("add")
-@handled
 def silence_add(
     matchers: list[str] = typer.Argument(..., help='Matchers like agent=researcher or alertname=~"High.*".'),
     duration: str = typer.Option("2h", "--duration", "-d"),
@@ -560,15 +458,11 @@ def silence_add(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Create a silence starting now."""
-    from perf_alerts.notify.silence import SilenceError, add_silence
+    from perf_alerts.notify.silence import add_silence
 
     s = system()
     now = s.clock.now()
-    try:
-        sil = add_silence(s.store, matchers, now, now + _duration_opt(duration, "--duration"), by, comment, now)
-    except SilenceError as e:
-        out.error(str(e))
-        raise typer.Exit(2) from None
+    sil = add_silence(s.store, matchers, now, now + parse_duration_arg(duration, "--duration", lo=1.0), by, comment, now)
     if as_json:
         out.emit_json(sil.to_dict(now))
     else:
@@ -576,7 +470,6 @@ def silence_add(
 
 
 @silence_app.command("list")
-@handled
 def silence_list(
     all_: bool = typer.Option(False, "--all", help="Include expired silences."),
     as_json: bool = typer.Option(False, "--json"),
@@ -599,17 +492,12 @@ def silence_list(
 
 
 @silence_app.command("expire")
-@handled
 def silence_expire(silence_id: str = typer.Argument(...), as_json: bool = typer.Option(False, "--json")) -> None:
     """End a silence now."""
-    from perf_alerts.notify.silence import SilenceError, expire_silence
+    from perf_alerts.notify.silence import expire_silence
 
     s = system()
-    try:
-        sil = expire_silence(s.store, silence_id, s.clock.now())
-    except SilenceError as e:
-        out.error(str(e))
-        raise typer.Exit(2) from None
+    sil = expire_silence(s.store, silence_id, s.clock.now())
     if as_json:
         out.emit_json(sil.to_dict(s.clock.now()))
     else:
@@ -617,7 +505,6 @@ def silence_expire(silence_id: str = typer.Argument(...), as_json: bool = typer.
 
 
 @app.command()
-@handled
 def summary(
     period: str = typer.Option("7d", "--period", help="The period the summary covers, ending now (or --at)."),
     at: Optional[str] = typer.Option(None, "--at"),
@@ -629,7 +516,8 @@ def summary(
     from perf_alerts.manage.report import build_summary, send_summary, write_summary
 
     s = system()
-    data, md, png = build_summary(s, _duration_opt(period, "--period"), at=_parse_at(at), chart=bool(send or out_dir))
+    data, md, png = build_summary(s, parse_duration_arg(period, "--period", lo=1.0), at=_parse_at(at),
+                                  chart=bool(send or out_dir))
     result: dict[str, Any] = {"summary": data}
     if out_dir is not None:
         result["files"] = write_summary(out_dir, data, md, png)
@@ -651,7 +539,6 @@ def summary(
 
 
 @app.command()
-@handled
 def demo(
     out_dir: Path = typer.Option(Path("demo-output"), "--out", help="Where the demo writes its outputs."),
     fast: bool = typer.Option(False, "--fast", help="A shorter simulated period (for tests)."),
@@ -665,18 +552,10 @@ def demo(
         out.emit_json(rep)
 
 
-from perf_alerts.cli.crew_cmd import crew_app  # noqa: E402  (crewai is imported inside its commands only)
-
-app.add_typer(crew_app, name="crew")
-
-from perf_alerts.cli.web_cmd import dashboard as _dashboard  # noqa: E402  (fastapi/uvicorn imported inside)
-
-app.command("dashboard")(_dashboard)
-
-from perf_alerts.cli import manage_cmd as _manage  # noqa: E402  (run, optimize, schedules, policies, audit)
-
-_manage.register(app)
-
+# the commands of the other modules (they import cli._common, never this module)
+app.add_typer(crew_cmd.crew_app, name="crew")  # crewai is imported inside its commands only
+app.command("dashboard")(web_cmd.dashboard)  # fastapi/uvicorn imported inside
+manage_cmd.register(app)  # run, optimize, schedules, policies, audit
 
 
 def main() -> None:

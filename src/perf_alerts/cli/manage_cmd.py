@@ -7,11 +7,15 @@ Registered on the main app by `register(app)`. Heavy imports stay inside the com
 from __future__ import annotations
 
 import os
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
 from perf_alerts.cli import output as out
+from perf_alerts.cli._common import system
+
+if TYPE_CHECKING:
+    from perf_alerts.manage.daemon import ServeHTTP
 
 
 def _user() -> str:
@@ -39,11 +43,19 @@ def _setup_logging(verbose: bool) -> None:
     root.propagate = False
 
 
-def register(app: typer.Typer) -> None:
-    from perf_alerts.cli.main import handled, system
+def _http_front_end() -> "ServeHTTP | None":
+    """The daemon's dashboard/API server (`http.app.serve_for_daemon`), handed to the daemon so the
+    management layer never imports the HTTP front end; None (with a warning) without the web extra."""
+    try:
+        from perf_alerts.http.app import serve_for_daemon
+    except ImportError as e:
+        out.warn(f"dashboard/API not served: the web extra is missing (pip install 'perf-alerts[web]'): {e}")
+        return None
+    return serve_for_daemon
 
+
+def register(app: typer.Typer) -> None:
     @app.command()
-    @handled
     def run(
         host: Optional[str] = typer.Option(None, "--host", help="Dashboard/API address (default global.http_host, 127.0.0.1)."),
         port: Optional[int] = typer.Option(None, "--port", help="Dashboard/API port (default global.http_port, 8080; 0 = any free port)."),
@@ -59,20 +71,15 @@ def register(app: typer.Typer) -> None:
         Stops cleanly on SIGTERM/SIGINT; undelivered notifications stay in the outbox and a
         restart continues where it stopped. The API token comes from PERF_ALERTS_TOKEN.
         """
-        from perf_alerts.manage.daemon import DaemonError, run_daemon
+        from perf_alerts.manage.daemon import run_daemon
 
         _setup_logging(verbose)
         s = system()
-        try:
-            code = run_daemon(s, host=host, port=port, http=not no_http, once=once, token=token or None,
-                              collect_host=not no_host_metrics)
-        except DaemonError as e:
-            out.error(str(e))
-            raise typer.Exit(2) from None
-        raise typer.Exit(code)
+        code = run_daemon(s, host=host, port=port, http=not no_http, once=once, token=token or None,
+                          collect_host=not no_host_metrics, serve_http=None if no_http or once else _http_front_end())
+        raise typer.Exit(code)  # a DaemonError (bad bind, port in use) is mapped to exit 2 with the other errors
 
     @app.command()
-    @handled
     def optimize(
         lookback: str = typer.Option("24h", "--lookback", help="Window the recommendations look at."),
         agent: Optional[str] = typer.Option(None, "--agent"),
@@ -82,13 +89,9 @@ def register(app: typer.Typer) -> None:
     ) -> None:
         """Recommendations with their evidence, and what the policies would do now (dry run unless --apply)."""
         from perf_alerts.manage.policies import optimize_report
-        from perf_alerts.timeutil import TimeParseError, parse_duration
+        from perf_alerts.timeutil import parse_duration_arg
 
-        try:
-            lb = parse_duration(lookback)
-        except TimeParseError as e:
-            out.error(f"--lookback: {e}")
-            raise typer.Exit(2) from None
+        lb = parse_duration_arg(lookback, "--lookback")
         s = system()
         rep = optimize_report(s, lookback=lb, agent=agent, apply=apply, who=f"cli:{_user()}")
         if as_json:
@@ -119,7 +122,6 @@ def register(app: typer.Typer) -> None:
                 out.line(f"      {ex['action']} [{mode}] → {ex['result']}" + (f" (audit #{ex['audit_id']})" if ex["audit_id"] else ""))
 
     @app.command("schedules")
-    @handled
     def schedules_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
         """Schedules with their job, last run, next run and whether they are overdue."""
         from perf_alerts.manage.schedules import Scheduler
@@ -138,7 +140,6 @@ def register(app: typer.Typer) -> None:
             out.warn(f"no evaluate schedule covers rule group {g!r}: its rules are never evaluated by the daemon")
 
     @app.command("policies")
-    @handled
     def policies_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
         """Notification policies: condition, priority, cooldown, actions (live or dry-run), last fired."""
         from perf_alerts.manage.policies import PolicyEngine
@@ -157,7 +158,6 @@ def register(app: typer.Typer) -> None:
         ])
 
     @app.command("audit")
-    @handled
     def audit_cmd(
         limit: int = typer.Option(50, "--limit"),
         policy: Optional[str] = typer.Option(None, "--policy"),

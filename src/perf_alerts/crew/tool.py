@@ -12,14 +12,23 @@ worker threads and from inside a running event loop.
 from __future__ import annotations
 
 import json
+import logging
 import math
 import threading
-from typing import Any, Callable, Optional, Union
+from typing import TYPE_CHECKING, Any, Callable, Optional, Union
 
 from crewai.tools import BaseTool
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr
 
 from perf_alerts.crew.result import StepResult
+from perf_alerts.errors import ConfigError, PerfAlertsError
+from perf_alerts.model import LabelFilterError, labels_match, parse_label_filter
+from perf_alerts.timeutil import parse_duration_arg
+
+if TYPE_CHECKING:
+    from perf_alerts.alerts.view import AlertView
+
+log = logging.getLogger("perf_alerts.crew")
 
 ACTIONS: tuple[str, ...] = ("analyze", "alerts", "optimize", "predict", "executive_summary", "dashboard")
 SEVERITIES: tuple[str, ...] = ("critical", "warning", "info")
@@ -108,30 +117,23 @@ def fit_budget(data: dict[str, Any], max_chars: int = MAX_RESULT_CHARS) -> dict[
     return data
 
 
-def _hours(value: Any, name: str, default: float) -> float:
-    """Hours from a number or a duration text ('24', '36h', '2d', '90m')."""
-    if value is None or value == "":
-        return default
-    if isinstance(value, bool):
-        raise ValueError(f"{name} must be a number of hours (e.g. 24), got {value!r}")
-    if isinstance(value, (int, float)):
-        h = float(value)
-    else:
-        text = str(value).strip().lower()
-        try:
-            h = float(text)
-        except ValueError:
-            from perf_alerts.timeutil import TimeParseError, parse_duration
+def _hours(value: Any, name: str, default_hours: float) -> float:
+    """An `*_hours` argument ('24', 36, '36h', '2 days') → seconds; bare numbers are hours."""
+    return parse_duration_arg(value, name, default=default_hours * 3600.0, lo=1.0, hi=MAX_HOURS * 3600.0,
+                              bare_unit=3600.0)
 
-            try:
-                h = parse_duration(text.replace(" ", "").replace("hours", "h").replace("hour", "h")
-                                   .replace("days", "d").replace("day", "d")) / 3600.0
-            except TimeParseError:
-                raise ValueError(f"{name} must be a number of hours (e.g. 24) or a duration like 36h or 2d, "
-                                 f"got {value!r}") from None
-    if not math.isfinite(h) or h <= 0 or h > MAX_HOURS:
-        raise ValueError(f"{name} must be between 0 and {MAX_HOURS:g} hours, got {value!r}")
-    return h
+
+def failure(what: str, e: BaseException) -> StepResult:
+    """The one mapping of an exception to what the agent reads: a `fail` result, never a raise.
+
+    A perf-alerts error is the agent's (or the operator's) to fix and its message says how; anything
+    else is a bug, logged with its traceback, and the agent is told only that it happened."""
+    if isinstance(e, ConfigError):
+        return StepResult.fail(f"{what}: configuration problem: {e}")
+    if isinstance(e, PerfAlertsError):
+        return StepResult.fail(f"{what}: {e}")
+    log.exception("%s failed", what, exc_info=e)
+    return StepResult.fail(f"{what} failed: {type(e).__name__}: {e}")
 
 
 class _StoreTool(BaseTool):
@@ -173,18 +175,18 @@ class _StoreTool(BaseTool):
         return StepResult.fail(f"invalid arguments: {e}. {self._usage()}")
 
 
-def _alert_view(a: Any) -> dict[str, Any]:
+def _alert_view(v: "AlertView") -> dict[str, Any]:
+    """The compact rendering of an AlertView for an LLM: the series, not the bookkeeping."""
     from perf_alerts.timeutil import iso
 
-    labels = {k: v for k, v in a.labels.items() if k not in ("alertname", "severity")}
-    d: dict[str, Any] = {"rule": a.rule, "state": a.state.value, "severity": a.severity.value, "labels": labels,
-                         "value": _r(a.value), "threshold": a.threshold,
-                         "since": iso(a.started_at if a.state.value == "firing" else a.active_since),
-                         "fingerprint": a.fingerprint}
-    if a.annotations.get("summary"):
-        d["summary"] = a.annotations["summary"]
-    if a.acknowledged:
-        d["acknowledged"] = True
+    a = v.alert
+    d: dict[str, Any] = {"rule": a.rule, "state": a.state.value, "severity": a.severity.value,
+                         "labels": v.series_labels, "value": _r(a.value), "threshold": a.threshold,
+                         "since": iso(v.since), "fingerprint": a.fingerprint}
+    if v.summary:
+        d["summary"] = v.summary
+    for flag in v.flags:  # acknowledged / silenced / inhibited: only when true
+        d[flag] = True
     return d
 
 
@@ -211,7 +213,8 @@ class PerformanceAnalyticsArgs(BaseModel):
     task: Optional[str] = Field(None, description="Only this task.")
     model: Optional[str] = Field(None, description="Only this LLM model.")
     tool: Optional[str] = Field(None, description="Only this tool.")
-    labels: Optional[dict[str, str]] = Field(None, description="Other label filters, e.g. {\"host\": \"web-1\"}.")
+    labels: Optional[Union[dict[str, str], str]] = Field(
+        None, description="Other label filters, e.g. {\"host\": \"web-1\"} or \"host=web-1,crew=c1\".")
     send_notifications: Optional[bool] = Field(
         False, description="alerts / executive_summary: also deliver through the notification pipeline (Discord).")
 
@@ -240,7 +243,7 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
 
     def _run(self, action: str = "", lookback_hours: Hours = None, horizon_hours: Hours = None,
              agent: Optional[str] = None, crew: Optional[str] = None, task: Optional[str] = None,
-             model: Optional[str] = None, tool: Optional[str] = None, labels: Optional[dict[str, str]] = None,
+             model: Optional[str] = None, tool: Optional[str] = None, labels: Union[dict[str, str], str, None] = None,
              send_notifications: Optional[bool] = False, **_ignored: Any) -> StepResult:
         act = (action or "").strip().lower().replace("-", "_").replace(" ", "_")
         if act not in ACTIONS:
@@ -251,10 +254,10 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
             return StepResult.fail(f"unknown action {action!r}{hint}; valid actions: {', '.join(ACTIONS)}",
                                    valid_actions=list(ACTIONS))
         try:
-            lookback = _hours(lookback_hours, "lookback_hours", DEFAULT_LOOKBACK_HOURS) * 3600.0
-            horizon = _hours(horizon_hours, "horizon_hours", DEFAULT_HORIZON_HOURS) * 3600.0
+            lookback = _hours(lookback_hours, "lookback_hours", DEFAULT_LOOKBACK_HOURS)
+            horizon = _hours(horizon_hours, "horizon_hours", DEFAULT_HORIZON_HOURS)
             filt = self._filters(crew, task, model, tool, labels)
-        except ValueError as e:
+        except PerfAlertsError as e:
             return StepResult.fail(str(e))
         agent = agent.strip() if isinstance(agent, str) and agent.strip() else None
         try:
@@ -263,11 +266,7 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
             data = handler(system, lookback=lookback, horizon=horizon, agent=agent, labels=filt,
                            send=bool(send_notifications))
         except Exception as e:  # an action must never raise into the agent loop
-            from perf_alerts.config import ConfigError
-
-            if isinstance(e, ConfigError):
-                return StepResult.fail(f"{act}: configuration problem: {e}")
-            return StepResult.fail(f"{act} failed: {type(e).__name__}: {e}")
+            return failure(act, e)
         if isinstance(data, StepResult):
             return data
         status = data.pop("_status", "ok")
@@ -279,17 +278,14 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
 
     @staticmethod
     def _filters(crew: Optional[str], task: Optional[str], model: Optional[str], tool: Optional[str],
-                 labels: Optional[dict[str, str]]) -> dict[str, str] | None:
-        out: dict[str, str] = {}
-        if labels:
-            if not isinstance(labels, dict):
-                raise ValueError("labels must be a mapping of label name to value, e.g. {\"crew\": \"content_crew\"}")
-            out.update({str(k): str(v) for k, v in labels.items() if v is not None})
+                 labels: Any) -> dict[str, str] | None:
+        """The label filter: `labels` (a mapping or `crew=c1,task=t`) plus the crew/task/model/tool shortcuts."""
+        out = parse_label_filter(labels, "labels")
         for k, v in (("crew", crew), ("task", task), ("model", model), ("tool", tool)):
             if isinstance(v, str) and v.strip():
                 out[k] = v.strip()
         if "agent" in out:
-            raise ValueError("filter by agent with the `agent` parameter, not labels")
+            raise LabelFilterError("filter by agent with the `agent` parameter, not labels")
         return out or None
 
     # -- actions ---------------------------------------------------------------------
@@ -324,17 +320,19 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
 
     def _do_alerts(self, system: Any, *, send: bool, agent: str | None, labels: dict[str, str] | None,
                    **_: Any) -> dict[str, Any]:
+        from perf_alerts.notify.mute import muting
         from perf_alerts.notify.pipeline import deliver_evaluation
 
         res = system.evaluate()
         active = [a for a in res.active if _matches(a.labels, agent, labels)]
+        shown = system.views_of(active[:10], muting, now=res.at)
         firing = [a for a in active if a.state.value == "firing"]
         pending = [a for a in active if a.state.value == "pending"]
         data: dict[str, Any] = {
             "evaluated_at": res.to_dict()["at"], "rules": res.rules, "series_evaluated": res.series,
             "firing": len(firing), "pending": len(pending),
             "by_severity": {s: sum(1 for a in firing if a.severity.value == s) for s in SEVERITIES},
-            "alerts": [_alert_view(a) for a in active[:10]],
+            "alerts": [_alert_view(v) for v in shown],
             "changes": [{"event": t.event, "rule": t.alert.rule, "severity": t.alert.severity.value,
                          "agent": t.alert.labels.get("agent")} for t in res.transitions[:10]],
         }
@@ -410,6 +408,7 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
                       **_: Any) -> dict[str, Any]:
         from perf_alerts import insights
         from perf_alerts.model import AlertState
+        from perf_alerts.notify.mute import muting
         from perf_alerts.timeutil import format_duration, iso
 
         now = system.clock.now()
@@ -430,7 +429,8 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
         active_f = [a for a in active if _matches(a.labels, agent, labels)]
         return {
             "at": iso(now),
-            "firing": [_alert_view(a) for a in active_f if a.state == AlertState.FIRING][:10],
+            "firing": [_alert_view(v) for v in
+                       system.views_of([a for a in active_f if a.state == AlertState.FIRING][:10], muting, now=now)],
             "pending": sum(1 for a in active_f if a.state == AlertState.PENDING),
             "health": {"overall": None if overall.score is None else round(overall.score, 1),
                        "status": overall.status, "agents": health[:12]},
@@ -444,9 +444,7 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
 
 
 def _matches(labels: dict[str, str], agent: str | None, filt: dict[str, str] | None) -> bool:
-    if agent is not None and labels.get("agent") != agent:
-        return False
-    return not filt or all(labels.get(k) == v for k, v in filt.items())
+    return (agent is None or labels.get("agent") == agent) and labels_match(labels, filt)
 
 
 # --------------------------------------------------------------------------- the Discord tool
@@ -503,7 +501,7 @@ class DiscordAlertTool(_StoreTool):
         try:
             report = deliver_message(self._get_system(), message["title"], sev, message["text"], clean_metrics or None)
         except Exception as e:
-            return StepResult.fail(f"delivery failed: {type(e).__name__}: {e}")
+            return failure("delivery", e)
         view = {"state": report["state"], "delivered": report["delivered"], "dead": report["dead"],
                 "still_pending": report["still_pending"], "errors": report["errors"][:3],
                 "notifications": [{k: n[k] for k in ("receiver", "state", "attempts", "message_ids", "last_error")}

@@ -1,7 +1,8 @@
 """The JSON HTTP API and the web dashboard (FastAPI), over the same `PerfAlerts` core.
 
-`create_app(system, token=...)` builds the ASGI app; `serve(system, host, port, token)`
-runs it with uvicorn and refuses a non-loopback bind without a token. fastapi and
+`create_app(system, token=...)` builds the ASGI app (`http.app`); `http.server.start_server`
+puts an app on a port in a running loop — for the daemon (`serve_for_daemon`) and for
+`perf-alerts dashboard` (`serve`, until a signal) — refusing a non-loopback bind without a token. fastapi and
 uvicorn are imported only when one of these is used (they are the `web` extra).
 """
 
@@ -9,12 +10,14 @@ from __future__ import annotations
 
 from typing import Any
 
-__all__ = ["create_app", "serve", "build_server", "ServeError", "is_loopback"]
+_WHERE = {"create_app": "app", "serve": "app", "serve_for_daemon": "app", "build_server": "app",
+          "start_server": "server", "RunningServer": "server", "ServeError": "server", "is_loopback": "server"}
+__all__ = list(_WHERE)
 
 
 def __getattr__(name: str) -> Any:
-    if name in __all__:
-        from perf_alerts.http import app as _app
+    if name in _WHERE:
+        import importlib
 
-        return getattr(_app, name)
+        return getattr(importlib.import_module(f"perf_alerts.http.{_WHERE[name]}"), name)
     raise AttributeError(f"module 'perf_alerts.http' has no attribute {name!r}")

@@ -16,9 +16,9 @@ Security (SPEC §8, §12):
 
 from __future__ import annotations
 
+import asyncio
 import hmac
 import inspect
-import ipaddress
 import json
 import logging
 import math
@@ -26,7 +26,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -37,14 +37,18 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
-from perf_alerts.model import AlertState, SampleError
+from perf_alerts.errors import ConflictError, DeliveryError, InputError, NotFoundError, PerfAlertsError, StoreError
+from perf_alerts.http.server import (RunningServer, ServeError, check_bind, is_loopback, make_server,
+                                  serve_until_signal, start_server)
+from perf_alerts.model import labels_match, parse_alert_states, parse_label_filter, validate_metric_name
 from perf_alerts.notify.redact import redact, register_secret
-from perf_alerts.timeutil import MAX_UNIX, MIN_UNIX, TimeParseError, iso, parse_duration, parse_timestamp
+from perf_alerts.timeutil import MAX_UNIX, MIN_UNIX, iso, parse_duration_arg, parse_timestamp
 
 if TYPE_CHECKING:
     import uvicorn
 
     from perf_alerts.core import PerfAlerts
+    from perf_alerts.manage.daemon import Daemon
     from perf_alerts.notify.pipeline import Notifier
 
 log = logging.getLogger("perf_alerts.http")
@@ -57,21 +61,47 @@ MAX_POINTS = 500
 MAX_SERIES = 20
 HEALTH_TTL = 5.0  # seconds a health analysis is reused
 # Unix seconds of 1970-01-01 .. 9999-12-31: anything else is a unit mistake (milliseconds?)
-LOOPBACK_NAMES = {"localhost", "127.0.0.1", "::1", "[::1]", "ip6-localhost"}
 # Starlette's TestClient sends this Host; it is not resolvable, so it cannot be rebound.
 _TEST_HOSTS = {"testserver"}
-_FP_RE = re.compile(r"^[0-9a-fA-F]{4,64}$")
 _SILENCE_ID_RE = re.compile(r"^[0-9a-fA-F]{1,64}$")
 
 
-class ApiError(Exception):
+class ApiError(PerfAlertsError):
+    """A request the HTTP layer itself refuses (its shape, its size): carries its own status."""
+
     def __init__(self, status: int, error: str, detail: Any = None) -> None:
         super().__init__(error)
         self.status, self.error, self.detail = status, error, detail
 
 
-class ServeError(ValueError):
-    """The server cannot be started as asked (e.g. a public address without a token)."""
+# The status of each class of the error hierarchy (see perf_alerts.errors); an error takes the
+# status of its nearest classified ancestor, so `SilenceNotFound(SilenceError, NotFoundError)`
+# is a 404 and `InvalidFingerprint(InputError, AlertNotFound)` a 400.
+ERROR_STATUS: dict[type[BaseException], int] = {
+    InputError: 400, NotFoundError: 404, ConflictError: 409, DeliveryError: 502, StoreError: 503,
+}
+
+
+def error_status(exc: PerfAlertsError) -> int:
+    """The HTTP status of a perf-alerts error: its own for ApiError, else its nearest classified
+    ancestor's (breadth first over the bases, in their declared order); 500 for the rest
+    (ConfigError, DaemonError: the server's problem, not the client's)."""
+    if isinstance(exc, ApiError):
+        return exc.status
+    level: list[type] = [type(exc)]
+    seen: set[type] = set()
+    while level:
+        for cls in level:
+            if cls in ERROR_STATUS:
+                return ERROR_STATUS[cls]
+        nxt: list[type] = []
+        for cls in level:
+            for base in cls.__bases__:
+                if base not in seen:
+                    seen.add(base)
+                    nxt.append(base)
+        level = nxt
+    return 500
 
 
 # --------------------------------------------------------------------------- JSON helpers
@@ -111,54 +141,6 @@ def _redact_deep(x: Any) -> Any:
     if isinstance(x, (list, tuple)):
         return [_redact_deep(v) for v in x]
     return x
-
-
-def _duration_param(text: str | None, name: str, default: float, lo: float, hi: float) -> float:
-    if text is None or text == "":
-        return default
-    try:
-        v = parse_duration(text)
-    except TimeParseError as e:
-        raise ApiError(400, f"{name}: {e}") from None
-    if not lo <= v <= hi:
-        raise ApiError(400, f"{name}: {text!r} is out of range (between {_fmt_s(lo)} and {_fmt_s(hi)})")
-    return v
-
-
-def _fmt_s(s: float) -> str:
-    from perf_alerts.timeutil import format_duration
-
-    return format_duration(s)
-
-
-def _parse_labels_param(text: str | None) -> dict[str, str]:
-    """`agent=researcher,task=x` or a JSON object."""
-    if not text:
-        return {}
-    text = text.strip()
-    if text.startswith("{"):
-        try:
-            raw = json.loads(text)
-        except ValueError:
-            raise ApiError(400, "labels: not a valid JSON object") from None
-        if not isinstance(raw, dict):
-            raise ApiError(400, "labels: expected a JSON object of label to value")
-        pairs = list(raw.items())
-    else:
-        pairs = []
-        for part in text.split(","):
-            if not part.strip():
-                continue
-            if "=" not in part:
-                raise ApiError(400, f"labels: {part!r} is not label=value (e.g. labels=agent=researcher,task=report)")
-            k, v = part.split("=", 1)
-            pairs.append((k.strip(), v.strip().strip('"')))
-    from perf_alerts.model import validate_labels
-
-    try:
-        return validate_labels(dict(pairs))
-    except SampleError as e:
-        raise ApiError(400, f"labels: {e}") from None
 
 
 def downsample(ts: np.ndarray, vals: np.ndarray, max_points: int = MAX_POINTS) -> tuple[np.ndarray, np.ndarray]:
@@ -223,16 +205,6 @@ class SilenceIn(_Body):
 # --------------------------------------------------------------------------- the app
 
 
-def is_loopback(host: str) -> bool:
-    h = host.strip().strip("[]").lower()
-    if h in LOOPBACK_NAMES or h == "localhost.":
-        return True
-    try:
-        return ipaddress.ip_address(h).is_loopback
-    except ValueError:
-        return False
-
-
 def _host_of(header: str) -> str:
     """'127.0.0.1:8080' → '127.0.0.1'; '[::1]:80' → '::1'."""
     try:
@@ -262,6 +234,7 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
                   openapi_url=f"{API_PREFIX}/openapi.json", redirect_slashes=False,
                   default_response_class=SafeJSONResponse)
     app.state.system = system
+    app.state.token_required = token_bytes is not None  # start_server refuses a public address without one
     _notifier: list[Any] = [notifier]
 
     def get_notifier() -> Any:
@@ -272,9 +245,16 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         return _notifier[0]
 
     # ---------------------------------------------------------------- errors → JSON
-    @app.exception_handler(ApiError)
-    async def _api_error(_: Request, exc: ApiError) -> Response:
-        return _error(exc.status, exc.error, exc.detail)
+    @app.exception_handler(PerfAlertsError)
+    async def _known_error(_: Request, exc: PerfAlertsError) -> Response:
+        """Every error of the hierarchy, mapped in this one place: the message as is, its class's status."""
+        status = error_status(exc)
+        if isinstance(exc, ApiError):
+            return _error(status, exc.error, exc.detail)
+        matches = getattr(exc, "matches", None)  # an ambiguous prefix: which alerts it could mean
+        if status >= 500:
+            log.error("HTTP API: %s", redact(f"{type(exc).__name__}: {exc}"))
+        return _error(status, str(exc), {"matches": list(matches)[:20]} if isinstance(matches, list) else None)
 
     @app.exception_handler(RequestValidationError)
     async def _validation_error(_: Request, exc: RequestValidationError) -> Response:
@@ -292,9 +272,9 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         return _error(exc.status_code, msg, None, getattr(exc, "headers", None))
 
     @app.exception_handler(Exception)
-    async def _unexpected(_: Request, exc: Exception) -> Response:  # a bug, never a user mistake
-        log.error("internal error in the HTTP API: %s", redact(f"{type(exc).__name__}: {exc}"))
-        return _error(500, "internal error", redact(f"{type(exc).__name__}: {exc}"))
+    async def _unexpected(request: Request, exc: Exception) -> Response:  # a bug, never a user mistake
+        log.exception("internal error in the HTTP API (%s %s)", request.method, request.url.path, exc_info=exc)
+        return _error(500, "internal error (see the server log)")
 
     # ---------------------------------------------------------------- guard: host, origin, token, size
     @app.middleware("http")
@@ -378,7 +358,7 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
     @app.get(f"{API_PREFIX}/health")
     def health(lookback: str | None = Query(None, description="e.g. 24h"),
                agent: str | None = Query(None, max_length=200)) -> Any:
-        lb = _duration_param(lookback, "lookback", 86400.0, 60.0, 90 * 86400.0)
+        lb = parse_duration_arg(lookback, "lookback", default=86400.0, lo=60.0, hi=90 * 86400.0)
         key = (lb, agent)
         # every open dashboard asks every 10 s: one analysis per HEALTH_TTL serves them all
         with health_lock:
@@ -395,7 +375,7 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
 
     @app.get(f"{API_PREFIX}/summary")
     def summary(period: str | None = Query(None, description="e.g. 7d")) -> Any:
-        p = _duration_param(period, "period", 7 * 86400.0, 3600.0, 366 * 86400.0)
+        p = parse_duration_arg(period, "period", default=7 * 86400.0, lo=3600.0, hi=366 * 86400.0)
         try:
             from perf_alerts.manage.summary import executive_summary
         except ImportError:
@@ -403,79 +383,33 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         return executive_summary(system, period_seconds=p)
 
     # ---------------------------------------------------------------- alerts
-    def _alert_view(alerts: list[Any], now: float) -> list[dict[str, Any]]:
+    def _views(alerts: list[Any]) -> list[dict[str, Any]]:
         from perf_alerts.notify.mute import muting
 
-        mute = muting(system.store, system.config, system.alerts([AlertState.FIRING]), now)
-        rules = {r.name: r for r in system.config.rules}
-        out = []
-        for a in alerts:
-            d = a.to_dict()
-            rule = rules.get(a.rule)
-            d["metric"] = rule.metric if rule else None
-            d["op"] = rule.op if rule else None
-            d["rule_type"] = rule.type if rule else None
-            matched = mute.silenced_by.get(a.fingerprint, [])
-            d["silenced"] = bool(matched)
-            d["silenced_by"] = matched
-            d["inhibited"] = a.fingerprint in mute.inhibited
-            d["summary"] = a.annotations.get("summary")
-            out.append(d)
-        return out
+        return [v.to_dict() for v in system.views_of(alerts, muting)]
 
     @app.get(f"{API_PREFIX}/alerts")
     def list_alerts(state: str | None = Query(None, description="pending, firing, resolved, active or all"),
                     limit: int = Query(200, ge=1, le=5000)) -> Any:
-        states: list[AlertState] | None
-        if state in (None, "", "all"):
-            states = None
-        elif state == "active":
-            states = [AlertState.FIRING, AlertState.PENDING]
-        else:
-            try:
-                states = [AlertState(state)]
-            except ValueError:
-                raise ApiError(400, f"state: unknown state {state!r}; valid: pending, firing, resolved, active, all") from None
-        now = system.clock.now()
-        alerts = system.alerts(states)
-        return {"now": iso(now), "count": len(alerts), "alerts": _alert_view(alerts[:limit], now)}
-
-    def _find_alert(fingerprint: str) -> Any:
-        if not _FP_RE.match(fingerprint):
-            raise ApiError(400, f"fingerprint {fingerprint[:80]!r} is not valid (4 to 64 hex characters; a unique prefix is enough)")
-        matches = system.store.find_alerts(fingerprint.lower())
-        if not matches:
-            raise ApiError(404, f"no alert with fingerprint {fingerprint!r}")
-        if len(matches) > 1:
-            raise ApiError(409, f"fingerprint prefix {fingerprint!r} is ambiguous",
-                           {"matches": [a.fingerprint for a in matches][:20]})
-        return matches[0]
+        alerts = system.alerts(parse_alert_states(state, "state"))
+        return {"now": iso(system.clock.now()), "count": len(alerts), "alerts": _views(alerts[:limit])}
 
     @app.get(f"{API_PREFIX}/alerts/{{fingerprint}}")
     def get_alert(fingerprint: str) -> Any:
-        a = _find_alert(fingerprint)
-        d = _alert_view([a], system.clock.now())[0]
+        a = system.resolve_fingerprint(fingerprint)
+        d = _views([a])[0]
         d["events"] = [{**e, "at": iso(e["ts"])} for e in system.store.events(fingerprint=a.fingerprint)[-50:]]
         return d
 
     @app.post(f"{API_PREFIX}/alerts/{{fingerprint}}/ack")
     def ack_alert(fingerprint: str, body: AckIn | None = Body(None)) -> Any:
-        from perf_alerts.core import AlertNotFound
-
-        a = _find_alert(fingerprint)
-        if a.state == AlertState.RESOLVED and not a.acknowledged:
-            raise ApiError(409, f"alert {a.fingerprint} ({a.rule}) is already resolved")
-        try:
-            acked = system.ack(a.fingerprint, by=(body.by if body else "dashboard"))
-        except AlertNotFound as e:  # resolved or deleted since we looked
-            raise ApiError(409, str(e)) from None
-        return _alert_view([acked], system.clock.now())[0]
+        return _views([system.ack(fingerprint, by=(body.by if body else "dashboard"))])[0]
 
     @app.get(f"{API_PREFIX}/alerts/{{fingerprint}}/series")
     def alert_series(fingerprint: str, lookback: str | None = Query(None, description="e.g. 6h")) -> Any:
         """The samples behind an alert: its rule's metric for the alert's series, with the threshold."""
-        a = _find_alert(fingerprint)
-        lb = _duration_param(lookback, "lookback", 6 * 3600.0, 60.0, 90 * 86400.0)
+        a = system.resolve_fingerprint(fingerprint)
+        lb = parse_duration_arg(lookback, "lookback", default=6 * 3600.0, lo=60.0, hi=90 * 86400.0)
         rule = next((r for r in system.config.rules if r.name == a.rule), None)
         if rule is None:
             return {"fingerprint": a.fingerprint, "rule": a.rule, "metric": None, "series": [],
@@ -518,11 +452,10 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
     def series_endpoint(metric: str = Query(..., description="metric name"),
                         labels: str | None = Query(None, description="agent=researcher,task=x or a JSON object"),
                         lookback: str | None = Query(None, description="e.g. 6h")) -> Any:
-        if not re.match(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$", metric):
-            raise ApiError(400, f"invalid metric name {metric[:100]!r} (must match [a-zA-Z_:][a-zA-Z0-9_:]*)")
-        want = _parse_labels_param(labels)
-        lb = _duration_param(lookback, "lookback", 6 * 3600.0, 60.0, 90 * 86400.0)
-        series = [s for s in system.store.list_series(metric) if all(s.labels.get(k) == v for k, v in want.items())]
+        validate_metric_name(metric[:200])
+        want = parse_label_filter(labels, "labels")
+        lb = parse_duration_arg(lookback, "lookback", default=6 * 3600.0, lo=60.0, hi=90 * 86400.0)
+        series = [s for s in system.store.list_series(metric) if labels_match(s.labels, want)]
         end = system.clock.now()
         res = _series_points(series, end - lb, end)
         return {"metric": metric, "labels": want, "series_total": len(series), **res}
@@ -538,53 +471,37 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
 
     @app.post(f"{API_PREFIX}/silences", status_code=201)
     def add_silence_ep(body: SilenceIn) -> Any:
-        from perf_alerts.notify.silence import SilenceError, add_silence
+        from perf_alerts.notify.silence import add_silence
 
         now = system.clock.now()
         if (body.matchers is None) == (body.fingerprint is None):
             raise ApiError(400, 'give either "matchers" or "fingerprint" (the alert to silence)')
         matchers: Any = body.matchers
         if body.fingerprint is not None:
-            a = _find_alert(body.fingerprint)
+            a = system.resolve_fingerprint(body.fingerprint)
             # this alert's series exactly: its rule plus every label except the severity
             matchers = {k: v for k, v in sorted(a.labels.items()) if k != "severity"}
             matchers["alertname"] = a.labels.get("alertname", a.rule)
-        try:
-            starts = now if body.starts_at is None else parse_timestamp(body.starts_at)
-            if body.ends_at is not None:
-                if body.duration is not None:
-                    raise ApiError(400, 'give "duration" or "ends_at", not both')
-                ends = parse_timestamp(body.ends_at)
-            else:
-                ends = starts + _duration_param(None if body.duration is None else str(body.duration), "duration",
-                                                3600.0, 1.0, 366 * 86400.0)
-        except TimeParseError as e:
-            raise ApiError(400, str(e)) from None
+        starts = now if body.starts_at is None else parse_timestamp(body.starts_at)
+        if body.ends_at is not None:
+            if body.duration is not None:
+                raise ApiError(400, 'give "duration" or "ends_at", not both')
+            ends = parse_timestamp(body.ends_at)
+        else:
+            ends = starts + parse_duration_arg(body.duration, "duration", default=3600.0, lo=1.0, hi=366 * 86400.0)
         if not (MIN_UNIX <= starts <= MAX_UNIX and MIN_UNIX <= ends <= MAX_UNIX):
             raise ApiError(400, "starts_at/ends_at out of range (Unix seconds or ISO 8601)")
-        try:
-            sil = add_silence(system.store, matchers, starts, ends, body.created_by, body.comment, now)
-        except SilenceError as e:
-            raise ApiError(400, str(e)) from None
+        sil = add_silence(system.store, matchers, starts, ends, body.created_by, body.comment, now)
         return sil.to_dict(now)
 
     @app.delete(f"{API_PREFIX}/silences/{{silence_id}}")
     def expire_silence_ep(silence_id: str) -> Any:
-        from perf_alerts.notify.silence import SilenceError, expire_silence, list_silences
+        from perf_alerts.notify.silence import expire_silence
 
         if not _SILENCE_ID_RE.match(silence_id):
             raise ApiError(400, f"silence id {silence_id[:80]!r} is not valid (hex characters)")
-        matches = [s for s in list_silences(system.store) if s.id.startswith(silence_id.lower())]
-        if not matches:
-            raise ApiError(404, f"no silence with id {silence_id!r}")
-        if len(matches) > 1:
-            raise ApiError(409, f"silence id {silence_id!r} is ambiguous", {"matches": [s.id for s in matches]})
         now = system.clock.now()
-        try:
-            sil = expire_silence(system.store, matches[0].id, now)
-        except SilenceError as e:
-            raise ApiError(404, str(e)) from None
-        return sil.to_dict(now)
+        return expire_silence(system.store, silence_id.lower(), now).to_dict(now)
 
     # ---------------------------------------------------------------- notifications
     @app.get(f"{API_PREFIX}/notifications")
@@ -678,37 +595,30 @@ def _version() -> str:
         return "0"
 
 
-# --------------------------------------------------------------------------- serving
+# --------------------------------------------------------------------------- serving (http.server does the work)
 
 
-def check_bind(host: str, token: str | None) -> None:
-    """Refuse to listen beyond this machine without a token (SPEC §8)."""
-    if not host or not host.strip():
-        raise ServeError("--host is empty")
-    if not is_loopback(host) and not (token and token.strip()):
-        raise ServeError(f"refusing to serve on {host}: only loopback addresses (127.0.0.1, ::1, localhost) may be "
-                         "served without a token; set --token or PERF_ALERTS_TOKEN (clients then send "
-                         "Authorization: Bearer <token>)")
+def serve(system: "PerfAlerts", host: str = "127.0.0.1", port: int = 8080, token: str | None = None, *,
+          on_started: Callable[[RunningServer], None] | None = None, **app_kwargs: Any) -> None:
+    """Serve the API and dashboard over `system` until SIGINT/SIGTERM (blocking; `perf-alerts dashboard`)."""
+    check_bind(host, token)  # before building the app: the refusal is the whole answer
+    asyncio.run(serve_until_signal(create_app(system, token=token, **app_kwargs), host, port, on_started))
+
+
+async def serve_for_daemon(system: "PerfAlerts", daemon: "Daemon") -> RunningServer:
+    """The daemon's dashboard and API (`Daemon(serve_http=serve_for_daemon)`, passed by `perf-alerts run`):
+    the app shows the daemon's own notifier, scheduler and policies, on its host, port and token."""
+    app = create_app(system, token=daemon.token, notifier=daemon.notifier, scheduler=daemon.scheduler,
+                     policies=daemon.policies)
+    return await start_server(app, daemon.host, daemon.port)
 
 
 def build_server(system: "PerfAlerts", host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
                  **app_kwargs: Any) -> "uvicorn.Server":
-    """A uvicorn server for the app (the daemon awaits `server.serve()` in its loop)."""
-    import uvicorn
-
+    """An unstarted server over `system` for a caller that runs it on its own thread (the tests' live server)."""
     check_bind(host, token)
-    if not 0 <= int(port) <= 65535:
-        raise ServeError(f"--port {port} is out of range (0-65535)")
-    app = create_app(system, token=token, **app_kwargs)
-    config = uvicorn.Config(app, host=host, port=int(port), log_level="warning", access_log=False,
-                            server_header=False, proxy_headers=False, lifespan="off")
-    return uvicorn.Server(config)
+    return make_server(create_app(system, token=token, **app_kwargs), host, port)
 
 
-def serve(system: "PerfAlerts", host: str = "127.0.0.1", port: int = 8080, token: str | None = None,
-          **app_kwargs: Any) -> None:
-    """Run the API and dashboard until interrupted (blocking)."""
-    build_server(system, host, port, token, **app_kwargs).run()
-
-
-__all__ = ["create_app", "serve", "build_server", "check_bind", "ServeError", "is_loopback", "downsample"]
+__all__ = ["create_app", "ApiError", "error_status", "ServeError", "check_bind", "is_loopback", "serve",
+           "serve_for_daemon", "build_server", "downsample", "rolling_aggregate"]

@@ -20,9 +20,8 @@ import contextlib
 import logging
 import os
 import signal
-import socket
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 from perf_alerts.errors import DaemonError
 from perf_alerts.timeutil import format_duration, iso
@@ -43,7 +42,8 @@ class Daemon:
     def __init__(self, system: "PerfAlerts", *, host: str | None = None, port: int | None = None,
                  http: bool = True, token: str | None = None, collect_host: bool = True,
                  console_write: Callable[[str], None] | None = None,
-                 sleep: Callable[[float], Awaitable[Any]] | None = None) -> None:
+                 sleep: Callable[[float], Awaitable[Any]] | None = None,
+                 serve_http: "ServeHTTP | None" = None) -> None:
         from perf_alerts.manage.policies import PolicyEngine
         from perf_alerts.manage.schedules import Scheduler
         from perf_alerts.notify.pipeline import Notifier
@@ -61,7 +61,7 @@ class Daemon:
         self._stop: asyncio.Event | None = None  # created inside the loop
         self._sleep = sleep
         self._server: Any = None
-        self._server_task: asyncio.Task[Any] | None = None
+        self._serve_http = serve_http  # injected by the front end: this layer does not import perf_alerts.http
         self._last_retention: float | None = None
         self.ticks = 0
         self.url: str | None = None
@@ -197,52 +197,23 @@ class Daemon:
 
     # ------------------------------------------------------------------ HTTP
     async def _start_http(self) -> None:
-        try:
-            from perf_alerts.http.app import check_bind, create_app
-        except ImportError as e:
-            log.warning("dashboard/API not served: %s", e)
+        """Serve the dashboard/API with the injected `serve_http` (the CLI passes the HTTP front end's;
+        the management layer never imports it). Its start-up errors (bad bind, port in use) are
+        DaemonErrors and stop the daemon before the first cycle."""
+        if self._serve_http is None:
+            log.warning("dashboard/API not served: no HTTP server was given to the daemon")
             return
-        import uvicorn
-
-        try:
-            check_bind(self.host, self.token)
-        except Exception as e:
-            raise DaemonError(str(e)) from None
-        family = socket.AF_INET6 if ":" in self.host else socket.AF_INET
-        sock = socket.socket(family, socket.SOCK_STREAM)
-        sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-        try:
-            sock.bind((self.host, self.port))
-        except OSError as e:
-            sock.close()
-            raise DaemonError(f"cannot listen on {self.host}:{self.port}: {e.strerror or e}") from None
-        sock.listen(128)
-        sock.setblocking(False)
-        app = create_app(self.system, token=self.token, notifier=self.notifier, scheduler=self.scheduler,
-                         policies=self.policies)
-        cfg = uvicorn.Config(app, log_level="warning", access_log=False, server_header=False, proxy_headers=False,
-                             lifespan="off")
-        self._server = _Server(cfg)
-        port = sock.getsockname()[1]
-        host = f"[{self.host}]" if ":" in self.host else self.host
-        self.url = f"http://{host}:{port}/"
-        self._server_task = asyncio.create_task(self._server.serve(sockets=[sock]))
-        for _ in range(200):  # wait until it accepts (or failed)
-            if self._server.started or self._server_task.done():
-                break
-            await asyncio.sleep(0.01)
-        if self._server_task.done() and self._server_task.exception() is not None:
-            raise DaemonError(f"the HTTP server failed to start: {self._server_task.exception()}")
+        self._server = await self._serve_http(self.system, self)  # Daemon.stop() sets its should_exit
+        self.url = self._server.url
 
     async def _stop_http(self) -> None:
-        if self._server is None or self._server_task is None:
+        if self._server is None:
             return
-        self._server.should_exit = True
+        server, self._server = self._server, None
         try:
-            await asyncio.wait_for(self._server_task, timeout=10)
-        except (asyncio.TimeoutError, Exception):
-            self._server.force_exit = True
-            log.warning("the HTTP server did not stop in time")
+            await server.stop()
+        except Exception:
+            log.exception("the HTTP server did not stop cleanly")
 
     async def _close_clients(self) -> None:
         for attr in ("_discord", "_http"):
@@ -253,26 +224,22 @@ class Daemon:
                     await close()
 
 
-try:
-    import uvicorn as _uv
+class RunningHTTP(Protocol):
+    """A started dashboard/API server, as `serve_http` returns it (`perf_alerts.http.server.RunningServer`)."""
 
-    class _Server(_uv.Server):
-        """uvicorn without its own signal handling: the daemon owns SIGTERM/SIGINT."""
+    url: str
+    should_exit: bool  # set by a signal: stop accepting now; `stop()` then waits for the requests in flight
 
-        def install_signal_handlers(self) -> None:  # uvicorn < 0.29
-            pass
+    async def stop(self) -> None: ...
 
-        def capture_signals(self) -> Any:  # uvicorn >= 0.29
-            return contextlib.nullcontext()
 
-except ImportError:  # pragma: no cover - HTTP is optional
-    _Server = None  # type: ignore[assignment,misc]
+ServeHTTP = Callable[["PerfAlerts", Daemon], Awaitable[RunningHTTP]]
 
 
 def run_daemon(system: "PerfAlerts", *, host: str | None = None, port: int | None = None, http: bool = True,
                once: bool = False, token: str | None = None, collect_host: bool = True,
-               console_write: Callable[[str], None] | None = None) -> int:
+               console_write: Callable[[str], None] | None = None, serve_http: ServeHTTP | None = None) -> int:
     """Run the daemon until SIGTERM/SIGINT (or one cycle with `once`); returns the exit code."""
     d = Daemon(system, host=host, port=port, http=http, token=token, collect_host=collect_host,
-               console_write=console_write)
+               console_write=console_write, serve_http=serve_http)
     return asyncio.run(d.run(once=once))
