@@ -417,3 +417,38 @@ def test_typed_errors_are_perf_alerts_errors() -> None:
     for cls in (AlertNotFound, InvalidFingerprint, AmbiguousFingerprint, AckRefused, LabelFilterError, TimeParseError):
         assert issubclass(cls, PerfAlertsError), cls
     assert issubclass(InvalidFingerprint, ValueError) and issubclass(AlertNotFound, LookupError)
+
+
+def test_the_cli_log_redacts_tracebacks_too(capsys: pytest.CaptureFixture[str]) -> None:
+    from perf_alerts.cli._common import setup_logging
+
+    root = logging.getLogger("perf_alerts")
+    saved = (root.handlers[:], root.level, root.propagate)
+    hook = "https://discord.com/api/webhooks/123456789012345678/sEcReT-t0ken-value_abcdefghijklmnop"
+    try:
+        setup_logging()
+        try:
+            raise RuntimeError(f"POST {hook} failed")
+        except RuntimeError:
+            logging.getLogger("perf_alerts.http").exception("internal error in the HTTP API")
+    finally:
+        root.handlers[:], root.level, root.propagate = saved
+    err = capsys.readouterr().err
+    assert "Traceback" in err and "RuntimeError" in err and "internal error in the HTTP API" in err
+    assert "sEcReT-t0ken" not in err
+
+
+def test_evaluate_json_lists_the_alert_views(tmp_path: Path) -> None:
+    from perf_alerts.cli.main import app
+
+    pa = _system(tmp_path)
+    cfg = tmp_path / "views.yaml"
+    cfg.write_text(CONFIG)
+    at = "2026-03-02T12:00:00Z"
+    r = CliRunner().invoke(app, ["--config", str(cfg), "--db", str(tmp_path / "views.db"), "evaluate", "--at", at,
+                                 "--no-notify", "--json"])
+    assert r.exit_code == 0, r.output
+    shown = {(a["rule"], a["labels"]["agent"]): a for a in json.loads(r.stdout)["alerts"]}
+    assert shown[("ToolErrors", "researcher")]["inhibited"] is True
+    assert shown[("SlowTasks", "researcher")]["metric"] == "crew_task_seconds"
+    assert len(shown) == len([a for a in pa.alerts() if a.state != AlertState.RESOLVED])

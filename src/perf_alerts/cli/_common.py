@@ -86,3 +86,29 @@ def system(clock: "Clock | None" = None) -> "PerfAlerts":
     from perf_alerts.core import PerfAlerts
 
     return PerfAlerts(config=state.config, db=state.db, clock=clock)
+
+
+def setup_logging(verbose: bool = False) -> None:
+    """perf_alerts' log on stderr, redacted, for the long-running commands (run, dashboard)."""
+    import logging
+    import sys
+
+    from perf_alerts.notify.redact import redact
+
+    class _Redact(logging.Filter):
+        """No secret in the log: the message and a traceback's text (exception messages can hold a webhook URL)."""
+
+        def filter(self, record: logging.LogRecord) -> bool:
+            record.msg = redact(record.getMessage())
+            record.args = None
+            if record.exc_info and not record.exc_text:
+                record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+            return True
+
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(_Redact())
+    root = logging.getLogger("perf_alerts")
+    root.handlers[:] = [handler]
+    root.setLevel(logging.DEBUG if verbose else logging.INFO)
+    root.propagate = False

@@ -44,52 +44,43 @@ def kickoff(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Kick off the crew; exits 2 with instructions when no LLM is configured."""
-    from perf_alerts.cli._common import state
+    from perf_alerts.cli._common import system
+    from perf_alerts.errors import InputError
     from perf_alerts.notify.redact import redact
 
+    # usage errors are raised, and shown (one line, exit 2) by the CLI's one error mapping
     try:
         parsed: dict[str, Any] = json.loads(inputs) if inputs else {}
     except json.JSONDecodeError as e:
-        out.error(f"--inputs is not valid JSON: {e}")
-        raise typer.Exit(2) from None
+        raise InputError(f"--inputs is not valid JSON: {e}") from None
     if not isinstance(parsed, dict):
-        out.error('--inputs must be a JSON object, e.g. {"lookback_hours": 12}')
-        raise typer.Exit(2)
+        raise InputError('--inputs must be a JSON object, e.g. {"lookback_hours": 12}')
 
     os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
     from perf_alerts.crew.settings import LLM_ENV_HINT, TASK_NAMES, llm_configured
 
     unknown = [t for t in (task or []) if t not in TASK_NAMES]
     if unknown:
-        out.error(f"--task: unknown task {unknown[0]!r}; valid: {', '.join(TASK_NAMES)}")
-        raise typer.Exit(2)
+        raise InputError(f"--task: unknown task {unknown[0]!r}; valid: {', '.join(TASK_NAMES)}")
     llm = None
     if llm_factory:
         try:
             llm = _load_factory(llm_factory)
-        except Exception as e:
-            out.error(f"--llm-factory {llm_factory}: {type(e).__name__}: {e}")
-            raise typer.Exit(2) from None
+        except Exception as e:  # whatever the user's factory raises: it is theirs to fix
+            raise InputError(f"--llm-factory {llm_factory}: {type(e).__name__}: {e}") from None
     elif not llm_configured():
-        out.error(LLM_ENV_HINT)
-        raise typer.Exit(2)
+        raise InputError(LLM_ENV_HINT)
 
-    from perf_alerts.config import ConfigError
-    from perf_alerts.core import PerfAlerts
     from perf_alerts.crew import PerformanceAnalyticsCrew, instrument
     from perf_alerts.crew.settings import kickoff_inputs
 
+    pa = system()  # a ConfigError is mapped with the other errors
     try:
-        system = PerfAlerts(config=state.config, db=state.db)
-    except ConfigError as e:
-        out.error(str(e))
-        raise typer.Exit(2) from None
-    try:
-        crew = PerformanceAnalyticsCrew(llm=llm, system=system, verbose=verbose).crew(task_names=task or None)
+        crew = PerformanceAnalyticsCrew(llm=llm, system=pa, verbose=verbose).crew(task_names=task or None)
     except Exception as e:
         out.error(f"cannot build the crew: {type(e).__name__}: {e}")
         raise typer.Exit(2) from None
-    listener = None if no_instrument else instrument(crew, system=system)
+    listener = None if no_instrument else instrument(crew, system=pa)
     try:
         # The crew is built without stream=True, so kickoff() returns a CrewOutput, never a CrewStreamingOutput.
         result = cast("CrewOutput", crew.kickoff(inputs=kickoff_inputs(parsed)))

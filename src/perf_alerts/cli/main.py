@@ -119,7 +119,9 @@ def evaluate(
         delivery = deliver_evaluation(s, res, console_write=out.stderr_line if as_json else None)
     if as_json:
         d = res.to_dict()
-        d["alerts"] = [a.to_dict() for a in res.active]
+        from perf_alerts.notify.mute import muting
+
+        d["alerts"] = [v.to_dict() for v in s.views_of(res.active, muting, now=res.at)]  # as `alerts --json` shows them
         if delivery is not None:
             d["notifications"] = delivery
         out.emit_json(d)
@@ -304,10 +306,13 @@ def predict(
 @app.command("check-config")
 def check_config(as_json: bool = typer.Option(False, "--json")) -> None:
     """Validate the configuration; exit 2 with file:line:field on a problem."""
-    from perf_alerts.config import ConfigError, load_config, resolve_config_path
+    from perf_alerts.config import ConfigError, config_source_note, load_config, resolve_config_path
     from perf_alerts.rules.template import template_problems
 
     path = resolve_config_path(state.config)
+    note = config_source_note(state.config)  # e.g. ./config/alerting.yaml picked up from the working directory
+    if note:
+        out.stderr_line(f"perf-alerts: {note}")
     try:
         cfg = load_config(path)
     except ConfigError as e:
@@ -407,8 +412,7 @@ def notifications(
     from perf_alerts.notify.pipeline import Notifier
 
     if state_ is not None and state_ not in STATES:
-        out.error(f"--state: unknown state {state_!r}; valid: {', '.join(STATES)}")
-        raise typer.Exit(2)
+        raise InputError(f"--state: unknown state {state_!r}; valid: {', '.join(STATES)}")
     s = system()
     items = Outbox(s.store).recent(state_, limit)
     disabled = Notifier(s).disabled_receivers()

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any, Optional
 import typer
 
 from perf_alerts.cli import output as out
-from perf_alerts.cli._common import system
+from perf_alerts.cli._common import setup_logging, system
 
 if TYPE_CHECKING:
     from perf_alerts.manage.daemon import ServeHTTP
@@ -20,27 +20,6 @@ if TYPE_CHECKING:
 
 def _user() -> str:
     return os.environ.get("USER") or os.environ.get("USERNAME") or "cli"
-
-
-def _setup_logging(verbose: bool) -> None:
-    import logging
-    import sys
-
-    from perf_alerts.notify.redact import redact
-
-    class _Redact(logging.Filter):
-        def filter(self, record: logging.LogRecord) -> bool:
-            record.msg = redact(record.getMessage())
-            record.args = None
-            return True
-
-    handler = logging.StreamHandler(sys.stderr)
-    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
-    handler.addFilter(_Redact())
-    root = logging.getLogger("perf_alerts")
-    root.handlers[:] = [handler]
-    root.setLevel(logging.DEBUG if verbose else logging.INFO)
-    root.propagate = False
 
 
 def _http_front_end() -> "ServeHTTP | None":
@@ -73,7 +52,7 @@ def register(app: typer.Typer) -> None:
         """
         from perf_alerts.manage.daemon import run_daemon
 
-        _setup_logging(verbose)
+        setup_logging(verbose)
         s = system()
         code = run_daemon(s, host=host, port=port, http=not no_http, once=once, token=token or None,
                           collect_host=not no_host_metrics, serve_http=None if no_http or once else _http_front_end())

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Optional
 import typer
 
 from perf_alerts.cli import output as out
-from perf_alerts.cli._common import system
+from perf_alerts.cli._common import setup_logging, system
 
 if TYPE_CHECKING:
     from perf_alerts.http.server import RunningServer
@@ -34,6 +34,7 @@ def dashboard(
     token = token or None
 
     def started(server: "RunningServer") -> None:
+        setup_logging()  # from now on the API logs (a bug's traceback, redacted) on stderr
         out.line(f"perf-alerts dashboard on {server.url} (API at /api/v1; Ctrl-C to stop)"
                  + ("; token required" if token else ""))
 
