@@ -7,11 +7,12 @@ must edit, and suggests the valid values. YAML is always loaded with the safe lo
 from __future__ import annotations
 
 import difflib
+import functools
 import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal, Mapping
+from typing import Any, Callable, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
@@ -20,7 +21,7 @@ from perf_alerts.condition import Condition, ConditionError, parse_condition
 from perf_alerts.detectors import DETECTORS, threshold_for
 from perf_alerts.errors import ConfigError  # re-exported: front ends import it from here
 from perf_alerts.model import LABEL_NAME_RE, METRIC_NAME_RE, Severity
-from perf_alerts.timeutil import TimeParseError, parse_duration
+from perf_alerts.timeutil import TimeParseError, parse_duration, short_repr
 
 ENV_CONFIG = "PERF_ALERTS_CONFIG"
 
@@ -52,10 +53,83 @@ class _Strict(BaseModel):
     model_config = ConfigDict(extra="forbid", populate_by_name=True, frozen=False)
 
 
+MAX_PATTERN_LENGTH = 4096  # characters of one regular expression in a matcher
+
+
+def _re2_options() -> Any:
+    import re2
+
+    opts = re2.Options()
+    opts.log_errors = False  # RE2 would print its own copy of the error on stderr
+    opts.never_capture = True  # only "does it match" is asked
+    return opts
+
+
+@functools.lru_cache(maxsize=1024)
+def compile_matcher_regex(pattern: str) -> tuple[Any, str | None]:
+    """`pattern` compiled with RE2 (linear-time matching, as Alertmanager), or (None, why not).
+
+    RE2 refuses what needs backtracking (backreferences, lookaround): such a pattern gets an
+    error here instead of a match that can take minutes. Imported lazily: `import perf_alerts`
+    stays cheap.
+    """
+    if len(pattern) > MAX_PATTERN_LENGTH:
+        return None, f"longer than {MAX_PATTERN_LENGTH:,} characters"
+    try:
+        import re2
+
+        return re2.compile(pattern, _re2_options()), None
+    except ImportError:  # pragma: no cover - google-re2 is a dependency
+        raise
+    except UnicodeEncodeError:  # a lone surrogate
+        return None, "not valid Unicode text"
+    except Exception as e:  # re2.error (bytes message)
+        arg = e.args[0] if e.args else e
+        why = arg.decode("utf-8", "replace") if isinstance(arg, bytes) else str(arg)
+        why = why if len(why) <= 120 else why[:119] + "…"  # RE2 repeats the pattern, which may be long
+        return None, why or type(e).__name__
+
+
+def regex_problem(pattern: str) -> str | None:
+    """Why `pattern` cannot be a matcher's regular expression (RE2 syntax), or None when it can."""
+    return compile_matcher_regex(pattern)[1]
+
+
+@functools.lru_cache(maxsize=16384)
+def _regex_hit_cached(pattern: str, text: str) -> bool:
+    return _regex_hit(pattern, text)
+
+
+def _regex_hit(pattern: str, text: str) -> bool:
+    rx, _ = compile_matcher_regex(pattern)
+    if rx is None:  # refused by RE2 (stored by an older version): matches nothing
+        return False
+    try:
+        return rx.fullmatch(text) is not None
+    except UnicodeEncodeError:  # a lone surrogate: match the text as UTF-8 can carry it
+        return rx.fullmatch(text.encode("utf-8", "replace").decode("utf-8")) is not None
+
+
 class Matcher(_Strict):
+    """`label op value` in Alertmanager's sense: `=~`/`!~` take an RE2 expression that must match
+    the whole value (Alertmanager anchors it as `^(?:value)$`); an absent label is the empty string."""
+
     label: str
     op: Literal["=", "!=", "=~", "!~"] = "="
     value: str
+
+    @model_validator(mode="after")
+    def _regex(self) -> "Matcher":
+        if self.op in ("=~", "!~"):
+            why = regex_problem(self.value)
+            if why is not None:
+                raise ValueError(_regex_message(self.value, self.label, why))
+        return self
+
+    @property
+    def valid(self) -> bool:
+        """False only for a matcher built without validation whose pattern RE2 refuses."""
+        return self.op not in ("=~", "!~") or regex_problem(self.value) is None
 
     def matches(self, labels: Mapping[str, str]) -> bool:
         actual = labels.get(self.label, "")
@@ -63,15 +137,60 @@ class Matcher(_Strict):
             return actual == self.value
         if self.op == "!=":
             return actual != self.value
-        hit = re.fullmatch(self.value, actual) is not None
+        if self.op not in ("=~", "!~") or regex_problem(self.value) is not None:
+            return False  # an invalid matcher (only from old stored data) matches nothing
+        hit = _regex_hit_cached(self.value, actual) if len(actual) <= 256 else _regex_hit(self.value, actual)
         return hit if self.op == "=~" else not hit
 
 
-_MATCHER_TEXT_RE = re.compile(r'^\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)\s*"?(.*?)"?\s*$')
+def _regex_message(pattern: str, label: str, why: str) -> str:
+    shown = pattern if len(pattern) <= 80 else pattern[:77] + "..."
+    return (f"invalid regular expression {shown!r} for label {label!r}: {why} (matchers use RE2 syntax, as "
+            f"Alertmanager: no backreferences or lookaround)")
+
+
+_MATCHER_HEAD_RE = re.compile(r"\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)")
+
+
+def _split_matcher_text(text: str) -> tuple[str, str, str] | None:
+    """`agent=~"res.*"` → ("agent", "=~", "res.*"); None when it is not a matcher.
+
+    Linear in the length of the text (a user types it: a backtracking pattern here would be a hang).
+    """
+    m = _MATCHER_HEAD_RE.match(text)
+    if not m:
+        return None
+    rest = text[m.end():].strip()
+    if rest.startswith('"'):
+        rest = rest[1:]
+    if rest.endswith('"'):
+        rest = rest[:-1]
+    if "\n" in rest:
+        return None
+    return m.group(1), m.group(2), rest
+
+
+def _matcher(label: Any, op: Any, value: Any) -> Matcher:
+    """A Matcher, or ValueError with its one-line message (never a multi-line ValidationError)."""
+    if op in ("=~", "!~"):
+        why = regex_problem(str(value))
+        if why is not None:
+            raise ValueError(_regex_message(str(value), str(label), why))
+    try:
+        return Matcher(label=label, op=op, value=value)
+    except ValidationError as e:
+        first = e.errors()[0]
+        where = ".".join(str(x) for x in first.get("loc", ()))
+        msg = str(first.get("msg", "invalid matcher")).removeprefix("Value error, ")
+        raise ValueError(f"{where}: {msg}" if where else msg) from None
 
 
 def parse_matchers(raw: Any) -> list[Matcher]:
-    """Accept `{agent: researcher}`, `{agent: {"=~": "res.*"}}` or `['agent=~"res.*"']`."""
+    """Accept `{agent: researcher}`, `{agent: {"=~": "res.*"}}` or `['agent=~"res.*"']`.
+
+    Regular expressions are checked with RE2 here, so a pattern that needs backtracking is a
+    ValueError (a config error with file:line, an InputError through the silence API).
+    """
     if raw is None:
         return []
     out: list[Matcher] = []
@@ -81,26 +200,25 @@ def parse_matchers(raw: Any) -> list[Matcher]:
                 for op, value in spec.items():
                     if op not in MATCH_OPS:
                         raise ValueError(f"unknown matcher operator {op!r} for label {label!r}; valid: {', '.join(MATCH_OPS)}")
-                    out.append(Matcher(label=str(label), op=op, value=str(value)))
+                    out.append(_matcher(str(label), op, str(value)))
             else:
-                out.append(Matcher(label=str(label), op="=", value="" if spec is None else str(spec)))
+                out.append(_matcher(str(label), "=", "" if spec is None else str(spec)))
     elif isinstance(raw, list):
         for item in raw:
             if isinstance(item, Mapping):
-                out.append(Matcher.model_validate(item))
+                unknown = set(item) - {"label", "op", "value"}
+                if unknown:
+                    raise ValueError(f"unknown matcher field(s) {', '.join(sorted(map(str, unknown)))}; "
+                                     "valid: label, op, value")
+                out.append(_matcher(item.get("label"), item.get("op", "="), item.get("value")))
                 continue
-            tm = _MATCHER_TEXT_RE.match(str(item))
-            if not tm:
-                raise ValueError(f"cannot parse matcher {item!r}; write it like agent=\"researcher\" or agent=~\"res.*\"")
-            out.append(Matcher(label=tm.group(1), op=tm.group(2), value=tm.group(3)))  # type: ignore[arg-type]
+            parts = _split_matcher_text(str(item))
+            if parts is None:
+                shown = str(item) if len(str(item)) <= 80 else str(item)[:77] + "..."
+                raise ValueError(f"cannot parse matcher {shown!r}; write it like agent=\"researcher\" or agent=~\"res.*\"")
+            out.append(_matcher(*parts))
     else:
         raise ValueError("matchers must be a mapping {label: value} or a list like ['agent=~\"res.*\"']")
-    for m in out:
-        if m.op in ("=~", "!~"):
-            try:
-                re.compile(m.value)
-            except re.error as e:
-                raise ValueError(f"invalid regular expression {m.value!r} for label {m.label!r}: {e}") from None
     return out
 
 
@@ -462,7 +580,7 @@ def _choice(v: Any, choices: tuple[str, ...], what: str) -> str:
     if s not in choices:
         close = difflib.get_close_matches(s, choices, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
-        raise ValueError(f"unknown {what} {v!r}{hint}; valid: {', '.join(choices)}")
+        raise ValueError(f"unknown {what} {short_repr(v)}{hint}; valid: {', '.join(choices)}")
     return s
 
 
@@ -493,7 +611,7 @@ class Schedule(_Strict):
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             if not close and s.lower() in ("hourly", "hour"):
                 hint = " (did you mean 'medium' (1h)?)"
-            raise ValueError(f"unknown schedule {v!r}{hint}; valid: continuous (every evaluation_interval), "
+            raise ValueError(f"unknown schedule {short_repr(v)}{hint}; valid: continuous (every evaluation_interval), "
                              f"high (15m), medium (1h), low (4h), daily, weekly or a duration like 30m") from None
         if secs <= 0:
             raise ValueError("a schedule interval must be > 0")
@@ -560,6 +678,14 @@ class Schedule(_Strict):
         return off
 
 
+def _dotted_path_ok(path: str) -> bool:
+    """`package.module:function.attr` with every part a Python identifier (checked, never imported)."""
+    import keyword
+
+    mod, sep, attr = path.partition(":")
+    return bool(sep) and all(p.isidentifier() and not keyword.iskeyword(p) for p in mod.split(".") + attr.split("."))
+
+
 class PolicyAction(_Strict):
     """One action of a policy. Remediation (webhook, python) is dry-run unless `enabled: true`."""
 
@@ -623,7 +749,7 @@ class PolicyAction(_Strict):
             if bool(self.callable) == bool(self.entry_point):
                 raise ValueError("a python action needs exactly one of callable (\"package.module:function\") "
                                  "or entry_point (a name in the perf_alerts.actions group)")
-            if self.callable and not re.fullmatch(r"[A-Za-z_][\w.]*:[A-Za-z_][\w.]*", self.callable):
+            if self.callable and not _dotted_path_ok(self.callable):
                 raise ValueError(f"callable {self.callable!r} must look like package.module:function")
         if self.type == "webhook" and self.url is None:
             raise ValueError("a webhook action needs url (from the environment, e.g. url: ${REMEDIATION_URL})")
@@ -685,6 +811,8 @@ class Config(_Strict):
     policies: list[Policy] = Field(default_factory=list)
 
     source: str = Field(default="<defaults>", exclude=True)
+    # how `source` was found: given, env, working-directory (./config/alerting.yaml), packaged
+    source_origin: str = Field(default="given", exclude=True)
     warnings: list[str] = Field(default_factory=list, exclude=True)
 
     @model_validator(mode="after")
@@ -786,10 +914,101 @@ class _Marks:
         return self.lines.get((), None)
 
 
+MAX_YAML_DEPTH = 100  # nesting of mappings and sequences in one YAML document
+MAX_YAML_ALIAS_NODES = 100_000  # nodes reached through aliases (what expanding them would copy)
+
+
+class _BoundedLoader(yaml.SafeLoader):
+    """The safe loader with bounds checked while the document is composed, before anything is built
+    from it: nesting depth (a file 10,000 levels deep) and the number of nodes aliases expand to (a
+    "billion laughs" bomb of 9 aliases × 9 levels is 387 million). Either is refused at once with
+    the line of the offending node, instead of a RecursionError or minutes of expanding."""
+
+    def __init__(self, stream: str) -> None:
+        super().__init__(stream)
+        self._depth = 0
+        self._alias_nodes = 0
+        self._sizes: dict[int, int] = {}  # id(node) → nodes it expands to (itself included)
+
+    def compose_node(self, parent: Any, index: Any) -> Any:
+        if self.check_event(yaml.AliasEvent):
+            event = self.peek_event()
+            target = self.anchors.get(event.anchor)
+            if target is not None:  # an unknown anchor is the composer's error
+                self._alias_nodes += self._sizes.get(id(target), 1)
+                if self._alias_nodes > MAX_YAML_ALIAS_NODES:
+                    raise yaml.composer.ComposerError(
+                        None, None, f"aliases expand to more than {MAX_YAML_ALIAS_NODES:,} nodes "
+                        f"(an alias bomb?); write the repeated parts out or use fewer aliases", event.start_mark)
+            return super().compose_node(parent, index)
+        self._depth += 1
+        try:
+            if self._depth > MAX_YAML_DEPTH:
+                event = self.peek_event()
+                raise yaml.composer.ComposerError(
+                    None, None, f"nested more than {MAX_YAML_DEPTH} levels deep", event.start_mark)
+            node = super().compose_node(parent, index)
+        finally:
+            self._depth -= 1
+        size = 1
+        if isinstance(node, yaml.MappingNode):
+            size += sum(self._sizes.get(id(k), 1) + self._sizes.get(id(v), 1) for k, v in node.value)
+        elif isinstance(node, yaml.SequenceNode):
+            size += sum(self._sizes.get(id(x), 1) for x in node.value)
+        self._sizes[id(node)] = size
+        return node
+
+    def fetch_flow_collection_start(self, TokenClass: Any) -> None:
+        # also refused while scanning: the scanner looks ahead up to 1,024 characters of `[[[[…`
+        # with a cost quadratic in the open brackets, before the composer sees the depth
+        if self.flow_level >= MAX_YAML_DEPTH:
+            raise yaml.scanner.ScannerError(None, None, f"nested more than {MAX_YAML_DEPTH} levels deep",
+                                            self.get_mark())
+        super().fetch_flow_collection_start(TokenClass)
+
+    def construct_yaml_int(self, node: Any) -> Any:
+        try:
+            return super().construct_yaml_int(node)
+        except (ValueError, OverflowError):  # Python refuses ints of more than 4,300 digits
+            raise yaml.constructor.ConstructorError(
+                None, None, f"number too large ({len(str(node.value)):,} characters)", node.start_mark) from None
+
+
+_BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+
+
+def load_yaml(text: str, inspect: Callable[[yaml.Node], None] | None = None) -> tuple[yaml.Node | None, Any]:
+    """(root node, data) of one YAML document, loaded safely and within the bounds above.
+
+    `inspect` sees the composed node before anything is constructed from it (construction
+    rewrites merge keys `<<` in place). Raises yaml.YAMLError (with `problem_mark`) for bad or
+    too complex YAML, and whatever `inspect` raises.
+    """
+    loader = _BoundedLoader(text)
+    try:
+        node = loader.get_single_node()
+        if node is not None and inspect is not None:
+            inspect(node)
+        data = loader.construct_document(node) if node is not None else None
+        return node, data
+    finally:
+        loader.dispose()
+
+
+def yaml_error_text(e: yaml.YAMLError, source: str) -> str:
+    """One line `file:line:col: invalid YAML: problem` for a YAMLError."""
+    mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
+    where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
+    problem = getattr(e, "problem", None) or str(e)
+    return f"{where}: invalid YAML: {problem}"
+
+
 def _collect_marks(node: yaml.Node, path: tuple[Any, ...], out: dict[tuple[Any, ...], int]) -> None:
     out.setdefault(path, node.start_mark.line + 1)
     if isinstance(node, yaml.MappingNode):
         for k, v in node.value:
+            if not isinstance(k, yaml.ScalarNode):  # a mapping or list as a key: construction refuses it
+                continue
             key = k.value
             out[path + (key,)] = k.start_mark.line + 1
             _collect_marks(v, path + (key,), out)
@@ -981,22 +1200,20 @@ def _explain(err: Mapping[str, Any], data: Any) -> str:
 
 def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | None = None) -> Config:
     env = os.environ if env is None else env
+    marks: dict[tuple[Any, ...], int] = {}
+
+    def inspect(node: yaml.Node) -> None:  # on the nodes as written, before merge keys are expanded
+        _check_nodes(node, source)
+        _collect_marks(node, (), marks)
+
     try:
-        node = yaml.compose(text, Loader=yaml.SafeLoader)
-        data = yaml.safe_load(text)
+        _, data = load_yaml(text, inspect)
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None) or getattr(e, "context_mark", None)
-        where = f"{source}:{mark.line + 1}:{mark.column + 1}" if mark else source
-        problem = getattr(e, "problem", None) or str(e)
-        raise ConfigError(f"{where}: invalid YAML: {problem}") from None
+        raise ConfigError(yaml_error_text(e, source)) from None
     if data is None:
         data = {}
     if not isinstance(data, dict):
         raise ConfigError(f"{source}:1: the top level must be a mapping (rules:, receivers:, ...)")
-    marks: dict[tuple[Any, ...], int] = {}
-    if node is not None:
-        _check_nodes(node, source)
-        _collect_marks(node, (), marks)
     missing: list[str] = []
     literal_secrets = _literal_secrets(data)
     data = _substitute_env(data, env, missing)
@@ -1043,24 +1260,52 @@ def packaged_config_dir() -> Path:
     return here.parents[1] / "config"
 
 
-def resolve_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+def resolve_config(explicit: str | os.PathLike[str] | None = None) -> tuple[Path, str]:
+    """The config file to use and why: ("given", "env", "working-directory" or "packaged").
+
+    Order: the path given (`--config`), `$PERF_ALERTS_CONFIG`, `./config/alerting.yaml` in the
+    working directory, the packaged default.
+    """
     if explicit:
-        return Path(explicit)
+        return Path(explicit), "given"
     env = os.environ.get(ENV_CONFIG)
     if env:
-        return Path(env)
+        return Path(env), "env"
     local = Path("config") / "alerting.yaml"
     if local.is_file():
-        return local
-    return packaged_config_dir() / "alerting.yaml"
+        return local, "working-directory"
+    return packaged_config_dir() / "alerting.yaml", "packaged"
+
+
+def config_source_note(explicit: str | os.PathLike[str] | None = None) -> str | None:
+    """A sentence saying where the config came from when nobody named it, else None.
+
+    A `./config/alerting.yaml` in the working directory is picked up silently otherwise, so
+    `check-config` run from the wrong directory would check a file the user did not mean.
+    """
+    path, why = resolve_config(explicit)
+    if why == "working-directory":
+        return (f"using {path} from the working directory ({Path.cwd()}); no --config or "
+                f"${ENV_CONFIG} was given")
+    if why == "env":
+        return f"using {path} from ${ENV_CONFIG}"
+    if why == "packaged":
+        return f"using the packaged default config {path} (no --config, ${ENV_CONFIG} or ./config/alerting.yaml)"
+    return None
+
+
+def resolve_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
+    return resolve_config(explicit)[0]
 
 
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
-    p = resolve_config_path(path)
+    p, why = resolve_config(path)
     try:
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{p}: config file not found") from None
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: cannot read config: {e}") from None
-    return parse_config(text, str(p), env)
+    cfg = parse_config(text, str(p), env)
+    cfg.source_origin = why
+    return cfg

@@ -105,7 +105,13 @@ class PerfAlerts:
         return s
 
     def record_many(self, records: Iterable[Sample | Mapping[str, Any]]) -> RecordReport:
-        """Store many samples; bad ones are reported by position and the good ones kept."""
+        """Store many samples; bad ones are reported by position and the good ones kept.
+
+        A bad record (a non-finite or out-of-range number, a name or label beyond the limits of
+        `Sample.checked`) is `record <index>: <why>` in `errors` (the first MAX_RECORD_ERRORS of
+        them; `rejected` counts all), never an exception.
+        """
+        MAX_RECORD_ERRORS = 1000
         report = RecordReport()
         good: list[Sample] = []
         now = self.clock.now()
@@ -116,15 +122,18 @@ class PerfAlerts:
                 elif isinstance(r, Mapping):
                     unknown = set(r) - RECORD_FIELDS
                     if unknown:
-                        raise SampleError(f"unknown field(s) {', '.join(sorted(map(str, unknown)))}; "
+                        names = sorted(str(k)[:40] for k in unknown)
+                        raise SampleError(f"unknown field(s) {', '.join(names[:10])}"
+                                          f"{f' and {len(names) - 10} more' if len(names) > 10 else ''}; "
                                           "valid: metric, value, timestamp, labels")
                     ts = r.get("timestamp", r.get("ts", now))
                     s = Sample.checked(r.get("metric"), r.get("value"), ts, r.get("labels"))
                 else:
                     raise SampleError(f"expected a Sample or a mapping, got {type(r).__name__}")
-            except (SampleError, TimeParseError) as e:
+            except (SampleError, TimeParseError, OverflowError) as e:  # OverflowError: a number beyond float
                 report.rejected += 1
-                report.errors.append(f"record {i}: {e}")
+                if len(report.errors) < MAX_RECORD_ERRORS:  # a million bad records are not a million lines
+                    report.errors.append(f"record {i}: {e}")
                 continue
             good.append(s)
         report.accepted = self.store.insert_samples(good)

@@ -15,9 +15,17 @@ from enum import Enum
 from typing import Any, Mapping
 
 from perf_alerts.errors import InputError
+from perf_alerts.timeutil import short_repr
 
 METRIC_NAME_RE = re.compile(r"^[a-zA-Z_:][a-zA-Z0-9_:]*$")
 LABEL_NAME_RE = re.compile(r"^[a-zA-Z_][a-zA-Z0-9_]*$")
+
+# Size limits of one sample (README "Limits"): a series key stays small enough to index, show and
+# send, and a hostile record cannot make one series the size of a file.
+MAX_METRIC_NAME = 200  # characters
+MAX_LABEL_NAME = 100  # characters
+MAX_LABEL_VALUE = 1024  # characters
+MAX_LABELS = 32  # labels per sample
 
 Labels = Mapping[str, str]
 
@@ -71,7 +79,10 @@ def canonical_labels(labels: Labels | None) -> str:
 
 def validate_metric_name(name: object) -> str:
     if not isinstance(name, str) or not METRIC_NAME_RE.match(name):
-        raise SampleError(f"invalid metric name {name!r} (must match [a-zA-Z_:][a-zA-Z0-9_:]*)")
+        raise SampleError(f"invalid metric name {short_repr(name)} (must match [a-zA-Z_:][a-zA-Z0-9_:]*)")
+    if len(name) > MAX_METRIC_NAME:
+        raise SampleError(f"metric name of {len(name):,} characters is too long (limit {MAX_METRIC_NAME}): "
+                          f"{short_repr(name)}")
     return name
 
 
@@ -80,15 +91,33 @@ def validate_labels(labels: object) -> dict[str, str]:
         return {}
     if not isinstance(labels, Mapping):
         raise SampleError(f"labels must be a mapping of str to str, got {type(labels).__name__}")
+    if len(labels) > MAX_LABELS:
+        raise SampleError(f"{len(labels):,} labels is too many (limit {MAX_LABELS} per sample)")
     out: dict[str, str] = {}
     for k, v in labels.items():
         if not isinstance(k, str) or not LABEL_NAME_RE.match(k) or k.startswith("__"):
-            raise SampleError(f"invalid label name {k!r} (must match [a-zA-Z_][a-zA-Z0-9_]*)")
+            raise SampleError(f"invalid label name {short_repr(k)} (must match [a-zA-Z_][a-zA-Z0-9_]*)")
+        if len(k) > MAX_LABEL_NAME:
+            raise SampleError(f"label name of {len(k):,} characters is too long (limit {MAX_LABEL_NAME}): "
+                              f"{short_repr(k)}")
         if v is None:
             continue
         if isinstance(v, (Mapping, list, tuple, set)):
             raise SampleError(f"label {k!r} must be a string, got {type(v).__name__}")
-        out[k] = v if isinstance(v, str) else str(v)
+        if not isinstance(v, str):
+            try:
+                v = str(v)
+            except Exception:  # an int of more than 4,300 digits, an object whose str() fails
+                raise SampleError(f"label {k!r}: value {short_repr(v)} cannot be shown as text") from None
+        if len(v) > MAX_LABEL_VALUE:
+            raise SampleError(f"label {k!r}: value of {len(v):,} characters is too long "
+                              f"(limit {MAX_LABEL_VALUE:,})")
+        if not v.isascii():
+            try:
+                v.encode("utf-8")
+            except UnicodeEncodeError:  # a lone surrogate ("\ud800" in JSON): cannot be stored or sent
+                raise SampleError(f"label {k!r}: value {short_repr(v)} is not valid Unicode text") from None
+        out[k] = v
     return out
 
 
@@ -150,10 +179,12 @@ def validate_value(value: object) -> float:
         raise SampleError(f"value must be a number, got {value!r}")
     try:
         v = float(value)  # type: ignore[arg-type]
+    except OverflowError:  # an integer beyond the float range (1 followed by 400 zeros)
+        raise SampleError(f"value is out of range: {short_repr(value)}") from None
     except (TypeError, ValueError):
-        raise SampleError(f"value must be a number, got {value!r}") from None
+        raise SampleError(f"value must be a number, got {short_repr(value)}") from None
     if not math.isfinite(v):
-        raise SampleError(f"value must be finite, got {value!r}")
+        raise SampleError(f"value must be finite, got {short_repr(value)}")
     return v
 
 
@@ -168,6 +199,12 @@ class Sample:
 
     @classmethod
     def checked(cls, metric: object, value: object, ts: object, labels: object = None) -> "Sample":
+        """A validated sample, or SampleError / TimeParseError (both InputError) naming the bad field.
+
+        Besides the name rules: a finite value and timestamp in range (an integer too large for a
+        float is an error, not an OverflowError), and the size limits MAX_METRIC_NAME,
+        MAX_LABEL_NAME, MAX_LABEL_VALUE and MAX_LABELS.
+        """
         from perf_alerts.timeutil import parse_timestamp
 
         return cls(

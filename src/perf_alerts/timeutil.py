@@ -7,6 +7,7 @@ escalations and schedules are tested (and demoed) without sleeping.
 from __future__ import annotations
 
 import math
+import numbers
 import re
 import time
 from datetime import datetime, timezone
@@ -16,6 +17,18 @@ from perf_alerts.errors import InputError
 
 _DURATION_RE = re.compile(r"(\d+(?:\.\d+)?)(ms|s|m|h|d|w|y)")
 _UNIT_SECONDS = {"ms": 0.001, "s": 1.0, "m": 60.0, "h": 3600.0, "d": 86400.0, "w": 604800.0, "y": 31536000.0}
+
+
+def short_repr(value: object, limit: int = 60) -> str:
+    """`repr(value)` cut to about `limit` characters, for error messages about hostile input
+    (a 1 MB string, or an integer of 4,000 digits, must not become a 1 MB error line)."""
+    if isinstance(value, int) and not isinstance(value, bool) and value.bit_length() > 200:
+        return f"<an integer of about {int(value.bit_length() * 0.30103) + 1:,} digits>"
+    try:
+        text = repr(value)
+    except Exception:  # a repr that raises (or an int too long to print)
+        return f"<{type(value).__name__}>"
+    return text if len(text) <= limit else text[: limit - 1] + "…"
 
 
 class Clock(Protocol):
@@ -59,11 +72,19 @@ MAX_UNIX = 253402300799.0
 def check_unix(v: float, raw: object) -> float:
     """Unix seconds that a datetime can show; milliseconds are the usual mistake."""
     if not math.isfinite(v):
-        raise TimeParseError(f"invalid timestamp {raw!r}")
+        raise TimeParseError(f"invalid timestamp {short_repr(raw)} (must be finite)")
     if not MIN_UNIX <= v <= MAX_UNIX:
         hint = " (milliseconds? use Unix seconds)" if v > MAX_UNIX else " (before 1970)"
-        raise TimeParseError(f"timestamp {raw!r} is out of range{hint}")
+        raise TimeParseError(f"timestamp {short_repr(raw)} is out of range{hint}")
     return v
+
+
+def _as_float(value: int | float, what: str) -> float:
+    """float(value), with an integer beyond the float range (1 followed by 400 zeros) an error."""
+    try:
+        return float(value)
+    except OverflowError:
+        raise TimeParseError(f"{what} {short_repr(value)} is out of range") from None
 
 
 def parse_duration(text: str | int | float) -> float:
@@ -71,9 +92,10 @@ def parse_duration(text: str | int | float) -> float:
     if isinstance(text, bool):
         raise TimeParseError(f"invalid duration {text!r}")
     if isinstance(text, (int, float)):
-        if not math.isfinite(text) or text < 0:
-            raise TimeParseError(f"invalid duration {text!r}: must be a finite number >= 0")
-        return float(text)
+        v = _as_float(text, "duration")
+        if not math.isfinite(v) or v < 0:
+            raise TimeParseError(f"invalid duration {short_repr(text)}: must be a finite number >= 0")
+        return v
     s = str(text).strip()
     if not s:
         raise TimeParseError("empty duration")
@@ -91,7 +113,9 @@ def parse_duration(text: str | int | float) -> float:
         total += float(m.group(1)) * _UNIT_SECONDS[m.group(2)]
         pos = m.end()
     if pos != len(s) or pos == 0:
-        raise TimeParseError(f"invalid duration {text!r} (examples: 30s, 5m, 1h30m, 7d)")
+        raise TimeParseError(f"invalid duration {short_repr(text)} (examples: 30s, 5m, 1h30m, 7d)")
+    if not math.isfinite(total):
+        raise TimeParseError(f"duration {short_repr(text)} is out of range")
     return total
 
 
@@ -159,12 +183,15 @@ def parse_timestamp(value: object) -> float:
     """ISO 8601 (naive means UTC) or Unix seconds (number or numeric string) → Unix seconds."""
     if isinstance(value, bool) or value is None:
         raise TimeParseError(f"invalid timestamp {value!r}")
-    if isinstance(value, (int, float)):
-        return check_unix(float(value), value)
+    if isinstance(value, (int, float, numbers.Real)):  # also numpy's numbers
+        return check_unix(_as_float(value, "timestamp"), value)  # type: ignore[arg-type]
     if isinstance(value, datetime):
         dt = value if value.tzinfo else value.replace(tzinfo=timezone.utc)
-        return dt.timestamp()
-    s = str(value).strip()
+        return check_unix(dt.timestamp(), value)
+    try:
+        s = str(value).strip()
+    except Exception:  # an object whose str() fails
+        raise TimeParseError(f"invalid timestamp {short_repr(value)} (use ISO 8601 or Unix seconds)") from None
     if not s:
         raise TimeParseError("empty timestamp")
     try:
@@ -177,13 +204,14 @@ def parse_timestamp(value: object) -> float:
         s = s[:-1] + "+00:00"
     try:
         dt = datetime.fromisoformat(s)
-    except ValueError:
+        if dt.tzinfo is None:
+            dt = dt.replace(tzinfo=timezone.utc)
+        v = dt.timestamp()
+    except (ValueError, OverflowError):  # also a UTC offset that moves year 1 or 9999 out of range
         raise TimeParseError(
-            f"invalid timestamp {value!r} (use ISO 8601 like 2026-01-31T12:00:00Z or Unix seconds)"
+            f"invalid timestamp {short_repr(value)} (use ISO 8601 like 2026-01-31T12:00:00Z or Unix seconds)"
         ) from None
-    if dt.tzinfo is None:
-        dt = dt.replace(tzinfo=timezone.utc)
-    return check_unix(dt.timestamp(), value)
+    return check_unix(v, value)
 
 
 def parse_time_arg(text: str, clock: Clock) -> float:

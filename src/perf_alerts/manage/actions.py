@@ -22,7 +22,9 @@ import dataclasses
 import importlib
 import inspect
 import json
+import keyword
 import logging
+import sys
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -63,10 +65,28 @@ def register_action(name: str, fn: Callable[..., Any] | None = None) -> Any:
     return deco(fn) if fn is not None else deco
 
 
-def resolve_callable(spec: PolicyAction) -> Callable[..., Any]:
-    """The function a python action names (import path, registered name or entry point)."""
+def check_callable_path(path: str) -> tuple[str, str]:
+    """`package.module:function.attr` → (module, attribute path), checked by syntax only: nothing
+    is imported. Raises ActionError naming what is wrong."""
+    mod_name, sep, attr = path.partition(":")
+    parts = mod_name.split(".") + attr.split(".")
+    bad = next((p for p in parts if not p.isidentifier() or keyword.iskeyword(p)), None)
+    if not sep or bad is not None:
+        why = "no ':' between module and function" if not sep else f"{bad!r} is not a Python identifier"
+        raise ActionError(f"callable {path!r} must look like package.module:function ({why})")
+    return mod_name, attr
+
+
+def resolve_callable(spec: PolicyAction, *, import_modules: bool = True) -> Callable[..., Any] | None:
+    """The function a python action names (import path, registered name or entry point).
+
+    With `import_modules=False` (a dry run) nothing is imported, so no module's top-level code
+    runs: a callable whose module is not loaded yet, or an entry point not loaded yet, gives None.
+    """
     if spec.callable:
-        mod_name, _, attr = spec.callable.partition(":")
+        mod_name, attr = check_callable_path(spec.callable)
+        if not import_modules and mod_name not in sys.modules:
+            return None
         try:
             obj: Any = importlib.import_module(mod_name)
         except ImportError as e:
@@ -89,6 +109,8 @@ def resolve_callable(spec: PolicyAction) -> Callable[..., Any]:
         known = sorted(set(_registry) | {ep.name for ep in entry_points(group=ENTRY_POINT_GROUP)})
         raise ActionError(f"no python action named {name!r} (registered: {', '.join(known) or 'none'}; "
                           f"entry point group {ENTRY_POINT_GROUP})")
+    if not import_modules and eps[0].module not in sys.modules:
+        return None
     fn = eps[0].load()
     if not callable(fn):
         raise ActionError(f"entry point {name!r} is not callable")
@@ -220,7 +242,13 @@ def _do_webhook(ctx: ActionContext) -> ActionResult:
 def _do_python(ctx: ActionContext) -> ActionResult:
     a = ctx.action
     target = a.callable or f"entry_point:{a.entry_point}"
-    fn = resolve_callable(a)
+    # a dry run never imports: importing runs the module's top-level code, which is not a dry run
+    fn = resolve_callable(a, import_modules=not ctx.dry_run)
+    if fn is None:
+        return ActionResult("dry-run", target, {
+            "would_call": target, "params": ctx.params, "imported": False,
+            "note": "dry run: the module was not imported (its top-level code would run); only the syntax of "
+                    "the path was checked, so whether the function exists is known on the first real run"})
     try:
         takes_dry_run = "dry_run" in inspect.signature(fn).parameters
     except (TypeError, ValueError):

@@ -5,15 +5,20 @@ Persisted in the store, so the CLI, the dashboard and the daemon share them.
 
 from __future__ import annotations
 
+import logging
 import secrets
 from dataclasses import dataclass
 from typing import Any, Mapping
+
+from pydantic import ValidationError
 
 from perf_alerts.config import Matcher, parse_matchers
 from perf_alerts.errors import InputError, NotFoundError
 from perf_alerts.store import Store
 from perf_alerts.store.management import SilenceRecord
 from perf_alerts.timeutil import iso
+
+log = logging.getLogger("perf_alerts.silence")
 
 
 @dataclass(frozen=True)
@@ -25,12 +30,16 @@ class Silence:
     created_by: str
     comment: str
     created_at: float
+    # why a stored matcher was refused on load (see `_stored_matchers`); such a silence matches nothing
+    problem: str | None = None
 
     def active(self, at: float) -> bool:
         return self.starts_at <= at < self.ends_at
 
     def matches(self, labels: Mapping[str, str]) -> bool:
-        return all(m.matches(labels) for m in self.matchers)
+        # a matcher refused on load (see `_stored_matchers`) makes the whole silence match nothing,
+        # also when it is a negative one (`!~`) that would otherwise match everything
+        return self.problem is None and all(m.matches(labels) for m in self.matchers)
 
     def state(self, at: float) -> str:
         return "pending" if at < self.starts_at else ("active" if at < self.ends_at else "expired")
@@ -44,6 +53,8 @@ class Silence:
         }
         if at is not None:
             d["state"] = self.state(at)
+        if self.problem is not None:
+            d["problem"] = self.problem
         return d
 
 
@@ -75,9 +86,41 @@ def add_silence(store: Store, matchers: Any, starts_at: float, ends_at: float, c
     return sil
 
 
+_warned: set[str] = set()  # ids of the broken silences already logged by this process
+
+
+def _stored_matchers(silence_id: str, raw: list[Any]) -> tuple[list[Matcher], str | None]:
+    """The stored matchers of a silence, and why they cannot be used (None when they can).
+
+    A matcher this version refuses (a regex RE2 cannot run, written by an older version) is kept
+    as written, so the silence can still be listed and expired, but the silence then matches no
+    alert; a warning is logged once per process. Reading never raises and never backtracks.
+    """
+    out: list[Matcher] = []
+    problem: str | None = None
+    for m in raw if isinstance(raw, list) else []:
+        try:
+            out.append(Matcher.model_validate(m))
+        except ValidationError as e:
+            why = str(e.errors()[0].get("msg", "invalid")).removeprefix("Value error, ")
+            problem = problem or f"stored matcher is not valid: {why}"
+            d = m if isinstance(m, Mapping) else {}
+            out.append(Matcher.model_construct(label=str(d.get("label", "")), op=str(d.get("op", "=")),
+                                               value=str(d.get("value", ""))))
+    if not isinstance(raw, list) or not out:
+        problem = problem or "stored silence has no matchers"
+    if problem is not None and silence_id not in _warned:
+        _warned.add(silence_id)
+        log.warning("silence %s: %s; it silences nothing (expire it and create it again)", silence_id, problem)
+    return out, problem
+
+
 def list_silences(store: Store) -> list[Silence]:
-    return [Silence(r.id, [Matcher.model_validate(m) for m in r.matchers], r.starts_at, r.ends_at, r.created_by,
-                    r.comment, r.created_at) for r in store.silences()]
+    out = []
+    for r in store.silences():
+        ms, problem = _stored_matchers(r.id, r.matchers)
+        out.append(Silence(r.id, ms, r.starts_at, r.ends_at, r.created_by, r.comment, r.created_at, problem))
+    return out
 
 
 def expire_silence(store: Store, silence_id: str, now: float) -> Silence:

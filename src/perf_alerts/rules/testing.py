@@ -31,12 +31,12 @@ from typing import Any, Callable, Union
 import yaml
 
 from perf_alerts.alerts.state import apply_results
-from perf_alerts.config import Config, ConfigError, load_config
+from perf_alerts.config import Config, ConfigError, load_config, load_yaml, yaml_error_text
 from perf_alerts.errors import InputError
 from perf_alerts.model import Alert, AlertState, Sample, validate_labels, validate_metric_name
 from perf_alerts.rules.evaluate import Evaluator, SeriesIndex
 from perf_alerts.store import Store
-from perf_alerts.timeutil import TimeParseError, parse_duration
+from perf_alerts.timeutil import TimeParseError, parse_duration, short_repr
 
 _SERIES_RE = re.compile(r'^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?\s*$')
 _LABEL_RE = re.compile(r'\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*=\s*"((?:[^"\\]|\\.)*)"\s*,?')
@@ -65,6 +65,8 @@ def parse_series(text: str) -> tuple[str, dict[str, str]]:
 
 
 MAX_VALUES = 100_000  # per series: a rule test is a unit test, not a load test
+MAX_TEST_SAMPLES = 1_000_000  # in all the input series of one test
+MAX_EVALUATIONS = 100_000  # evaluation steps of one test (eval_time / evaluation_interval)
 
 
 def expand_values(text: str) -> list[float | None]:
@@ -95,7 +97,7 @@ def expand_values(text: str) -> list[float | None]:
         except ValueError:
             raise RuleTestError(f"cannot parse value {tok!r} (use numbers, _ and a+bxn)") from None
     if not all(v is None or math.isfinite(v) for v in out):
-        raise RuleTestError(f"values {text!r}: every value must be a finite number (use _ for a missing sample)")
+        raise RuleTestError(f"values {short_repr(text)}: every value must be a finite number (use _ for a missing sample)")
     return out
 
 
@@ -136,6 +138,8 @@ def _load_rules(spec: dict[str, Any], base: Path, default: "DefaultConfig") -> C
     files = spec.get("rule_files")
     if isinstance(files, str):
         files = [files]
+    if files is not None and not (isinstance(files, list) and all(isinstance(f, str) for f in files)):
+        raise ConfigError(f"rule_files must be a list of file names (relative to {base})")
     if not files:
         if default is None:
             return load_config(None)
@@ -159,11 +163,12 @@ def run_rule_tests(path: str | Path, default: DefaultConfig = None) -> list[Rule
         text = p.read_text(encoding="utf-8")
     except FileNotFoundError:
         raise ConfigError(f"{p}: test file not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read test file: {e}") from None
     try:
-        spec = yaml.safe_load(text) or {}
+        spec = load_yaml(text)[1] or {}  # the config's bounded safe loader: no alias bombs, no deep nesting
     except yaml.YAMLError as e:
-        mark = getattr(e, "problem_mark", None)
-        raise ConfigError(f"{p}:{mark.line + 1 if mark else '?'}: invalid YAML: {getattr(e, 'problem', e)}") from None
+        raise ConfigError(yaml_error_text(e, str(p))) from None
     if not isinstance(spec, dict) or not isinstance(spec.get("tests"), list):
         raise ConfigError(f"{p}: expected a mapping with a 'tests:' list")
     config = _load_rules(spec, p.parent, default)
@@ -195,9 +200,14 @@ def _run_one(name: str, test: dict[str, Any], config: Config, eval_interval: flo
             for k, v in enumerate(expand_values(s.get("values", ""))):
                 if v is not None:
                     samples.append(Sample(metric, labels, k * interval, v))
+            if len(samples) > MAX_TEST_SAMPLES:
+                raise RuleTestError(f"input_series: more than {MAX_TEST_SAMPLES:,} samples in one test")
         store.insert_samples(samples)
         checks = _mappings(test.get("alert_rule_test"), "alert_rule_test")
         eval_times = sorted({parse_duration(c.get("eval_time", 0)) for c in checks})
+        if eval_times and eval_times[-1] / eval_interval > MAX_EVALUATIONS:
+            raise RuleTestError(f"eval_time {eval_times[-1]:g}s needs more than {MAX_EVALUATIONS:,} evaluations every "
+                                f"{eval_interval:g}s; use an earlier eval_time or a longer evaluation_interval")
         snapshots: dict[float, dict[str, list[Alert]]] = {}
         evaluator = Evaluator(store, config, SeriesIndex(store))
         state: dict[str, dict[str, Alert]] = {r.name: {} for r in config.rules}

@@ -4,6 +4,10 @@ CSV: a header with `timestamp,metric,value` (any order); every further column is
 JSONL: one `{"timestamp", "metric", "value", "labels"}` object per line.
 Timestamps are ISO 8601 (naive = UTC) or Unix seconds.
 
+A record is one physical line in both formats: a bad line (a stray quote, JSON nested
+10,000 deep, a number beyond the float range) is reported with its line number and the
+lines after it are read as usual. The size limits of `perf_alerts.model` apply.
+
 The hot loop avoids per-row allocations it can cache (metric-name checks, series ids)
 and writes in batches, so a file streams in at a few hundred thousand rows per second.
 """
@@ -19,9 +23,10 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 from perf_alerts.errors import InputError
-from perf_alerts.model import LABEL_NAME_RE, METRIC_NAME_RE, SampleError, canonical_labels, validate_labels
+from perf_alerts.model import (LABEL_NAME_RE, MAX_LABEL_NAME, MAX_LABEL_VALUE, MAX_LABELS, MAX_METRIC_NAME,
+                               METRIC_NAME_RE, SampleError, canonical_labels, validate_labels)
 from perf_alerts.store import Store
-from perf_alerts.timeutil import TimeParseError, parse_timestamp
+from perf_alerts.timeutil import TimeParseError, parse_timestamp, short_repr
 
 BATCH = 50_000
 MAX_REPORTED_ERRORS = 50
@@ -65,18 +70,40 @@ class IngestError(InputError):
     """The whole file is unusable (missing, unreadable, no header): nothing was read."""
 
 
-def _decoded_lines(fh: Any, report: IngestReport) -> Any:
-    """Decode a binary file line by line, so one line that is not UTF-8 costs that line, not the file."""
-    for n, raw in enumerate(fh, 1):
-        if n == 1 and raw.startswith(codecs.BOM_UTF8):
-            raw = raw[len(codecs.BOM_UTF8):]
-        try:
-            yield raw.decode("utf-8")
-        except UnicodeDecodeError as e:
-            if n == 1:
-                raise
-            report.add_error(n, f"not UTF-8 text: {e.reason} at byte {e.start}")
-            yield "\n"  # an empty row keeps the csv reader's line count in step
+def _csv_fields(line: str) -> list[str]:
+    """The fields of one physical CSV line (its line ending removed); [] for an empty line.
+
+    A quoted field cannot continue on the next line: an unclosed quote is an error for this
+    line only (csv.Error), so a stray `"` on a garbage line cannot swallow the good lines after it.
+    Lines without quotes (nearly all) are split directly, which is also the fast path.
+    """
+    body = line.rstrip("\r\n")
+    if '"' in body or "\r" in body or "\x00" in body:
+        return next(csv.reader([body], strict=True), [])
+    return body.split(",") if body else []
+
+
+def _metric_problem(metric: object) -> str | None:
+    if not isinstance(metric, str) or not METRIC_NAME_RE.match(metric):
+        return f"metric: invalid metric name {short_repr(metric)}"
+    if len(metric) > MAX_METRIC_NAME:
+        return f"metric: name of {len(metric):,} characters is too long (limit {MAX_METRIC_NAME})"
+    return None
+
+
+def _number(raw: object) -> tuple[float | None, str | None]:
+    """A sample value from a file: (value, None) or (None, the error)."""
+    if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
+        return None, f"value: not a number: {short_repr(raw)}"
+    try:
+        value = float(raw)
+    except OverflowError:  # an integer beyond the float range (1 followed by 400 zeros)
+        return None, f"value: out of range: {short_repr(raw)}"
+    except ValueError:
+        return None, f"value: not a number: {short_repr(raw)}"
+    if not math.isfinite(value):
+        return None, f"value: must be finite, got {short_repr(raw)}"
+    return value, None
 
 
 class _Writer:
@@ -124,43 +151,50 @@ def ingest_csv(store: Store, path: Path, progress: Callable[[int], None] | None 
     report = IngestReport(src)
     fh = _open(path)
     with fh:
-        reader = csv.reader(_decoded_lines(fh, report))
+        first = fh.readline()
+        if first.startswith(codecs.BOM_UTF8):
+            first = first[len(codecs.BOM_UTF8):]
         try:
-            header = next(reader)
-        except StopIteration:
-            raise IngestError(f"{src}:1: empty file (expected a header with timestamp,metric,value)") from None
+            header = _csv_fields(first.decode("utf-8"))
         except (csv.Error, UnicodeDecodeError) as e:
             raise IngestError(f"{src}:1: unreadable header: {e}") from None
+        if not header:
+            raise IngestError(f"{src}:1: empty file (expected a header with timestamp,metric,value)")
         cols = [h.strip() for h in header]
         dup = sorted({c for c in cols if cols.count(c) > 1})
         if dup:
-            raise IngestError(f"{src}:1: duplicate column {', '.join(map(repr, dup))} in the header")
+            raise IngestError(f"{src}:1: duplicate column {', '.join(map(short_repr, dup[:5]))} in the header")
         missing = [c for c in ("timestamp", "metric", "value") if c not in cols]
         if missing:
+            shown = ",".join(cols) if len(",".join(cols)) <= 200 else ",".join(cols)[:199] + "…"
             raise IngestError(
-                f"{src}:1: header lacks {', '.join(missing)} (expected timestamp,metric,value plus label columns; got {','.join(cols)})"
+                f"{src}:1: header lacks {', '.join(missing)} (expected timestamp,metric,value plus label columns; got {shown})"
             )
         i_ts, i_metric, i_value = cols.index("timestamp"), cols.index("metric"), cols.index("value")
         label_cols = [(i, c) for i, c in enumerate(cols) if c not in ("timestamp", "metric", "value")]
         for _, c in label_cols:
             if not LABEL_NAME_RE.match(c) or c.startswith("__"):
-                raise IngestError(f"{src}:1: column {c!r} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+                raise IngestError(f"{src}:1: column {short_repr(c)} is not a valid label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+            if len(c) > MAX_LABEL_NAME:
+                raise IngestError(f"{src}:1: column name of {len(c):,} characters is too long for a label "
+                                  f"(limit {MAX_LABEL_NAME})")
+        if len(label_cols) > MAX_LABELS:
+            raise IngestError(f"{src}:1: {len(label_cols)} label columns is too many (limit {MAX_LABELS} labels per sample)")
         ncols = len(cols)
         writer = _Writer(store, report)
         good_metrics: set[str] = set()
         key_cache: dict[tuple[str, ...], tuple[str, str]] = {}
         lineno = 1
-        it = iter(reader)
-        while True:
+        for raw in fh:
+            lineno += 1
             try:
-                row = next(it)
-            except StopIteration:
-                break
-            except (csv.Error, UnicodeDecodeError) as e:
-                lineno = reader.line_num
-                report.add_error(lineno, f"unreadable line: {e}")
+                row = _csv_fields(raw.decode("utf-8"))
+            except UnicodeDecodeError as e:
+                report.add_error(lineno, f"not UTF-8 text: {e.reason} at byte {e.start}")
                 continue
-            lineno = reader.line_num
+            except csv.Error as e:
+                report.add_error(lineno, f"unreadable line: {e} (a record is one line; quotes must close on it)")
+                continue
             if not row:
                 continue
             if len(row) != ncols:
@@ -168,17 +202,14 @@ def ingest_csv(store: Store, path: Path, progress: Callable[[int], None] | None 
                 continue
             metric = row[i_metric]
             if metric not in good_metrics:
-                if not METRIC_NAME_RE.match(metric):
-                    report.add_error(lineno, f"metric: invalid metric name {metric!r}")
+                problem = _metric_problem(metric)
+                if problem:
+                    report.add_error(lineno, problem)
                     continue
                 good_metrics.add(metric)
-            try:
-                value = float(row[i_value])
-            except ValueError:
-                report.add_error(lineno, f"value: not a number: {row[i_value]!r}")
-                continue
-            if value != value or value in (math.inf, -math.inf):
-                report.add_error(lineno, f"value: must be finite, got {row[i_value]!r}")
+            value, problem = _number(row[i_value])
+            if value is None:
+                report.add_error(lineno, problem or "value: not a number")
                 continue
             try:
                 ts = parse_timestamp(row[i_ts])
@@ -189,6 +220,10 @@ def ingest_csv(store: Store, path: Path, progress: Callable[[int], None] | None 
                 lk = (metric, *[row[i] for i, _ in label_cols])
                 key = key_cache.get(lk)
                 if key is None:
+                    long = next((c for i, c in label_cols if len(row[i]) > MAX_LABEL_VALUE), None)
+                    if long is not None:
+                        report.add_error(lineno, f"labels: label {long!r}: value is too long (limit {MAX_LABEL_VALUE:,} characters)")
+                        continue
                     key = (metric, canonical_labels({c: row[i] for i, c in label_cols if row[i] != ""}))
                     key_cache[lk] = key
             else:
@@ -224,6 +259,12 @@ def ingest_jsonl(store: Store, path: Path, progress: Callable[[int], None] | Non
             except json.JSONDecodeError as e:
                 report.add_error(lineno, f"invalid JSON: {e.msg} at column {e.colno}")
                 continue
+            except RecursionError:
+                report.add_error(lineno, "invalid JSON: nested too deeply")
+                continue
+            except ValueError as e:  # an integer of more than 4,300 digits
+                report.add_error(lineno, f"invalid JSON: {str(e).split(';')[0][:120]}")
+                continue
             if not isinstance(obj, dict):
                 report.add_error(lineno, "expected a JSON object with timestamp, metric, value, labels")
                 continue
@@ -233,21 +274,14 @@ def ingest_jsonl(store: Store, path: Path, progress: Callable[[int], None] | Non
                 continue
             metric = obj["metric"]
             if not isinstance(metric, str) or metric not in good_metrics:  # lists/dicts are unhashable
-                if not isinstance(metric, str) or not METRIC_NAME_RE.match(metric):
-                    report.add_error(lineno, f"metric: invalid metric name {metric!r}")
+                problem = _metric_problem(metric)
+                if problem:
+                    report.add_error(lineno, problem)
                     continue
                 good_metrics.add(metric)
-            raw_v = obj["value"]
-            if isinstance(raw_v, bool) or not isinstance(raw_v, (int, float, str)):
-                report.add_error(lineno, f"value: not a number: {raw_v!r}")
-                continue
-            try:
-                value = float(raw_v)
-            except ValueError:
-                report.add_error(lineno, f"value: not a number: {raw_v!r}")
-                continue
-            if not math.isfinite(value):
-                report.add_error(lineno, f"value: must be finite, got {raw_v!r}")
+            value, problem = _number(obj["value"])
+            if value is None:
+                report.add_error(lineno, problem or "value: not a number")
                 continue
             try:
                 ts = parse_timestamp(obj["timestamp"])
