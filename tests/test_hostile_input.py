@@ -484,3 +484,14 @@ def test_matcher_model_refuses_bad_regex_directly() -> None:
     with pytest.raises(ValueError):
         Matcher(label="a", op="=~", value=r"(a)\1")
     assert Matcher(label="a", op="=~", value="a.*").valid
+
+
+def test_duration_arguments_refuse_huge_integers() -> None:
+    from perf_alerts.timeutil import parse_duration, parse_duration_arg
+
+    for call in (lambda: parse_duration(int(HUGE_INT)), lambda: parse_duration("9" * 400 + "y"),
+                 lambda: parse_duration_arg(int(HUGE_INT), "lookback_hours", bare_unit=3600),
+                 lambda: parse_duration_arg(HUGE_INT, "lookback_hours", bare_unit=3600)):
+        with pytest.raises(TimeParseError) as ei:
+            call()
+        assert len(str(ei.value)) < 200

@@ -141,10 +141,10 @@ def parse_duration_arg(value: object, name: str, *, default: float | None = None
             raise TimeParseError(f"{name} is required (a duration like 30m, 6h or 7d)")
         return default
     if isinstance(value, bool) or not isinstance(value, (int, float, str)):
-        raise TimeParseError(f"{name} must be a number of {unit_name} or a duration like 36h or 2d, got {value!r}")
+        raise TimeParseError(f"{name} must be a number of {unit_name} or a duration like 36h or 2d, got {short_repr(value)}")
     seconds: float
     if isinstance(value, (int, float)):
-        seconds = float(value) * bare_unit
+        seconds = _as_float(value, name) * bare_unit  # an int beyond the float range is an error, not OverflowError
     else:
         text = value.strip().lower()
         try:
@@ -157,11 +157,11 @@ def parse_duration_arg(value: object, name: str, *, default: float | None = None
                 seconds = parse_duration(compact)
             except TimeParseError:
                 raise TimeParseError(f"{name} must be a number of {unit_name} or a duration like 36h or 2d, "
-                                     f"got {value!r}") from None
+                                     f"got {short_repr(value)}") from None
     if not math.isfinite(seconds) or not lo <= seconds <= hi:
         upper = "" if math.isinf(hi) else f" and {format_duration(hi)}"
-        raise TimeParseError(f"{name} must be between {format_duration(lo)}{upper}, got {value!r}"
-                             if upper else f"{name} must be at least {format_duration(lo)}, got {value!r}")
+        raise TimeParseError(f"{name} must be between {format_duration(lo)}{upper}, got {short_repr(value)}"
+                             if upper else f"{name} must be at least {format_duration(lo)}, got {short_repr(value)}")
     return seconds
 
 
