@@ -402,6 +402,8 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
             rep = send_summary(system, s, md, png)
             data["delivery"] = {"state": rep["state"], "delivered": rep["delivered"], "dead": rep["dead"],
                                 "still_pending": rep["still_pending"], "errors": rep["errors"][:3]}
+            if rep["state"] != "delivered":  # queued in the background, retrying or dead: not known to be seen
+                data["_status"] = "uncertain"
         return data
 
     def _do_dashboard(self, system: Any, *, lookback: float, agent: str | None, labels: dict[str, str] | None,

@@ -2,10 +2,12 @@
 
 One asyncio loop. Every tick (`global.evaluation_interval`): host metrics are collected,
 the scheduler runs the jobs whose slot has come, the policies are judged, the
-notification pipeline plans and then delivers (`Notifier.deliver_async`, in the loop).
-Blocking store and analytics work runs in worker threads so the HTTP API (served by
-uvicorn in the same loop, when `perf_alerts.http.app` is in the build) stays responsive.
-Between ticks the loop also wakes for outbox retries that come due.
+notification pipeline plans and then delivers (`Notifier.deliver_async`: the sending
+runs on the process's notification engine, which owns the HTTP clients and rate-limit
+state). Every store call runs in a worker thread, so the HTTP API (served in the same loop
+by the `serve_http` the front end injects) stays responsive while another process holds
+SQLite's write lock. Between ticks the loop also wakes for outbox retries that come due
+and for leases of crashed senders that run out.
 
 SIGTERM/SIGINT: the HTTP server stops accepting, the current tick (and its delivery)
 finishes, the process exits 0. Whatever was planned but not sent is in the outbox and the
@@ -161,13 +163,18 @@ class Daemon:
                     wait = next_tick - time.monotonic()
                     if wait <= 0:
                         break
-                    due = self.notifier.outbox.next_due_at()
+                    # store reads in a worker thread: another process holding the write lock must not freeze the loop
+                    due = await asyncio.to_thread(self.notifier.outbox.next_due_at)
+                    lease_end = await asyncio.to_thread(self.system.store.outbox_next_lease_end)
                     if due is not None:
                         wait = min(wait, max(MIN_SLEEP, due - self.system.clock.now()))
+                    if lease_end is not None:  # a crashed sender's claim runs out: take its notifications over
+                        wait = min(wait, max(MIN_SLEEP, lease_end - time.time()))
                     await self._wait(wait)
                     if self._stop.is_set():
                         break
-                    if due is not None and self.system.clock.now() >= due:
+                    if (due is not None and self.system.clock.now() >= due) or \
+                            (lease_end is not None and time.time() >= lease_end):
                         try:
                             await self.deliver()
                         except Exception:
@@ -178,7 +185,7 @@ class Daemon:
                 loop.remove_signal_handler(sig)
             await self._close_clients()
         log.info("perf-alerts daemon stopped after %d cycle(s); %d notification(s) still in the outbox",
-                 self.ticks, self.notifier.outbox.open_count())
+                 self.ticks, await asyncio.to_thread(self.notifier.outbox.open_count))
         return 1 if once and failed_cycle else 0  # `run --once` (cron, tests) reports a failed cycle
 
     async def _wait(self, seconds: float) -> None:
@@ -216,12 +223,14 @@ class Daemon:
             log.exception("the HTTP server did not stop cleanly")
 
     async def _close_clients(self) -> None:
-        for attr in ("_discord", "_http"):
-            client = getattr(self.notifier, attr, None)
-            close = getattr(client, "aclose", None)
-            if close is not None:
-                with contextlib.suppress(Exception):
-                    await close()
+        """Close the process's notification engine (its loop, HTTP clients, rate-limit state).
+
+        Waits (bounded) for a delivery in flight; whatever it could not finish stays claimed
+        in the outbox and is taken over by the next sender when the lease runs out.
+        """
+        from perf_alerts.notify.engine import close_engine
+
+        await asyncio.to_thread(close_engine)
 
 
 class RunningHTTP(Protocol):
