@@ -495,3 +495,10 @@ def test_duration_arguments_refuse_huge_integers() -> None:
         with pytest.raises(TimeParseError) as ei:
             call()
         assert len(str(ei.value)) < 200
+
+
+def test_a_stored_target_matcher_re2_refuses_matches_no_series() -> None:
+    from perf_alerts.manage.actions import _matchers
+
+    ms = _matchers([{"label": "a", "op": "=~", "value": r"(a)\1"}, {"label": "b", "op": "=", "value": "x"}])
+    assert [m.matches({"a": "aa", "b": "x"}) for m in ms] == [False, True]

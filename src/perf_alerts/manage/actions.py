@@ -349,10 +349,29 @@ def verify_due(system: "PerfAlerts", now: float, tolerance_for: Callable[[int], 
     return done
 
 
+class _MatchesNothing:
+    """Stands for a stored matcher this version refuses (e.g. a regex RE2 cannot run)."""
+
+    def matches(self, labels: Any) -> bool:
+        return False
+
+
 def _matchers(raw: Any) -> list[Any]:
+    """The target matchers stored with an audit row; one that no longer validates matches nothing
+    (the verification then says "no data") instead of failing every later verification."""
+    from pydantic import ValidationError
+
     from perf_alerts.config import Matcher
 
-    return [Matcher.model_validate(m) for m in (raw or [])]
+    out: list[Any] = []
+    for m in raw if isinstance(raw, list) else []:
+        try:
+            out.append(Matcher.model_validate(m))
+        except ValidationError as e:
+            log.warning("stored target matcher %s is not valid (%s); it matches no series",
+                        redact(str(m))[:120], str(e.errors()[0].get("msg", "invalid"))[:200])
+            out.append(_MatchesNothing())
+    return out
 
 
 def audit_log(system: "PerfAlerts", limit: int = 100, policy: str | None = None) -> list[dict[str, Any]]:
