@@ -4,6 +4,11 @@ It validates Discord's limits independently of our `limits.py` (so a bug there c
 behind a matching bug here), enforces per-webhook (and optionally global) rate limits in real
 time with X-RateLimit-* headers, answers 429 like Discord, and counts every request that
 arrives while the client had been told to wait. Start it with `with fake_discord() as srv:`.
+
+For delivery tests it can also answer slowly (`set_delay`), keeps every message as it was
+first posted (`posted`, before any edit) and knows which requests are still being answered
+(`in_flight`). A message created for a client that hung up before its answer (killed while
+the request was held) is marked `orphaned`: that sender can never learn the message's id.
 """
 
 from __future__ import annotations
@@ -14,6 +19,8 @@ import email.policy
 import itertools
 import json
 import re
+import select
+import socket
 import threading
 import time
 from contextlib import contextmanager
@@ -36,6 +43,7 @@ class FakeStats:
     dropped_connections: int = 0
     messages_created: int = 0
     edits: int = 0
+    orphaned: int = 0  # messages created for a client that had hung up (see `set_delay`)
 
     def as_dict(self) -> dict[str, int]:
         return asdict(self)
@@ -57,6 +65,7 @@ class _Webhook:
         self.gone = False
         self.window = _Window(limit, per)
         self.messages: dict[str, dict[str, Any]] = {}
+        self.posted: list[dict[str, Any]] = []  # every created message as first posted (before edits)
 
 
 # ----------------------------------------------------------------------------- validation
@@ -193,6 +202,8 @@ class FakeDiscord:
         self._down = False
         self._ids = itertools.count(int(time.time() * 1000 - 1420070400000) << 22)
         self._stats = FakeStats()
+        self._delay = 0.0
+        self._in_flight = 0
         self.request_log: list[dict[str, Any]] = []  # method, path (token masked), status, t
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -217,6 +228,27 @@ class FakeDiscord:
         with self._lock:
             hook = self._hooks.get(str(webhook_id))
             return copy.deepcopy(list(hook.messages.values())) if hook else []
+
+    def posted(self, webhook_id: str | int) -> list[dict[str, Any]]:
+        """Every message this webhook created, in order, as it was posted (edits do not change it):
+        {"id", "content", "embeds", "orphaned", "t"} (t: monotonic time it was created)."""
+        with self._lock:
+            hook = self._hooks.get(str(webhook_id))
+            return copy.deepcopy(hook.posted) if hook else []
+
+    def set_delay(self, seconds: float) -> None:
+        """Hold every request `seconds` before handling it (a slow Discord; 0 = answer at once).
+
+        A held request is handled even if its client hangs up meanwhile (Discord has the whole
+        request by then); a message it creates is marked `orphaned` (its sender never learns its id)."""
+        with self._lock:
+            self._delay = max(0.0, float(seconds))
+
+    @property
+    def in_flight(self) -> int:
+        """Requests received and not yet answered."""
+        with self._lock:
+            return self._in_flight
 
     @property
     def stats(self) -> FakeStats:
@@ -267,8 +299,8 @@ class FakeDiscord:
         w.count += 1
         return True, w.reset_at - now
 
-    def handle(self, method: str, path: str, query: dict[str, list[str]], ctype: str, raw: bytes
-               ) -> tuple[int, dict[str, str], Any] | None:
+    def handle(self, method: str, path: str, query: dict[str, list[str]], ctype: str, raw: bytes,
+               orphan: bool = False) -> tuple[int, dict[str, str], Any] | None:
         """Returns (status, headers, json body or None) or None to drop the connection."""
         with self._lock:
             now = time.monotonic()
@@ -326,10 +358,10 @@ class FakeDiscord:
                 status = self._fail.pop(0)
                 self._stats.failures_injected += 1
                 return status, headers, {"message": f"{status}: injected failure", "code": 0}
-            return self._apply(hook, method, m["mid"], query, ctype, raw, headers)
+            return self._apply(hook, method, m["mid"], query, ctype, raw, headers, orphan)
 
     def _apply(self, hook: _Webhook, method: str, mid: str | None, query: dict[str, list[str]], ctype: str,
-               raw: bytes, headers: dict[str, str]) -> tuple[int, dict[str, str], Any]:
+               raw: bytes, headers: dict[str, str], orphan: bool = False) -> tuple[int, dict[str, str], Any]:
         try:
             body, files = _parse_body(ctype, raw)
         except ValueError as e:
@@ -387,7 +419,11 @@ class FakeDiscord:
             "edits": 0,
         }
         hook.messages[msg["id"]] = msg
+        hook.posted.append({"id": msg["id"], "content": msg["content"], "embeds": copy.deepcopy(msg["embeds"]),
+                            "orphaned": orphan, "t": time.monotonic()})
         self._stats.messages_created += 1
+        if orphan:
+            self._stats.orphaned += 1
         if (query.get("wait") or ["false"])[0].lower() == "true":
             return 200, headers, _public(msg)
         return 204, headers, None
@@ -435,6 +471,17 @@ def _parse_body(ctype: str, raw: bytes) -> tuple[dict[str, Any], list[tuple[str,
     return parsed, []
 
 
+def _client_gone(sock: socket.socket) -> bool:
+    """True if the peer closed (or reset) the connection; never blocks, never consumes data."""
+    try:
+        readable, _, _ = select.select([sock], [], [], 0)
+        if not readable:
+            return False
+        return sock.recv(1, socket.MSG_PEEK) == b""
+    except OSError:
+        return True
+
+
 def _make_handler(state: FakeDiscord) -> type[BaseHTTPRequestHandler]:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
@@ -443,10 +490,27 @@ def _make_handler(state: FakeDiscord) -> type[BaseHTTPRequestHandler]:
             pass
 
         def _serve(self) -> None:
+            with state._lock:
+                state._in_flight += 1
+                delay = state._delay
+            try:
+                self._answer(delay)
+            except (BrokenPipeError, ConnectionResetError):  # the client is gone (killed while we held its request)
+                self.close_connection = True
+            finally:
+                with state._lock:
+                    state._in_flight -= 1
+
+        def _answer(self, delay: float) -> None:
             length = int(self.headers.get("Content-Length") or 0)
             raw = self.rfile.read(length) if length else b""
             parts = urlsplit(self.path)
-            res = state.handle(self.command, parts.path, parse_qs(parts.query), self.headers.get("Content-Type", ""), raw)
+            orphan = False
+            if delay > 0:
+                time.sleep(delay)
+                orphan = _client_gone(self.connection)
+            res = state.handle(self.command, parts.path, parse_qs(parts.query), self.headers.get("Content-Type", ""), raw,
+                               orphan)
             status_log = res[0] if res else 0
             with state._lock:
                 state.request_log.append({"method": self.command, "status": status_log, "t": time.monotonic()})
@@ -466,6 +530,12 @@ def _make_handler(state: FakeDiscord) -> type[BaseHTTPRequestHandler]:
                 self.wfile.write(data)
 
         do_POST = do_PATCH = do_GET = _serve
+
+        def handle(self) -> None:
+            try:
+                super().handle()
+            except (ConnectionResetError, BrokenPipeError):  # a client killed mid-connection: not our error
+                self.close_connection = True
 
     return Handler
 
