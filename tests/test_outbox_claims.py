@@ -170,6 +170,6 @@ def test_many_sync_deliveries_reuse_one_client(tmp_path: Path) -> None:
         before = engine().discord()
         for i in range(5):
             rep = deliver_message(pa, f"note {i}", "critical", "text")
-            assert rep["state"] == "delivered"
+            assert rep.state == "delivered"
         assert engine().discord() is before  # rate-limit state and connections survive between calls
         assert len(srv.messages(1)) == 5

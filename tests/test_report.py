@@ -53,10 +53,10 @@ def test_summary_files_and_delivery_with_chart(tmp_path: Path) -> None:
         assert fired == sum(1 for e in pa.store.events() if e["event"] == "firing") and fired > 0
         assert f"{fired}" in Path(files["markdown"]).read_text()
         rep = send_summary(pa, summary, md, png, console_write=lambda s: None)
-        assert rep["delivered"] == 1
+        assert rep.delivered == 1
         [msg] = srv.messages(42)
         assert msg["attachments"][0]["filename"] == "executive-summary.png"
         assert msg["attachments"][0]["data"] == png
         assert msg["embeds"][0]["image"]["url"] == "attachment://executive-summary.png"
         assert "Health" in msg["embeds"][0]["description"]
-        assert "leader-token-secret" not in json.dumps(rep)
+        assert "leader-token-secret" not in json.dumps(rep.to_dict())

@@ -190,7 +190,7 @@ def run_demo(out_dir: Path = Path("demo-output"), db: str | None = None, config:
     say("")
     say(f"health now {h['score']} ({h['status']}); {summary['alerts']['fired_total']} alerts fired; "
         f"MTTA {format_duration(stats['mtta']['mean_seconds'])}, MTTR {format_duration(stats['mttr']['mean_seconds'])}")
-    say(f"executive summary: {', '.join(files.values())} (delivered: {delivery['delivered']})")
+    say(f"executive summary: {', '.join(files.values())} (delivered: {delivery.delivered})")
 
     report = {
         "simulated": {"start": iso(start), "end": iso(end), "hours": hours, "samples": len(sim.samples),
@@ -201,7 +201,7 @@ def run_demo(out_dir: Path = Path("demo-output"), db: str | None = None, config:
         "alert_stats": stats,
         "tool_calls": [{k: v for k, v in c.items() if k != "data"} for c in tool_calls],
         "summary_files": files,
-        "summary_delivery": delivery,
+        "summary_delivery": delivery.to_dict(),
         "db": str(db_path),
         "wall_seconds": round(time.perf_counter() - t_wall, 2),
     }

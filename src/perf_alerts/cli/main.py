@@ -11,7 +11,7 @@ from __future__ import annotations
 import os
 import sys
 from pathlib import Path
-from typing import Any, Optional
+from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
@@ -22,6 +22,9 @@ from perf_alerts.errors import InputError
 from perf_alerts.timeutil import parse_duration_arg
 
 __all__ = ["app", "main"]
+
+if TYPE_CHECKING:
+    from perf_alerts.notify.pipeline import DeliveryOutcome
 
 
 # --------------------------------------------------------------------------- metrics in
@@ -123,7 +126,7 @@ def evaluate(
 
         d["alerts"] = [v.to_dict() for v in s.views_of(res.active, muting, now=res.at)]  # as `alerts --json` shows them
         if delivery is not None:
-            d["notifications"] = delivery
+            d["notifications"] = delivery.to_dict()
         out.emit_json(d)
     else:
         for t in res.transitions:
@@ -141,14 +144,16 @@ def evaluate(
         _fail_on(fail_on, res.active)
 
 
-def _print_delivery(d: dict[str, Any]) -> None:
-    if d.get("created") or d.get("delivered") or d.get("still_pending"):
-        out.line(f"notifications: {d['created']} queued, {d['delivered']} delivered, {d['dead']} dead, "
-                 f"{d['still_pending']} still pending, {d['failed']} failed attempts ({d['requests']} requests, "
-                 f"{d['rate_limited']} rate-limited)")
-    for name, reason in (d.get("disabled") or {}).items():
+def _print_delivery(o: "DeliveryOutcome") -> None:
+    r = o.delivery
+    created = len(o.plan.created) if o.plan else len(o.notifications or [])
+    if created or r.delivered or o.still_pending:
+        out.line(f"notifications: {created} queued, {r.delivered} delivered, {r.dead} dead, "
+                 f"{o.still_pending} still pending, {r.failed} failed attempts ({r.requests} requests, "
+                 f"{r.rate_limited} rate-limited)")
+    for name, reason in o.disabled.items():
         out.error(f"receiver {name} is DISABLED ({reason}); fix its webhook and restart — nothing is sent to it")
-    for e in d.get("errors", [])[:5]:
+    for e in r.errors[:5]:
         out.warn(e)
 
 
@@ -408,14 +413,10 @@ def notifications(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Notifications in the outbox with their delivery state (newest first)."""
-    from perf_alerts.notify.outbox import STATES, Outbox
-    from perf_alerts.notify.pipeline import Notifier
+    from perf_alerts.notify.pipeline import list_notifications
 
-    if state_ is not None and state_ not in STATES:
-        raise InputError(f"--state: unknown state {state_!r}; valid: {', '.join(STATES)}")
-    s = system()
-    items = Outbox(s.store).recent(state_, limit)
-    disabled = Notifier(s).disabled_receivers()
+    listing = list_notifications(system(), state_, limit)
+    items, disabled = listing.items, listing.disabled
     if as_json:
         out.emit_json([n.to_dict() for n in items])
         return
@@ -444,7 +445,7 @@ def deliver(
     limit = parse_duration_arg(deadline, "--deadline") if deadline else None
     d = deliver_due(s, console_write=out.stderr_line if as_json else None, deadline=limit)
     if as_json:
-        out.emit_json(d)
+        out.emit_json(d.to_dict())
     else:
         _print_delivery(d)
 
@@ -528,15 +529,16 @@ def summary(
     if send:
         for w in s.config.warnings:
             out.warn(w)
-        result["delivery"] = send_summary(s, data, md, png, console_write=out.stderr_line if as_json else None)
+        sent = send_summary(s, data, md, png, console_write=out.stderr_line if as_json else None)
+        result["delivery"] = sent.to_dict()
     if as_json:
         out.emit_json(result)
         return
     out.line(md)
     for kind, path in result.get("files", {}).items():
         out.line(f"wrote {kind}: {path}")
-    if "delivery" in result:
-        _print_delivery(result["delivery"])
+    if send:
+        _print_delivery(sent)
 
 
 # --------------------------------------------------------------------------- demo

@@ -341,7 +341,7 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
         if res.errors:
             data["rule_errors"] = res.errors[:5]
         if send:
-            rep = deliver_evaluation(system, res)
+            rep = deliver_evaluation(system, res).to_dict()
             data["notifications"] = {"queued": rep["created"], "delivered": rep["delivered"], "dead": rep["dead"],
                                      "still_pending": rep["still_pending"], "disabled_receivers": rep["disabled"],
                                      "errors": rep["errors"][:3]}
@@ -399,7 +399,7 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
         s, md, png = build_summary(system, lookback, chart=send)
         data = {k: v for k, v in s.items() if k != "agents"}
         if send:
-            rep = send_summary(system, s, md, png)
+            rep = send_summary(system, s, md, png).to_dict()
             data["delivery"] = {"state": rep["state"], "delivered": rep["delivered"], "dead": rep["dead"],
                                 "still_pending": rep["still_pending"], "errors": rep["errors"][:3]}
             if rep["state"] != "delivered":  # queued in the background, retrying or dead: not known to be seen
@@ -501,7 +501,8 @@ class DiscordAlertTool(_StoreTool):
                 clean_metrics[str(k)] = str(v)
         message: dict[str, Any] = {"title": title[:256], "severity": sev, "text": text or "", "metrics": clean_metrics}
         try:
-            report = deliver_message(self._get_system(), message["title"], sev, message["text"], clean_metrics or None)
+            report = deliver_message(self._get_system(), message["title"], sev, message["text"],
+                                     clean_metrics or None).to_dict()
         except Exception as e:
             return failure("delivery", e)
         view = {"state": report["state"], "delivered": report["delivered"], "dead": report["dead"],
@@ -510,6 +511,9 @@ class DiscordAlertTool(_StoreTool):
                                   for n in report.get("notifications", [])]}
         if report["state"] == "delivered":
             return StepResult.ok({"delivered": True, "delivery": view})
+        if report.get("background"):
+            return StepResult.uncertain("queued; it is being delivered in the background (called inside a "
+                                        "running event loop, which must not wait)", {"delivered": False, "delivery": view})
         if report["state"] in ("queued for retry", "partially delivered"):
             return StepResult.uncertain("not all receivers have it yet; the outbox keeps retrying",
                                         {"delivered": report["state"] == "partially delivered", "delivery": view})

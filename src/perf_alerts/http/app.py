@@ -507,15 +507,10 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
     @app.get(f"{API_PREFIX}/notifications")
     def notifications(state: str | None = Query(None, description="pending, failed, delivered or dead"),
                       limit: int = Query(50, ge=1, le=500)) -> Any:
-        from perf_alerts.notify.outbox import STATES, Outbox
+        from perf_alerts.notify.pipeline import list_notifications
 
-        if state is not None and state != "" and state not in STATES:
-            raise ApiError(400, f"state: unknown state {state!r}; valid: {', '.join(STATES)}")
-        outbox = Outbox(system.store)
-        recent = getattr(outbox, "recent", None) or getattr(outbox, "list")
-        items = recent(state or None, limit)
         out = []
-        for n in items:
+        for n in list_notifications(system, state or None, limit).items:
             d = n.to_dict()
             for k in ("last_error", "title", "group_key"):
                 if isinstance(d.get(k), str):

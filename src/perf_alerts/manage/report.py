@@ -17,6 +17,7 @@ from perf_alerts.timeutil import parse_timestamp
 
 if TYPE_CHECKING:
     from perf_alerts.core import PerfAlerts
+    from perf_alerts.notify.pipeline import DeliveryOutcome
 
 SEVERITY_COLORS = {"critical": "#e53935", "warning": "#fb8c00", "info": "#1e88e5"}
 BUCKETS = 24
@@ -178,7 +179,7 @@ def summary_message(summary: dict[str, Any], png: bytes | None) -> tuple[str, st
 
 
 def send_summary(system: "PerfAlerts", summary: dict[str, Any], md: str, png: bytes | None,
-                 console_write: Any = None) -> dict[str, Any]:
+                 console_write: Any = None) -> "DeliveryOutcome":
     """To the receivers routed for kind=executive_summary now, with the chart attached (multipart)."""
     from perf_alerts.notify.pipeline import deliver_summary
 

@@ -23,7 +23,8 @@ from perf_alerts.notify.discord import AlertGroup
 from perf_alerts.notify.engine import NotificationEngine, engine as default_engine, in_running_loop
 from perf_alerts.notify.escalate import due_escalations
 from perf_alerts.notify.mute import muting
-from perf_alerts.notify.outbox import Notification, Outbox
+from perf_alerts.errors import InputError
+from perf_alerts.notify.outbox import STATES, Notification, Outbox
 from perf_alerts.notify.receivers import DiscordContext, Outcome, send_console, send_discord, send_file, send_webhook
 from perf_alerts.notify.redact import redact, register_secret
 from perf_alerts.notify.routing import ResolvedRoute, match_routes
@@ -470,44 +471,89 @@ class _Claim:
         self._renewed = time.monotonic()
 
 
-def _report(n: Notifier, plan: PlanReport | None, delivery: DeliveryReport, ids: list[int] | None = None) -> dict[str, Any]:
-    d: dict[str, Any] = {**(plan.to_dict() if plan else {"created": len(ids or [])}), **delivery.to_dict(),
-                         "still_pending": n.outbox.open_count(), "disabled": n.disabled_receivers()}
-    if ids is not None:
-        items = [x for x in (n.outbox.get(i) for i in ids) if x is not None]
-        d["notifications"] = [x.to_dict() for x in items]
-        states = {x.state for x in items}
-        d["state"] = ("queued; delivering in the background" if delivery.background
-                      else "delivered" if states == {"delivered"} else "dead" if states == {"dead"}
-                      else "nothing to send" if not states else "queued for retry" if "delivered" not in states
-                      else "partially delivered")
-    return d
+@dataclass
+class DeliveryOutcome:
+    """What one send call achieved: its plan (if it planned), its delivery rounds, and where
+    the outbox stands after them. The CLI, the API, the crew tools and the demo render this."""
+
+    plan: PlanReport | None
+    delivery: DeliveryReport
+    still_pending: int
+    disabled: dict[str, str]
+    notifications: list[Notification] | None = None  # the ones this call queued (messages, summaries)
+
+    @property
+    def state(self) -> str | None:
+        """For a call that queued its own notifications: did they get through?"""
+        if self.notifications is None:
+            return None
+        if self.delivery.background:
+            return "queued; delivering in the background"
+        states = {x.state for x in self.notifications}
+        return ("delivered" if states == {"delivered"} else "dead" if states == {"dead"}
+                else "nothing to send" if not states else "queued for retry" if "delivered" not in states
+                else "partially delivered")
+
+    @property
+    def delivered(self) -> int:
+        return self.delivery.delivered
+
+    def to_dict(self) -> dict[str, Any]:
+        created = self.plan.to_dict() if self.plan else {"created": len(self.notifications or [])}
+        d: dict[str, Any] = {**created, **self.delivery.to_dict(), "still_pending": self.still_pending,
+                             "disabled": self.disabled}
+        if self.notifications is not None:
+            d["notifications"] = [x.to_dict() for x in self.notifications]
+            d["state"] = self.state
+        return d
 
 
-def _deliver_now(n: Notifier, ids: list[int]) -> dict[str, Any]:
+def _outcome(n: Notifier, plan: PlanReport | None, delivery: DeliveryReport,
+             ids: list[int] | None = None) -> DeliveryOutcome:
+    items = None if ids is None else [x for x in (n.outbox.get(i) for i in ids) if x is not None]
+    return DeliveryOutcome(plan, delivery, n.outbox.open_count(), n.disabled_receivers(), items)
+
+
+def _deliver_now(n: Notifier, ids: list[int]) -> DeliveryOutcome:
     """Deliver what was just queued (and anything else due) before returning."""
     system = n.system
     _, delivery = n.flush(system.clock.now(), system.config.delivery.cli_deadline, flush_new_groups=False)
-    return _report(n, None, delivery, ids)
+    return _outcome(n, None, delivery, ids)
+
+
+@dataclass
+class NotificationList:
+    """The outbox, newest first, with the receivers a 404/401 disabled."""
+
+    items: list[Notification]
+    disabled: dict[str, str]
+
+
+def list_notifications(system: "PerfAlerts", state: str | None = None, limit: int = 50) -> NotificationList:
+    """What `perf-alerts notifications` and `GET /api/v1/notifications` show."""
+    if state is not None and state not in STATES:
+        raise InputError(f"state: unknown notification state {state!r}; valid: {', '.join(STATES)}")
+    n = Notifier(system)
+    return NotificationList(n.outbox.recent(state, limit), n.disabled_receivers())
 
 
 def deliver_due(system: "PerfAlerts", at: float | None = None, console_write: Callable[[str], None] | None = None,
-                deadline: float | None = None) -> dict[str, Any]:
+                deadline: float | None = None) -> DeliveryOutcome:
     """Plan what the alert state calls for at `at`, then deliver until nothing is due within `deadline`."""
     n = Notifier(system, console_write=console_write)
     at = system.clock.now() if at is None else at
     plan, delivery = n.flush(at, system.config.delivery.cli_deadline if deadline is None else deadline)
-    return _report(n, plan, delivery)
+    return _outcome(n, plan, delivery)
 
 
 def deliver_evaluation(system: "PerfAlerts", result: "EvaluationResult",
-                       console_write: Callable[[str], None] | None = None) -> dict[str, Any]:
+                       console_write: Callable[[str], None] | None = None) -> DeliveryOutcome:
     """What `perf-alerts evaluate` calls after a cycle: send what it produced before exiting."""
     return deliver_due(system, result.at, console_write)
 
 
 def deliver_message(system: "PerfAlerts", title: str, severity: str, text: str,
-                    metrics: dict[str, Any] | None = None, console_write: Callable[[str], None] | None = None) -> dict[str, Any]:
+                    metrics: dict[str, Any] | None = None, console_write: Callable[[str], None] | None = None) -> DeliveryOutcome:
     """An ad-hoc message through the whole pipeline (routing, limits, rate limits, outbox, redaction)."""
     n = Notifier(system, console_write=console_write)
     body = text
@@ -517,7 +563,7 @@ def deliver_message(system: "PerfAlerts", title: str, severity: str, text: str,
 
 
 def deliver_summary(system: "PerfAlerts", summary: dict[str, Any], files: list[tuple[str, bytes, str]] | None = None,
-                    console_write: Callable[[str], None] | None = None) -> dict[str, Any]:
+                    console_write: Callable[[str], None] | None = None) -> DeliveryOutcome:
     """The executive summary to the receivers routed for `kind=executive_summary` (leadership)."""
     n = Notifier(system, console_write=console_write)
     title = str(summary.get("title") or "Executive performance summary")
