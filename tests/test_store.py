@@ -57,7 +57,7 @@ def test_retention_and_downsampling(tmp_path: Path) -> None:
     ts = T0 - np.arange(0, 40 * day, 60.0)  # 40 days of one sample per minute
     store.insert_samples(Sample("m", {}, float(t), float(i % 10)) for i, t in enumerate(ts))
     res = store.apply_retention(T0, retention=30 * day, downsample_after=7 * day, step=300.0)
-    assert res["deleted"] > 0 and res["downsampled"] > 0
+    assert res.deleted > 0 and res.downsampled > 0
     old = store.query([store.list_series("m")[0].id], T0 - 30 * day, T0 - 8 * day)
     assert old.ts.min() > T0 - 30 * day
     assert np.all(np.diff(old.ts) >= 300.0 - 1e-6)  # averaged into 5-minute buckets

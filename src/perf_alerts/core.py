@@ -23,6 +23,7 @@ from perf_alerts.timeutil import Clock, SystemClock, TimeParseError, iso
 
 if TYPE_CHECKING:
     from perf_alerts.alerts.view import AlertView, MutingFn
+    from perf_alerts.store.retention import RetentionReport
 
 
 RECORD_FIELDS = {"metric", "value", "timestamp", "ts", "labels"}
@@ -316,7 +317,7 @@ class PerfAlerts:
 
         return backtest(self.store, self.config, start, end, step, progress)
 
-    def apply_retention(self) -> dict[str, int]:
+    def apply_retention(self) -> "RetentionReport":
         g = self.config.global_
         return self.store.apply_retention(self.clock.now(), g.retention, g.downsample_after, g.downsample_step)
 

@@ -96,7 +96,7 @@ class Daemon:
         rep["delivery"] = (await self.deliver(now)).to_dict()
         if self._last_retention is None or now - self._last_retention >= RETENTION_EVERY:
             try:
-                rep["retention"] = await asyncio.to_thread(s.apply_retention)
+                rep["retention"] = (await asyncio.to_thread(s.apply_retention)).to_dict()
             except Exception as e:
                 log.warning("retention: %s: %s", type(e).__name__, e)
             self._last_retention = now

@@ -23,6 +23,7 @@ from perf_alerts.errors import StoreError
 from perf_alerts.model import Alert, AlertState, Sample, Severity, canonical_labels
 from perf_alerts.store.management import ManagementQueries
 from perf_alerts.store.outbox import OutboxQueries
+from perf_alerts.store.retention import RetentionQueries
 
 ENV_DB = "PERF_ALERTS_DB"
 DEFAULT_DB = "perf_alerts.db"
@@ -205,7 +206,7 @@ def resolve_db_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path(os.environ.get(ENV_DB) or DEFAULT_DB)
 
 
-class Store(OutboxQueries, ManagementQueries):
+class Store(OutboxQueries, ManagementQueries, RetentionQueries):
     """Thread-safe handle on the SQLite file (one connection per thread)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
@@ -402,35 +403,6 @@ class Store(OutboxQueries, ManagementQueries):
 
     def sample_count(self) -> int:
         return int(self.con.execute("SELECT COUNT(*) FROM samples").fetchone()[0])
-
-    # -- retention ---------------------------------------------------------------------
-    def apply_retention(self, now: float, retention: float, downsample_after: float, step: float) -> dict[str, int]:
-        """Drop samples older than `retention`; average older-than-`downsample_after` ones into `step` buckets."""
-        deleted = downsampled = 0
-        with self._write() as con:
-            cur = con.execute("DELETE FROM samples WHERE ts <= ?", (now - retention,))
-            deleted = cur.rowcount
-            if downsample_after > 0 and step > 0:
-                cutoff = now - downsample_after
-                cutoff = cutoff - (cutoff % step)
-                con.execute("DROP TABLE IF EXISTS temp.ds")
-                con.execute(
-                    "CREATE TEMP TABLE ds AS SELECT series_id, CAST(ts / ? AS INTEGER) * ? AS b, AVG(value) AS v, "
-                    "COUNT(*) AS n FROM samples WHERE ts < ? GROUP BY series_id, b",
-                    (step, step, cutoff),
-                )
-                # only buckets that still hold more than one raw sample need rewriting
-                con.execute("DELETE FROM ds WHERE n <= 1 ")
-                n = con.execute("SELECT COALESCE(SUM(n), 0) FROM ds").fetchone()[0]
-                con.execute(
-                    "DELETE FROM samples WHERE ts < ? AND EXISTS (SELECT 1 FROM ds WHERE ds.series_id = "
-                    "samples.series_id AND ds.b = CAST(samples.ts / ? AS INTEGER) * ?)",
-                    (cutoff, step, step),
-                )
-                con.execute("INSERT OR REPLACE INTO samples (series_id, ts, value) SELECT series_id, b, v FROM ds")
-                con.execute("DROP TABLE temp.ds")
-                downsampled = int(n)
-        return {"deleted": deleted, "downsampled": downsampled}
 
     # -- alerts ------------------------------------------------------------------------
     @staticmethod
