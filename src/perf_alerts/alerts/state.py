@@ -14,7 +14,7 @@ from typing import Any, Iterable, Mapping
 
 from perf_alerts.config import Rule
 from perf_alerts.model import Alert, AlertState, fingerprint
-from perf_alerts.template import render
+from perf_alerts.template import render_annotation
 from perf_alerts.timeutil import format_duration
 
 
@@ -81,7 +81,7 @@ def apply_results(rule: Rule, results: Iterable[SeriesResult], current: dict[str
         if not r.active and a is None:
             continue
         ctx = template_context(rule, labels, r.value, r.detail)
-        annotations = {k: render(v, ctx) for k, v in rule.annotations.items()}
+        annotations = {k: render_annotation(k, v, ctx) for k, v in rule.annotations.items()}
         if r.active:
             if a is None or a.state == AlertState.RESOLVED:
                 if a is not None and rule.cooldown > 0 and a.resolved_at is not None \

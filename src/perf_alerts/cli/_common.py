@@ -89,20 +89,33 @@ def system(clock: "Clock | None" = None) -> "PerfAlerts":
 
 
 def setup_logging(verbose: bool = False) -> None:
-    """perf_alerts' log on stderr, redacted, for the long-running commands (run, dashboard)."""
+    """perf_alerts' log (and the web server's) on stderr, redacted and terminal-safe, for the
+    long-running commands (run, dashboard)."""
     import logging
     import sys
 
     from perf_alerts.notify.redact import redact
+    from perf_alerts.textsafe import terminal_safe
+
+    def block(text: str) -> str:
+        """A traceback: redacted, escaped, and every line after its `Traceback (most recent call last):`
+        indented two more spaces, so an exception message with a newline in it cannot start a line
+        that looks like a record of its own."""
+        first, *rest = terminal_safe(redact(text)).split("\n")
+        return "\n".join([first, *("  " + ln if ln else ln for ln in rest)])
 
     class _Redact(logging.Filter):
-        """No secret in the log: the message and a traceback's text (exception messages can hold a webhook URL)."""
+        """No secret in the log: the message and a traceback's text (exception messages can hold a webhook URL).
+        And nothing a terminal acts on: a logged label value or request detail with ESC, OSC-8 or CR
+        is shown escaped, and a newline in a message is `\\n` (one record, one line)."""
 
         def filter(self, record: logging.LogRecord) -> bool:
-            record.msg = redact(record.getMessage())
+            record.msg = terminal_safe(redact(record.getMessage()), newlines=False)
             record.args = None
             if record.exc_info and not record.exc_text:
-                record.exc_text = redact(logging.Formatter().formatException(record.exc_info))
+                record.exc_text = block(logging.Formatter().formatException(record.exc_info))
+            if record.stack_info:
+                record.stack_info = block(record.stack_info)
             return True
 
     handler = logging.StreamHandler(sys.stderr)
@@ -112,3 +125,8 @@ def setup_logging(verbose: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(logging.DEBUG if verbose else logging.INFO)
     root.propagate = False
+    # uvicorn's own records (a request it cannot parse, a traceback it prints) through the same filter;
+    # http.server leaves uvicorn's logging unconfigured (log_config=None) so this handler stays
+    web = logging.getLogger("uvicorn")
+    web.handlers[:] = [handler]
+    web.propagate = False

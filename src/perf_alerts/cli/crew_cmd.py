@@ -98,5 +98,5 @@ def kickoff(
         return
     for t in tasks:
         out.line(f"== {t['task']}")
-        out.line(t["output"])
+        out.block(t["output"])
         out.line()

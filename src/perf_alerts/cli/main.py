@@ -47,11 +47,15 @@ def ingest(
         if as_json or not sys.stderr.isatty():
             rep = s.ingest(f, fmt)
         else:
+            from rich.markup import escape
             from rich.progress import Progress, SpinnerColumn, TextColumn
 
+            from perf_alerts.textsafe import terminal_safe
+
+            shown = escape(terminal_safe(str(f), newlines=False))  # a file name is data: no markup, no controls
             with Progress(SpinnerColumn(), TextColumn("{task.description}"), transient=True) as prog:
-                task = prog.add_task(f"ingesting {f}", total=None)
-                rep = s.ingest(f, fmt, progress=lambda n: prog.update(task, description=f"ingesting {f}: {n:,} lines"))
+                task = prog.add_task(f"ingesting {shown}", total=None)
+                rep = s.ingest(f, fmt, progress=lambda n: prog.update(task, description=f"ingesting {shown}: {n:,} lines"))
         reports.append(rep)
     elapsed = time.perf_counter() - t0
     rejected = sum(r.rejected for r in reports)
@@ -534,7 +538,7 @@ def summary(
     if as_json:
         out.emit_json(result)
         return
-    out.line(md)
+    out.block(md)
     for kind, path in result.get("files", {}).items():
         out.line(f"wrote {kind}: {path}")
     if send:

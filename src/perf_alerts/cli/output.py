@@ -1,37 +1,54 @@
-"""Printing for the CLI: JSON for programs, rich tables for people, errors on stderr."""
+"""Printing for the CLI: JSON for programs, rich tables for people, errors on stderr.
+
+Everything printed goes through `textsafe.terminal_safe` here, once: label values, alert
+text and error messages come from data anyone can push (the HTTP API, a file, a crew), and
+printed raw an ESC sequence recolours the terminal, an OSC-8 sequence plants a hyperlink and
+a CR or LF forges a line. A table cell and a `line()` show a newline as `\\n` (`block()` is
+for text of several lines: a report, a crew's output). JSON escapes every C0 control itself;
+C1 controls, line separators and bidi controls, which it leaves raw, are written as `\\uXXXX`
+escapes (the same JSON document).
+"""
 
 from __future__ import annotations
 
 import json
+import re
 import sys
 from typing import Any, Iterable, Sequence
 
+from perf_alerts.textsafe import terminal_safe
+
+# characters JSON keeps raw (it escapes only C0, `"` and `\`) that a terminal or a reader acts on;
+# outside strings a JSON text never has them, so replacing them with `\uXXXX` keeps it valid and equal
+_JSON_UNSAFE_RE = re.compile("[\x7f-\x9f\u2028\u2029\u200e\u200f\u202a-\u202e\u2066-\u2069\ufeff]")
+
 
 def emit_json(obj: Any) -> None:
-    sys.stdout.write(json.dumps(obj, indent=2, default=str, ensure_ascii=False) + "\n")
+    text = json.dumps(obj, indent=2, default=str, ensure_ascii=False)
+    sys.stdout.write(_JSON_UNSAFE_RE.sub(lambda m: f"\\u{ord(m.group(0)):04x}", text) + "\n")
 
 
 def error(message: str) -> None:
     from perf_alerts.notify.redact import redact
 
-    sys.stderr.write(f"perf-alerts: error: {redact(message)}\n")
+    sys.stderr.write(f"perf-alerts: error: {terminal_safe(redact(message))}\n")
 
 
 def warn(message: str) -> None:
     from perf_alerts.notify.redact import redact
 
-    sys.stderr.write(f"perf-alerts: warning: {redact(message)}\n")
+    sys.stderr.write(f"perf-alerts: warning: {terminal_safe(redact(message))}\n")
 
 
 def stderr_line(text: str) -> None:
-    sys.stderr.write(text + "\n")
+    sys.stderr.write(terminal_safe(text) + "\n")
 
 
 def console() -> Any:
     from rich.console import Console
 
-    # piped output is read by people too: do not squeeze tables into 80 columns
-    return Console(highlight=False, soft_wrap=True, width=None if sys.stdout.isatty() else 160)
+    # piped output is read by people too: do not squeeze tables into 80 columns; no :emoji: codes
+    return Console(highlight=False, soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 160)
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -42,9 +59,16 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
     for c in columns:
         t.add_column(c, overflow="fold")
     for r in rows:  # Text(): data such as "[FIRING:2]" is shown as is, never read as rich markup
-        t.add_row(*[Text("" if x is None else str(x)) for x in r])
+        t.add_row(*[Text("" if x is None else terminal_safe(x, newlines=False)) for x in r])
     console().print(t)
 
 
 def line(text: str = "") -> None:
-    console().print(text, markup=False, highlight=False)
+    """One printed line: a newline in it (from data) is shown as `\\n`, so nothing forges a line."""
+    console().print(terminal_safe(text, newlines=False), markup=False, highlight=False, emoji=False)
+
+
+def block(text: str) -> None:
+    """Text that is legitimately several lines (a Markdown report, a crew's output): its
+    newlines are kept, every other control character is escaped."""
+    console().print(terminal_safe(text), markup=False, highlight=False, emoji=False)

@@ -73,9 +73,13 @@ class _Server(uvicorn.Server):
 
 
 def _config(app: "FastAPI", **kw: Any) -> uvicorn.Config:
-    """The one uvicorn configuration: quiet, no server header, no proxy headers, no lifespan."""
+    """The one uvicorn configuration: quiet, no server header, no proxy headers, no lifespan.
+
+    `log_config=None`: uvicorn installs no handlers of its own; its records go where the process
+    sends logs (`perf-alerts run` / `dashboard`: the redacting, terminal-safe handler of
+    `cli._common.setup_logging`), not raw to stderr."""
     return uvicorn.Config(app, log_level="warning", access_log=False, server_header=False, proxy_headers=False,
-                          lifespan="off", **kw)
+                          lifespan="off", log_config=None, **kw)
 
 
 def _shown(host: str) -> str:

@@ -20,6 +20,7 @@ from perf_alerts.model import Alert, AlertState, alert_from_snapshot
 from perf_alerts.notify.discord import AlertGroup, DiscordClient, DiscordMessage, build_messages, build_resolved_edit
 from perf_alerts.notify.outbox import Notification
 from perf_alerts.notify.redact import redact
+from perf_alerts.textsafe import terminal_safe
 from perf_alerts.timeutil import iso
 
 OutcomeKind = Literal["delivered", "retry", "dead", "disabled"]
@@ -55,22 +56,31 @@ def to_group(n: Notification, receiver: Receiver, alerts: list[Alert] | None = N
 
 
 def render_text(msg: DiscordMessage, receiver: str) -> str:
-    """A Discord message as plain text: what the console receiver prints."""
+    """A Discord message as plain text: what the console receiver prints.
+
+    Safe for a terminal (`textsafe.terminal_safe`): escape sequences, OSC-8 hyperlinks, CR and
+    the other control characters in any part of the message are shown escaped (`\\x1b`, `\\r`);
+    single-line parts (title, fields, footer, names) show a newline as `\\n`, and every line of
+    a description keeps its `▌ ` prefix, so no data can forge a line of its own.
+    """
+    def one(x: object) -> str:
+        return terminal_safe("" if x is None else x, newlines=False)
+
     p = msg.payload
-    lines = [f"─── to {receiver} as {p.get('username', 'perf-alerts')} " + "─" * 20]
+    lines = [f"─── to {one(receiver)} as {one(p.get('username', 'perf-alerts'))} " + "─" * 20]
     if p.get("content"):
-        lines.append(str(p["content"]))
+        lines += [one(ln) for ln in str(p["content"]).split("\n")]
     for e in p.get("embeds", []):
         colour = e.get("color")
-        lines.append(f"▌ {e.get('title', '')}" + (f"   (#{colour:06x})" if isinstance(colour, int) else ""))
+        lines.append(f"▌ {one(e.get('title', ''))}" + (f"   (#{colour:06x})" if isinstance(colour, int) else ""))
         if e.get("description"):
-            lines += ["▌ " + ln for ln in str(e["description"]).splitlines()]
+            lines += ["▌ " + one(ln) for ln in str(e["description"]).split("\n")]
         for f in e.get("fields", []):
-            lines.append(f"▌ {f.get('name')}: {f.get('value')}")
+            lines.append(f"▌ {one(f.get('name'))}: {one(f.get('value'))}")
         if e.get("footer"):
-            lines.append(f"▌ — {e['footer'].get('text', '')}" + (f"  {e['timestamp']}" if e.get("timestamp") else ""))
+            lines.append(f"▌ — {one(e['footer'].get('text', ''))}" + (f"  {one(e['timestamp'])}" if e.get("timestamp") else ""))
     for name, data, _ in msg.files:
-        lines.append(f"📎 {name} ({len(data):,} bytes)")
+        lines.append(f"📎 {one(name)} ({len(data):,} bytes)")
     return "\n".join(lines)
 
 
@@ -83,7 +93,7 @@ def send_console(notifications: list[Notification], receiver: Receiver, dashboar
     out = write or (lambda s: (stream.write(s + "\n"), stream.flush()))
     groups = [to_group(n, receiver) for n in notifications]
     for msg in build_messages(groups, dashboard_url=dashboard_url):
-        out(redact(render_text(msg, receiver.name)))
+        out(redact(render_text(msg, receiver.name)))  # render_text escapes for the terminal
     return {n.id: Outcome("delivered") for n in notifications}
 
 

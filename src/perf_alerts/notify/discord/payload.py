@@ -5,6 +5,11 @@ rate-limits at ~5 requests / 2 s per webhook, so we (1) truncate every field our
 keep each message under the 10-embed / 6000-character budget, (2) pack the embeds of several
 groups into one message so a storm costs a handful of requests, and (3) turn large groups
 into a digest embed with the complete list attached as a file, so every alert is visible.
+
+Data is escaped for Discord markdown (`perf_alerts.textsafe`): label values shown in titles
+are `discord_escape`d, the labels field shows each label as an inline code span
+(`discord_code`), and annotations arrive escaped at the value level from
+`template.render_annotation` (the config author's markdown in them is kept as written).
 """
 
 from __future__ import annotations
@@ -16,6 +21,7 @@ from typing import Any, Iterable, Sequence
 
 from perf_alerts.model import Alert, AlertState, Severity, sort_worst_first
 from perf_alerts.notify.discord import limits as L
+from perf_alerts.textsafe import discord_code, discord_escape, terminal_safe
 from perf_alerts.timeutil import format_duration, iso
 
 __all__ = [
@@ -46,6 +52,7 @@ _ROW_FIELD_MAX = 1500  # per-cell cap in attachment rows: keeps a row ≲ 4 KB w
 _MAX_ROLES_PER_MESSAGE = 60  # "<@&id> " ≤ 26 chars each -> stays well under 2000 content chars
 _SNOWFLAKE_RE = re.compile(r"^[0-9]{1,20}$")
 _SLUG_RE = re.compile(r"[^A-Za-z0-9_.-]+")
+_LINK_TARGET_RE = re.compile(r"[()<>\[\]`]")
 _FileTuple = tuple[str, bytes, str]
 
 
@@ -104,8 +111,9 @@ def _fmt_num(v: float | None) -> str:
 
 
 def _code(text: str) -> str:
-    """Inline code span; backticks inside would break it, so they are replaced."""
-    return "`" + text.replace("`", "ˋ") + "`"
+    """Inline code span; backticks inside would break it, so they are replaced, and newlines and
+    control characters are escaped."""
+    return discord_code(text)
 
 
 def _labels_text(labels: dict[str, str], limit: int, exclude: Iterable[str] = ()) -> str:
@@ -129,9 +137,12 @@ def _labels_text(labels: dict[str, str], limit: int, exclude: Iterable[str] = ()
     return L.truncate(" ".join(out), limit)
 
 
-def _distinct_labels(alert: Alert, group: AlertGroup) -> str:
+def _distinct_labels(alert: Alert, group: AlertGroup, markdown: bool = False) -> str:
+    """The labels that tell this alert from the rest of its group, `k=v, ...`; with `markdown`,
+    escaped for text Discord renders (a title), else raw (for a code span)."""
+    esc = discord_escape if markdown else str
     items = [
-        f"{k}={v}" for k, v in sorted(alert.labels.items()) if k != "alertname" and group.group_labels.get(k) != v
+        f"{esc(k)}={esc(v)}" for k, v in sorted(alert.labels.items()) if k != "alertname" and group.group_labels.get(k) != v
     ]
     return ", ".join(items)
 
@@ -149,11 +160,13 @@ def _worst_color(alerts: Sequence[Alert]) -> int:
 
 
 def _group_name(group: AlertGroup) -> str:
+    """A title's name: the notification's own title (text its author wrote, kept as is), else the
+    alert name, else the group key (data: escaped for markdown)."""
     if group.title:
         return group.title
     if group.alerts:
-        return _name(group.alerts[0])
-    return group.key or "notification"
+        return discord_escape(_name(group.alerts[0]))
+    return discord_escape(group.key) if group.key else "notification"
 
 
 def _status_prefix(alerts: Sequence[Alert]) -> str:
@@ -193,7 +206,7 @@ def _detail_embed(alert: Alert, group: AlertGroup, budget: int, dashboard_url: s
     prefix = "[RESOLVED]" if resolved else _status_prefix(group.alerts)
     title = f"{prefix} {_group_name(group)}"
     if len(group.alerts) > 1:
-        distinct = _distinct_labels(alert, group)
+        distinct = _distinct_labels(alert, group, markdown=True)
         if distinct:
             title += f" · {distinct}"
     title = L.truncate(title, min(L.EMBED_TITLE_MAX, max(40, budget // 6)))
@@ -213,13 +226,15 @@ def _detail_embed(alert: Alert, group: AlertGroup, budget: int, dashboard_url: s
     )
     runbook = _safe_url(alert.annotations.get("runbook_url"))
     if runbook:
-        link = f"[Open runbook]({runbook})"
+        # a parenthesis or angle bracket in the address would end the masked link early
+        link = f"[Open runbook]({_LINK_TARGET_RE.sub(lambda m: f'%{ord(m.group(0)):02X}', runbook)})"
         cap = min(L.FIELD_VALUE_MAX, max(60, budget // 5))
         fields.append({"name": "Runbook", "value": link if len(link) <= cap else L.truncate(runbook, cap)})
 
     fp = f"fp {alert.fingerprint}"
     footer_cap = min(L.FOOTER_TEXT_MAX, max(len(fp) + 20, budget // 8))
-    key_part = L.truncate(f"perf-alerts · {group.key}", max(1, footer_cap - len(fp) - 3))
+    # footers are not markdown: only control characters need escaping
+    key_part = L.truncate(f"perf-alerts · {terminal_safe(group.key, newlines=False)}", max(1, footer_cap - len(fp) - 3))
     embed: dict[str, Any] = {
         "title": title,
         "color": RESOLVED_COLOR if resolved else SEVERITY_COLORS.get(alert.severity, SEVERITY_COLORS[Severity.INFO]),
@@ -320,6 +335,7 @@ _ROW_HEADER = "| state | severity | alert | labels | value | threshold | window 
 
 def _cell(text: str | None) -> str:
     t = (text or "").replace("\\", "\\\\").replace("|", "\\|").replace("\r", " ").replace("\n", " ")
+    t = terminal_safe(t, newlines=False)  # the file is read in terminals too
     return L.truncate(t, _ROW_FIELD_MAX) if t.strip() else "-"
 
 
