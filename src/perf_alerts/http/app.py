@@ -2,7 +2,15 @@
 
 Every handler is a plain `def`: FastAPI runs it in its thread pool and the store gives
 each thread its own SQLite connection. Every user mistake is a 4xx with a JSON body
-`{"error": "...", "detail": ...}`; nothing a client sends can produce a 500.
+`{"error": "...", "detail": ...}` (`ErrorOut`); nothing a client sends can produce a 500.
+The OpenAPI schema (`/api/v1/openapi.json`) lists every status of every operation.
+
+Input bounds (`http.limits`): a request body is counted as it is read, chunked or not, and
+answered 413 past MAX_BODY_BYTES (16 MiB) without being held; JSON is parsed so that a
+number no sample can hold (an integer of 5,000 digits, 1e999) is that record's error, not
+the request's. `POST /api/v1/metrics` is partial success: 200 with
+`{"accepted", "rejected", "errors": ["record <i>: <why>", ...]}` when any sample is good (the
+good ones are stored), 400 with that report as `detail` when none is.
 
 Security (SPEC §8, §12):
 - bound to loopback by default; `serve()` refuses any other address without a token;
@@ -38,6 +46,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 from perf_alerts.errors import ConflictError, DeliveryError, InputError, NotFoundError, PerfAlertsError, StoreError
+from perf_alerts.http.limits import BodySizeLimit, SafeJSONRoute
 from perf_alerts.http.server import (RunningServer, ServeError, check_bind, is_loopback, make_server,
                                   serve_until_signal, start_server)
 from perf_alerts.model import labels_match, parse_alert_states, parse_label_filter, validate_metric_name
@@ -180,7 +189,44 @@ def rolling_aggregate(ts: np.ndarray, vals: np.ndarray, how: str, window: float,
     return out
 
 
-# --------------------------------------------------------------------------- request bodies
+# --------------------------------------------------------------------------- request and error bodies
+
+
+class ErrorOut(BaseModel):
+    """Every 4xx and 5xx answer of the API."""
+
+    error: str = Field(description="what went wrong, one line")
+    detail: Any = Field(default=None, description=(
+        "more, when there is more: for 422 a list of {loc, msg, type}; for a 400 of POST /metrics the "
+        "per-record report {accepted, rejected, errors}; for an ambiguous fingerprint (409) {matches}"))
+
+
+class MetricsOut(BaseModel):
+    """What POST /api/v1/metrics did: good samples are stored, bad ones named by their index."""
+
+    accepted: int = Field(description="samples stored")
+    rejected: int = Field(description="samples refused")
+    errors: list[str] = Field(description='"record <index>: <why>" for the first 100 refused samples')
+
+
+_ERROR_DESCRIPTIONS = {
+    400: "Bad request: a parameter or body that cannot be used (the message names it), or malformed JSON",
+    401: "Missing or wrong token (only when the server runs with a token): send Authorization: Bearer <token>",
+    403: "Refused: the Host header is not a loopback name (DNS rebinding guard) or a cross-origin write",
+    404: "Not found",
+    409: "Conflict: an ambiguous fingerprint prefix, or a state that forbids the action",
+    413: f"Request body over {MAX_BODY_BYTES // (1024 * 1024)} MiB (counted as it is read, chunked too), "
+         f"or more than {MAX_SAMPLES_PER_REQUEST:,} samples",
+    422: "Invalid request: a parameter or body field of the wrong type, range or shape (detail lists each)",
+    503: "A part of the system is not available (the store, the scheduler's status, the summary)",
+}
+_COMMON = (401, 403, 413, 503)
+
+
+def _responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses` for the error statuses an operation can answer (plus the ones every
+    /api operation can: no token, a foreign Host, an oversized body, an unavailable store)."""
+    return {s: {"model": ErrorOut, "description": _ERROR_DESCRIPTIONS[s]} for s in sorted({*statuses, *_COMMON})}
 
 
 class _Body(BaseModel):
@@ -200,6 +246,53 @@ class SilenceIn(_Body):
     ends_at: str | float | None = None
     comment: str = Field(default="", max_length=1000)
     created_by: str = Field(default="dashboard", min_length=1, max_length=100)
+
+
+# The documented shape of POST /api/v1/metrics. The handler takes any JSON and checks each sample
+# itself (record_many: a bad sample is that record's error, the good ones are stored), so this is
+# documentation of what a good sample is, not a gate.
+_SAMPLE_SCHEMA: dict[str, Any] = {
+    "type": "object", "title": "Sample", "required": ["metric", "value"], "additionalProperties": False,
+    "properties": {
+        "metric": {"type": "string", "pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$", "maxLength": 200},
+        "value": {"type": "number", "description": "a finite number"},
+        "timestamp": {"description": "Unix seconds (1970 .. 9999) or ISO 8601 (naive is UTC); default now",
+                      "anyOf": [{"type": "number", "minimum": 0, "maximum": 253402300799}, {"type": "string"}]},
+        "labels": {"type": "object", "maxProperties": 32, "description": "name → value, at most 32",
+                   "propertyNames": {"pattern": "^[a-zA-Z_][a-zA-Z0-9_]*$", "maxLength": 100},
+                   "additionalProperties": {"type": "string", "maxLength": 1024}},
+    },
+}
+_METRICS_BODY: dict[str, Any] = {
+    "required": True,
+    "description": "Samples: a list, `{\"samples\": [...]}`, or one sample. At most "
+                   f"{MAX_SAMPLES_PER_REQUEST:,} samples and {MAX_BODY_BYTES // (1024 * 1024)} MiB per request.",
+    "content": {"application/json": {
+        "schema": {"anyOf": [
+            {"type": "array", "items": _SAMPLE_SCHEMA, "minItems": 1, "maxItems": MAX_SAMPLES_PER_REQUEST},
+            {"type": "object", "required": ["samples"], "additionalProperties": False,
+             "properties": {"samples": {"type": "array", "items": _SAMPLE_SCHEMA, "minItems": 1,
+                                        "maxItems": MAX_SAMPLES_PER_REQUEST}}},
+            _SAMPLE_SCHEMA,
+        ]},
+        "examples": {
+            "list": {"summary": "two samples", "value": [
+                {"metric": "crew_task_seconds", "value": 12.5, "labels": {"agent": "researcher"}},
+                {"metric": "crew_llm_errors", "value": 1, "timestamp": "2026-03-02T11:59:00Z",
+                 "labels": {"agent": "writer"}}]},
+            "wrapped": {"summary": "as {samples: [...]}", "value": {"samples": [
+                {"metric": "crew_task_seconds", "value": 9, "timestamp": 1772452740}]}},
+        },
+    }},
+}
+
+
+_SILENCE_EXAMPLES: dict[str, Any] = {
+    "matchers": {"summary": "matchers, for an hour", "value": {
+        "matchers": ["agent=researcher", 'alertname=~"High.*"'], "duration": "1h", "comment": "deploying"}},
+    "labels": {"summary": "label values, for ten minutes", "value": {
+        "matchers": {"agent": "writer"}, "duration": 600, "created_by": "api"}},
+}
 
 
 # --------------------------------------------------------------------------- the app
@@ -233,6 +326,7 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
     app = FastAPI(title="perf-alerts", version=_version(), docs_url=None, redoc_url=None,
                   openapi_url=f"{API_PREFIX}/openapi.json", redirect_slashes=False,
                   default_response_class=SafeJSONResponse)
+    app.router.route_class = SafeJSONRoute  # JSON bodies parsed by http.limits.loads
     app.state.system = system
     app.state.token_required = token_bytes is not None  # start_server refuses a public address without one
     _notifier: list[Any] = [notifier]
@@ -316,6 +410,16 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
                 "connect-src 'self'; object-src 'none'; base-uri 'none'; frame-ancestors 'none'; form-action 'self'")
         return response
 
+    # outermost: counts every request body as it is read (the guard's Content-Length check answers
+    # sooner when the length is declared; this holds for chunked bodies and lying lengths too)
+    def too_large(_scope: Any) -> Response:
+        r = _error(413, f"request body too large (limit {MAX_BODY_BYTES // (1024 * 1024)} MiB)")
+        r.headers["X-Content-Type-Options"] = "nosniff"
+        r.headers["Cache-Control"] = "no-store"
+        return r
+
+    app.add_middleware(BodySizeLimit, max_bytes=MAX_BODY_BYTES, too_large=too_large)
+
     # ---------------------------------------------------------------- the page
     index_html = (STATIC_DIR / "index.html").read_text(encoding="utf-8")
 
@@ -331,7 +435,9 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
     app.mount("/static", StaticFiles(directory=str(STATIC_DIR)), name="static")
 
     # ---------------------------------------------------------------- metrics in
-    @app.post(f"{API_PREFIX}/metrics")
+    @app.post(f"{API_PREFIX}/metrics", responses={200: {"model": MetricsOut, "description": (
+                  "At least one sample stored; the refused ones are named in `errors` (partial success)")},
+                  **_responses(400, 413, 422)}, openapi_extra={"requestBody": _METRICS_BODY})
     def post_metrics(body: Any = Body(..., description='[{"metric", "value", "timestamp"?, "labels"?}] or {"samples": [...]}')) -> Any:
         records = body.get("samples") if isinstance(body, dict) and "samples" in body else body
         if isinstance(records, dict) and "metric" in records:
@@ -355,7 +461,7 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
     health_cache: dict[tuple[float, str | None], tuple[float, dict[str, Any]]] = {}
     health_lock = threading.Lock()
 
-    @app.get(f"{API_PREFIX}/health")
+    @app.get(f"{API_PREFIX}/health", responses=_responses(400, 422))
     def health(lookback: str | None = Query(None, description="e.g. 24h"),
                agent: str | None = Query(None, max_length=200)) -> Any:
         lb = parse_duration_arg(lookback, "lookback", default=86400.0, lo=60.0, hi=90 * 86400.0)
@@ -373,7 +479,7 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
             health_cache[key] = (time.monotonic(), out)
             return out
 
-    @app.get(f"{API_PREFIX}/summary")
+    @app.get(f"{API_PREFIX}/summary", responses=_responses(400))
     def summary(period: str | None = Query(None, description="e.g. 7d")) -> Any:
         p = parse_duration_arg(period, "period", default=7 * 86400.0, lo=3600.0, hi=366 * 86400.0)
         try:
@@ -388,24 +494,24 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
 
         return [v.to_dict() for v in system.views_of(alerts, muting)]
 
-    @app.get(f"{API_PREFIX}/alerts")
+    @app.get(f"{API_PREFIX}/alerts", responses=_responses(400, 422))
     def list_alerts(state: str | None = Query(None, description="pending, firing, resolved, active or all"),
                     limit: int = Query(200, ge=1, le=5000)) -> Any:
         alerts = system.alerts(parse_alert_states(state, "state"))
         return {"now": iso(system.clock.now()), "count": len(alerts), "alerts": _views(alerts[:limit])}
 
-    @app.get(f"{API_PREFIX}/alerts/{{fingerprint}}")
+    @app.get(f"{API_PREFIX}/alerts/{{fingerprint}}", responses=_responses(400, 404, 409))
     def get_alert(fingerprint: str) -> Any:
         a = system.resolve_fingerprint(fingerprint)
         d = _views([a])[0]
         d["events"] = [{**e, "at": iso(e["ts"])} for e in system.store.events(fingerprint=a.fingerprint)[-50:]]
         return d
 
-    @app.post(f"{API_PREFIX}/alerts/{{fingerprint}}/ack")
+    @app.post(f"{API_PREFIX}/alerts/{{fingerprint}}/ack", responses=_responses(400, 404, 409, 422))
     def ack_alert(fingerprint: str, body: AckIn | None = Body(None)) -> Any:
         return _views([system.ack(fingerprint, by=(body.by if body else "dashboard"))])[0]
 
-    @app.get(f"{API_PREFIX}/alerts/{{fingerprint}}/series")
+    @app.get(f"{API_PREFIX}/alerts/{{fingerprint}}/series", responses=_responses(400, 404, 409))
     def alert_series(fingerprint: str, lookback: str | None = Query(None, description="e.g. 6h")) -> Any:
         """The samples behind an alert: its rule's metric for the alert's series, with the threshold."""
         a = system.resolve_fingerprint(fingerprint)
@@ -448,7 +554,7 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
                         "points": [[round(float(x), 3), float(y)] for x, y in zip(dt, dv)]})
         return {"start": start, "end": end, "series": out}
 
-    @app.get(f"{API_PREFIX}/series")
+    @app.get(f"{API_PREFIX}/series", responses=_responses(400, 422))
     def series_endpoint(metric: str = Query(..., description="metric name"),
                         labels: str | None = Query(None, description="agent=researcher,task=x or a JSON object"),
                         lookback: str | None = Query(None, description="e.g. 6h")) -> Any:
@@ -461,7 +567,7 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         return {"metric": metric, "labels": want, "series_total": len(series), **res}
 
     # ---------------------------------------------------------------- silences
-    @app.get(f"{API_PREFIX}/silences")
+    @app.get(f"{API_PREFIX}/silences", responses=_responses(422))
     def list_silences_ep(all: bool = Query(False, description="include expired silences")) -> Any:  # noqa: A002
         from perf_alerts.notify.silence import list_silences
 
@@ -469,8 +575,8 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         items = [s for s in list_silences(system.store) if all or s.state(now) != "expired"]
         return {"silences": [s.to_dict(now) for s in reversed(items)]}
 
-    @app.post(f"{API_PREFIX}/silences", status_code=201)
-    def add_silence_ep(body: SilenceIn) -> Any:
+    @app.post(f"{API_PREFIX}/silences", status_code=201, responses=_responses(400, 404, 409, 422))
+    def add_silence_ep(body: SilenceIn = Body(openapi_examples=_SILENCE_EXAMPLES)) -> Any:
         from perf_alerts.notify.silence import add_silence
 
         now = system.clock.now()
@@ -494,7 +600,7 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         sil = add_silence(system.store, matchers, starts, ends, body.created_by, body.comment, now)
         return sil.to_dict(now)
 
-    @app.delete(f"{API_PREFIX}/silences/{{silence_id}}")
+    @app.delete(f"{API_PREFIX}/silences/{{silence_id}}", responses=_responses(400, 404))
     def expire_silence_ep(silence_id: str) -> Any:
         from perf_alerts.notify.silence import expire_silence
 
@@ -504,7 +610,7 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         return expire_silence(system.store, silence_id.lower(), now).to_dict(now)
 
     # ---------------------------------------------------------------- notifications
-    @app.get(f"{API_PREFIX}/notifications")
+    @app.get(f"{API_PREFIX}/notifications", responses=_responses(400, 422))
     def notifications(state: str | None = Query(None, description="pending, failed, delivered or dead"),
                       limit: int = Query(50, ge=1, le=500)) -> Any:
         from perf_alerts.notify.pipeline import list_notifications
@@ -527,7 +633,7 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         return [{"name": r.name, "kind": r.kind, "disabled": r.name in disabled,
                  "reason": redact(disabled[r.name]) if r.name in disabled else None} for r in system.config.receivers]
 
-    @app.get(f"{API_PREFIX}/receivers")
+    @app.get(f"{API_PREFIX}/receivers", responses=_responses())
     def receivers() -> Any:
         return {"receivers": _receivers()}
 
@@ -551,16 +657,16 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
             items = items.get(what, list(items.values()))
         return {what: [_jsonable_item(x) for x in (items or [])]}
 
-    @app.get(f"{API_PREFIX}/schedules")
+    @app.get(f"{API_PREFIX}/schedules", responses=_responses())
     def schedules() -> Any:
         return _status_of(scheduler, "schedules")
 
-    @app.get(f"{API_PREFIX}/policies")
+    @app.get(f"{API_PREFIX}/policies", responses=_responses())
     def policies_ep() -> Any:
         return _status_of(policies, "policies")
 
     # ---------------------------------------------------------------- overview for the page
-    @app.get(f"{API_PREFIX}/status")
+    @app.get(f"{API_PREFIX}/status", responses=_responses())
     def status() -> Any:
         last = system.store.kv_get("last_evaluation")
         return {"now": iso(system.clock.now()), "version": _version(), "token_required": token_bytes is not None,
