@@ -173,3 +173,112 @@ def test_many_sync_deliveries_reuse_one_client(tmp_path: Path) -> None:
             assert rep.state == "delivered"
         assert engine().discord() is before  # rate-limit state and connections survive between calls
         assert len(srv.messages(1)) == 5
+
+
+def test_a_sender_that_lost_its_claim_stops_sending(tmp_path: Path) -> None:
+    """Sender A stalls past its lease while Discord holds its first request; B takes the
+    rest over. A must not post what is now B's (the review found both posting)."""
+    hook = "https://discord.com/api/webhooks/1/tok-secret"
+    cfg = parse_config(config_text(hook, "https://discord.com/api/webhooks/2/tok2-secret"))
+    cfg = cfg.model_copy(update={"delivery": cfg.delivery.model_copy(update={"lease": 0.6})})
+    pa = PerfAlerts(cfg, Store(tmp_path / "s.db"), ManualClock(T0))
+    taken: list[int] = []
+    posted = 0
+
+    def handler(request: httpx.Request) -> httpx.Response:
+        nonlocal posted
+        posted += 1
+        if posted == 1:  # A stalls (its loop is blocked: no heartbeat) and B takes over meanwhile
+            time.sleep(0.8)
+            taken.extend(n.id for n in Outbox(Store(tmp_path / "s.db"), owner="B", lease=60).claim(T0))
+        return httpx.Response(200, json={"id": str(1000 + posted), "channel_id": "1"})
+
+    client = DiscordClient(transport=httpx.MockTransport(handler))
+    n = Notifier(pa, discord_client=client)
+    try:
+        with pa.store.transaction() as con:
+            for k in range(3):  # three messages' worth: each embed description near the limit
+                n.outbox.enqueue(con, "oncall", "message", f"m{k}",
+                                 {"title": f"m{k}", "description": "x" * 3900, "alerts": [],
+                                  "group_labels": {"alertname": f"m{k}"}}, T0)
+        rep = n.deliver(T0)
+        assert posted == 1  # after the stall A noticed the takeover and sent nothing more
+        # B took all three, the one in flight too (A's answer came after its lease): A records nothing
+        assert len(taken) == 3 and rep.delivered == 0
+        rows = {r.id: r for r in pa.store.outbox_recent()}
+        assert all(rows[i].state == "sending" and rows[i].claimed_by == "B" for i in taken)
+    finally:
+        n.engine.run(client.aclose())
+
+
+def test_a_takeover_counts_as_an_attempt(tmp_path: Path) -> None:
+    store = Store(tmp_path / "s.db")
+    [nid] = _enqueue(store, 1)
+    for k in range(3):  # three senders die holding it
+        [n] = Outbox(store, owner=f"dead{k}", lease=0.01).claim(T0)
+        time.sleep(0.03)
+    [n] = Outbox(store, owner="alive").claim(T0)
+    assert n.attempts == 3  # a notification that kills every sender ends up dead, not retried forever
+
+
+def test_an_edit_that_may_work_later_is_retried_not_replaced(tmp_path: Path) -> None:
+    with fake_discord() as srv:
+        pa, clock, n = setup(tmp_path, srv)
+        cycle(pa, clock, n, 0, {("lat", "researcher"): 50})
+        n.plan(), n.deliver()
+        cycle(pa, clock, n, 1, {("lat", "researcher"): 10})
+        clock.set(T0 + 6 * 60)
+        pa.evaluate()
+        n.plan()
+        srv.fail_next(1, 503)  # the PATCH fails once
+        rep = n.deliver()
+        assert rep.failed == 1 and len(srv.messages(1)) == 1
+        clock.set(T0 + 10 * 60)
+        n.deliver()
+        [msg] = srv.messages(1)  # still one message, now green: no red original beside a green copy
+        assert msg["edited"] and msg["embeds"][0]["color"] == RESOLVED_COLOR
+
+
+def test_a_recurring_alert_edits_only_its_own_incidents_messages(tmp_path: Path) -> None:
+    with fake_discord() as srv:
+        pa, clock, n = setup(tmp_path, srv)
+        minute = 0
+        for incident in range(3):
+            cycle(pa, clock, n, minute, {("lat", "researcher"): 50})
+            n.plan(), n.deliver()
+            cycle(pa, clock, n, minute + 1, {("lat", "researcher"): 10})
+            cycle(pa, clock, n, minute + 7, {("lat", "researcher"): 10})
+            n.plan(), n.deliver()
+            minute += 20
+        assert len(srv.messages(1)) == 3 and srv.stats.edits == 3  # one edit per incident, not 1 + 2 + 3
+        # each message keeps its own incident (the first one was not re-edited with the third's data)
+        starts = [m["embeds"][0].get("timestamp") for m in srv.messages(1)]
+        assert len(set(starts)) == 3
+
+
+def test_sync_api_inside_a_loop_does_no_store_work_on_it(tmp_path: Path) -> None:
+    """Another connection holds the write lock; `deliver_message` called inside a running loop
+    returns at once (the queueing and sending happen on the engine once the lock is free)."""
+    import asyncio
+
+    from perf_alerts.notify.pipeline import deliver_message
+
+    with fake_discord() as srv:
+        pa, clock, _ = setup(tmp_path, srv)
+        locker = Store(tmp_path / "s.db")
+        took: list[float] = []
+
+        async def main() -> None:
+            t = time.monotonic()
+            rep = deliver_message(pa, "in a loop", "critical", "x")
+            took.append(time.monotonic() - t)
+            assert rep.state == "queued; delivering in the background" and rep.still_pending is None
+
+        with locker.transaction():
+            asyncio.run(main())
+            time.sleep(0.5)
+        assert took[0] < 0.2, took
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and not srv.messages(1):
+            time.sleep(0.05)
+        assert len(srv.messages(1)) == 1

@@ -21,6 +21,7 @@ from __future__ import annotations
 import asyncio
 import atexit
 import concurrent.futures
+import concurrent.futures.thread  # noqa: F401  (registers its exit hook first; see the end of this module)
 import logging
 import os
 import threading
@@ -121,6 +122,10 @@ class NotificationEngine:
                 return
             self._closed = True
             pending = list(self._inflight)
+        if threading.current_thread() is self._thread._thread:
+            # closing from the engine's own loop (a callback): it cannot wait for itself
+            self.loop.call_soon(self.loop.stop)
+            return
         if pending:
             done, not_done = concurrent.futures.wait(pending, timeout=timeout)
             for f in not_done:  # what is cut off stays claimed in the outbox; its lease hands it on
@@ -170,10 +175,20 @@ def close_engine(timeout: float = 10.0) -> None:
 
 def _forget_after_fork() -> None:
     # a forked child has no engine thread; it must start its own, never use the parent's loop
-    global _engine
+    # (nor a lock some other parent thread held at the fork)
+    global _engine, _engine_lock
     _engine = None
+    _engine_lock = threading.Lock()
 
 
-atexit.register(close_engine)
+# At exit, close before Python shuts its thread pools down: the engine's work in flight
+# records its outcome through `asyncio.to_thread`, which needs them. `threading`'s exit
+# hooks run before `atexit`'s and in reverse order of registration, so this one runs ahead
+# of concurrent.futures' own (imported above through asyncio).
+_register_atexit = getattr(threading, "_register_atexit", None)
+if _register_atexit is not None:
+    _register_atexit(close_engine)
+else:  # pragma: no cover - other Pythons
+    atexit.register(close_engine)
 if hasattr(os, "register_at_fork"):
     os.register_at_fork(after_in_child=_forget_after_fork)

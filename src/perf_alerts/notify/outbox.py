@@ -88,7 +88,8 @@ class Outbox:
         """Take the due rows (and rows of senders whose lease ran out) for this sender."""
         return [_from_row(r) for r in self.store.outbox_claim(self.owner, now, self.lease, limit)]
 
-    def renew(self, ids: list[int]) -> int:
+    def renew(self, ids: list[int]) -> set[int]:
+        """Extend the lease; returns the ids still held (a lost one must not be sent)."""
         return self.store.outbox_renew(self.owner, ids, self.lease)
 
     def release(self, ids: list[int]) -> None:
@@ -109,9 +110,10 @@ class Outbox:
 
     # -- outcomes: each lands only while this sender still holds the claim ---------------------
     def progress(self, accepted: list[tuple[int, str | None, list[str]]], done: list[int], at: float,
-                 refs: Sequence[tuple[str, str, str, int]] = ()) -> list[int]:
+                 refs: Sequence[tuple[str, str, str, int]] = (),
+                 resolved_shown: Sequence[tuple[str, str]] = ()) -> list[int]:
         """Record one accepted message (or edit); returns ids another sender had taken over."""
-        lost = self.store.outbox_progress(self.owner, accepted, done, at, refs)
+        lost = self.store.outbox_progress(self.owner, accepted, done, at, refs, resolved_shown)
         if lost:
             log.warning("outbox: notification(s) %s were taken over by another sender (lease ran out)", lost)
         return lost

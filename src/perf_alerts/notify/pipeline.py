@@ -9,6 +9,7 @@ is in the store before any request leaves the process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import hashlib
 import json
 import logging
@@ -25,7 +26,7 @@ from perf_alerts.notify.escalate import due_escalations
 from perf_alerts.notify.mute import muting
 from perf_alerts.errors import InputError
 from perf_alerts.notify.outbox import STATES, Notification, Outbox
-from perf_alerts.notify.receivers import DiscordContext, Outcome, send_console, send_discord, send_file, send_webhook
+from perf_alerts.notify.receivers import Accepted, DiscordContext, Outcome, send_console, send_discord, send_file, send_webhook
 from perf_alerts.notify.redact import redact, register_secret
 from perf_alerts.notify.routing import ResolvedRoute, match_routes
 from perf_alerts.store.outbox import NotifyGroupRow
@@ -256,12 +257,25 @@ class Notifier:
         if not due:
             return rep
         claim = _Claim(self.outbox, [n.id for n in due])
+        claim.start()
+        try:
+            return await self._deliver_claimed(due, claim, now, rep)
+        finally:
+            await claim.stop()
+
+    async def _deliver_claimed(self, due: list[Notification], claim: "_Claim", now: float,
+                               rep: DeliveryReport) -> DeliveryReport:
+        d = self.config.delivery
         receivers = {r.name: r for r in self.config.receivers}
         disabled = await asyncio.to_thread(self._disabled)
         discord_batches: dict[str, list[tuple[Notification, Receiver]]] = defaultdict(list)
         by_receiver: dict[str, list[Notification]] = defaultdict(list)
         for n in due:
             rcv = receivers.get(n.receiver)
+            if n.attempts >= d.max_attempts:  # every sender that tried it died (or it ran out of retries)
+                await self._settle(n, Outcome("dead", error=f"gave up after {n.attempts} attempts; the last "
+                                              "sender died while sending it"), rcv, now, rep, claim)
+                continue
             if rcv is None:
                 await self._settle(n, Outcome("dead", error=f"receiver {n.receiver!r} is no longer configured"),
                                    None, now, rep, claim)
@@ -281,7 +295,9 @@ class Notifier:
             if rcv.kind == "webhook":
                 # one request per notification, each recorded as soon as it is answered
                 for n in ns:
-                    await claim.renew_if_needed()
+                    if n.id in await claim.lost_ids():
+                        await self._settle(n, Outcome("lost"), rcv, now, rep, claim)
+                        continue
                     try:
                         outcome = (await send_webhook(self._http_client(), [n], rcv))[n.id]
                     except Exception as e:  # one broken receiver must not keep the others from their messages
@@ -310,6 +326,8 @@ class Notifier:
                     outcomes = self._crashed(batch[0][1].name, [n for n, _ in batch], e)
                 for n, rcv in batch:
                     o = outcomes[n.id]
+                    if n.id in claim.lost:
+                        continue  # another sender took it over: its outcome is theirs to record
                     if o.kind == "delivered" and n.id in claim.finished:
                         rep.delivered += 1  # recorded message by message while sending
                         continue
@@ -333,6 +351,8 @@ class Notifier:
         d = self.config.delivery
         name = rcv.name if rcv is not None else n.receiver
         claim.finished.add(n.id)
+        if o.kind == "lost":
+            return  # another sender holds it now: its outcome is theirs to record
         if o.kind == "delivered":
             if await asyncio.to_thread(self.outbox.delivered, n, now, o.message_ids):
                 rep.delivered += 1
@@ -399,14 +419,26 @@ class Notifier:
         async def message_groups(receiver: str, message_id: str) -> list[AlertGroup]:
             return await asyncio.to_thread(_groups, receiver, message_id)
 
-        async def accepted(message_id: str | None, shown: list[tuple[Notification, list[str]]],
-                           completed: list[Notification]) -> None:
-            refs = [(n.receiver, fp, message_id, n.id) for n, fps in shown for fp in fps] if message_id else []
-            await asyncio.to_thread(self.outbox.progress, [(n.id, message_id, fps) for n, fps in shown],
-                                    [n.id for n in completed], now, refs)
-            claim.finished.update(n.id for n in completed)
+        async def accepted(acc: Accepted) -> None:
+            refs = [(n.receiver, fp, acc.message_id, n.id) for n, fp in acc.announced] if acc.message_id else []
+            args = ([(n.id, acc.message_id, fps) for n, fps in acc.shown], [n.id for n in acc.completed], now,
+                    refs, acc.resolved)
+            # Discord has the message now: recording it must not fail the round (that would post it
+            # again), so a busy store is retried while the claim still holds
+            lost: list[int] = []
+            for attempt in range(5):
+                try:
+                    lost = await asyncio.to_thread(self.outbox.progress, *args)
+                    break
+                except Exception:
+                    if attempt == 4:
+                        raise
+                    log.warning("outbox: recording an accepted message failed; retrying", exc_info=True)
+                    await asyncio.sleep(0.5 * 2 ** attempt)
+            claim.lost.update(lost)
+            claim.finished.update(n.id for n in acc.completed if n.id not in claim.lost)
 
-        return DiscordContext(message_ids_for, message_groups, accepted, claim.renew_if_needed)
+        return DiscordContext(message_ids_for, message_groups, accepted, claim.lost_ids)
 
     def _discord_client(self) -> Any:
         return self._discord if self._discord is not None else self.engine.discord()
@@ -452,23 +484,55 @@ class Notifier:
 class _Claim:
     """The notifications one delivery round claimed, and the lease that keeps them ours.
 
-    Renewed before a request once half the lease is gone, so a slow round (rate-limit
-    waits, a slow webhook) never lets another process take over rows still being sent.
+    A heartbeat renews the lease every third of it while the round runs, however long a
+    request or a rate-limit wait takes, so another process never takes over rows still
+    being sent. If the heartbeat could not run in time (the process stalled past its lease)
+    and another sender took rows over, `lost_ids()` says so and those rows are not sent.
     """
 
     def __init__(self, outbox: Outbox, ids: list[int]) -> None:
         self.outbox = outbox
         self.ids = ids
         self.finished: set[int] = set()
+        self.lost: set[int] = set()
         self._renewed = time.monotonic()
+        self._task: asyncio.Task[None] | None = None
+        self._lock = asyncio.Lock()
 
-    async def renew_if_needed(self) -> None:
-        if time.monotonic() - self._renewed < self.outbox.lease / 2:
-            return
-        left = [i for i in self.ids if i not in self.finished]
-        if left:
-            await asyncio.to_thread(self.outbox.renew, left)
-        self._renewed = time.monotonic()
+    def start(self) -> None:
+        self._task = asyncio.get_running_loop().create_task(self._heartbeat())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError, Exception):
+                await self._task
+
+    async def _heartbeat(self) -> None:
+        while True:
+            await asyncio.sleep(self.outbox.lease / 3)
+            try:
+                await self._renew()
+            except Exception:  # a busy store: try again next beat (the lease has two more thirds)
+                log.warning("outbox: renewing the claim failed", exc_info=True)
+
+    async def _renew(self) -> None:
+        async with self._lock:  # the heartbeat and a request's check never renew at once
+            left = [i for i in self.ids if i not in self.finished and i not in self.lost]
+            if left:
+                held = await asyncio.to_thread(self.outbox.renew, left)
+                gone = set(left) - held
+                if gone:
+                    log.warning("outbox: notification(s) %s were taken over by another sender; not sending them",
+                                sorted(gone))
+                    self.lost |= gone
+            self._renewed = time.monotonic()
+
+    async def lost_ids(self) -> frozenset[int]:
+        """Before a request: the ids no longer ours (checked in the store if the heartbeat is late)."""
+        if time.monotonic() - self._renewed > self.outbox.lease / 3:
+            await self._renew()
+        return frozenset(self.lost)
 
 
 @dataclass
@@ -478,17 +542,17 @@ class DeliveryOutcome:
 
     plan: PlanReport | None
     delivery: DeliveryReport
-    still_pending: int
+    still_pending: int | None  # None: not known yet (delivering in the background)
     disabled: dict[str, str]
     notifications: list[Notification] | None = None  # the ones this call queued (messages, summaries)
 
     @property
     def state(self) -> str | None:
         """For a call that queued its own notifications: did they get through?"""
-        if self.notifications is None:
-            return None
         if self.delivery.background:
             return "queued; delivering in the background"
+        if self.notifications is None:
+            return None
         states = {x.state for x in self.notifications}
         return ("delivered" if states == {"delivered"} else "dead" if states == {"dead"}
                 else "nothing to send" if not states else "queued for retry" if "delivered" not in states
@@ -510,14 +574,29 @@ class DeliveryOutcome:
 
 def _outcome(n: Notifier, plan: PlanReport | None, delivery: DeliveryReport,
              ids: list[int] | None = None) -> DeliveryOutcome:
+    if delivery.background:  # the caller's loop must not wait for the store either
+        return DeliveryOutcome(plan, delivery, None, {}, None if ids is None else [])
     items = None if ids is None else [x for x in (n.outbox.get(i) for i in ids) if x is not None]
     return DeliveryOutcome(plan, delivery, n.outbox.open_count(), n.disabled_receivers(), items)
 
 
-def _deliver_now(n: Notifier, ids: list[int]) -> DeliveryOutcome:
-    """Deliver what was just queued (and anything else due) before returning."""
+def _send_now(n: Notifier, enqueue: Callable[[], list[int]]) -> DeliveryOutcome:
+    """Queue a message (`enqueue`) and deliver it (and anything else due) before returning.
+
+    Inside a running event loop nothing here touches the store or waits on that loop: the
+    queueing and the delivery run on the notification engine, and the outcome says so.
+    """
     system = n.system
-    _, delivery = n.flush(system.clock.now(), system.config.delivery.cli_deadline, flush_new_groups=False)
+    deadline = system.config.delivery.cli_deadline
+    if in_running_loop():
+        async def queue_and_send() -> None:
+            await asyncio.to_thread(enqueue)
+            await n._flush(system.clock.now(), deadline, False)
+
+        n.engine.submit(queue_and_send())
+        return _outcome(n, None, DeliveryReport(background=True), [])
+    ids = enqueue()
+    _, delivery = n.flush(system.clock.now(), deadline, flush_new_groups=False)
     return _outcome(n, None, delivery, ids)
 
 
@@ -559,7 +638,7 @@ def deliver_message(system: "PerfAlerts", title: str, severity: str, text: str,
     body = text
     if metrics:
         body += "\n" + "\n".join(f"• {k}: {v}" for k, v in list(metrics.items())[:20])
-    return _deliver_now(n, n.enqueue_message(title, body, severity))
+    return _send_now(n, lambda: n.enqueue_message(title, body, severity))
 
 
 def deliver_summary(system: "PerfAlerts", summary: dict[str, Any], files: list[tuple[str, bytes, str]] | None = None,
@@ -568,4 +647,4 @@ def deliver_summary(system: "PerfAlerts", summary: dict[str, Any], files: list[t
     n = Notifier(system, console_write=console_write)
     title = str(summary.get("title") or "Executive performance summary")
     text = str(summary.get("text") or summary.get("markdown") or json.dumps(summary, default=str)[:3500])
-    return _deliver_now(n, n.enqueue_message(title, text, "info", kind="executive_summary", files=files))
+    return _send_now(n, lambda: n.enqueue_message(title, text, "info", kind="executive_summary", files=files))

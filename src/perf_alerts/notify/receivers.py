@@ -23,7 +23,8 @@ from perf_alerts.notify.redact import redact
 from perf_alerts.textsafe import terminal_safe
 from perf_alerts.timeutil import iso
 
-OutcomeKind = Literal["delivered", "retry", "dead", "disabled"]
+# "lost": another sender took the notification over (this one's lease ran out): not ours to record
+OutcomeKind = Literal["delivered", "retry", "dead", "disabled", "lost"]
 
 
 @dataclass
@@ -32,7 +33,9 @@ class Outcome:
     message_ids: list[str] = field(default_factory=list)
     error: str | None = None
     retry_after: float | None = None
-    rate_limited: bool = False  # a retry caused by a rate limit does not spend the retry budget
+    # a retry that is not the notification's fault (a rate limit, a co-traveller lost to another
+    # sender) does not spend its retry budget
+    rate_limited: bool = False
 
 
 # --------------------------------------------------------------------------- rendering helpers
@@ -161,6 +164,17 @@ async def send_webhook(http: httpx.AsyncClient, notifications: list[Notification
 
 
 @dataclass
+class Accepted:
+    """What one accepted message (or the round's edits) achieved, for the outbox."""
+
+    message_id: str | None  # None for edits
+    shown: list[tuple[Notification, list[str]]]  # per notification: the fingerprints now in the channel
+    completed: list[Notification]  # notifications with nothing left to show
+    announced: list[tuple[Notification, str]]  # firing alerts this message announced: edit it when they resolve
+    resolved: list[tuple[str, str]]  # (receiver, fingerprint) whose resolution is now shown everywhere
+
+
+@dataclass
 class DiscordContext:
     """What the Discord sender needs from the store, passed in so this module stays free of SQL.
 
@@ -168,15 +182,14 @@ class DiscordContext:
     writer holding SQLite's lock in another process never stalls the event loop.
     """
 
-    # (receiver, fingerprint) → every message that announced the alert there
+    # (receiver, fingerprint) → every message that announced the alert's current incident there
     message_ids_for: Callable[[str, str], Awaitable[list[str]]]
     # (receiver, message id) → the groups that message showed, with their alerts' current state
     message_groups: Callable[[str, str], Awaitable[list[AlertGroup]]]
-    # one accepted message or edit: (message id or None for edits, [(notification, fingerprints shown)],
-    # notifications now complete) — recorded at once, so a crash re-sends at most the message in flight
-    accepted: Callable[[str | None, list[tuple[Notification, list[str]]], list[Notification]], Awaitable[None]]
-    # called before each request: lets the sender renew its claim on the notifications
-    before_request: Callable[[], Awaitable[None]]
+    # one accepted message or the edits: recorded at once, so a crash re-sends at most the message in flight
+    accepted: Callable[[Accepted], Awaitable[None]]
+    # before each request: the ids this sender no longer holds (taken over after its lease ran out)
+    lost: Callable[[], Awaitable[frozenset[int]]]
 
 
 def _parts_of(key: str) -> str:
@@ -188,14 +201,15 @@ async def send_discord(client: DiscordClient, url: str, batch: list[tuple[Notifi
                        ctx: DiscordContext, dashboard_url: str | None) -> dict[int, Outcome]:
     """Deliver every due notification for one webhook URL, packed into as few requests as possible.
 
-    Resolved alerts whose firing messages are known are shown by editing *every* such message
-    (PATCH) instead of posting again; if an edit fails they are posted as new messages.
-    Alerts a notification already showed in an accepted message (`Notification.sent`: a
-    crash after Discord accepted part of it) are not posted again. Each accepted message is
-    reported through `ctx.accepted` before the next request. Returns the outcome of every
-    notification that did not complete (a completed one maps to `Outcome("delivered")`).
+    Resolved alerts whose firing messages are known are shown by editing *every* message that
+    announced the current incident (PATCH). An edit Discord refuses for good (the message was
+    deleted) falls back to posting the resolution; an edit that may work later (429, 5xx,
+    timeout) makes the notification retry, so the red message still turns green. Alerts a
+    notification already showed in an accepted message (`Notification.sent`: a crash after
+    Discord accepted part of it) are not posted again. Each accepted message is reported
+    through `ctx.accepted` before the next request; a message whose notification another
+    sender took over is not sent. Returns the outcome of every notification in the batch.
     """
-    out: dict[int, Outcome] = {}
     by_id = {n.id: (n, rcv) for n, rcv in batch}
     done: set[int] = set()
     failed: dict[int, Outcome] = {}
@@ -220,33 +234,41 @@ async def send_discord(client: DiscordClient, url: str, batch: list[tuple[Notifi
                 keep.append(a)
         remaining[n.id] = keep
 
-    edit_failed: set[tuple[str, str]] = set()
+    edit_result: dict[tuple[str, str], Outcome] = {}
     for (rname, mid), fps in edits.items():
         mgroups = await ctx.message_groups(rname, mid)
         if not mgroups:
-            edit_failed.add((rname, mid))
+            edit_result[(rname, mid)] = Outcome("dead", error="original message unknown")
             continue
-        await ctx.before_request()
         res = await client.edit(url, mid, build_resolved_edit(mgroups, dashboard_url=dashboard_url))
-        if res.outcome != "delivered":
-            edit_failed.add((rname, mid))
+        edit_result[(rname, mid)] = Outcome(res.outcome, error=res.error, retry_after=res.retry_after,
+                                            rate_limited=bool(res.rate_limited))
     shown_by_edit: list[tuple[Notification, list[str]]] = []
+    resolved_shown: list[tuple[str, str]] = []
     for nid, keys in edit_of.items():
         n, rcv = by_id[nid]
-        fps_ok = {fp for k in keys if k not in edit_failed for fp in edits[k]}
-        fps_bad = {fp for k in keys if k in edit_failed for fp in edits[k]}
+        outcome_of: dict[str, list[Outcome]] = {}
+        for k in keys:
+            for fp in edits[k]:
+                outcome_of.setdefault(fp, []).append(edit_result[k])
+        ok = sorted(fp for fp, os_ in outcome_of.items() if all(o.kind == "delivered" for o in os_))
+        later = [o for os_ in outcome_of.values() for o in os_ if o.kind == "retry"]
+        gone = {fp for fp, os_ in outcome_of.items()
+                if not any(o.kind == "retry" for o in os_) and any(o.kind in ("dead", "disabled") for o in os_)}
+        if later:  # try the edits again later rather than leave a red message beside a green one
+            failed[nid] = Outcome("retry", error=later[0].error or "edit failed", retry_after=later[0].retry_after,
+                                  rate_limited=later[0].rate_limited)
         # a deleted or uneditable message must not hide a resolution: post it instead
-        remaining[nid] += [a for a in notification_alerts(n) if a.fingerprint in fps_bad]
-        ok = sorted(fps_ok - fps_bad)
+        remaining[nid] += [a for a in notification_alerts(n) if a.fingerprint in gone]
         if ok:
             shown_by_edit.append((n, ok))
+            resolved_shown += [(rcv.name, fp) for fp in ok]
 
     # 2. new messages, several notifications per message
     groups: list[AlertGroup] = []
     for n, rcv in batch:
         keep = remaining[n.id]
-        if keep or (n.kind != "alerts" and not n.sent) or \
-                (n.kind == "alerts" and not n.fingerprints):
+        if keep or (n.kind != "alerts" and not n.sent):
             groups.append(to_group(n, rcv, keep))
     needs: dict[int, set[int]] = {n.id: set() for n, _ in batch}  # notification → messages it still waits for
     messages = []
@@ -257,27 +279,40 @@ async def send_discord(client: DiscordClient, url: str, batch: list[tuple[Notifi
             for key in msg.group_keys:
                 needs[int(_parts_of(key)[1:])].add(i)
 
-    complete_now = [by_id[nid][0] for nid, w in needs.items() if not w]
+    complete_now = [by_id[nid][0] for nid, w in needs.items() if not w and nid not in failed]
     if shown_by_edit or complete_now:
-        await ctx.accepted(None, shown_by_edit, complete_now)
+        await ctx.accepted(Accepted(None, shown_by_edit, complete_now, [], resolved_shown))
     done.update(n.id for n in complete_now)
 
     thread_id = batch[0][1].discord.thread_id if batch[0][1].discord else None
     for i, msg in enumerate(messages):
         nids = sorted({int(_parts_of(k)[1:]) for k in msg.group_keys})
-        await ctx.before_request()
+        lost = await ctx.lost()
+        if lost.intersection(nids):
+            # another sender owns part of this message now: it sends its notifications, ours wait
+            for nid in nids:
+                failed.setdefault(nid, Outcome("lost") if nid in lost else Outcome(
+                    "retry", error="shared a message with a notification another sender took over",
+                    retry_after=0.0, rate_limited=True))
+            continue
         res = await client.execute(url, msg, wait=True, thread_id=thread_id)
         if res.outcome == "delivered":
-            shown = []
+            shown: list[tuple[Notification, list[str]]] = []
             completed = []
+            announced: list[tuple[Notification, str]] = []
+            resolved: list[tuple[str, str]] = []
+            state = {a.fingerprint: a.state for g in groups for a in g.alerts}
             for nid in nids:
-                n = by_id[nid][0]
+                n, rcv = by_id[nid]
                 mine = set(n.fingerprints)
-                shown.append((n, [fp for fp in msg.alert_fingerprints if fp in mine]))
+                in_msg = [fp for fp in msg.alert_fingerprints if fp in mine]
+                shown.append((n, in_msg))
+                announced += [(n, fp) for fp in in_msg if state.get(fp) == AlertState.FIRING]
+                resolved += [(rcv.name, fp) for fp in in_msg if state.get(fp) == AlertState.RESOLVED]
                 needs[nid].discard(i)
                 if not needs[nid] and nid not in failed:
                     completed.append(n)
-            await ctx.accepted(res.message_id, shown, completed)
+            await ctx.accepted(Accepted(res.message_id, shown, completed, announced, resolved))
             done.update(n.id for n in completed)
         else:
             for nid in nids:
@@ -287,6 +322,7 @@ async def send_discord(client: DiscordClient, url: str, batch: list[tuple[Notifi
             if res.outcome == "disabled":
                 break  # the webhook is gone: do not keep knocking (Discord bans IPs that do)
 
+    out: dict[int, Outcome] = {}
     for n, _ in batch:
         if n.id in done:
             out[n.id] = Outcome("delivered")

@@ -99,7 +99,10 @@ class OutboxQueries:
             return []
         with self.transaction() as con:
             rows = con.execute(
-                f"UPDATE notifications SET state = 'sending', claimed_by = ?, claim_until = ? "
+                # taking over from a sender that died mid-delivery counts as an attempt, so a
+                # notification that kills every sender that tries it ends up dead, not retried forever
+                f"UPDATE notifications SET attempts = attempts + (state = 'sending'), state = 'sending', "
+                f"claimed_by = ?, claim_until = ? "
                 f"WHERE id IN (SELECT id FROM notifications WHERE "
                 f"((state IN ('pending', 'failed') AND next_attempt_at <= ?) OR (state = 'sending' AND claim_until <= ?))"
                 f"{where_recv} ORDER BY id LIMIT ?) RETURNING {_COLS}",
@@ -107,15 +110,16 @@ class OutboxQueries:
             ).fetchall()
         return sorted((_row(r) for r in rows), key=lambda x: x.id)
 
-    def outbox_renew(self, owner: str, ids: Sequence[int], lease: float) -> int:
-        """Extend this owner's lease on rows it still holds; returns how many it still holds."""
+    def outbox_renew(self, owner: str, ids: Sequence[int], lease: float) -> set[int]:
+        """Extend this owner's lease on rows it still holds; returns the ids it still holds
+        (the others were taken over after its lease ran out: it must not send them)."""
         if not ids:
-            return 0
+            return set()
         with self.transaction() as con:
-            cur = con.execute(
+            rows = con.execute(
                 f"UPDATE notifications SET claim_until = ? WHERE state = 'sending' AND claimed_by = ? "
-                f"AND id IN ({','.join('?' * len(ids))})", (time.time() + lease, owner, *ids))
-        return int(cur.rowcount)
+                f"AND id IN ({','.join('?' * len(ids))}) RETURNING id", (time.time() + lease, owner, *ids)).fetchall()
+        return {int(r[0]) for r in rows}
 
     def outbox_release(self, owner: str, ids: Sequence[int]) -> None:
         """Give rows back untouched (e.g. their receiver was skipped this round)."""
@@ -129,12 +133,15 @@ class OutboxQueries:
     # -- outcomes (each guarded by the claim) --------------------------------------------------
     def outbox_progress(self, owner: str, accepted: Sequence[tuple[int, str | None, Sequence[str]]],
                         done: Sequence[int], at: float,
-                        refs: Sequence[tuple[str, str, str, int]] = ()) -> list[int]:
+                        refs: Sequence[tuple[str, str, str, int]] = (),
+                        resolved_shown: Sequence[tuple[str, str]] = ()) -> list[int]:
         """What one accepted Discord message (or edit) achieved, in one transaction.
 
         `accepted`: (notification id, message id or None, fingerprints now shown) — appended to
         the row's `message_ids` and `sent`; `done`: ids now fully delivered; `refs`:
-        (receiver, fingerprint, message id, notification id) to remember for the resolved edit.
+        (receiver, fingerprint, message id, notification id) to remember for the resolved edit;
+        `resolved_shown`: (receiver, fingerprint) whose resolution is now in the channel — their
+        references are dropped, so the next incident of the same alert edits only its own messages.
         Returns the ids this owner no longer held (another process took them over).
         """
         lost: list[int] = []
@@ -160,6 +167,8 @@ class OutboxQueries:
             if refs:
                 con.executemany("INSERT OR REPLACE INTO message_refs (receiver, fingerprint, message_id, notification_id) "
                                 "VALUES (?, ?, ?, ?)", list(refs))
+            if resolved_shown:
+                con.executemany("DELETE FROM message_refs WHERE receiver = ? AND fingerprint = ?", list(resolved_shown))
         return lost
 
     def outbox_retry(self, owner: str, nid: int, attempts: int, next_at: float, error: str) -> bool:
