@@ -226,7 +226,7 @@ class Rule(_Strict):
     """One alerting rule. Durations are seconds after validation."""
 
     name: str
-    type: Literal["threshold", "trend", "anomaly", "forecast", "absent"]
+    type: Literal["threshold", "trend", "anomaly", "forecast", "absent", "slo_burn"]  # slo_burn: generated from slos:
     metric: str
     matchers: list[Matcher] = Field(default_factory=list)
     aggregate: Aggregate = "avg"
@@ -796,6 +796,221 @@ class Policy(_Strict):
         return parse_condition(self.when)
 
 
+SLO_KINDS = ("latency", "success", "budget")
+SLO_NAME_RE = re.compile(r"^[a-zA-Z0-9_][a-zA-Z0-9_.-]{0,99}$")
+SLO_BURN_METRIC = "slo:error_budget_burn"  # the metric name SLO burn alerts show (not stored)
+
+
+class BurnWindow(_Strict):
+    """One multi-window, multi-burn-rate alert of an SLO: it fires when the error budget burns at
+    `factor`× (or faster) over both `long` and `short` (the SRE workbook's construction)."""
+
+    alert: str
+    severity: Severity = Severity.CRITICAL
+    factor: float = Field(gt=0.0, allow_inf_nan=False)
+    long: Duration
+    short: Duration
+
+    @field_validator("alert")
+    @classmethod
+    def _alert(cls, v: str) -> str:
+        if not LABEL_NAME_RE.match(v):
+            raise ValueError("alert name must match [a-zA-Z_][a-zA-Z0-9_]* (it becomes the alertname label)")
+        return v
+
+    @field_validator("long", "short", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> float:
+        return _duration(v)
+
+    @model_validator(mode="after")
+    def _order(self) -> "BurnWindow":
+        if self.short <= 0 or self.long <= 0:
+            raise ValueError("long and short must be durations > 0 (e.g. long: 1h, short: 5m)")
+        if self.short >= self.long:
+            raise ValueError(f"short ({self.short:g}s) must be shorter than long ({self.long:g}s)")
+        return self
+
+
+# The SRE workbook's defaults (chapter 5, "Alerting on SLOs"): 2% of a 30-day budget in an hour or 5% in six
+# hours pages; 10% in three days opens a ticket.
+DEFAULT_BURN_WINDOWS: tuple[dict[str, Any], ...] = (
+    {"alert": "SLOBurnFast", "severity": "critical", "factor": 14.4, "long": "1h", "short": "5m"},
+    {"alert": "SLOBurnMedium", "severity": "critical", "factor": 6.0, "long": "6h", "short": "30m"},
+    {"alert": "SLOBurnSlow", "severity": "warning", "factor": 1.0, "long": "3d", "short": "6h"},
+)
+
+
+def _objective(v: Any) -> float:
+    """0.995 or "99.5%" → 0.995."""
+    if isinstance(v, bool):
+        raise ValueError("objective must be a fraction like 0.995 or a percentage like \"99.5%\"")
+    if isinstance(v, str):
+        text = v.strip()
+        try:
+            x = float(text[:-1]) / 100.0 if text.endswith("%") else float(text)
+        except ValueError:
+            raise ValueError(f"objective {v!r} is not a number; write 0.995 or \"99.5%\"") from None
+    elif isinstance(v, (int, float)):
+        x = float(v)
+    else:
+        raise ValueError("objective must be a fraction like 0.995 or a percentage like \"99.5%\"")
+    if not (0.0 < x < 1.0):
+        hint = f' (did you mean "{x:g}%"?)' if 1.0 < x < 100.0 else ""
+        raise ValueError(f"objective must be between 0 and 1 (exclusive), got {v!r}{hint}")
+    return x
+
+
+class SLO(_Strict):
+    """A service-level objective (`slos:`), evaluated by `perf_alerts.analytics.slo`.
+
+    - latency: the fraction of `metric` samples at or under `threshold` is at least `objective`;
+    - success: 1 - (sum of `metric`, the bad events) / (sample count of `total_metric`) is at least `objective`;
+    - budget: the sum of `metric` over each `period` stays at or under `limit`.
+    """
+
+    name: str
+    kind: Literal["latency", "success", "budget"]
+    metric: str
+    matchers: list[Matcher] = Field(default_factory=list)
+    by: list[str] = Field(default_factory=list)
+    objective: float | None = None
+    window: Duration = 28 * 86400.0
+    threshold: float | None = Field(default=None, allow_inf_nan=False)
+    total_metric: str | None = None
+    total_matchers: list[Matcher] | None = None
+    limit: float | None = Field(default=None, gt=0.0, allow_inf_nan=False)
+    period: Duration = 86400.0
+    burn_alerts: list[BurnWindow] | None = None
+    labels: dict[str, str] = Field(default_factory=dict)
+    description: str | None = None
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not SLO_NAME_RE.match(v):
+            raise ValueError("SLO name must match [a-zA-Z0-9_][a-zA-Z0-9_.-]* (at most 100 characters; "
+                             "it becomes the slo label)")
+        return v
+
+    @field_validator("metric", "total_metric")
+    @classmethod
+    def _metric(cls, v: str | None) -> str | None:
+        if v is not None and not METRIC_NAME_RE.match(v):
+            raise ValueError("metric must match [a-zA-Z_:][a-zA-Z0-9_:]*")
+        return v
+
+    @field_validator("matchers", "total_matchers", mode="before")
+    @classmethod
+    def _matchers(cls, v: Any) -> list[Matcher] | None:
+        return None if v is None else parse_matchers(v)
+
+    @field_validator("by")
+    @classmethod
+    def _by(cls, v: list[str]) -> list[str]:
+        for label in v:
+            if not LABEL_NAME_RE.match(label):
+                raise ValueError(f"by: {label!r} is not a label name ([a-zA-Z_][a-zA-Z0-9_]*)")
+        if len(set(v)) != len(v):
+            raise ValueError("by: a label is listed twice")
+        return v
+
+    @field_validator("objective", mode="before")
+    @classmethod
+    def _objective(cls, v: Any) -> float | None:
+        return None if v is None else _objective(v)
+
+    @field_validator("window", "period", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> float:
+        return _duration(v)
+
+    @model_validator(mode="after")
+    def _per_kind(self) -> "SLO":
+        from perf_alerts.catalog import ERROR_METRICS
+
+        k = self.kind
+        if self.window <= 0:
+            raise ValueError("window must be > 0 (the compliance window, e.g. 28d)")
+        if k == "latency":
+            if self.threshold is None:
+                raise ValueError("a latency SLO needs threshold (good when a sample is at or under it, e.g. 60)")
+            if self.objective is None:
+                raise ValueError("a latency SLO needs objective (e.g. 0.99 or \"99%\")")
+        elif k == "success":
+            if self.objective is None:
+                raise ValueError("a success SLO needs objective (e.g. 0.995 or \"99.5%\")")
+            if self.total_metric is None:
+                self.total_metric = ERROR_METRICS.get(self.metric)
+            if self.total_metric is None:
+                raise ValueError(f"a success SLO needs total_metric (the metric whose sample count is the number of "
+                                 f"events; known pairs: "
+                                 + ", ".join(f"{e} → {t}" for e, t in ERROR_METRICS.items()) + ")")
+        else:
+            if self.limit is None:
+                raise ValueError("a budget SLO needs limit (the most the sum of the metric may reach per period, "
+                                 "e.g. limit: 50, period: 1d)")
+            if self.period <= 0:
+                raise ValueError("period must be > 0 (e.g. 1d)")
+            if self.objective is not None:
+                raise ValueError("a budget SLO has a limit per period, not an objective; remove objective")
+        if k != "latency" and self.threshold is not None:
+            raise ValueError(f"threshold belongs to latency SLOs; a {k} SLO does not use it")
+        if k != "success" and (self.total_metric is not None or self.total_matchers is not None):
+            raise ValueError(f"total_metric/total_matchers belong to success SLOs; a {k} SLO does not use them")
+        if k != "budget" and self.limit is not None:
+            raise ValueError(f"limit belongs to budget SLOs; a {k} SLO has an objective")
+        if self.burn_alerts is None:
+            self.burn_alerts = [BurnWindow.model_validate(w) for w in DEFAULT_BURN_WINDOWS]
+        return self
+
+    @property
+    def windows(self) -> list[BurnWindow]:
+        return list(self.burn_alerts or [])
+
+    @property
+    def budget_fraction(self) -> float:
+        """The error budget as a fraction of events (1 - objective); 1 for budget SLOs (the limit itself)."""
+        return 1.0 if self.objective is None else 1.0 - self.objective
+
+    def objective_text(self, unit: str = "") -> str:
+        u = f" {unit}" if unit and unit not in ("USD", "%") else ("%" if unit == "%" else "")
+        if self.kind == "latency":
+            return f"{_pct(self.objective)} of {self.metric} ≤ {self.threshold:g}{u}"
+        if self.kind == "success":
+            return f"{_pct(self.objective)} of {self.total_metric} without {self.metric}"
+        money = "$" if unit == "USD" else ""
+        return f"sum of {self.metric} ≤ {money}{self.limit:g}{'' if money else u} per {_short_duration(self.period)}"
+
+
+def _pct(x: float | None) -> str:
+    if x is None:
+        return "-"
+    return f"{x * 100:.3f}".rstrip("0").rstrip(".") + "%"
+
+
+def _short_duration(seconds: float) -> str:
+    from perf_alerts.timeutil import format_duration
+
+    return format_duration(seconds)
+
+
+def slo_burn_rule(w: BurnWindow) -> "Rule":
+    """The rule SLO burn alerts of `w.alert` go through: the same state machine, routing and Discord
+    pipeline as any rule. Its results come from `perf_alerts.analytics.slo` (`type: slo_burn`)."""
+    return Rule.model_validate({
+        "name": w.alert, "type": "slo_burn", "metric": SLO_BURN_METRIC, "op": ">=", "value": w.factor,
+        "window": w.long, "severity": w.severity.value, "group": "default",
+        "annotations": {
+            "summary": "SLO {{ labels.slo }}{{ detail.split }}: error budget burning {{ detail.burn_long }}× over "
+                       "{{ detail.long_window }} and {{ detail.burn_short }}× over {{ detail.short_window }} "
+                       "(alert at {{ detail.factor }}×)",
+            "description": "Objective: {{ detail.objective }}. Error budget left over {{ detail.window }}: "
+                           "{{ detail.budget_left }}; at this rate it is gone {{ detail.exhausted }}.",
+        },
+    })
+
+
 class Config(_Strict):
     global_: GlobalSettings = Field(default_factory=GlobalSettings, alias="global")
     metrics: dict[str, MetricMeta] = Field(default_factory=dict)
@@ -809,6 +1024,9 @@ class Config(_Strict):
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     schedules: list[Schedule] = Field(default_factory=list)
     policies: list[Policy] = Field(default_factory=list)
+    slos: list[SLO] = Field(default_factory=list)
+    # the rules of the SLOs' burn-rate alerts (one per alert name), generated from `slos:`
+    slo_rules: list[Rule] = Field(default_factory=list, exclude=True)
 
     source: str = Field(default="<defaults>", exclude=True)
     # how `source` was found: given, env, working-directory (./config/alerting.yaml), packaged
@@ -839,12 +1057,46 @@ class Config(_Strict):
             dup_names = sorted({n for n in seen_names if seen_names.count(n) > 1})
             if dup_names:
                 raise ValueError(f"duplicate {what} name(s): {', '.join(dup_names)}")
+        self._slo_rules()
         groups = sorted({r.group for r in self.rules})
         for sch in self.schedules:
             if sch.job == "evaluate" and sch.group not in (None, "default") and sch.group not in groups and self.rules:
                 self.warnings.append(f"schedule {sch.name!r}: no rule is in group {sch.group!r} "
                                      f"(groups: {', '.join(groups)})")
         return self
+
+    def _slo_rules(self) -> None:
+        for i, r in enumerate(self.rules):
+            if r.type == "slo_burn":
+                raise ValueError(f"rules[{i}].type: slo_burn rules are generated from slos:, not written")
+        names = [s.name for s in self.slos]
+        dup = sorted({n for n in names if names.count(n) > 1})
+        if dup:
+            raise ValueError(f"duplicate SLO name(s): {', '.join(dup)}")
+        rule_names = {r.name for r in self.rules}
+        first: dict[str, tuple[BurnWindow, str]] = {}
+        for si, slo in enumerate(self.slos):
+            for wi, w in enumerate(slo.windows):
+                where = f"slos[{si}].burn_alerts[{wi}].alert"
+                if w.alert in rule_names:
+                    raise ValueError(f"{where}: {w.alert!r} is also the name of a rule; give the burn alert its own name")
+                seen = first.get(w.alert)
+                if seen is None:
+                    first[w.alert] = (w, slo.name)
+                elif (seen[0].severity, seen[0].factor, seen[0].long, seen[0].short) != (w.severity, w.factor, w.long, w.short):
+                    raise ValueError(f"{where}: alert {w.alert!r} is defined differently by SLO {seen[1]!r} (severity, "
+                                     f"factor, long, short must agree); give this burn window its own alert name")
+        self.slo_rules = [slo_burn_rule(w) for w, _ in first.values()]
+
+    def slo(self, name: str) -> SLO:
+        for s in self.slos:
+            if s.name == name:
+                return s
+        raise KeyError(name)
+
+    def alerting_rules(self) -> list[Rule]:
+        """Every rule an evaluation runs: the configured rules and the SLOs' burn-rate alert rules."""
+        return [*self.rules, *self.slo_rules]
 
     def _receiver_refs(self) -> list[tuple[str, str]]:
         refs: list[tuple[str, str]] = []
@@ -877,7 +1129,7 @@ class Config(_Strict):
         return default_metric_meta(metric)
 
     def rules_in_group(self, group: str | None) -> list[Rule]:
-        return [r for r in self.rules if group is None or r.group == group]
+        return [r for r in self.alerting_rules() if group is None or r.group == group]
 
 
 _LOWER_BETTER = ("_seconds", "_latency", "_errors", "_errors_total", "_failures", "_failures_total", "_cost",

@@ -198,7 +198,7 @@ class PerfAlerts:
             # the active alerts: this cycle's rules from memory, the other rules' from the store
             live = (AlertState.FIRING, AlertState.PENDING)
             active = [a for cur in current.values() for a in cur.values() if a.state in live]
-            others = sorted({r.name for r in self.config.rules} - set(current))
+            others = sorted({r.name for r in self.config.alerting_rules()} - set(current))
             if others:
                 active += self.store.load_alerts(states=live, rules=others, con=con)
         return EvaluationResult(at, len(rules), n_series, transitions, sort_worst_first(active), errors)
@@ -207,7 +207,7 @@ class PerfAlerts:
         """Alerts of a rule that was renamed or removed resolve now: nothing will ever evaluate them again."""
         from dataclasses import replace
 
-        known = {r.name for r in self.config.rules}
+        known = {r.name for r in self.config.alerting_rules()}  # SLO burn alerts included
         live_rules = self.store.live_alert_rules(con)
         gone = sorted(live_rules - known)
         if not gone:
@@ -246,7 +246,7 @@ class PerfAlerts:
 
         now = self.clock.now() if now is None else now
         # inhibition is judged against every firing alert, not only the ones shown
-        return build_views(alerts, self.config.rules, muting(self.store, self.config, self.alerts([AlertState.FIRING]), now))
+        return build_views(alerts, self.config.alerting_rules(), muting(self.store, self.config, self.alerts([AlertState.FIRING]), now))
 
     def resolve_fingerprint(self, prefix: str) -> Alert:
         """The one alert whose fingerprint starts with `prefix` (hex, any case): the lookup every front
