@@ -338,6 +338,15 @@ def slo_statuses(store: Store, config: Config, at: float, window: float | None =
     return out
 
 
+def slo_report(store: Store, config: Config, at: float, window: float | None = None,
+               names: Sequence[str] | None = None) -> dict[str, Any]:
+    """`slo_statuses` as JSON with counts: what `perf-alerts slo --json` prints and the crew tool returns."""
+    rows = slo_statuses(store, config, at, window, names)
+    counts = {k: sum(1 for r in rows if r.status == k) for k in ("ok", "at risk", "breached", "no data")}
+    return {"at": iso_seconds(at), "window": None if window is None else format_duration(window),
+            "slos": [r.to_dict() for r in rows], "counts": counts}
+
+
 # --------------------------------------------------------------------------- burn-rate alerts
 
 
@@ -402,4 +411,4 @@ def burn_alert_results(store: Store, config: Config, alert: str, at: float,
 
 
 __all__ = ["SLOEvents", "SLOStatus", "BurnResult", "burn_alert_results", "burn_rates", "error_ratio", "human_time",
-           "iso_seconds", "load_events", "money", "pct", "slo_status", "slo_statuses"]
+           "iso_seconds", "load_events", "money", "pct", "slo_report", "slo_status", "slo_statuses"]

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from perf_alerts.cli import crew_cmd, manage_cmd, web_cmd
+from perf_alerts.cli import crew_cmd, manage_cmd, slo_cmd, web_cmd
 from perf_alerts.cli import output as out
 from perf_alerts.cli._common import app, state, system
 from perf_alerts.errors import InputError
@@ -566,6 +566,7 @@ def demo(
 app.add_typer(crew_cmd.crew_app, name="crew")  # crewai is imported inside its commands only
 app.command("dashboard")(web_cmd.dashboard)  # fastapi/uvicorn imported inside
 manage_cmd.register(app)  # run, optimize, schedules, policies, audit
+slo_cmd.register(app)  # slo
 
 
 def main() -> None:
