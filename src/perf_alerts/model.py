@@ -248,10 +248,32 @@ class Alert:
     escalation_level: int = 0
     escalated_at: float | None = None
     fire_count: int = 0
+    # the facts of the state changes, kept as they were (never re-evaluated at send time):
+    # the value that made the alert fire (at `started_at`) and the one that resolved it
+    # (None: resolved because its series had no data); `operator` is the rule's (`>=`, ...)
+    operator: str | None = None
+    fired_value: float | None = None
+    resolved_value: float | None = None
 
     @property
     def acknowledged(self) -> bool:
         return self.acknowledged_at is not None
+
+    @property
+    def fired_at(self) -> float | None:
+        """When the alert went firing (this episode)."""
+        return self.started_at
+
+    @property
+    def shown_value(self) -> float | None:
+        """The value a notification states: the firing value while firing, the resolving value once
+        resolved, the current value while pending (or for alerts stored before these facts existed)."""
+        if self.state == AlertState.RESOLVED:
+            return self.resolved_value if self.started_at is not None and self.fired_value is not None \
+                else self.value
+        if self.state == AlertState.FIRING and self.fired_value is not None:
+            return self.fired_value
+        return self.value
 
     def to_dict(self) -> dict[str, Any]:
         from perf_alerts.timeutil import iso
@@ -265,6 +287,10 @@ class Alert:
             "annotations": dict(self.annotations),
             "value": None if self.value is None else round(self.value, 6),
             "threshold": self.threshold,
+            "operator": self.operator,
+            "fired_value": None if self.fired_value is None else round(self.fired_value, 6),
+            "fired_at": iso(self.started_at),
+            "resolved_value": None if self.resolved_value is None else round(self.resolved_value, 6),
             "window": self.window,
             "active_since": iso(self.active_since),
             "started_at": iso(self.started_at),

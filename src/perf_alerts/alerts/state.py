@@ -45,11 +45,25 @@ def alert_labels(rule: Rule, series_labels: Mapping[str, str]) -> dict[str, str]
     return {**series_labels, **rule.labels, "alertname": rule.name, "severity": rule.severity.value}
 
 
+def rule_operator(rule: Rule) -> str | None:
+    """The comparison an alert of `rule` states between its value and threshold (None: none applies)."""
+    if rule.type == "anomaly":
+        return ">="  # the anomaly score against the score threshold
+    if rule.type == "absent":
+        return None
+    return rule.op
+
+
 def template_context(rule: Rule, labels: Mapping[str, str], value: float | None,
                      detail: Mapping[str, Any]) -> dict[str, Any]:
-    """What a rule's annotation templates can use (`{{ labels.agent }}`, `{{ value }}`, ...)."""
+    """What a rule's annotation templates can use (`{{ labels.agent }}`, `{{ value }}`, ...).
+
+    Annotations are rendered while an alert is pending and once more when it goes firing,
+    with the value that made it fire; they are not re-rendered while it stays firing, so
+    `{{ value }}` in a notification is always the firing value, never a later one."""
     return {
         "labels": dict(labels), "value": "" if value is None else value, "threshold": rule.threshold,
+        "op": rule_operator(rule) or "",
         "rule": rule.name, "metric": rule.metric, "window": format_duration(rule.window),
         "severity": rule.severity.value, "detail": dict(detail),
     }
@@ -60,7 +74,9 @@ def apply_results(rule: Rule, results: Iterable[SeriesResult], current: dict[str
     """Advance every alert of `rule` to time `at`.
 
     `current` holds this rule's stored alerts by fingerprint. Returns (alerts to save,
-    fingerprints to delete, transitions).
+    fingerprints to delete, transitions). `value` follows every evaluation; the facts of
+    the state changes (`fired_value` at `started_at`, `resolved_value`) and the annotations
+    rendered at firing stay as they were when the state changed.
     """
     save: list[Alert] = []
     delete: list[str] = []
@@ -80,8 +96,11 @@ def apply_results(rule: Rule, results: Iterable[SeriesResult], current: dict[str
         a = current.get(fp)
         if not r.active and a is None:
             continue
-        ctx = template_context(rule, labels, r.value, r.detail)
-        annotations = {k: render_annotation(k, v, ctx) for k, v in rule.annotations.items()}
+        if a is None or a.state != AlertState.FIRING:
+            ctx = template_context(rule, labels, r.value, r.detail)
+            annotations = {k: render_annotation(k, v, ctx) for k, v in rule.annotations.items()}
+        else:
+            annotations = a.annotations  # rendered with the firing value when it fired
         if r.active:
             if a is None or a.state == AlertState.RESOLVED:
                 if a is not None and rule.cooldown > 0 and a.resolved_at is not None \
@@ -94,17 +113,20 @@ def apply_results(rule: Rule, results: Iterable[SeriesResult], current: dict[str
                     window=format_duration(rule.window), active_since=at, last_eval_at=at, last_true_at=at,
                     started_at=None if a is None else a.started_at,
                     resolved_at=None if a is None else a.resolved_at,
-                    fire_count=0 if a is None else a.fire_count,
+                    fire_count=0 if a is None else a.fire_count, operator=rule_operator(rule),
+                    fired_value=None if a is None else a.fired_value,
+                    resolved_value=None if a is None else a.resolved_value,
                 )
                 transitions.append(Transition(new, prev, "pending", at))
                 if rule.for_ <= 0:
-                    new = _fire(new, at)
+                    new = _fire(new, at, r.value)
                     transitions.append(Transition(new, AlertState.PENDING, "firing", at))
                 save.append(new)
             elif a.state == AlertState.PENDING:
-                a = replace(a, value=r.value, annotations=annotations, last_eval_at=at, last_true_at=at)
+                a = replace(a, value=r.value, annotations=annotations, last_eval_at=at, last_true_at=at,
+                            operator=rule_operator(rule))
                 if at - (a.active_since or at) >= rule.for_:
-                    a = _fire(a, at)
+                    a = _fire(a, at, r.value)
                     transitions.append(Transition(a, AlertState.PENDING, "firing", at))
                 save.append(a)
             else:  # firing
@@ -116,7 +138,7 @@ def apply_results(rule: Rule, results: Iterable[SeriesResult], current: dict[str
                 save.append(replace(a, value=r.value, annotations=annotations, last_eval_at=at, last_true_at=at,
                                     cleared_at=None))
             else:
-                changed, gone, tr = _inactive(rule, replace(a, value=r.value, annotations=annotations), at)
+                changed, gone, tr = _inactive(rule, replace(a, value=r.value, annotations=annotations), at, r.value)
                 save += changed
                 delete += gone
                 transitions += tr
@@ -125,19 +147,22 @@ def apply_results(rule: Rule, results: Iterable[SeriesResult], current: dict[str
     for fp, a in current.items():
         if fp in seen or a.state == AlertState.RESOLVED:
             continue
-        changed, gone, tr = _inactive(rule, a, at)
+        changed, gone, tr = _inactive(rule, a, at, None)  # resolved for want of data: no resolving value
         save += changed
         delete += gone
         transitions += tr
     return save, delete, transitions
 
 
-def _fire(a: Alert, at: float) -> Alert:
+def _fire(a: Alert, at: float, value: float | None) -> Alert:
     return replace(a, state=AlertState.FIRING, started_at=at, resolved_at=None, cleared_at=None, acknowledged_at=None,
-                   acknowledged_by=None, escalation_level=0, escalated_at=None, fire_count=a.fire_count + 1)
+                   acknowledged_by=None, escalation_level=0, escalated_at=None, fire_count=a.fire_count + 1,
+                   fired_value=value, resolved_value=None)
 
 
-def _inactive(rule: Rule, a: Alert, at: float) -> tuple[list[Alert], list[str], list[Transition]]:
+def _inactive(rule: Rule, a: Alert, at: float, value: float | None
+              ) -> tuple[list[Alert], list[str], list[Transition]]:
+    """`a` no longer meets its condition at `at`; `value` is its series' value then (None: no data)."""
     if a.state == AlertState.PENDING:
         # never fired this episode: drop it (or return to the previous resolved episode for cooldowns)
         tr = [Transition(a, AlertState.PENDING, "cancelled", at)]
@@ -149,5 +174,6 @@ def _inactive(rule: Rule, a: Alert, at: float) -> tuple[list[Alert], list[str], 
     cleared = a.cleared_at if a.cleared_at is not None else at
     if rule.keep_firing_for > 0 and at - cleared < rule.keep_firing_for:
         return [replace(a, last_eval_at=at, cleared_at=cleared)], [], []
-    resolved = replace(a, state=AlertState.RESOLVED, resolved_at=at, last_eval_at=at, cleared_at=None)
+    resolved = replace(a, state=AlertState.RESOLVED, resolved_at=at, last_eval_at=at, cleared_at=None,
+                       resolved_value=value)
     return [resolved], [], [Transition(resolved, AlertState.FIRING, "resolved", at)]

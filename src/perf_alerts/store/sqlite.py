@@ -63,7 +63,10 @@ CREATE TABLE IF NOT EXISTS alerts (
     acknowledged_by  TEXT,
     escalation_level INTEGER NOT NULL DEFAULT 0,
     escalated_at     REAL,
-    fire_count       INTEGER NOT NULL DEFAULT 0
+    fire_count       INTEGER NOT NULL DEFAULT 0,
+    operator         TEXT,
+    fired_value      REAL,
+    resolved_value   REAL
 );
 CREATE INDEX IF NOT EXISTS alerts_state ON alerts (state);
 CREATE TABLE IF NOT EXISTS alert_events (
@@ -172,7 +175,7 @@ CREATE INDEX IF NOT EXISTS action_audit_verify ON action_audit (verification, ve
 _ALERT_COLS = (
     "fingerprint", "rule", "state", "severity", "labels", "annotations", "value", "threshold", "window",
     "active_since", "started_at", "resolved_at", "last_eval_at", "last_true_at", "cleared_at", "acknowledged_at",
-    "acknowledged_by", "escalation_level", "escalated_at", "fire_count",
+    "acknowledged_by", "escalation_level", "escalated_at", "fire_count", "operator", "fired_value", "resolved_value",
 )
 
 
@@ -429,6 +432,9 @@ class Store(OutboxQueries, ManagementQueries, RetentionQueries):
             escalation_level=int(d["escalation_level"]),
             escalated_at=d["escalated_at"],
             fire_count=int(d["fire_count"]),
+            operator=d["operator"],
+            fired_value=d["fired_value"],
+            resolved_value=d["resolved_value"],
         )
 
     @staticmethod
@@ -438,6 +444,7 @@ class Store(OutboxQueries, ManagementQueries, RetentionQueries):
             json.dumps(a.labels, sort_keys=True), json.dumps(a.annotations, sort_keys=True),
             a.value, a.threshold, a.window, a.active_since, a.started_at, a.resolved_at, a.last_eval_at,
             a.last_true_at, a.cleared_at, a.acknowledged_at, a.acknowledged_by, a.escalation_level, a.escalated_at, a.fire_count,
+            a.operator, a.fired_value, a.resolved_value,
         )
 
     def load_alerts(

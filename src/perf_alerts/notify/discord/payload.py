@@ -110,6 +110,21 @@ def _fmt_num(v: float | None) -> str:
     return f"{v:.6g}"
 
 
+def _value_text(a: Alert) -> str:
+    """The value of the state change the message reports: the firing value while firing, the
+    resolving value once resolved ("no data" when the series stopped reporting)."""
+    if a.state == AlertState.RESOLVED and a.fired_value is not None and a.resolved_value is None:
+        return "no data"
+    return _fmt_num(a.shown_value)
+
+
+def _threshold_text(a: Alert) -> str:
+    """The rule's condition, operator included (`>= 3`), so value and threshold read consistently."""
+    if a.threshold is None:
+        return "-"
+    return f"{a.operator} {_fmt_num(a.threshold)}" if a.operator else _fmt_num(a.threshold)
+
+
 def _code(text: str) -> str:
     """Inline code span; backticks inside would break it, so they are replaced, and newlines and
     control characters are escaped."""
@@ -212,8 +227,8 @@ def _detail_embed(alert: Alert, group: AlertGroup, budget: int, dashboard_url: s
     title = L.truncate(title, min(L.EMBED_TITLE_MAX, max(40, budget // 6)))
 
     fields: list[dict[str, Any]] = [
-        {"name": "Value", "value": L.truncate(_fmt_num(alert.value), 64), "inline": True},
-        {"name": "Threshold", "value": L.truncate(_fmt_num(alert.threshold), 64), "inline": True},
+        {"name": "Value", "value": L.truncate(_value_text(alert), 64), "inline": True},
+        {"name": "Threshold", "value": L.truncate(_threshold_text(alert), 64), "inline": True},
         {"name": "Window", "value": L.truncate(alert.window or "-", 64), "inline": True},
         {"name": "Severity", "value": alert.severity.value, "inline": True},
     ]
@@ -221,6 +236,9 @@ def _detail_embed(alert: Alert, group: AlertGroup, budget: int, dashboard_url: s
         fields.append(
             {"name": "Duration", "value": format_duration(alert.resolved_at - alert.started_at), "inline": True}
         )
+        if alert.fired_value is not None:
+            fields.append({"name": "Fired with", "value": L.truncate(
+                f"{_fmt_num(alert.fired_value)} at {iso(alert.started_at)}", 64), "inline": True})
     fields.append(
         {"name": "Labels", "value": _labels_text(alert.labels, min(L.FIELD_VALUE_MAX, max(60, budget // 4)))}
     )
@@ -298,7 +316,8 @@ def _digest_embed(
         where = f" — full list attached ({attachment_name})" if attachment_name else ""
         tail = f"… and {remaining} more{where}" if remaining else (f"Full list attached ({attachment_name})" if attachment_name else "")
         distinct = _distinct_labels(a, group) or _name(a)
-        val = f" {_fmt_num(a.value)}" + (f" > {_fmt_num(a.threshold)}" if a.threshold is not None else "") if a.value is not None else ""
+        val = (f" {_value_text(a)}" + (f" ({_threshold_text(a)})" if a.threshold is not None else "")
+               if a.shown_value is not None or a.state == AlertState.RESOLVED else "")
         summary = (a.annotations.get("summary") or "").strip().replace("\n", " ")
         line = L.truncate(f"{_state_icon(a)} {_code(L.truncate(distinct, 60))}{val}" + (f" · {summary}" if summary else ""), _DIGEST_LINE_MAX)
         candidate = "\n".join([head_text, "", *lines, line, tail]).strip()
@@ -352,8 +371,8 @@ def _group_section(group: AlertGroup) -> list[bytes]:
         labels = ", ".join(f"{k}={v}" for k, v in sorted(a.labels.items()))
         rows.append(
             (
-                f"| {a.state.value} | {a.severity.value} | {_cell(_name(a))} | {_cell(labels)} | {_fmt_num(a.value)} | "
-                f"{_fmt_num(a.threshold)} | {_cell(a.window)} | {iso(a.started_at) or '-'} | {iso(a.resolved_at) or '-'} | "
+                f"| {a.state.value} | {a.severity.value} | {_cell(_name(a))} | {_cell(labels)} | {_value_text(a)} | "
+                f"{_cell(_threshold_text(a))} | {_cell(a.window)} | {iso(a.started_at) or '-'} | {iso(a.resolved_at) or '-'} | "
                 f"{_cell(a.annotations.get('summary'))} | {a.fingerprint} |\n"
             ).encode()
         )
