@@ -101,3 +101,84 @@ def combine(components: list[Component]) -> Health:
     total_w = sum(c.weight for c in usable)
     score = sum(c.weight * (c.score or 0.0) for c in usable) / total_w
     return Health(score, status_for(score), components)
+
+
+# --------------------------------------------------------------------------- health over a period
+
+# a period's status caps its score, so the number and the word never disagree ("98.6 — critical" cannot be)
+STATUS_CAP = {"healthy": 100.0, "degraded": 79.0, "critical": 49.0}
+
+
+@dataclass(frozen=True)
+class PeriodHealth:
+    """How a period went, judged from what happened in it: SLO compliance over the period, incident
+    minutes (a critical or warning alert firing) and the alerts fired; the measured components' score
+    (latency, errors, resources against the period before) is capped by that verdict."""
+
+    score: float | None
+    status: str
+    reasons: list[str]
+    component_score: float | None
+
+    def to_dict(self) -> dict[str, Any]:
+        return {"score": None if self.score is None else round(self.score, 1), "status": self.status,
+                "reasons": list(self.reasons),
+                "component_score": None if self.component_score is None else round(self.component_score, 1)}
+
+
+def period_health(slos: list[dict[str, Any]], incidents: dict[str, Any], component_score: float | None) -> PeriodHealth:
+    """`slos`: the period's SLO rows (`SLOStatus.to_dict()` plus `series`); `incidents`: `count`,
+    `critical`, `warning`, `total_minutes`, `critical_minutes`.
+
+    - an SLO breached over the period: critical when a critical incident came with it, else degraded;
+    - a critical incident with every SLO held (and measured): healthy, and said so; with no SLO data to
+      judge it by: degraded;
+    - an SLO at risk (little budget left) or warning incidents without SLO data: degraded;
+    - otherwise healthy; nothing measured at all: no data.
+    """
+    measured = [s for s in slos if s.get("status") != "no data"]
+    breached = [s for s in measured if s.get("status") == "breached"]
+    at_risk = [s for s in measured if s.get("status") == "at risk"]
+    crit = int(incidents.get("critical") or 0)
+    warn = int(incidents.get("warning") or 0)
+    reasons: list[str] = []
+    for s in breached:
+        reasons.append(f"SLO {s.get('series', s.get('name'))} breached: {s.get('why')}")
+    if breached:
+        status = "critical" if crit else "degraded"
+        if crit:
+            reasons.append(f"{crit} critical incident(s), {incidents.get('critical_minutes', 0):g} min")
+    elif crit:
+        if measured:
+            status = "healthy"
+            reasons.append(f"{crit} critical incident(s) ({incidents.get('critical_minutes', 0):g} min) but every "
+                           f"SLO held ({len(measured)} measured)")
+        else:
+            status = "degraded"
+            reasons.append(f"{crit} critical incident(s) ({incidents.get('critical_minutes', 0):g} min) and no SLO "
+                           f"data to judge the period by")
+    elif at_risk:
+        status = "degraded"
+    elif measured or component_score is not None:
+        status = "healthy"
+    else:
+        status = "no data"
+    for s in at_risk:
+        reasons.append(f"SLO {s.get('series', s.get('name'))} at risk: {s.get('why')}")
+    if warn and not crit:
+        reasons.append(f"{warn} warning incident(s), {incidents.get('total_minutes', 0):g} min")
+    if status == "healthy" and not reasons:
+        reasons.append(f"every SLO held ({len(measured)} measured) and no critical incident" if measured
+                       else "no SLO data; no critical incident; judged from the measured components")
+    if status == "no data":
+        reasons.append("no SLO data, no incidents and no measurements in the period")
+    order = ("healthy", "degraded", "critical")
+    if component_score is not None and status in order and order.index(status_for(component_score)) > order.index(status):
+        status = status_for(component_score)
+        reasons.append(f"the measured components (latency, errors, resources against the period before) score "
+                       f"{component_score:.1f}")
+    score = None if component_score is None else min(component_score, STATUS_CAP.get(status, 100.0))
+    if score is not None and component_score is not None and score < component_score:
+        reasons.append(f"score capped at {STATUS_CAP[status]:g} ({status}); the measured components alone give "
+                       f"{component_score:.1f}")
+    return PeriodHealth(score, status, reasons, component_score)

@@ -11,6 +11,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any
 
+from perf_alerts.analytics.health import period_health
+from perf_alerts.analytics.slo import human_time, iso_seconds
 from perf_alerts.model import AlertState, Severity
 from perf_alerts.timeutil import format_duration, iso
 
@@ -98,12 +100,18 @@ def executive_summary(system: "PerfAlerts", period_seconds: float = 86400.0, at:
     opt = optimize(system, lookback=period, at=at, top=top)
 
     worsening = [t for t in rep["trends"] if t.get("verdict") == "worsening"][:top]
+    slo_rows = slo_table(system, at, period)
+    slo_now = slo_table(system, at, None)
+    incidents = incident_report(system, start, at, slo_rows, stats)
+    whole_score = None if whole.score is None else round(whole.score, 1)
+    verdict = period_health([r for r in slo_rows], incidents, whole_score)
     summary: dict[str, Any] = {
         "period": {"start": iso(start), "end": iso(at), "length": format_duration(period)},
         "health": {
             "score": cur_score, "status": rep["health"]["status"], "previous_score": prev_score,
             "change": _change(cur_score, prev_score),
-            "period_score": None if whole.score is None else round(whole.score, 1), "period_status": whole.status,
+            "period_score": None if verdict.score is None else round(verdict.score, 1), "period_status": verdict.status,
+            "period_reasons": verdict.reasons, "period_component_score": whole_score,
             "period_components": [c.to_dict() for c in whole.components],
             "components": [{"name": c["name"], "score": c["score"], "evidence": c["evidence"]}
                            for c in rep["health"]["components"]],
@@ -120,8 +128,14 @@ def executive_summary(system: "PerfAlerts", period_seconds: float = 86400.0, at:
                                   for sev, v in stats["by_severity"].items() if v["fired"]},
         "noisiest_rules": [{"rule": r["rule"], "severity": r["severity"], "fired": r["fired"]}
                            for r in stats["by_rule"][:top]],
+        "slos": slo_rows,
+        "slos_now": slo_now,
+        "incidents": incidents,
+        "cost": cost_report(slo_rows, slo_now),
         "trends": [{"series": t["series"], "verdict": t["verdict"], "slope_per_hour": t.get("slope_per_hour"),
-                    "change_pct": t.get("change_pct"), "p_value": t.get("p_value")} for t in worsening],
+                    "change_pct": t.get("change_pct"), "p_value": t.get("p_value"),
+                    "unit": _unit(system, t["series"]),
+                    "text": _trend_text(t, _unit(system, t["series"]))} for t in worsening],
         "forecasts": {"horizon": pred["horizon"], "breaches": [
             {k: b.get(k) for k in ("series", "rule", "threshold", "time_to_breach", "breach_at", "probability")}
             for b in pred["breaches"][:top]]},
@@ -129,29 +143,216 @@ def executive_summary(system: "PerfAlerts", period_seconds: float = 86400.0, at:
                             for r in opt["recommendations"][:top]],
         "findings": rep["findings"][:top],
     }
+    summary["risks"] = _risks(summary)
+    summary["period"]["start_text"] = human_time(start)
+    summary["period"]["end_text"] = human_time(at)
+    summary["mtta"]["text"] = format_duration(summary["mtta"].get("mean_seconds"))
+    summary["mttr"]["text"] = format_duration(summary["mttr"].get("mean_seconds"))
     summary["headline"] = _headline(summary)
     return summary
 
 
+# --------------------------------------------------------------------------- SLOs, incidents, cost
+
+
+def burn_text(x: float | None) -> str:
+    return "—" if x is None else f"{x:.2f}×"
+
+
+def left_text(x: float | None) -> str:
+    return "—" if x is None else f"{x * 100:.1f}%"
+
+
+def slo_table(system: "PerfAlerts", at: float, window: float | None) -> list[dict[str, Any]]:
+    """The SLO rows (per split value) with the texts every rendering shows, so all show the same."""
+    from perf_alerts.analytics.slo import slo_statuses
+
+    rows = []
+    for st in slo_statuses(system.store, system.config, at, window):
+        d = st.to_dict()
+        d["series"] = st.series()
+        d["objective_display"] = st.objective_value_text()
+        d["achieved_display"] = st.achieved_text()
+        d["budget_left_display"] = left_text(st.budget_remaining)
+        d["burn_display"] = burn_text(st.burn_rate)
+        d["exhausted_display"] = human_time(st.exhausted_at) or "—"
+        rows.append(d)
+    return rows
+
+
+def incident_report(system: "PerfAlerts", start: float, end: float, slo_rows: list[dict[str, Any]],
+                    stats: dict[str, Any]) -> dict[str, Any]:
+    """Incidents in [start, end]: the time a critical or warning alert was firing (overlapping alerts merged
+    into one incident), from the alert event history; with the rules, agents and SLOs each involved."""
+    from perf_alerts.alerts.history import episodes
+
+    eps = []
+    for ep in episodes(system.store.events(None, end)):
+        if ep["severity"] not in ("critical", "warning"):
+            continue
+        a, b = ep["fired_at"], ep["resolved_at"] if ep["resolved_at"] is not None else end
+        if b < start or a > end:
+            continue
+        alert = system.store.get_alert(ep["fingerprint"])
+        eps.append({"start": max(a, start), "end": min(b, end), "ongoing": ep["resolved_at"] is None or ep["resolved_at"] > end,
+                    "severity": ep["severity"], "rule": ep["rule"], "labels": dict(alert.labels) if alert else {}})
+    eps.sort(key=lambda e: e["start"])
+    merged: list[dict[str, Any]] = []
+    for e in eps:
+        if merged and e["start"] <= merged[-1]["end"]:
+            m = merged[-1]
+            m["end"] = max(m["end"], e["end"])
+            m["ongoing"] = m["ongoing"] or e["ongoing"]
+            m["eps"].append(e)
+        else:
+            merged.append({"start": e["start"], "end": e["end"], "ongoing": e["ongoing"], "eps": [e]})
+    breached = [r for r in slo_rows if r["status"] == "breached"]
+    out = []
+    for m in merged:
+        sev = "critical" if any(e["severity"] == "critical" for e in m["eps"]) else "warning"
+        agents = sorted({e["labels"]["agent"] for e in m["eps"] if e["labels"].get("agent")})
+        slos = {_slo_series(system, e["labels"]) for e in m["eps"] if e["labels"].get("slo")}
+        slos |= {r["series"] for r in breached if r["labels"].get("agent") in agents or not r["labels"]
+                 and any(e["labels"].get("slo") == r["name"] for e in m["eps"])}
+        minutes = (m["end"] - m["start"]) / 60.0
+        out.append({"start": iso_seconds(m["start"]), "end": iso_seconds(m["end"]), "start_text": human_time(m["start"]),
+                    "minutes": round(minutes, 1), "duration_text": format_duration(m["end"] - m["start"]),
+                    "severity": sev, "ongoing": m["ongoing"], "rules": sorted({e["rule"] for e in m["eps"]}),
+                    "agents": agents, "slos": sorted(slos)})
+    # incident minutes: the union of the episodes of that severity (a critical and a warning at once count once)
+    def union_minutes(sevs: tuple[str, ...]) -> float:
+        total, cur_a, cur_b = 0.0, None, None
+        for e in (x for x in eps if x["severity"] in sevs):
+            if cur_b is None or e["start"] > cur_b:
+                if cur_b is not None and cur_a is not None:
+                    total += cur_b - cur_a
+                cur_a, cur_b = e["start"], e["end"]
+            else:
+                cur_b = max(cur_b, e["end"])
+        if cur_a is not None and cur_b is not None:
+            total += cur_b - cur_a
+        return total / 60.0
+
+    total = union_minutes(("critical", "warning"))
+    crit_min = union_minutes(("critical",))
+    longest = max((i["minutes"] for i in out), default=0.0)
+    return {
+        "count": len(out), "critical": sum(1 for i in out if i["severity"] == "critical"),
+        "warning": sum(1 for i in out if i["severity"] == "warning"),
+        "total_minutes": round(total, 1), "critical_minutes": round(crit_min, 1), "longest_minutes": round(longest, 1),
+        "total_text": format_duration(total * 60.0), "longest_text": format_duration(longest * 60.0),
+        "mtta_text": format_duration(stats["mtta"]["mean_seconds"]), "mttr_text": format_duration(stats["mttr"]["mean_seconds"]),
+        "list": out[:10], "not_shown": max(0, len(out) - 10),
+    }
+
+
+def _slo_series(system: "PerfAlerts", labels: dict[str, str]) -> str:
+    """`task-latency{agent=researcher}` from an SLO burn alert's labels: the name the SLO table uses."""
+    name = labels["slo"]
+    try:
+        by = system.config.slo(name).by
+    except KeyError:  # an SLO since removed from the configuration
+        by = []
+    lab = ",".join(f"{k}={labels.get(k, '')}" for k in by)
+    return f"{name}{{{lab}}}" if lab else name
+
+
+def cost_report(period_rows: list[dict[str, Any]], now_rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """Budget SLOs: the spend over the period against the limit for it, and the current period's projection."""
+    from perf_alerts.analytics.slo import money
+
+    now_by = {r["series"]: r for r in now_rows if r["kind"] == "budget"}
+    out = []
+    for r in period_rows:
+        if r["kind"] != "budget":
+            continue
+        n = now_by.get(r["series"], {})
+        out.append({"slo": r["series"], "spent": r["achieved"], "limit": r["limit"], "status": r["status"],
+                    "spent_text": money(r["achieved"], r["unit"]), "limit_text": money(r["limit"], r["unit"]),
+                    "current_period": n.get("window"), "current_spent_text": money(n.get("achieved"), r["unit"]),
+                    "current_limit_text": money(n.get("limit"), r["unit"]),
+                    "projected": n.get("projected"), "projected_text": money(n.get("projected"), r["unit"]),
+                    "projected_status": n.get("status")})
+    return out
+
+
+def _unit(system: "PerfAlerts", series: str) -> str:
+    return system.config.metric_meta(series.split("{", 1)[0]).unit
+
+
+def _trend_text(t: dict[str, Any], unit: str) -> str:
+    from perf_alerts.template import fmt_number
+
+    parts = []
+    if t.get("slope_per_hour") is not None:
+        parts.append(f"{'+' if t['slope_per_hour'] >= 0 else ''}{fmt_number(t['slope_per_hour'], 3)}"
+                     f"{(' ' + unit) if unit else ''} per hour")
+    if t.get("change_pct") is not None:
+        parts.append(f"{t['change_pct']:+.1f}% vs the previous period")
+    return ", ".join(parts) or "worsening"
+
+
+def _risks(s: dict[str, Any]) -> list[str]:
+    out = []
+    for r in s["slos_now"]:
+        if r["status"] in ("breached", "at risk"):
+            extra = f", budget gone by {r['exhausted_display']}" if r["exhausted_at"] else ""
+            out.append(f"SLO {r['series']} {r['status']} now ({r['window']} window): {r['why']}{extra}")
+    for c in s["cost"]:
+        if c["projected_status"] in ("at risk", "breached"):
+            out.append(f"Cost {c['slo']}: projected {c['projected_text']} for the {c['current_period']} period "
+                       f"against {c['current_limit_text']}")
+    for b in s["forecasts"]["breaches"]:
+        out.append(f"Predicted: {b['series']} to breach {b['rule']} ({b['threshold']}) in {b['time_to_breach']}")
+    for t in s["trends"]:
+        out.append(f"Worsening: {t['series']} {t['text']}")
+    return out[:8]
+
+
 def _headline(s: dict[str, Any]) -> list[str]:
     h = s["health"]
+    length = s["period"]["length"]
     out: list[str] = []
-    if h["score"] is None:
-        out.append(f"No crew data in the last {s['period']['length']}: health cannot be judged.")
+    slos = s["slos"]
+    measured = [r for r in slos if r["status"] != "no data"]
+    inc = s["incidents"]
+    if h["score"] is None and not measured and not inc["count"] and h.get("period_score") is None:
+        out.append(f"No crew data in the last {length}: health cannot be judged.")
     else:
+        score = "" if h.get("period_score") is None else f" {h['period_score']:.0f}/100,"
+        why = h.get("period_reasons") or []
+        out.append(f"Over the period ({length}):{score} {h['period_status']}" + (f" — {why[0]}" if why else "") + ".")
+    if slos:
+        held = sum(1 for r in measured if r["status"] != "breached")
+        breached = [r for r in measured if r["status"] == "breached"]
+        nodata = len(slos) - len(measured)
+        line = f"SLOs over the period: {held} of {len(measured)} measured held"
+        if breached:
+            line += "; breached: " + ", ".join(f"{r['series']} {r['achieved_display']} (objective {r['objective_display']})"
+                                               for r in breached[:4])
+        if nodata:
+            line += f"; {nodata} without data"
+        out.append(line + ".")
+    if inc["count"]:
+        out.append(f"{inc['count']} incident(s) ({inc['critical']} critical, {inc['warning']} warning): "
+                   f"{inc['total_text']} in total, longest {inc['longest_text']}; MTTA {inc['mtta_text']}, "
+                   f"MTTR {inc['mttr_text']}.")
+    else:
+        out.append("No incident (no critical or warning alert fired) in the period.")
+    for c in s["cost"][:2]:
+        out.append(f"Cost {c['slo']}: {c['spent_text']} over the period (limit {c['limit_text']}); current "
+                   f"{c['current_period']} period {c['current_spent_text']}, projected {c['projected_text']} of "
+                   f"{c['current_limit_text']}.")
+    if h["score"] is not None:
         ch = "" if h["change"] is None else f" ({h['change']:+.1f} vs the start of the period)"
-        over = "" if h.get("period_score") is None else \
-            f"; over the whole {s['period']['length']} {h['period_score']:.0f}/100, {h['period_status']}"
-        out.append(f"Health now {h['score']:.0f}/100, {h['status']}{ch}{over}.")
+        out.append(f"Now (the last hour): health {h['score']:.0f}/100, {h['status']}{ch}.")
     al = s["alerts"]
     parts = [f"{n} {sev}" for sev, n in al["fired_by_severity"].items() if n]
     out.append(f"{al['fired_total']} alert(s) fired" + (f" ({', '.join(parts)})" if parts else "")
                + f"; {al['firing_now']} firing now.")
-    if s["mtta"]["count"] or s["mttr"]["count"]:
-        out.append(f"MTTA {format_duration(s['mtta']['mean_seconds'])}, MTTR {format_duration(s['mttr']['mean_seconds'])}.")
     if s["worst_agents"]:
         w = s["worst_agents"][0]
-        out.append(f"Weakest agent: {w['agent']} at {w['score']:.0f}/100" + (f" ({w['weakest']})." if w["weakest"] else "."))
+        out.append(f"Weakest agent now: {w['agent']} at {w['score']:.0f}/100" + (f" ({w['weakest']})." if w["weakest"] else "."))
     if s["forecasts"]["breaches"]:
         b = s["forecasts"]["breaches"][0]
         out.append(f"Predicted: {b['series']} to breach {b['rule']} ({b['threshold']}) in {b['time_to_breach']}.")
@@ -165,15 +366,50 @@ def _fmt(x: Any) -> str:
 
 
 def to_markdown(summary: dict[str, Any]) -> str:
-    """The summary as Markdown (for files, Discord descriptions and the dashboard)."""
+    """The summary as Markdown (for files, Discord descriptions and the dashboard): SLOs first, then
+    incidents, cost, risks and recommendations, then the details."""
     s = summary
     p = s["period"]
-    lines = [f"# Performance executive summary", "", f"Period: {p['start']} → {p['end']} ({p['length']})", ""]
+    lines = ["# Performance executive summary", "",
+             f"Period: {p.get('start_text', p['start'])} → {p.get('end_text', p['end'])} ({p['length']})", ""]
     lines += [f"- {x}" for x in s["headline"]]
+    if s.get("slos"):
+        lines += ["", f"## SLOs (over the period, {p['length']})", "",
+                  "| SLO | objective | achieved | budget left | burn (last hour) | status |", "|---|---|---|---|---|---|"]
+        for r in s["slos"]:
+            lines.append(f"| {r['series']} | {r['objective_display']} | {r['achieved_display']} | "
+                         f"{r['budget_left_display']} | {r['burn_display']} | {r['status']} |")
+    inc = s.get("incidents")
+    if inc is not None:
+        lines += ["", "## Incidents", "",
+                  f"{inc['count']} incident(s) ({inc['critical']} critical, {inc['warning']} warning); "
+                  f"{inc['total_text']} in total, longest {inc['longest_text']}; MTTA {inc['mtta_text']}, "
+                  f"MTTR {inc['mttr_text']}"]
+        if inc["list"]:
+            lines.append("")
+        for i in inc["list"]:
+            lines.append(f"- {i['start_text']}, {i['duration_text']}{' (ongoing)' if i['ongoing'] else ''}, "
+                         f"{i['severity']}: {', '.join(i['rules'])}"
+                         + (f" on {', '.join(i['agents'])}" if i["agents"] else "")
+                         + (f"; SLOs broken: {', '.join(i['slos'])}" if i["slos"] else ""))
+    if s.get("cost"):
+        lines += ["", "## Cost", ""]
+        for c in s["cost"]:
+            lines.append(f"- {c['slo']}: {c['spent_text']} over the period (limit {c['limit_text']}, {c['status']}); "
+                         f"current {c['current_period']} period {c['current_spent_text']}, projected "
+                         f"{c['projected_text']} of {c['current_limit_text']}")
+    if s.get("risks"):
+        lines += ["", "## Risks", ""] + [f"- {x}" for x in s["risks"]]
+    if s["recommendations"]:
+        lines += ["", "## Recommendations", ""]
+        for r in s["recommendations"]:
+            lines.append(f"- [{r['priority']}] {r['title']} — {r['action']}")
     h = s["health"]
     lines += ["", "## Health", "",
-              f"Over the period: **{_fmt(h.get('period_score'))}** ({h.get('period_status', '—')}), "
-              f"this {p['length']} against the one before:", ""]
+              f"Over the period: **{_fmt(h.get('period_score'))}** ({h.get('period_status', '—')})"
+              + (": " + "; ".join(h.get("period_reasons") or []) if h.get("period_reasons") else "")]
+    if h.get("period_components"):
+        lines += ["", f"Measured components, this {p['length']} against the one before:", ""]
     for c in h.get("period_components", []):
         lines.append(f"- {c['name']}: {_fmt(c['score'])} — {c['evidence']}")
     lines += ["", f"Now (the last hour): **{_fmt(h['score'])}** ({h['status']}); at the start of the period "
@@ -181,7 +417,8 @@ def to_markdown(summary: dict[str, Any]) -> str:
     for c in h["components"]:
         lines.append(f"- {c['name']}: {_fmt(c['score'])} — {c['evidence']}")
     if s["agents"]:
-        lines += ["", "| agent | health | status | change | weakest |", "|---|---|---|---|---|"]
+        lines += ["", "Per agent, now (the last hour):", "",
+                  "| agent | health | status | change | weakest |", "|---|---|---|---|---|"]
         for a in s["agents"]:
             ch = "—" if a["change"] is None else f"{a['change']:+.1f}"
             lines.append(f"| {a['agent']} | {_fmt(a['score'])} | {a['status']} | {ch} | {a['weakest'] or '—'} |")
@@ -196,17 +433,12 @@ def to_markdown(summary: dict[str, Any]) -> str:
     if s["trends"]:
         lines += ["", "## Worsening trends", ""]
         for t in s["trends"]:
-            ch = "" if t["change_pct"] is None else f", {t['change_pct']:+.1f}% vs the previous period"
-            lines.append(f"- {t['series']}: {_fmt(t['slope_per_hour'])} per hour{ch}")
+            lines.append(f"- {t['series']}: {t.get('text') or _fmt(t['slope_per_hour'])}")
     if s["forecasts"]["breaches"]:
         lines += ["", f"## Forecasts (next {s['forecasts']['horizon']})", ""]
         for b in s["forecasts"]["breaches"]:
             lines.append(f"- {b['series']}: {b['rule']} ({b['threshold']}) in {b['time_to_breach']} "
                          f"(probability {_fmt(b['probability'])})")
-    if s["recommendations"]:
-        lines += ["", "## Recommendations", ""]
-        for r in s["recommendations"]:
-            lines.append(f"- [{r['priority']}] {r['title']} — {r['action']}")
     return "\n".join(lines) + "\n"
 
 
