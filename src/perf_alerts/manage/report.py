@@ -36,8 +36,16 @@ def alert_timeline(system: "PerfAlerts", summary: dict[str, Any], buckets: int =
     return {"edges": edges.tolist(), "counts": {k: v.tolist() for k, v in counts.items()}}
 
 
+def chart_data(summary: dict[str, Any]) -> dict[str, Any]:
+    """What the chart's left panel draws: each SLO's error budget left over the period (the summary's numbers)."""
+    rows = [r for r in summary.get("slos", []) if r.get("budget_remaining") is not None]
+    return {"title": f"Error budget left over the period ({summary['period']['length']})",
+            "series": [r["series"] for r in rows], "budget_remaining": [r["budget_remaining"] for r in rows],
+            "labels": [r["budget_left_display"] for r in rows], "status": [r["status"] for r in rows]}
+
+
 def chart_png(system: "PerfAlerts", summary: dict[str, Any]) -> bytes:
-    """Two panels: health per agent (now vs the previous period) and alert firings over the period."""
+    """Two panels: each SLO's error budget left over the period, and alert firings over the period."""
     import matplotlib
 
     matplotlib.use("Agg", force=True)
@@ -45,22 +53,21 @@ def chart_png(system: "PerfAlerts", summary: dict[str, Any]) -> bytes:
     from matplotlib.dates import DateFormatter
 
     timeline = alert_timeline(system, summary)
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4), dpi=110, gridspec_kw={"width_ratios": [1, 1.6]})
-    agents = [a for a in summary["agents"] if a["score"] is not None]
-    names = [a["agent"] for a in agents] or ["no data"]
-    cur = [a["score"] or 0 for a in agents] or [0]
-    prev = [a["previous_score"] if a["previous_score"] is not None else np.nan for a in agents] or [np.nan]
+    data = chart_data(summary)
+    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(12, 4.4), dpi=110, gridspec_kw={"width_ratios": [1.2, 1.6]})
+    names = data["series"] or ["no SLO data"]
+    left = [max(-1.0, min(1.0, x)) * 100 for x in data["budget_remaining"]] or [0.0]
     y = np.arange(len(names))
-    ax1.barh(y + 0.2, cur, height=0.4, color=["#43a047" if s >= 80 else "#fb8c00" if s >= 50 else "#e53935" for s in cur],
-             label="this period")
-    ax1.barh(y - 0.2, prev, height=0.4, color="#b0bec5", label="previous period")
-    ax1.set_yticks(y, names)
-    ax1.set_xlim(0, 100)
-    ax1.set_xlabel("health (0–100)")
-    ax1.set_title("Health per agent")
-    ax1.legend(loc="upper center", bbox_to_anchor=(0.5, -0.2), ncol=2, fontsize=8, frameon=False)
-    for yi, s in zip(y, cur):
-        ax1.text(min(s + 1, 92), yi + 0.2, f"{s:.0f}", va="center", fontsize=8)
+    colors = ["#e53935" if st == "breached" else "#fb8c00" if st == "at risk" else "#43a047" for st in data["status"]]
+    ax1.barh(y, left, height=0.6, color=colors or ["#b0bec5"])
+    ax1.axvline(0, color="#37474f", linewidth=0.8)
+    ax1.set_yticks(y, names, fontsize=7)
+    ax1.invert_yaxis()
+    ax1.set_xlim(-100, 100)
+    ax1.set_xlabel("error budget left, % (negative: overspent)")
+    ax1.set_title(data["title"], fontsize=9)
+    for yi, v, lab in zip(y, left, data["labels"]):
+        ax1.text(v + (2 if v >= 0 else -2), yi, lab, va="center", ha="left" if v >= 0 else "right", fontsize=7)
 
     from datetime import datetime, timezone
 
@@ -72,7 +79,8 @@ def chart_png(system: "PerfAlerts", summary: dict[str, Any]) -> bytes:
         vals = np.asarray(timeline["counts"][sev])
         ax2.bar(centers, vals, width=width, bottom=bottom, color=color, label=sev)
         bottom += vals
-    ax2.set_title(f"Alerts fired ({summary['alerts']['fired_total']} in {summary['period']['length']})")
+    ax2.set_title(f"Alerts fired over the period ({summary['alerts']['fired_total']} in {summary['period']['length']})",
+                  fontsize=9)
     ax2.xaxis.set_major_formatter(DateFormatter("%m-%d %H:%M"))
     ax2.tick_params(axis="x", labelrotation=30, labelsize=8)
     ax2.set_ylabel("firings")
@@ -80,7 +88,10 @@ def chart_png(system: "PerfAlerts", summary: dict[str, Any]) -> bytes:
 
     ax2.yaxis.set_major_locator(MaxNLocator(integer=True))
     ax2.legend(fontsize=8)
-    fig.suptitle(f"perf-alerts — {summary['period']['start'][:16]} → {summary['period']['end'][:16]} UTC", fontsize=10)
+    p = summary["period"]
+    h = summary["health"]
+    verdict = "" if h.get("period_status") is None else f" — over the period: {h['period_status']}"
+    fig.suptitle(f"perf-alerts — {p.get('start_text', p['start'])} → {p.get('end_text', p['end'])}{verdict}", fontsize=10)
     fig.tight_layout()
     buf = io.BytesIO()
     fig.savefig(buf, format="png")
@@ -97,10 +108,27 @@ def _cell(x: Any) -> str:
 
 
 def to_html(summary: dict[str, Any], markdown: str, chart: bytes | None = None) -> str:
-    """A self-contained page (inline CSS, chart embedded), fit to mail or archive."""
+    """A self-contained page (inline CSS, chart embedded), fit to mail or archive. Every number is the
+    summary's own text (the Markdown, the Discord message and the crew tool show the same)."""
     import base64
 
+    e = html.escape
     h = summary["health"]
+    p = summary["period"]
+    inc = summary.get("incidents") or {}
+    slo_rows = "".join(
+        f"<tr><td>{e(r['series'])}</td><td>{e(r['objective_display'])}</td><td>{e(r['achieved_display'])}</td>"
+        f"<td>{e(r['budget_left_display'])}</td><td>{e(r['burn_display'])}</td><td>{e(r['status'])}</td>"
+        f"<td>{e(r['why'])}</td></tr>" for r in summary.get("slos", []))
+    incidents = "".join(
+        f"<li>{e(i['start_text'])}, {e(i['duration_text'])}{' (ongoing)' if i['ongoing'] else ''}, {e(i['severity'])}: "
+        f"{e(', '.join(i['rules']))}" + (f" on {e(', '.join(i['agents']))}" if i["agents"] else "")
+        + (f"; SLOs broken: {e(', '.join(i['slos']))}" if i["slos"] else "") + "</li>" for i in inc.get("list", []))
+    cost = "".join(
+        f"<li>{e(c['slo'])}: {e(c['spent_text'])} over the period (limit {e(c['limit_text'])}, {e(c['status'])}); "
+        f"current {e(str(c['current_period']))} period {e(c['current_spent_text'])}, projected {e(c['projected_text'])} "
+        f"of {e(c['current_limit_text'])}</li>" for c in summary.get("cost", []))
+    risks = "".join(f"<li>{e(x)}</li>" for x in summary.get("risks", []))
     rows = "".join(
         f"<tr><td>{_cell(a['agent'])}</td><td>{_cell(a['score'])}</td><td>{_cell(a['previous_score'])}</td>"
         f"<td>{_cell(a['change'])}</td><td>{_cell(a['status'])}</td><td>{_cell(a['weakest'])}</td></tr>"
@@ -110,36 +138,59 @@ def to_html(summary: dict[str, Any], markdown: str, chart: bytes | None = None) 
     breaches = "".join(
         f"<li>{_cell(b.get('series'))}: {_cell(b.get('rule'))} {_cell(b.get('threshold'))} in {_cell(b.get('time_to_breach'))}"
         f" (p={_cell(b.get('probability'))})</li>" for b in summary["forecasts"]["breaches"])
+    trends = "".join(f"<li>{e(t['series'])}: {e(t.get('text') or '')}</li>" for t in summary.get("trends", []))
     findings = "".join(f"<li>{_cell(f)}</li>" for f in summary.get("findings", []))
-    img = (f'<img alt="health per agent and alerts fired" src="data:image/png;base64,{base64.b64encode(chart).decode()}">'
-           if chart else "")
+    headline = "".join(f"<li>{e(x)}</li>" for x in summary.get("headline", []))
+    img = (f'<img alt="error budget left per SLO and alerts fired over the period" '
+           f'src="data:image/png;base64,{base64.b64encode(chart).decode()}">' if chart else "")
     a = summary["alerts"]
     sev = ", ".join(f"{k}: {v}" for k, v in a["fired_by_severity"].items())
+    reasons = "; ".join(h.get("period_reasons") or [])
+    mtta = summary["mtta"].get("text") or _dur(summary["mtta"].get("mean_seconds"))
+    mttr = summary["mttr"].get("text") or _dur(summary["mttr"].get("mean_seconds"))
     return f"""<!doctype html>
-<html lang="en"><head><meta charset="utf-8"><title>{html.escape(summary.get('title', 'Executive summary'))}</title>
+<html lang="en"><head><meta charset="utf-8"><title>{e(summary.get('title', 'Executive summary'))}</title>
 <style>
 body{{font-family:system-ui,-apple-system,Segoe UI,Roboto,sans-serif;max-width:960px;margin:2em auto;color:#1c2733;line-height:1.45}}
 h1{{font-size:1.5em}} h2{{font-size:1.15em;border-bottom:1px solid #e0e6ed;padding-bottom:.2em;margin-top:1.6em}}
 table{{border-collapse:collapse;width:100%}} td,th{{border-bottom:1px solid #eef1f4;padding:.35em .5em;text-align:left}}
-.kpi{{display:inline-block;margin:.3em 1.5em .3em 0}} .kpi b{{font-size:1.4em;display:block}}
+.kpi{{display:inline-block;margin:.3em 1.5em .3em 0;vertical-align:top}} .kpi b{{font-size:1.4em;display:block}}
 img{{max-width:100%;margin-top:1em}}
 </style></head><body>
-<h1>{html.escape(summary.get('title', 'Executive summary'))}</h1>
-<p>{html.escape(summary['period']['start'])} → {html.escape(summary['period']['end'])} ({html.escape(summary['period']['length'])})</p>
-<div class="kpi"><b>{_cell(h['score'])}</b>health ({_cell(h['status'])}; change {_cell(h['change'])})</div>
-<div class="kpi"><b>{a['fired_total']}</b>alerts fired ({html.escape(sev)})</div>
-<div class="kpi"><b>{a['firing_now']}</b>firing now</div>
-<div class="kpi"><b>{_cell(summary['mtta'].get('mean_seconds'))} s</b>MTTA</div>
-<div class="kpi"><b>{_cell(summary['mttr'].get('mean_seconds'))} s</b>MTTR</div>
+<h1>{e(summary.get('title', 'Executive summary'))}</h1>
+<p>{e(p.get('start_text') or p['start'])} → {e(p.get('end_text') or p['end'])} ({e(p['length'])})</p>
+<div class="kpi"><b>{_cell(h.get('period_score'))}</b>over the period ({_cell(h.get('period_status'))})</div>
+<div class="kpi"><b>{_cell(h['score'])}</b>now, the last hour ({_cell(h['status'])})</div>
+<div class="kpi"><b>{inc.get('count', 0)}</b>incidents ({e(str(inc.get('total_text', '-')))} in total)</div>
+<div class="kpi"><b>{a['fired_total']}</b>alerts fired ({e(sev)})</div>
+<div class="kpi"><b>{e(mtta)}</b>MTTA</div>
+<div class="kpi"><b>{e(mttr)}</b>MTTR</div>
+<p>{e(reasons)}</p>
+<ul>{headline}</ul>
+<h2>SLOs (over the period, {e(p['length'])})</h2>
+<table><tr><th>SLO</th><th>objective</th><th>achieved</th><th>budget left</th><th>burn (last hour)</th><th>status</th><th>why</th></tr>{slo_rows or '<tr><td colspan="7">no SLOs configured</td></tr>'}</table>
+<h2>Incidents</h2>
+<p>{inc.get('count', 0)} incident(s) ({inc.get('critical', 0)} critical, {inc.get('warning', 0)} warning);
+{e(str(inc.get('total_text', '-')))} in total, longest {e(str(inc.get('longest_text', '-')))}; MTTA {e(str(inc.get('mtta_text', mtta)))}, MTTR {e(str(inc.get('mttr_text', mttr)))}</p>
+<ul>{incidents or '<li>none</li>'}</ul>
+<h2>Cost</h2><ul>{cost or '<li>no budget SLO configured</li>'}</ul>
+<h2>Risks</h2><ul>{risks or '<li>none</li>'}</ul>
+<h2>Recommendations</h2><ul>{recs or '<li>none</li>'}</ul>
 {img}
-<h2>Agents</h2><table><tr><th>agent</th><th>health</th><th>previous</th><th>change</th><th>status</th><th>weakest component</th></tr>{rows}</table>
+<h2>Agents, now (the last hour)</h2><table><tr><th>agent</th><th>health</th><th>at the start of the period</th><th>change</th><th>status</th><th>weakest component</th></tr>{rows}</table>
+<h2>Worsening trends</h2><ul>{trends or '<li>none</li>'}</ul>
 <h2>Findings</h2><ul>{findings or '<li>none</li>'}</ul>
 <h2>Noisiest rules</h2><ul>{noisy or '<li>none</li>'}</ul>
 <h2>Predicted breaches</h2><ul>{breaches or '<li>none within the horizon</li>'}</ul>
-<h2>Recommendations</h2><ul>{recs or '<li>none</li>'}</ul>
-<details><summary>Markdown version</summary><pre>{html.escape(markdown)}</pre></details>
+<details><summary>Markdown version</summary><pre>{e(markdown)}</pre></details>
 </body></html>
 """
+
+
+def _dur(seconds: Any) -> str:
+    from perf_alerts.timeutil import format_duration
+
+    return format_duration(seconds)
 
 
 def build_summary(system: "PerfAlerts", period_seconds: float, at: float | None = None,
@@ -192,6 +243,14 @@ def _discord_text(summary: dict[str, Any]) -> str:
     """The summary's headline (the same sentences the Markdown opens with) plus the noisiest rules:
     Discord embeds hold 4,096 characters; the rest is in the attached chart and the files."""
     lines = [f"• {x}" for x in summary.get("headline", [])]
+    rows = summary.get("slos", [])
+    if rows:
+        worst = sorted(rows, key=lambda r: {"breached": 0, "at risk": 1, "ok": 2}.get(r["status"], 3))[:6]
+        lines.append("SLOs over the period (objective · achieved · budget left · burn, last hour):")
+        lines += [f"  {r['series']}: {r['objective_display']} · {r['achieved_display']} · {r['budget_left_display']} · "
+                  f"{r['burn_display']} — {r['status']}" for r in worst]
+        if len(rows) > len(worst):
+            lines.append(f"  … and {len(rows) - len(worst)} more in the attached summary")
     if summary["noisiest_rules"]:
         lines.append("• Noisiest rules: " + ", ".join(f"{r['rule']} ×{r['fired']}" for r in summary["noisiest_rules"][:3]))
     return "\n".join(lines)[:3800]

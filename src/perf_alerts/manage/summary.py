@@ -321,7 +321,7 @@ def _headline(s: dict[str, Any]) -> list[str]:
     else:
         score = "" if h.get("period_score") is None else f" {h['period_score']:.0f}/100,"
         why = h.get("period_reasons") or []
-        out.append(f"Over the period ({length}):{score} {h['period_status']}" + (f" — {why[0]}" if why else "") + ".")
+        out.append(f"Health over the period ({length}):{score} {h['period_status']}" + (f" — {why[0]}" if why else "") + ".")
     if slos:
         held = sum(1 for r in measured if r["status"] != "breached")
         breached = [r for r in measured if r["status"] == "breached"]
@@ -345,7 +345,7 @@ def _headline(s: dict[str, Any]) -> list[str]:
                    f"{c['current_limit_text']}.")
     if h["score"] is not None:
         ch = "" if h["change"] is None else f" ({h['change']:+.1f} vs the start of the period)"
-        out.append(f"Now (the last hour): health {h['score']:.0f}/100, {h['status']}{ch}.")
+        out.append(f"Health now (the last hour): {h['score']:.0f}/100, {h['status']}{ch}.")
     al = s["alerts"]
     parts = [f"{n} {sev}" for sev, n in al["fired_by_severity"].items() if n]
     out.append(f"{al['fired_total']} alert(s) fired" + (f" ({', '.join(parts)})" if parts else "")
