@@ -38,12 +38,14 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 from urllib.parse import urlsplit
 
 import numpy as np
-from fastapi import Body, FastAPI, Query, Request
+from fastapi import Body, FastAPI, Path as PathParam, Query, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import HTMLResponse, JSONResponse, Response
+from fastapi.routing import APIRoute
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, StrictFloat, StrictInt, StrictStr
 from starlette.exceptions import HTTPException as StarletteHTTPException
+from starlette.routing import Match
 
 from perf_alerts.errors import ConflictError, DeliveryError, InputError, NotFoundError, PerfAlertsError, StoreError
 from perf_alerts.http.limits import BodySizeLimit, SafeJSONRoute
@@ -241,9 +243,12 @@ class SilenceIn(_Body):
     matchers: list[str] | dict[str, Any] | None = Field(
         default=None, description='["agent=researcher", "alertname=~\\"High.*\\""] or {"agent": "researcher"}')
     fingerprint: str | None = Field(default=None, description="silence exactly this alert's series instead of matchers")
-    duration: str | float | None = Field(default=None, description="e.g. 1h (default 1h unless ends_at is given)")
-    starts_at: str | float | None = None
-    ends_at: str | float | None = None
+    # strict: `true` is no duration and no time (lax parsing would read it as 1)
+    duration: StrictStr | StrictFloat | StrictInt | None = Field(
+        default=None, description="e.g. 1h, or seconds (default 1h unless ends_at is given)")
+    starts_at: StrictStr | StrictFloat | StrictInt | None = Field(
+        default=None, description="ISO 8601 or Unix seconds (default now)")
+    ends_at: StrictStr | StrictFloat | StrictInt | None = Field(default=None, description="ISO 8601 or Unix seconds")
     comment: str = Field(default="", max_length=1000)
     created_by: str = Field(default="dashboard", min_length=1, max_length=100)
 
@@ -287,6 +292,9 @@ _METRICS_BODY: dict[str, Any] = {
 }
 
 
+# Documented, not enforced by FastAPI (the handlers answer a bad one with a 400 that says why)
+_FINGERPRINT = PathParam(description="an alert's fingerprint, or a unique prefix of it (hex)",
+                         json_schema_extra={"pattern": "^[0-9a-fA-F]{1,64}$"})
 _SILENCE_EXAMPLES: dict[str, Any] = {
     "matchers": {"summary": "matchers, for an hour", "value": {
         "matchers": ["agent=researcher", 'alertname=~"High.*"'], "duration": "1h", "comment": "deploying"}},
@@ -361,9 +369,15 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         return _error(422, "invalid request: " + "; ".join(f"{'.'.join(d['loc'])}: {d['msg']}" for d in detail[:5]), detail)
 
     @app.exception_handler(StarletteHTTPException)
-    async def _http_error(_: Request, exc: StarletteHTTPException) -> Response:
+    async def _http_error(request: Request, exc: StarletteHTTPException) -> Response:
         msg = {404: "not found", 405: "method not allowed"}.get(exc.status_code, str(exc.detail))
-        return _error(exc.status_code, msg, None, getattr(exc, "headers", None))
+        headers = dict(getattr(exc, "headers", None) or {})
+        if exc.status_code == 405:  # every method of the path (Starlette names only the first route's)
+            allowed = {m for r in app.router.routes if isinstance(r, APIRoute)
+                       and r.matches(request.scope)[0] != Match.NONE for m in (r.methods or ())}
+            if allowed:
+                headers["Allow"] = ", ".join(sorted(allowed))
+        return _error(exc.status_code, msg, None, headers)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> Response:  # a bug, never a user mistake
@@ -439,7 +453,13 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
                   "At least one sample stored; the refused ones are named in `errors` (partial success)")},
                   **_responses(400, 413, 422)}, openapi_extra={"requestBody": _METRICS_BODY})
     def post_metrics(body: Any = Body(..., description='[{"metric", "value", "timestamp"?, "labels"?}] or {"samples": [...]}')) -> Any:
-        records = body.get("samples") if isinstance(body, dict) and "samples" in body else body
+        if isinstance(body, dict) and "samples" in body:
+            extra = sorted(str(k)[:40] for k in body if k != "samples")
+            if extra:
+                raise ApiError(400, f"unknown field(s) next to \"samples\": {', '.join(extra[:10])}")
+            records = body["samples"]
+        else:
+            records = body
         if isinstance(records, dict) and "metric" in records:
             records = [records]
         if not isinstance(records, list):
@@ -479,7 +499,7 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
             health_cache[key] = (time.monotonic(), out)
             return out
 
-    @app.get(f"{API_PREFIX}/summary", responses=_responses(400))
+    @app.get(f"{API_PREFIX}/summary", responses=_responses(400, 422))
     def summary(period: str | None = Query(None, description="e.g. 7d")) -> Any:
         p = parse_duration_arg(period, "period", default=7 * 86400.0, lo=3600.0, hi=366 * 86400.0)
         try:
@@ -500,19 +520,19 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         alerts = system.alerts(parse_alert_states(state, "state"))
         return {"now": iso(system.clock.now()), "count": len(alerts), "alerts": _views(alerts[:limit])}
 
-    @app.get(f"{API_PREFIX}/alerts/{{fingerprint}}", responses=_responses(400, 404, 409))
-    def get_alert(fingerprint: str) -> Any:
+    @app.get(f"{API_PREFIX}/alerts/{{fingerprint}}", responses=_responses(400, 404, 409, 422))
+    def get_alert(fingerprint: str = _FINGERPRINT) -> Any:
         a = system.resolve_fingerprint(fingerprint)
         d = _views([a])[0]
         d["events"] = [{**e, "at": iso(e["ts"])} for e in system.store.events(fingerprint=a.fingerprint)[-50:]]
         return d
 
     @app.post(f"{API_PREFIX}/alerts/{{fingerprint}}/ack", responses=_responses(400, 404, 409, 422))
-    def ack_alert(fingerprint: str, body: AckIn | None = Body(None)) -> Any:
+    def ack_alert(fingerprint: str = _FINGERPRINT, body: AckIn | None = Body(None)) -> Any:
         return _views([system.ack(fingerprint, by=(body.by if body else "dashboard"))])[0]
 
-    @app.get(f"{API_PREFIX}/alerts/{{fingerprint}}/series", responses=_responses(400, 404, 409))
-    def alert_series(fingerprint: str, lookback: str | None = Query(None, description="e.g. 6h")) -> Any:
+    @app.get(f"{API_PREFIX}/alerts/{{fingerprint}}/series", responses=_responses(400, 404, 409, 422))
+    def alert_series(fingerprint: str = _FINGERPRINT, lookback: str | None = Query(None, description="e.g. 6h")) -> Any:
         """The samples behind an alert: its rule's metric for the alert's series, with the threshold."""
         a = system.resolve_fingerprint(fingerprint)
         lb = parse_duration_arg(lookback, "lookback", default=6 * 3600.0, lo=60.0, hi=90 * 86400.0)
@@ -555,7 +575,8 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         return {"start": start, "end": end, "series": out}
 
     @app.get(f"{API_PREFIX}/series", responses=_responses(400, 422))
-    def series_endpoint(metric: str = Query(..., description="metric name"),
+    def series_endpoint(metric: str = Query(..., description="metric name", json_schema_extra={
+                            "pattern": "^[a-zA-Z_:][a-zA-Z0-9_:]*$", "maxLength": 200}),
                         labels: str | None = Query(None, description="agent=researcher,task=x or a JSON object"),
                         lookback: str | None = Query(None, description="e.g. 6h")) -> Any:
         validate_metric_name(metric)
@@ -600,8 +621,9 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         sil = add_silence(system.store, matchers, starts, ends, body.created_by, body.comment, now)
         return sil.to_dict(now)
 
-    @app.delete(f"{API_PREFIX}/silences/{{silence_id}}", responses=_responses(400, 404))
-    def expire_silence_ep(silence_id: str) -> Any:
+    @app.delete(f"{API_PREFIX}/silences/{{silence_id}}", responses=_responses(400, 404, 422))
+    def expire_silence_ep(silence_id: str = PathParam(description="the silence's id (hex)", json_schema_extra={
+                              "pattern": _SILENCE_ID_RE.pattern})) -> Any:
         from perf_alerts.notify.silence import expire_silence
 
         if not _SILENCE_ID_RE.match(silence_id):
