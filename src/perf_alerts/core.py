@@ -47,11 +47,13 @@ class EvaluationResult:
     transitions: list[Transition]
     active: list[Alert]
     errors: list[str] = field(default_factory=list)
+    slo_rules: int = 0  # SLO burn-rate alert rules evaluated (not counted in `rules`, the configured rules)
 
     def to_dict(self) -> dict[str, Any]:
         return {
             "at": iso(self.at),
             "rules": self.rules,
+            "slo_alert_rules": self.slo_rules,
             "series_evaluated": self.series,
             "transitions": [
                 {"fingerprint": t.alert.fingerprint, "rule": t.alert.rule, "event": t.event,
@@ -194,14 +196,16 @@ class PerfAlerts:
                      for t in trs), con)
                 transitions += trs
             transitions += self._retire_orphans(at, con)
-            self.store.kv_set("last_evaluation", {"at": at, "rules": len(rules), "errors": errors}, con)
+            n_slo = sum(1 for r in rules if r.type == "slo_burn")
+            self.store.kv_set("last_evaluation", {"at": at, "rules": len(rules) - n_slo, "slo_alert_rules": n_slo,
+                                                  "errors": errors}, con)
             # the active alerts: this cycle's rules from memory, the other rules' from the store
             live = (AlertState.FIRING, AlertState.PENDING)
             active = [a for cur in current.values() for a in cur.values() if a.state in live]
             others = sorted({r.name for r in self.config.alerting_rules()} - set(current))
             if others:
                 active += self.store.load_alerts(states=live, rules=others, con=con)
-        return EvaluationResult(at, len(rules), n_series, transitions, sort_worst_first(active), errors)
+        return EvaluationResult(at, len(rules) - n_slo, n_series, transitions, sort_worst_first(active), errors, n_slo)
 
     def _retire_orphans(self, at: float, con: Any) -> list[Transition]:
         """Alerts of a rule that was renamed or removed resolve now: nothing will ever evaluate them again."""

@@ -12,7 +12,7 @@ from __future__ import annotations
 from typing import Any, Optional, cast
 
 from crewai import Agent, Crew, Process, Task
-from crewai.project import CrewBase, agent, crew, task
+from crewai.project import CrewBase, agent, before_kickoff, crew, task
 
 from perf_alerts.config import packaged_config_dir
 from perf_alerts.crew.settings import (  # noqa: F401  (re-exported)
@@ -56,6 +56,13 @@ class PerformanceAnalyticsCrew:
         # description / expected_output are filled in from `config` by Task's validator, but
         # its pydantic-generated __init__ signature marks them as required.
         return Task(config=self._task_config(name))  # type: ignore[call-arg]
+
+    # -- kickoff inputs ----------------------------------------------------------------
+    @before_kickoff
+    def fill_default_inputs(self, inputs: Optional[dict[str, Any]]) -> dict[str, Any]:
+        """Every `{placeholder}` of config/tasks.yaml gets its default (`DEFAULT_INPUTS`) unless the kickoff
+        gives it: `crew().kickoff(inputs={"lookback_hours": 24})` works."""
+        return kickoff_inputs(inputs)
 
     # -- tools ------------------------------------------------------------------------
     def analytics_tool(self) -> AdvancedPerformanceAnalyticsTool:

@@ -313,6 +313,9 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
         }
         if len(agents) > TOP:
             data["agents_not_shown"] = len(agents) - TOP
+        slos = _slo_facts(system, agent)
+        if slos is not None:
+            data["slos"] = slos
         if rep["series_analyzed"] == 0:
             data["_status"] = "uncertain"
             data["_note"] = "no data in the window: nothing to judge (widen lookback_hours or check the filters)"
@@ -397,7 +400,13 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
         from perf_alerts.manage.report import build_summary, send_summary
 
         s, md, png = build_summary(system, lookback, chart=send)
-        data = {k: v for k, v in s.items() if k != "agents"}
+        # the same summary object every rendering uses; the SLO rows with their display texts first
+        data = {k: v for k, v in s.items() if k not in ("agents", "slos_now", "slos")}
+        data["slos"] = [{k: r[k] for k in ("series", "objective_display", "achieved_display", "budget_left_display",
+                                           "burn_display", "status", "why", "achieved", "budget_remaining", "burn_rate")}
+                        for r in s.get("slos", [])][:12]
+        data["slos_not_shown"] = max(0, len(s.get("slos", [])) - 12)
+        data["health"] = {k: v for k, v in s["health"].items() if k not in ("components", "period_components")}
         if send:
             rep = send_summary(system, s, md, png).to_dict()
             data["delivery"] = {"state": rep["state"], "delivered": rep["delivered"], "dead": rep["dead"],
@@ -443,6 +452,23 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
                 "age": format_duration(max(0.0, now - float(last.get("at") or now))),
                 "errors": (last.get("errors") or [])[:3]},
         }
+
+
+def _slo_facts(system: Any, agent: str | None) -> dict[str, Any] | None:
+    """Every SLO now (its compliance window; budget SLOs: the current period), worst first: the rows of
+    `perf-alerts slo`. None when no SLO is configured."""
+    from perf_alerts.analytics.slo import slo_report
+
+    if not system.config.slos:
+        return None
+    rep = slo_report(system.store, system.config, system.clock.now())
+    order = {"breached": 0, "at risk": 1, "ok": 2, "no data": 3}
+    rows = [r for r in rep["slos"] if agent is None or r["labels"].get("agent") in (None, agent)]
+    rows.sort(key=lambda r: order.get(r["status"], 4))
+    keep = ("name", "labels", "objective_text", "achieved_text", "budget_remaining", "burn_rate", "exhausted_at",
+            "status", "why", "window")
+    return {"at": rep["at"], "counts": rep["counts"], "rows": [{k: r[k] for k in keep} for r in rows[:8]],
+            "not_shown": max(0, len(rows) - 8)}
 
 
 def _matches(labels: dict[str, str], agent: str | None, filt: dict[str, str] | None) -> bool:
