@@ -63,7 +63,7 @@ def chart_png(system: "PerfAlerts", summary: dict[str, Any]) -> bytes:
     ax1.axvline(0, color="#37474f", linewidth=0.8)
     ax1.set_yticks(y, names, fontsize=7)
     ax1.invert_yaxis()
-    ax1.set_xlim(-100, 100)
+    ax1.set_xlim(-135, 125)  # room for the value labels beside the bars
     ax1.set_xlabel("error budget left, % (negative: overspent)")
     ax1.set_title(data["title"], fontsize=9)
     for yi, v, lab in zip(y, left, data["labels"]):
@@ -123,7 +123,9 @@ def to_html(summary: dict[str, Any], markdown: str, chart: bytes | None = None) 
     incidents = "".join(
         f"<li>{e(i['start_text'])}, {e(i['duration_text'])}{' (ongoing)' if i['ongoing'] else ''}, {e(i['severity'])}: "
         f"{e(', '.join(i['rules']))}" + (f" on {e(', '.join(i['agents']))}" if i["agents"] else "")
-        + (f"; SLOs broken: {e(', '.join(i['slos']))}" if i["slos"] else "") + "</li>" for i in inc.get("list", []))
+        + (f"; SLOs broken: {e(', '.join(i['slos']))}" if i["slos"] else "")
+        + (f"; budget burned fast (held): {e(', '.join(i.get('slos_burned', [])))}" if i.get("slos_burned") else "")
+        + "</li>" for i in inc.get("list", []))
     cost = "".join(
         f"<li>{e(c['slo'])}: {e(c['spent_text'])} over the period (limit {e(c['limit_text'])}, {e(c['status'])}); "
         f"current {e(str(c['current_period']))} period {e(c['current_spent_text'])}, projected {e(c['projected_text'])} "

@@ -211,14 +211,16 @@ def incident_report(system: "PerfAlerts", start: float, end: float, slo_rows: li
     for m in merged:
         sev = "critical" if any(e["severity"] == "critical" for e in m["eps"]) else "warning"
         agents = sorted({e["labels"]["agent"] for e in m["eps"] if e["labels"].get("agent")})
-        slos = {_slo_series(system, e["labels"]) for e in m["eps"] if e["labels"].get("slo")}
-        slos |= {r["series"] for r in breached if r["labels"].get("agent") in agents or not r["labels"]
-                 and any(e["labels"].get("slo") == r["name"] for e in m["eps"])}
+        burning = {_slo_series(system, e["labels"]) for e in m["eps"] if e["labels"].get("slo")}
+        # the SLOs this incident broke: breached over the period, on an agent of the incident or raised by its
+        # burn alerts; the others whose budget it burned fast (a burn alert fired) but that held
+        slos = {r["series"] for r in breached if r["series"] in burning
+                or (r["labels"].get("agent") and r["labels"].get("agent") in agents)}
         minutes = (m["end"] - m["start"]) / 60.0
         out.append({"start": iso_seconds(m["start"]), "end": iso_seconds(m["end"]), "start_text": human_time(m["start"]),
                     "minutes": round(minutes, 1), "duration_text": format_duration(m["end"] - m["start"]),
                     "severity": sev, "ongoing": m["ongoing"], "rules": sorted({e["rule"] for e in m["eps"]}),
-                    "agents": agents, "slos": sorted(slos)})
+                    "agents": agents, "slos": sorted(slos), "slos_burned": sorted(burning - slos)})
     # incident minutes: the union of the episodes of that severity (a critical and a warning at once count once)
     def union_minutes(sevs: tuple[str, ...]) -> float:
         total, cur_a, cur_b = 0.0, None, None
@@ -391,7 +393,8 @@ def to_markdown(summary: dict[str, Any]) -> str:
             lines.append(f"- {i['start_text']}, {i['duration_text']}{' (ongoing)' if i['ongoing'] else ''}, "
                          f"{i['severity']}: {', '.join(i['rules'])}"
                          + (f" on {', '.join(i['agents'])}" if i["agents"] else "")
-                         + (f"; SLOs broken: {', '.join(i['slos'])}" if i["slos"] else ""))
+                         + (f"; SLOs broken: {', '.join(i['slos'])}" if i["slos"] else "")
+                         + (f"; budget burned fast (held): {', '.join(i['slos_burned'])}" if i["slos_burned"] else ""))
     if s.get("cost"):
         lines += ["", "## Cost", ""]
         for c in s["cost"]:
