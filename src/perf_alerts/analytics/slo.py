@@ -248,9 +248,11 @@ def _status_ratio(slo: SLO, ev: SLOEvents, at: float, window: float, unit: str) 
             exhausted = t if t <= at + window else None
         if remaining < 0:
             status, why = "breached", f"{pct(achieved)} < objective {pct(slo.objective)}: budget overspent"
-        elif (b is not None and b > 1.0) or remaining < AT_RISK_REMAINING:
+        elif exhausted is not None or remaining < AT_RISK_REMAINING:
+            # at risk: the last hour's burn rate runs the budget out within the window, or little is left
             status = "at risk"
-            why = (f"burning {b:.1f}× the sustainable rate" if b is not None and b > 1.0
+            why = (f"burning {b:.1f}× the sustainable rate: {remaining:.0%} of the budget left, gone by "
+                   f"{human_time(exhausted)}" if exhausted is not None and b is not None
                    else f"only {remaining:.0%} of the error budget left")
         else:
             status, why = "ok", f"{remaining:.0%} of the error budget left"
@@ -380,11 +382,15 @@ def burn_alert_results(store: Store, config: Config, alert: str, at: float,
                 _status_budget(slo, ev, at, math.floor(at / slo.period) * slo.period,
                                math.floor(at / slo.period) * slo.period + slo.period, unit, slo.limit or 0.0))
         comp_by = {tuple(c.labels.get(b, "") for b in slo.by): c for c in comp}
+        # a burn rate "over 3d" from two hours of history is not one: a window is judged once the SLO's
+        # events reach back at least half of it (a new crew, a new agent, a store younger than the window)
+        first = np.full(len(ev.keys), np.inf)
+        np.minimum.at(first, ev.g, ev.t)
         for w in wins:
             bl = burn_rates(ev, at, w.long)
             bs = burn_rates(ev, at, w.short)
             for gi, key in enumerate(ev.keys):
-                if math.isnan(bl[gi]):
+                if math.isnan(bl[gi]) or first[gi] > at - w.long / 2:
                     continue
                 long_b = float(bl[gi])
                 short_b = 0.0 if math.isnan(bs[gi]) else float(bs[gi])
