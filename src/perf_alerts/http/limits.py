@@ -27,6 +27,8 @@ from fastapi import Request
 from fastapi.routing import APIRoute
 from starlette.responses import Response
 
+from perf_alerts.errors import InputError
+
 Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
@@ -37,8 +39,9 @@ DRAIN_BYTES = 256 * 1024 * 1024  # read and discarded after the limit, so the cl
 DRAIN_SECONDS = 15.0
 
 
-class BodyTooLarge(Exception):
-    """Raised by the limited `receive()` once a request body passes the limit."""
+class BodyTooLarge(InputError):
+    """Raised by the limited `receive()` once a request body passes the limit (a client's mistake;
+    whatever the app makes of it, `BodySizeLimit` answers 413)."""
 
 
 class BodySizeLimit:
