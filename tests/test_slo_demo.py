@@ -1,0 +1,31 @@
+"""The demo day (issue 11): its executive summary names the incidents and the SLOs they broke, and
+the period does not read healthy."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+CONFIG = Path(__file__).resolve().parents[1] / "config" / "alerting.yaml"
+
+
+def test_demo_day_summary_names_incidents_and_broken_slos(tmp_path: Path, monkeypatch) -> None:
+    from perf_alerts.demo import run_demo
+
+    monkeypatch.setenv("DISCORD_WEBHOOK_URL", "")
+    lines: list[str] = []
+    report = run_demo(tmp_path / "out", config=str(CONFIG), echo=lines.append, with_tool=False)
+    summary = json.loads((tmp_path / "out" / "executive-summary.json").read_text())
+    md = (tmp_path / "out" / "executive-summary.md").read_text()
+    incidents = summary["incidents"]["list"]
+    assert summary["incidents"]["critical"] >= 2
+    spike = next(i for i in incidents if "researcher" in i["agents"] and "CriticalPerformanceDegradation" in i["rules"])
+    assert "task-latency{agent=researcher}" in spike["slos"]
+    burst = next(i for i in incidents if "writer" in i["agents"] and "CrewTaskFailures" in i["rules"])
+    assert {"task-success{agent=writer}", "tool-success{agent=writer}"} & set(burst["slos"])
+    assert "SLOs broken: task-latency{agent=researcher}" in md
+    h = summary["health"]
+    assert h["period_status"] != "healthy" and any("breached" in r for r in h["period_reasons"])
+    assert summary["headline"][0].startswith("Health over the period")
+    assert any(line.startswith("incident ") and "SLOs broken: task-latency{agent=researcher}" in line for line in lines)
+    assert report["slos"] == summary["slos"]
