@@ -26,4 +26,11 @@ LATENCY_METRICS = (TASK_SECONDS, LLM_SECONDS, TOOL_SECONDS)
 # errors → the metric whose sample count is the number of attempts
 ERROR_METRICS = {TASK_FAILURES: TASK_SECONDS, TOOL_ERRORS: TOOL_SECONDS, LLM_ERRORS: LLM_SECONDS}
 HOST_METRICS = (HOST_CPU, HOST_MEMORY, HOST_DISK)
+# Metric kinds (how samples combine; downsampling keeps what each kind's aggregates need):
+# the crew listener records one sample per occurrence (events: sum and count are meaningful),
+# the host source samples levels (gauges). User metrics: `metrics: {name: {kind: ...}}` in the
+# config, else `*_total` is a counter and anything else a gauge.
+EVENT_METRICS = (LLM_SECONDS, LLM_PROMPT_TOKENS, LLM_COMPLETION_TOKENS, LLM_ERRORS, TOOL_SECONDS, TOOL_ERRORS,
+                 TASK_SECONDS, TASK_FAILURES, KICKOFF_SECONDS, COST_USD)
+GAUGE_METRICS = HOST_METRICS
 AGENT_LABEL = "agent"

@@ -17,6 +17,7 @@ from typing import Any, Callable, Literal, Mapping
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
+from perf_alerts import catalog
 from perf_alerts.condition import Condition, ConditionError, parse_condition
 from perf_alerts.detectors import DETECTORS, threshold_for
 from perf_alerts.errors import ConfigError  # re-exported: front ends import it from here
@@ -1137,8 +1138,18 @@ _LOWER_BETTER = ("_seconds", "_latency", "_errors", "_errors_total", "_failures"
 _HIGHER_BETTER = ("_quality", "_success", "_success_ratio", "_score", "_accuracy", "_throughput", "_availability")
 
 
+def default_metric_kind(metric: str) -> Literal["gauge", "counter", "event"]:
+    """The kind of a metric the config does not describe: the crew listener's metrics are events
+    (one sample per occurrence), the host's gauges; otherwise `*_total` is a counter, else a gauge."""
+    if metric in catalog.EVENT_METRICS:
+        return "event"
+    if metric in catalog.GAUGE_METRICS:
+        return "gauge"
+    return "counter" if metric.endswith("_total") else "gauge"
+
+
 def default_metric_meta(metric: str) -> MetricMeta:
-    kind: Literal["gauge", "counter", "event"] = "counter" if metric.endswith("_total") else "gauge"
+    kind = default_metric_kind(metric)
     base = metric[: -len("_total")] if metric.endswith("_total") else metric
     if base.endswith(_HIGHER_BETTER):
         return MetricMeta(better="higher", kind=kind)

@@ -323,7 +323,8 @@ class PerfAlerts:
 
     def apply_retention(self) -> "RetentionReport":
         g = self.config.global_
-        return self.store.apply_retention(self.clock.now(), g.retention, g.downsample_after, g.downsample_step)
+        return self.store.apply_retention(self.clock.now(), g.retention, g.downsample_after, g.downsample_step,
+                                          kind_of=lambda metric: self.config.metric_meta(metric).kind)
 
 
 def _num(x: float | None) -> float | None:

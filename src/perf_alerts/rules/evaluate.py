@@ -13,7 +13,7 @@ from typing import Any, Callable
 import numpy as np
 
 from perf_alerts.alerts.state import SeriesResult, alert_labels
-from perf_alerts.analytics.stats import group_aggregate
+from perf_alerts.analytics.stats import block_aggregate
 from perf_alerts.config import Config, Rule
 from perf_alerts.model import fingerprint
 from perf_alerts.store import SampleBlock, SeriesInfo, Store
@@ -101,7 +101,7 @@ class Evaluator:
             return []
         block = self._block(series, at - rule.window, at)
         kind = self.config.metric_meta(rule.metric).kind
-        sids, agg = group_aggregate(block.series_id, block.ts, block.value, rule.aggregate, rule.window, kind)
+        sids, agg = block_aggregate(block, rule.aggregate, rule.window, kind)
         if sids.size == 0:
             return []
         active = compare(agg, rule.op, rule.value)

@@ -14,8 +14,20 @@ every other writer gave up after its busy timeout. Here:
   (crash, stop) simply redoes its range: thinning is idempotent (a bucket that holds one
   sample is left as it is).
 
-Buckets are averaged (the store keeps one value per timestamp); samples that arrive with
-timestamps older than the watermark (a late backfill) are not thinned.
+Thinning is by metric kind (`Config.metric_meta(metric).kind`), and keeps what each kind's
+aggregates need, exactly:
+
+- **events** (one sample per occurrence: latencies, tokens, cost, errors) and **gauges**
+  (a level read now and then: host CPU, memory) become one row per bucket at the bucket's
+  start holding the mean, with `n` (how many samples it stands for) and `lo`/`hi` (their min
+  and max). So sums (mean × n: the cost of a week), counts (n: its calls), means, minima
+  and maxima over a downsampled period are what they were before;
+- **counters** (monotonic totals, `*_total`) keep their last value per bucket, plus the
+  samples on either side of each reset, so increases and rates over any range are unchanged.
+
+Samples that arrive with timestamps older than the watermark (a late backfill) are not
+thinned. `kv['downsampled']` records up to where rows may stand for several samples, so
+queries of the recent past (every evaluation) need not read the weights.
 """
 
 from __future__ import annotations
@@ -24,11 +36,14 @@ import sqlite3
 import time
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 import numpy as np
 
+from perf_alerts.config import default_metric_meta
+
 WATERMARK_KEY = "retention"
+DOWNSAMPLED_KEY = "downsampled"  # rows before this time may stand for several samples (n > 1)
 
 
 @dataclass
@@ -61,9 +76,12 @@ class RetentionQueries:
         def kv_set(self, key: str, value: Any, con: sqlite3.Connection | None = None) -> None: ...
 
     def apply_retention(self, now: float, retention: float, downsample_after: float, step: float, *,
-                        max_lock_seconds: float = 0.1, pause: float = 0.02) -> RetentionReport:
-        """Drop samples older than `retention`; average those that became older than
-        `downsample_after` since the last run into `step`-second buckets."""
+                        max_lock_seconds: float = 0.1, pause: float = 0.02,
+                        kind_of: Callable[[str], str] | None = None) -> RetentionReport:
+        """Drop samples older than `retention`; thin those that became older than
+        `downsample_after` since the last run into `step`-second buckets, each metric by its
+        kind (`kind_of(metric)`: gauge, event or counter; default: the naming conventions)."""
+        kind_of = kind_of or (lambda m: default_metric_meta(m).kind)
         t_start = time.monotonic()
         rep = RetentionReport()
         drop_before = now - retention if retention > 0 else None
@@ -83,12 +101,23 @@ class RetentionQueries:
                 lo = hi = None
         rep.thinned_from, rep.thinned_until = lo, hi
 
-        ids = [int(r[0]) for r in self.con.execute("SELECT id FROM series ORDER BY id")]
+        series = [(int(r[0]), str(r[1])) for r in self.con.execute("SELECT id, metric FROM series ORDER BY id")]
+        ids = [sid for sid, _ in series]
+        kinds: dict[str, str] = {}
+        for _, metric in series:
+            if metric not in kinds:
+                kinds[metric] = kind_of(metric)
+        counters = {sid for sid, metric in series if kinds[metric] == "counter"}
         rep.series = len(ids)
         i = 0
         while i < len(ids):
             with self.transaction() as con:
                 t0 = time.monotonic()
+                if i == 0 and hi is not None:
+                    # before any row is thinned: queries reaching before `hi` read the weights
+                    mark_ds = self.kv_get(DOWNSAMPLED_KEY)
+                    if mark_ds is None or float(mark_ds) < hi:
+                        self.kv_set(DOWNSAMPLED_KEY, hi, con)
                 while i < len(ids):
                     sid = ids[i]
                     i += 1
@@ -96,7 +125,7 @@ class RetentionQueries:
                         rep.deleted += con.execute("DELETE FROM samples WHERE series_id = ? AND ts <= ?",
                                                    (sid, drop_before)).rowcount
                     if lo is not None and hi is not None:
-                        self._thin_series(con, sid, lo, hi, step, rep)
+                        self._thin_series(con, sid, lo, hi, step, rep, sid in counters)
                     if time.monotonic() - t0 >= max_lock_seconds:
                         break
                 if i >= len(ids) and hi is not None:
@@ -114,26 +143,62 @@ class RetentionQueries:
 
     @staticmethod
     def _thin_series(con: sqlite3.Connection, sid: int, lo: float, hi: float, step: float,
-                     rep: RetentionReport) -> None:
+                     rep: RetentionReport, counter: bool = False) -> None:
         rows = con.execute("SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts",
                            (sid, lo, hi)).fetchall()
         if len(rows) < 2:
             return
         arr = np.asarray(rows, dtype=np.float64)
         ts, vals = arr[:, 0], arr[:, 1]
+        n, vlo, vhi = np.ones(len(rows)), vals.copy(), vals.copy()
+        # the few rows that already stand for several samples (a late run over a thinned range)
+        weighted = con.execute("SELECT ts, n, lo, hi FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? "
+                               "AND n != 1 ORDER BY ts", (sid, lo, hi)).fetchall()
+        if weighted:
+            w = np.asarray([(t, k, vals[0] if a is None else a, vals[0] if z is None else z)
+                            for t, k, a, z in weighted], dtype=np.float64)
+            at = np.searchsorted(ts, w[:, 0])
+            n[at] = w[:, 1]
+            has_lo = np.asarray([a is not None for _, _, a, _ in weighted])
+            has_hi = np.asarray([z is not None for _, _, _, z in weighted])
+            vlo[at[has_lo]] = w[has_lo, 2]
+            vhi[at[has_hi]] = w[has_hi, 3]
         b = np.floor(ts / step) * step
-        starts = np.flatnonzero(np.r_[True, b[1:] != b[:-1]])
-        counts = np.diff(np.r_[starts, len(b)])
-        if counts.max() <= 1:
-            return  # already thinned: one sample per bucket
-        sums = np.add.reduceat(vals, starts)
+        last_in_bucket = np.r_[b[1:] != b[:-1], True]
+        if counter:
+            # keep each bucket's last value and the samples on either side of a reset (a drop):
+            # the increase between kept samples is then the increase of the raw ones
+            before = con.execute("SELECT value FROM samples WHERE series_id = ? AND ts < ? ORDER BY ts DESC LIMIT 1",
+                                 (sid, lo)).fetchone()
+            prev = np.r_[vals[0] if before is None else float(before[0]), vals[:-1]]
+            after_drop = vals < prev
+            before_drop = np.r_[vals[1:] < vals[:-1], False]
+            ends = np.flatnonzero(last_in_bucket | before_drop | after_drop)
+        else:
+            ends = np.flatnonzero(last_in_bucket)
+        if ends.size == len(rows):
+            return  # already thinned: nothing to merge
+        starts = np.r_[0, ends[:-1] + 1]
+        counts = ends - starts + 1
         many = counts > 1
-        # buckets with several samples become one averaged sample at the bucket's start;
-        # a bucket with one sample keeps it as it is. One range delete, one insert: a seek each.
-        new_ts = np.where(many, b[starts], ts[starts])
-        new_val = np.where(many, sums / counts, vals[starts])
+        new_n = np.add.reduceat(n, starts)
+        new_lo = np.minimum.reduceat(vlo, starts)
+        new_hi = np.maximum.reduceat(vhi, starts)
+        if counter:
+            new_ts, new_val = ts[ends], vals[ends]
+        else:
+            # a gauge or event bucket of several rows: one row at the bucket's start with their
+            # weighted mean; a bucket of one row keeps it as it is
+            mean = np.add.reduceat(vals * n, starts) / new_n
+            new_ts = np.where(many, b[starts], ts[starts])
+            new_val = np.where(many, mean, vals[starts])
+        keep_raw = new_n == 1
+        lo_col = [None if r else x for r, x in zip(keep_raw.tolist(), new_lo.tolist())]
+        hi_col = [None if r else x for r, x in zip(keep_raw.tolist(), new_hi.tolist())]
+        # one range delete, one insert: a seek each
         con.execute("DELETE FROM samples WHERE series_id = ? AND ts >= ? AND ts < ?", (sid, lo, hi))
-        con.executemany("INSERT OR REPLACE INTO samples (series_id, ts, value) VALUES (?, ?, ?)",
-                        zip([sid] * len(new_ts), new_ts.tolist(), new_val.tolist()))
+        con.executemany("INSERT OR REPLACE INTO samples (series_id, ts, value, n, lo, hi) VALUES (?, ?, ?, ?, ?, ?)",
+                        zip([sid] * len(new_ts), new_ts.tolist(), new_val.tolist(), new_n.astype(np.int64).tolist(),
+                            lo_col, hi_col))
         rep.downsampled += int(counts[many].sum())
         rep.buckets += int(many.sum())

@@ -23,7 +23,7 @@ from perf_alerts.errors import StoreError
 from perf_alerts.model import Alert, AlertState, Sample, Severity, canonical_labels
 from perf_alerts.store.management import ManagementQueries
 from perf_alerts.store.outbox import OutboxQueries
-from perf_alerts.store.retention import RetentionQueries
+from perf_alerts.store.retention import DOWNSAMPLED_KEY, RetentionQueries
 
 ENV_DB = "PERF_ALERTS_DB"
 DEFAULT_DB = "perf_alerts.db"
@@ -37,10 +37,16 @@ CREATE TABLE IF NOT EXISTS series (
     labels  TEXT NOT NULL,
     UNIQUE (metric, labels)
 );
+-- a raw sample is (series_id, ts, value) with n = 1 and lo/hi NULL; a downsampled row stands for
+-- n raw samples: value is their mean (a gauge or event bucket) or the counter's value, lo/hi their
+-- min and max. Sums (value * n), counts (n), means, minima and maxima stay exact (retention.py).
 CREATE TABLE IF NOT EXISTS samples (
     series_id INTEGER NOT NULL,
     ts        REAL NOT NULL,
     value     REAL NOT NULL,
+    n         INTEGER NOT NULL DEFAULT 1,
+    lo        REAL,
+    hi        REAL,
     PRIMARY KEY (series_id, ts)
 ) WITHOUT ROWID;
 CREATE TABLE IF NOT EXISTS alerts (
@@ -188,19 +194,59 @@ class SeriesInfo:
 
 @dataclass(frozen=True, slots=True)
 class SampleBlock:
-    """Samples of many series, sorted by (series_id, ts): the unit analytics work on."""
+    """Samples of many series, sorted by (series_id, ts): the unit analytics work on.
+
+    Rows of a downsampled period each stand for `n` raw samples (`value` their mean, or a
+    counter's value; `lo`/`hi` their min and max). `n`, `lo` and `hi` are None when every row
+    is a raw sample (always so for the recent, never thinned, past). Counts and sums over a
+    block are `count` and `total` (or `analytics.stats.block_aggregate`), never `len()` and
+    `value.sum()`, which count rows.
+    """
 
     series_id: np.ndarray
     ts: np.ndarray
     value: np.ndarray
+    n: np.ndarray | None = None
+    lo: np.ndarray | None = None
+    hi: np.ndarray | None = None
 
     def __len__(self) -> int:
         return int(self.ts.shape[0])
 
+    @property
+    def weights(self) -> np.ndarray:
+        """Raw samples per row (1 for raw rows)."""
+        return np.ones(self.ts.shape[0]) if self.n is None else self.n.astype(np.float64)
+
+    @property
+    def count(self) -> int:
+        """How many raw samples the block stands for (e.g. calls, for an event metric)."""
+        return int(self.ts.shape[0]) if self.n is None else int(self.n.sum())
+
+    @property
+    def total(self) -> float:
+        """The sum of the raw samples (e.g. cost in USD, failures)."""
+        return float(self.value.sum()) if self.n is None else float((self.value * self.n).sum())
+
+    def _range(self, sid: int) -> tuple[int, int]:
+        return (int(np.searchsorted(self.series_id, sid, "left")), int(np.searchsorted(self.series_id, sid, "right")))
+
     def of(self, sid: int) -> tuple[np.ndarray, np.ndarray]:
-        lo = int(np.searchsorted(self.series_id, sid, "left"))
-        hi = int(np.searchsorted(self.series_id, sid, "right"))
+        lo, hi = self._range(sid)
         return self.ts[lo:hi], self.value[lo:hi]
+
+    def series(self, sid: int) -> "SampleBlock":
+        """One series' rows, with their weights."""
+        a, b = self._range(sid)
+        return self.slice(slice(a, b))
+
+    def slice(self, sel: Any) -> "SampleBlock":
+        """The rows `sel` (a slice or a boolean mask) picks, weights included."""
+        def pick(x: np.ndarray | None) -> np.ndarray | None:
+            return None if x is None else x[sel]
+
+        return SampleBlock(self.series_id[sel], self.ts[sel], self.value[sel], pick(self.n), pick(self.lo),
+                           pick(self.hi))
 
 
 def resolve_db_path(explicit: str | os.PathLike[str] | None = None) -> Path:
@@ -358,33 +404,45 @@ class Store(OutboxQueries, ManagementQueries, RetentionQueries):
     def metric_names(self) -> list[str]:
         return [r[0] for r in self.con.execute("SELECT DISTINCT metric FROM series ORDER BY metric")]
 
+    def downsampled_until(self) -> float | None:
+        """No row at or after this time stands for more than one sample (None: nothing was ever thinned)."""
+        v = self.kv_get(DOWNSAMPLED_KEY)
+        return None if v is None else float(v)
+
     def query(self, series_ids: Sequence[int], start: float, end: float) -> SampleBlock:
-        """Samples with start < ts <= end (Prometheus' left-open window), sorted by series then time."""
+        """Samples with start < ts <= end (Prometheus' left-open window), sorted by series then time.
+
+        A window that reaches into the downsampled past also reads each row's weight (`n`, `lo`,
+        `hi`); a recent one (every evaluation) reads the three raw columns only."""
         if len(series_ids) == 0:
             e = np.empty(0)
             return SampleBlock(np.empty(0, dtype=np.int64), e, e.copy())
         con = self.con
+        thinned = self.downsampled_until()
+        full = thinned is not None and start < thinned
+        cols = "series_id, ts, value, n, COALESCE(lo, value), COALESCE(hi, value)" if full else "series_id, ts, value"
         ids = sorted(set(int(i) for i in series_ids))
-        parts_sid: list[np.ndarray] = []
-        parts_ts: list[np.ndarray] = []
-        parts_val: list[np.ndarray] = []
+        parts: list[np.ndarray] = []
         # chunk to stay under SQLite's variable limit; each chunk uses the (series_id, ts) key
         for i in range(0, len(ids), 900):
             chunk = ids[i : i + 900]
             q = (
-                "SELECT series_id, ts, value FROM samples WHERE series_id IN (%s) AND ts > ? AND ts <= ? "
+                f"SELECT {cols} FROM samples WHERE series_id IN (%s) AND ts > ? AND ts <= ? "
                 "ORDER BY series_id, ts" % ",".join("?" * len(chunk))
             )
             rows = con.execute(q, (*chunk, start, end)).fetchall()
             if rows:
-                arr = np.array(rows, dtype=np.float64)
-                parts_sid.append(arr[:, 0].astype(np.int64))
-                parts_ts.append(arr[:, 1])
-                parts_val.append(arr[:, 2])
-        if not parts_ts:
+                parts.append(np.array(rows, dtype=np.float64))
+        if not parts:
             e = np.empty(0)
             return SampleBlock(np.empty(0, dtype=np.int64), e, e.copy())
-        return SampleBlock(np.concatenate(parts_sid), np.concatenate(parts_ts), np.concatenate(parts_val))
+        arr = np.concatenate(parts) if len(parts) > 1 else parts[0]
+        sid, ts, val = arr[:, 0].astype(np.int64), np.ascontiguousarray(arr[:, 1]), np.ascontiguousarray(arr[:, 2])
+        if full:
+            n = arr[:, 3].astype(np.int64)
+            if bool((n != 1).any()):
+                return SampleBlock(sid, ts, val, n, np.ascontiguousarray(arr[:, 4]), np.ascontiguousarray(arr[:, 5]))
+        return SampleBlock(sid, ts, val)
 
     def last_timestamps(self, series_ids: Sequence[int], before: float) -> dict[int, float]:
         out: dict[int, float] = {}
