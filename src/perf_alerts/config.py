@@ -15,7 +15,7 @@ from pathlib import Path
 from typing import Any, Callable, Literal, Mapping
 
 import yaml
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
 
 from perf_alerts import catalog
 from perf_alerts.condition import Condition, ConditionError, parse_condition
@@ -280,6 +280,14 @@ class Rule(_Strict):
     @classmethod
     def _durations(cls, v: Any) -> float:
         return _duration(v)
+
+    @field_validator("op")
+    @classmethod
+    def _op(cls, v: Operator | None, info: ValidationInfo) -> Operator | None:
+        if info.data.get("type") == "forecast" and v in ("==", "!="):
+            raise ValueError(f"a forecast rule predicts crossing a threshold, which needs an ordering operator; "
+                             f"{v!r} cannot be forecast: use one of '>', '>=', '<', '<='")
+        return v
 
     @field_validator("detector")
     @classmethod

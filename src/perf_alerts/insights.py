@@ -188,20 +188,23 @@ def analyze(store: Store, config: Config, at: float, lookback: float, alerts: li
 def predict(store: Store, config: Config, at: float, horizon: float, lookback: float,
             agent: str | None = None, labels: dict[str, str] | None = None, top: int = 10,
             breaches_only: bool = False) -> dict[str, Any]:
-    """Forecasts per series and the breaches predicted for every threshold/forecast rule.
+    """Forecasts per series and, for every threshold/forecast rule, the series breaching it now or
+    predicted to within the horizon.
 
-    `breaches_only` forecasts only the series that some rule puts a limit on (what a
-    policy counting predicted breaches needs, at a fraction of the cost).
+    Breaches come from `analytics.forecast.breach_outlook`, the code `forecast` rules fire on:
+    a rule applies to the series its matchers select; a series whose last sample is already past
+    the threshold is `status: breaching` (time to breach "now"), not a prediction; no time is
+    earlier than `at`; a forecast rule needs its `min_probability`, a threshold rule even odds.
+    The rule's threshold and operator are judged on this call's `horizon` and `lookback`.
+    `breaches_only` forecasts only the series some rule puts a limit on (what a policy
+    counting predicted breaches needs, at a fraction of the cost).
     """
-    from perf_alerts.analytics.forecast import forecast, time_to_breach
+    from perf_alerts.analytics.forecast import BREACH_OPS, MIN_BREACH_POINTS, breach_outlook, forecast_until
 
-    # a breach is predicted when the forecast's mean crosses the limit within the horizon with at least
-    # the rule's min_probability (forecast rules) or even odds (threshold rules): what a forecast rule fires on
-    limits: dict[str, list[tuple[str, str, float, float]]] = defaultdict(list)
+    limits: dict[str, list[Any]] = defaultdict(list)
     for rule in config.rules:
-        if rule.type in ("threshold", "forecast") and rule.op in (">", ">=", "<", "<=") and rule.value is not None:
-            min_p = rule.min_probability if rule.type == "forecast" else 0.5
-            limits[rule.metric].append((rule.name, rule.op, rule.value, min_p))
+        if rule.type in ("threshold", "forecast") and rule.op in BREACH_OPS and rule.value is not None:
+            limits[rule.metric].append(rule)
     series = [s for s in _select(store, agent, labels) if not breaches_only or s.metric in limits]
     block = store.query([s.id for s in series], at - lookback, at)
     forecasts: list[dict[str, Any]] = []
@@ -209,28 +212,36 @@ def predict(store: Store, config: Config, at: float, horizon: float, lookback: f
     skipped = 0
     for s in series:
         t, v = block.of(s.id)
-        if t.size < 10:
+        if t.size < MIN_BREACH_POINTS:
             skipped += 1
             continue
-        try:
-            fc = forecast(t, v, horizon)
-        except ValueError:
+        fc = forecast_until(t, v, at + horizon)
+        if fc is None:
             skipped += 1
             continue
-        d = fc.to_dict(max_points=6)
-        forecasts.append({"series": _series_name(s), **d})
-        for rule_name, op, value, min_p in limits.get(s.metric, []):
-            br = time_to_breach(fc, value, op)
-            if br.at is not None and br.probability >= min_p:
-                breaches.append({
-                    "series": _series_name(s), "rule": rule_name, "threshold": f"{op} {value:g}",
-                    "breach_at": iso(br.at), "time_to_breach": format_duration(br.seconds),
-                    "time_to_breach_hours": _r(None if br.seconds is None else br.seconds / 3600, 2),
-                    "probability": _r(br.probability, 3), "earliest_plausible": iso(br.bound_at),
-                })
-    breaches.sort(key=lambda b: (b["time_to_breach_hours"] is None, b["time_to_breach_hours"] or 0, -(b["probability"] or 0)))
+        forecasts.append({"series": _series_name(s), **fc.to_dict(max_points=6)})
+        for rule in limits.get(s.metric, []):
+            if not all(m.matches(s.labels) for m in rule.matchers):
+                continue
+            min_p = rule.min_probability if rule.type == "forecast" else 0.5
+            o = breach_outlook(t, v, at, horizon, rule.value, rule.op, min_p, fc=fc)
+            if o is None or not o.active:
+                continue
+            secs = o.seconds
+            breaches.append({
+                "series": _series_name(s), "rule": rule.name, "threshold": f"{rule.op} {rule.value:g}",
+                "status": o.status, "value": _r(o.value), "last_value": _r(o.last_value),
+                "breach_at": iso(o.breach_at),
+                "time_to_breach": "now" if o.status == "breaching" else format_duration(secs),
+                "time_to_breach_hours": _r(None if secs is None else secs / 3600, 2),
+                "probability": _r(o.probability, 3), "earliest_plausible": iso(o.bound_at),
+            })
+    breaches.sort(key=lambda b: (b["status"] != "breaching", b["time_to_breach_hours"] is None,
+                                 b["time_to_breach_hours"] or 0, -(b["probability"] or 0)))
     return {
         "at": iso(at), "horizon": format_duration(horizon), "lookback": format_duration(lookback),
         "breaches": breaches[:top], "forecasts": forecasts[:top], "series_forecast": len(forecasts),
-        "series_skipped": skipped,
+        "series_skipped": skipped, "min_points": MIN_BREACH_POINTS,
+        "breaching_now": sum(1 for b in breaches if b["status"] == "breaching"),
+        "predicted": sum(1 for b in breaches if b["status"] == "predicted"),
     }

@@ -733,3 +733,125 @@ def time_to_breach(fc: Forecast, threshold: float, op: str) -> Breach:
     p = min(max(p, 0.0), 1.0)
     return Breach(at=at, seconds=None if at is None else at - fc.last_timestamp,
                   probability=p, bound_at=bound_at)
+
+
+# --------------------------------------------------------------------------
+# Breach outlook: the one answer to "will this series breach its threshold?"
+# --------------------------------------------------------------------------
+
+MIN_BREACH_POINTS = 10   # the fewest samples a breach outlook is made from (rules, predict, the tool)
+BREACH_OPS = tuple(_OPS)  # the operators a breach can be forecast for (== / != cannot)
+
+
+@dataclass(frozen=True)
+class BreachOutlook:
+    """Where a series stands against a threshold at evaluation time `at`, over [at, at + horizon].
+
+    status: "breaching" (its last sample is already past the threshold: a fact, not a
+    prediction), "predicted" (the forecast crosses within the horizon with at least the
+    asked probability), or "clear". Times are never earlier than `at`. `value` is in the
+    metric's unit and reads consistently with the operator: the last sample when breaching,
+    else the forecast's peak (in the direction of the operator) within the horizon — the
+    mean's, or the pessimistic bound's when only the bound crosses.
+    """
+
+    status: str
+    op: str
+    threshold: float
+    at: float
+    horizon: float
+    value: float
+    breach_at: float | None     # breaching: `at`; predicted: when the mean forecast crosses (>= at)
+    probability: float
+    bound_at: float | None      # earliest plausible crossing (>= at)
+    last_value: float
+    last_timestamp: float
+    points: int
+    method: str                 # forecast method, or "observed" when breaching
+
+    @property
+    def active(self) -> bool:
+        return self.status in ("breaching", "predicted")
+
+    @property
+    def seconds(self) -> float | None:
+        """From `at` to the breach (0 when breaching now)."""
+        return None if self.breach_at is None else max(0.0, self.breach_at - self.at)
+
+    def describe(self) -> str:
+        """One phrase: 'breaching now (last 72.1)', 'predicted in 2h 5m (p=0.83)', 'not predicted'."""
+        from perf_alerts.timeutil import format_duration
+
+        if self.status == "breaching":
+            return f"breaching now (last {self.last_value:.4g} {self.op} {self.threshold:g})"
+        if self.status == "predicted":
+            return f"predicted in {format_duration(self.seconds)} (p={self.probability:.2f})"
+        return f"not predicted within {format_duration(self.horizon)}"
+
+    def to_dict(self) -> dict:
+        return {"status": self.status, "op": self.op, "threshold": self.threshold, "value": _rnd(self.value),
+                "breach_at": None if self.breach_at is None else _rnd_t(self.breach_at),
+                "seconds": None if self.seconds is None else _rnd(self.seconds),
+                "probability": round(float(self.probability), 4),
+                "bound_at": None if self.bound_at is None else _rnd_t(self.bound_at),
+                "last_value": _rnd(self.last_value), "last_timestamp": _rnd_t(self.last_timestamp),
+                "points": self.points, "method": self.method}
+
+
+def breach_outlook(timestamps, values, at: float, horizon: float, threshold: float, op: str,
+                   min_probability: float = 0.5, *, fc: Forecast | None = None) -> BreachOutlook | None:
+    """The breach outlook of one series at `at` (None: fewer than `MIN_BREACH_POINTS` samples,
+    or no forecast possible). `fc`: a forecast of the same samples reaching at least
+    `at + horizon`, when the caller already made one (several thresholds, one forecast)."""
+    if op not in _OPS:
+        raise ValueError(f"a breach needs an ordering operator (>, >=, <, <=), got {op!r}")
+    t = np.asarray(timestamps, dtype=float)
+    y = np.asarray(values, dtype=float)
+    ok = np.isfinite(t) & np.isfinite(y) & (t <= at)
+    t, y = t[ok], y[ok]
+    if t.size < MIN_BREACH_POINTS:
+        return None
+    order = np.argsort(t, kind="stable")
+    t, y = t[order], y[order]
+    t_last = float(t[-1])
+    last = float(np.mean(y[t == t_last]))
+    thr = float(threshold)
+    up = op in (">", ">=")
+    if _OPS[op](last, thr):
+        return BreachOutlook("breaching", op, thr, at, horizon, last, at, 1.0, at, last, t_last, int(t.size),
+                             "observed")
+    if fc is None:
+        fc = forecast_until(t, y, at + horizon)
+        if fc is None:
+            return None
+    # only the part of the forecast from `at` to `at + horizon` counts
+    keep = (fc.timestamps >= at) & (fc.timestamps <= at + horizon + 1e-6)
+    if not keep.any():  # a step longer than the horizon: the first point past `at`
+        keep = fc.timestamps >= at
+        keep &= np.cumsum(keep) == 1
+    part = Forecast(fc.timestamps[keep], fc.mean[keep], fc.lower[keep], fc.upper[keep], fc.level, fc.step,
+                    fc.method, fc.season_period, fc.last_timestamp, fc.last_value, last, fc.params)
+    br = time_to_breach(part, thr, op)
+    breach_at = None if br.at is None else max(float(br.at), at)
+    bound_at = None if br.bound_at is None else max(float(br.bound_at), at)
+    mean_peak = float(part.mean.max() if up else part.mean.min())
+    bound = part.upper if up else part.lower
+    value = mean_peak if breach_at is not None or bound_at is None else float(bound.max() if up else bound.min())
+    status = "predicted" if (breach_at is not None or bound_at is not None) and br.probability >= min_probability \
+        else "clear"
+    if status == "predicted" and breach_at is None:
+        breach_at = bound_at  # only the pessimistic bound crosses, and that is likely enough
+    return BreachOutlook(status, op, thr, at, horizon, value, breach_at, float(br.probability), bound_at, last,
+                         t_last, int(t.size), fc.method)
+
+
+def forecast_until(timestamps, values, until: float) -> Forecast | None:
+    """A forecast of the samples reaching `until` (None when it cannot be made)."""
+    t = np.asarray(timestamps, dtype=float)
+    if t.size == 0:
+        return None
+    h = until - float(np.nanmax(t))
+    try:
+        return forecast(t, values, max(h, 1.0))
+    except ValueError:
+        return None

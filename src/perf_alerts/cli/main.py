@@ -299,13 +299,21 @@ def predict(
     if as_json:
         out.emit_json(rep)
         return
-    out.line(f"{rep['series_forecast']} series forecast {rep['horizon']} ahead ({rep['series_skipped']} with too little data)")
-    if not rep["breaches"]:
-        out.line("no threshold breach predicted within the horizon")
+    out.line(f"at {rep['at']}: {rep['series_forecast']} series forecast {rep['horizon']} ahead "
+             f"({rep['series_skipped']} with fewer than {rep['min_points']} samples in the last {rep['lookback']})")
+    now = [b for b in rep["breaches"] if b["status"] == "breaching"]
+    ahead = [b for b in rep["breaches"] if b["status"] != "breaching"]
+    if now:
+        out.table("breaching now", ["series", "rule", "threshold", "last value"], [
+            (b["series"], b["rule"], b["threshold"], b["last_value"]) for b in now
+        ])
+    if not ahead:
+        out.line(f"no {'further ' if now else ''}threshold breach predicted within {rep['horizon']}")
         return
-    out.table("predicted breaches", ["series", "rule", "threshold", "in", "at", "probability"], [
-        (b["series"], b["rule"], b["threshold"], b["time_to_breach"], b["breach_at"] or "-", b["probability"])
-        for b in rep["breaches"]
+    out.table("predicted breaches", ["series", "rule", "threshold", "in", "at", "predicted peak", "probability"], [
+        (b["series"], b["rule"], b["threshold"], b["time_to_breach"], b["breach_at"] or "-", b["value"],
+         b["probability"])
+        for b in ahead
     ])
 
 

@@ -169,7 +169,10 @@ class Evaluator:
         return out
 
     def _eval_forecast(self, rule: Rule, series: list[SeriesInfo], at: float) -> list[SeriesResult]:
-        from perf_alerts.analytics.forecast import forecast, time_to_breach
+        """Each series' breach outlook (`analytics.forecast.breach_outlook`, the same as `predict`'s):
+        active when breaching now or predicted to within the horizon; the value is in the metric's
+        unit (the last sample, or the forecast's peak), so it reads against the threshold."""
+        from perf_alerts.analytics.forecast import breach_outlook
         from perf_alerts.timeutil import format_duration
 
         assert rule.op is not None and rule.value is not None
@@ -177,31 +180,19 @@ class Evaluator:
             return []
         block = self._block(series, at - rule.lookback, at)
         out: list[SeriesResult] = []
-        op = rule.op if rule.op in (">", ">=", "<", "<=") else ">"
         for s in series:
             t, v = block.of(s.id)
-            if t.size < 3:
+            o = breach_outlook(t, v, at, rule.horizon, rule.value, rule.op, rule.min_probability)
+            if o is None:
                 continue
-            try:
-                fc = forecast(t, v, rule.horizon)
-            except ValueError:
-                continue
-            br = time_to_breach(fc, rule.value, op)
-            active = br.at is not None and br.probability >= rule.min_probability
-            hours = None if br.seconds is None else br.seconds / 3600.0
             out.append(SeriesResult(
-                s.labels, hours, active, active,
-                {"breach_at": br.at, "probability": round(br.probability, 3), "method": fc.method,
-                 "last_value": float(v[-1]), "time_to_breach": format_duration(br.seconds)},
+                s.labels, o.value, o.active, o.active,
+                {"status": o.status, "outlook": o.describe(), "breach_at": o.breach_at,
+                 "probability": round(o.probability, 3), "method": o.method, "last_value": o.last_value,
+                 "time_to_breach": "now" if o.status == "breaching" else format_duration(o.seconds),
+                 "hours_to_breach": None if o.seconds is None else round(o.seconds / 3600.0, 3)},
             ))
         return out
-
-    def _eval_slo_burn(self, rule: Rule, series: list[SeriesInfo], at: float) -> list[SeriesResult]:
-        """An SLO burn-rate alert (generated from `slos:`): every SLO window that raises `rule.name`."""
-        from perf_alerts.analytics.slo import burn_alert_results
-
-        return [SeriesResult(r.labels, r.value, r.active, r.active, r.detail)
-                for r in burn_alert_results(self.store, self.config, rule.name, at, query=self._block)]
 
     def _eval_absent(self, rule: Rule, series: list[SeriesInfo], at: float) -> list[SeriesResult]:
         window = rule.window
