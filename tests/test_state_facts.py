@@ -95,9 +95,8 @@ def test_firing_resolved_and_escalation_state_the_facts_of_their_state_change(tm
     assert _field(esc, "Value") == "3" and _field(esc, "Threshold") == ">= 3"
     assert "writer: 3 tool errors" in esc and "1 tool errors" not in esc
 
-    # the errors leave the window (a pushed 0 keeps the series reporting): resolved with the value
-    # that resolved it, 0, below the recovery level
-    pa.record("crew_tool_errors", 0, {"agent": "writer"}, ts=T0 + 17 * 60)
+    # the errors leave the window: resolved with the value that resolved it, 0 errors in the window
+    # (a sum over an empty window), below the recovery level
     _at(pa, clock, n, 19)
     (a,) = pa.alerts()
     assert a.state == AlertState.RESOLVED and a.resolved_value == 0 and a.fired_value == 3

@@ -143,11 +143,13 @@ def apply_results(rule: Rule, results: Iterable[SeriesResult], current: dict[str
                 delete += gone
                 transitions += tr
 
-    # alerts whose series produced no result this cycle (no data in window, series gone)
+    # alerts whose series produced no result this cycle (no data in window, series gone): a sum,
+    # count or rate over an empty window is 0 (no errors left in it); anything else has no value
+    empty = 0.0 if rule.type == "threshold" and rule.aggregate in ("sum", "count", "rate") else None
     for fp, a in current.items():
         if fp in seen or a.state == AlertState.RESOLVED:
             continue
-        changed, gone, tr = _inactive(rule, a, at, None)  # resolved for want of data: no resolving value
+        changed, gone, tr = _inactive(rule, a, at, empty)
         save += changed
         delete += gone
         transitions += tr
