@@ -97,6 +97,9 @@ def test_no_predicted_time_is_earlier_than_the_evaluation_time() -> None:
     # and below the threshold forever: clear, nothing predicted, value still in the metric's unit
     flat = breach_outlook(t, 30 + rng.normal(0, 0.2, t.size), T0, 2 * H, 60, ">", 0.5)
     assert flat is not None and flat.status == "clear" and flat.breach_at is None and 25 < flat.value < 35
+    # a noisy level near the threshold: whatever the bound does, a clear outlook's value is short of it
+    noisy = breach_outlook(t, 55 + rng.normal(0, 6, t.size), T0, 6 * H, 60, ">", 0.9)
+    assert noisy is not None and noisy.status == "clear" and noisy.value < 60
 
 
 def test_the_same_minimum_number_of_samples_everywhere() -> None:

@@ -751,8 +751,9 @@ class BreachOutlook:
     prediction), "predicted" (the forecast crosses within the horizon with at least the
     asked probability), or "clear". Times are never earlier than `at`. `value` is in the
     metric's unit and reads consistently with the operator: the last sample when breaching,
-    else the forecast's peak (in the direction of the operator) within the horizon — the
-    mean's, or the pessimistic bound's when only the bound crosses.
+    else the forecast mean's peak (in the direction of the operator) within the horizon —
+    past the threshold when predicted, short of it when clear — or, when a prediction rests
+    on the pessimistic bound alone (min_probability < 0.5), the bound's peak.
     """
 
     status: str
@@ -834,13 +835,14 @@ def breach_outlook(timestamps, values, at: float, horizon: float, threshold: flo
     br = time_to_breach(part, thr, op)
     breach_at = None if br.at is None else max(float(br.at), at)
     bound_at = None if br.bound_at is None else max(float(br.bound_at), at)
-    mean_peak = float(part.mean.max() if up else part.mean.min())
-    bound = part.upper if up else part.lower
-    value = mean_peak if breach_at is not None or bound_at is None else float(bound.max() if up else bound.min())
+    value = float(part.mean.max() if up else part.mean.min())
     status = "predicted" if (breach_at is not None or bound_at is not None) and br.probability >= min_probability \
         else "clear"
     if status == "predicted" and breach_at is None:
-        breach_at = bound_at  # only the pessimistic bound crosses, and that is likely enough
+        # only the pessimistic bound crosses, and that is likely enough (min_probability < 0.5)
+        breach_at = bound_at
+        bound = part.upper if up else part.lower
+        value = float(bound.max() if up else bound.min())
     return BreachOutlook(status, op, thr, at, horizon, value, breach_at, float(br.probability), bound_at, last,
                          t_last, int(t.size), fc.method)
 
