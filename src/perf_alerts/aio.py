@@ -1,9 +1,9 @@
-"""One private event loop in a background thread, for the sync API's async insides.
+"""An event loop running in a background thread.
 
-The sync calls (`Notifier.deliver`, the crew tool, the CLI) run their coroutines here, so
-they work the same from a script, from CrewAI's worker threads and from inside a running
-event loop (a notebook, the daemon) — `asyncio.run` is never called inside a loop — and
-long-lived async state (HTTP connections, Discord rate-limit buckets) survives between calls.
+The notification engine (`perf_alerts.notify.engine`) owns one: sync callers hand it
+coroutines and wait on a future, so `asyncio.run` is never called inside a running loop
+and long-lived async state (HTTP connections, Discord rate-limit buckets) survives
+between calls.
 """
 
 from __future__ import annotations
@@ -32,15 +32,3 @@ class LoopThread:
             self._thread.join(timeout=5)
         if not self.loop.is_running():
             self.loop.close()
-
-
-_shared: LoopThread | None = None
-_lock = threading.Lock()
-
-
-def shared_loop() -> LoopThread:
-    global _shared
-    with _lock:
-        if _shared is None:
-            _shared = LoopThread()
-        return _shared

@@ -26,7 +26,6 @@ from __future__ import annotations
 
 import asyncio
 import hmac
-import inspect
 import json
 import logging
 import math
@@ -668,10 +667,6 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
             return {what: [], "note": f"{what} status is not available"}
         try:
             items = status()
-            if inspect.isawaitable(items):
-                from perf_alerts.aio import shared_loop
-
-                items = shared_loop().run(items, timeout=10)  # type: ignore[arg-type]
         except Exception as e:
             log.exception("%s status is not available", what)
             raise ApiError(503, f"{what} status is not available: {type(e).__name__}: {e}") from None
