@@ -14,6 +14,17 @@ os.environ.setdefault("CREWAI_DISABLE_TELEMETRY", "true")
 os.environ.setdefault("CREWAI_TRACING_ENABLED", "false")
 os.environ.setdefault("OTEL_SDK_DISABLED", "true")  # no OpenTelemetry export either: tests never reach the network
 
+
+def require(module: str) -> Any:
+    """Import an optional dependency the tests need: skipped locally when it is not installed,
+    a failure with CI=true (the import error is shown), so a broken import never hides tests in CI."""
+    if os.environ.get("CI", "").lower() in ("1", "true", "yes"):
+        import importlib
+
+        return importlib.import_module(module)
+    return pytest.importorskip(module)
+
+
 # The rule from the issue, verbatim: the shape users copy into config/alerting.yaml.
 ISSUE_RULE_YAML = """\
 rules:

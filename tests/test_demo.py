@@ -40,7 +40,7 @@ def test_demo_outputs_are_consistent_with_the_store(tmp_path: Path) -> None:
     assert [c["action"] for c in report["tool_calls"]] == ["analyze", "alerts", "optimize", "predict",
                                                            "executive_summary", "dashboard"]
     assert all(c["status"] == "ok" for c in report["tool_calls"]), report["tool_calls"]
-    assert report["wall_seconds"] < 60
+    # (its wall time is measured by bench/, not asserted here: a loaded CI machine is not a bug)
     # what it printed is what it wrote
     for r in timeline_alerts:
         assert r["text"] in proc.stdout

@@ -6,7 +6,9 @@ from __future__ import annotations
 
 import pytest
 
-pytest.importorskip("crewai")
+from conftest import require  # noqa: E402
+
+require("crewai")
 
 from test_crew import ScriptedLLM, _known_data, _observation  # noqa: E402
 

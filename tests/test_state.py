@@ -44,7 +44,9 @@ def step(pa: PerfAlerts, clock: ManualClock, minutes: float, value: float | None
     clock.set(T0 + minutes * 60)
     if value is not None:
         pa.record("lat", value, {"agent": agent})
-    return [t.event for t in pa.evaluate().transitions]
+    res = pa.evaluate()
+    assert res.errors == [], res.errors  # a rule that raised would otherwise look like "no transition"
+    return [t.event for t in res.transitions]
 
 
 def state(pa: PerfAlerts) -> str | None:
