@@ -971,6 +971,10 @@ class SLO(_Strict):
             raise ValueError(f"limit belongs to budget SLOs; a {k} SLO has an objective")
         if self.burn_alerts is None:
             self.burn_alerts = [BurnWindow.model_validate(w) for w in DEFAULT_BURN_WINDOWS]
+        alerts = [w.alert for w in self.burn_alerts]
+        dup = sorted({a for a in alerts if alerts.count(a) > 1})
+        if dup:
+            raise ValueError(f"burn_alerts: alert name(s) {', '.join(dup)} used twice in one SLO; each window needs its own")
         return self
 
     @property
@@ -1010,6 +1014,9 @@ def slo_burn_rule(w: BurnWindow) -> "Rule":
     return Rule.model_validate({
         "name": w.alert, "type": "slo_burn", "metric": SLO_BURN_METRIC, "op": ">=", "value": w.factor,
         "window": w.long, "severity": w.severity.value, "group": "default",
+        # a short window holds few events in a quiet crew: one good event would end the alert and the next
+        # bad one re-raise it; it stays firing for the short window (at most 30m) once the burn is below
+        "keep_firing_for": min(w.short, 1800.0),
         "annotations": {
             "summary": "SLO {{ labels.slo }}{{ detail.split }}: error budget burning {{ detail.burn_long }}× over "
                        "{{ detail.long_window }} and {{ detail.burn_short }}× over {{ detail.short_window }} "
