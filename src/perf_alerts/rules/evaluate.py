@@ -194,6 +194,13 @@ class Evaluator:
             ))
         return out
 
+    def _eval_slo_burn(self, rule: Rule, series: list[SeriesInfo], at: float) -> list[SeriesResult]:
+        """An SLO burn-rate alert (generated from `slos:`): every SLO window that raises `rule.name`."""
+        from perf_alerts.analytics.slo import burn_alert_results
+
+        return [SeriesResult(r.labels, r.value, r.active, r.active, r.detail)
+                for r in burn_alert_results(self.store, self.config, rule.name, at, query=self._block)]
+
     def _eval_absent(self, rule: Rule, series: list[SeriesInfo], at: float) -> list[SeriesResult]:
         window = rule.window
         if not series:
