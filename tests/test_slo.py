@@ -334,3 +334,21 @@ def test_slo_status_for_one_slo_matches_the_list(tmp_path: Path) -> None:
     _rec(pa, "crew_task_seconds", T - 60, 10.0)
     assert [r.to_dict() for r in slo_status(pa.store, pa.config, pa.config.slos[0], T)] == \
         [r.to_dict() for r in slo_statuses(pa.store, pa.config, T)]
+
+
+def test_slo_numbers_survive_downsampling(tmp_path: Path) -> None:
+    """Downsampled rows stand for n samples: run counts, failure counts and spend are the same after."""
+    cfg = _cfg(SUCCESS + "\n  - {name: cost, kind: budget, metric: crew_cost_usd, limit: 100, period: 1d}\n"
+               "  - {name: lat, kind: latency, metric: crew_task_seconds, threshold: 60, objective: 0.9, window: 28d}")
+    pa = _system(tmp_path, cfg)
+    _history(pa, T - 10 * DAY, T - 3 * DAY, 50)
+    recs = [{"metric": "crew_cost_usd", "value": 0.25, "timestamp": T - 8 * DAY + i * 60.0, "labels": {"agent": "a"}}
+            for i in range(100)]
+    pa.record_many(recs)
+    before = {r.name: (r.events, r.bad, r.achieved) for r in slo_statuses(pa.store, pa.config, T - 2 * DAY, window=9 * DAY)}
+    rep = pa.store.apply_retention(T, retention=30 * DAY, downsample_after=4 * DAY, step=300.0)
+    assert rep.downsampled > 0
+    after = {r.name: (r.events, r.bad, r.achieved) for r in slo_statuses(pa.store, pa.config, T - 2 * DAY, window=9 * DAY)}
+    assert after["task-success"] == pytest.approx(before["task-success"])
+    assert after["cost"][1] == pytest.approx(25.0) and before["cost"][1] == pytest.approx(25.0)
+    assert after["lat"][0] == before["lat"][0] and after["lat"][2] == pytest.approx(1.0)

@@ -119,13 +119,20 @@ def load_events(store: Store, slo: SLO, start: float, end: float, query: QueryFn
         pos = np.searchsorted(ids, block.series_id)
         ok = (pos < ids.size) & (ids[np.minimum(pos, ids.size - 1)] == block.series_id)
         t, v, g = block.ts[ok], block.value[ok], gid[pos[ok]]
+        # a downsampled row stands for n raw samples: value is their mean (so their sum is value × n)
+        w = block.weights[ok]
         if slo.kind == "latency":
             assert slo.threshold is not None
-            bad, tot = (v > slo.threshold).astype(float), np.ones_like(v)
+            bad = (v > slo.threshold) * w
+            if block.n is not None and block.lo is not None and block.hi is not None:
+                # a bucket entirely above (or at or under) the threshold is exact; a mixed one counts by its mean
+                lo, hi = block.lo[ok], block.hi[ok]
+                bad = np.where(lo > slo.threshold, w, np.where(hi <= slo.threshold, 0.0, bad))
+            tot = w.astype(float)
         elif slo.kind == "success":
-            bad, tot = (v, np.zeros_like(v)) if role == "main" else (np.zeros_like(v), np.ones_like(v))
+            bad, tot = (v * w, np.zeros_like(v)) if role == "main" else (np.zeros_like(v), w.astype(float))
         else:
-            bad, tot = v, np.zeros_like(v)
+            bad, tot = v * w, np.zeros_like(v)
         ts_l.append(t)
         g_l.append(g)
         bad_l.append(bad)
