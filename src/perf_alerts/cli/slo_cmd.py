@@ -44,12 +44,11 @@ def register(app: typer.Typer) -> None:
             rows = []
             for r in rep["slos"]:
                 lab = ",".join(f"{k}={v}" for k, v in r["labels"].items()) or "-"
-                objective = (f"≤ {r['limit']:g} {r['unit']}".rstrip() if r["kind"] == "budget"
-                             else f"{r['objective'] * 100:g}%")
+                objective = r["objective_display"]
                 left = "-" if r["budget_remaining"] is None else f"{r['budget_remaining'] * 100:.1f}%"
                 burn = "-" if r["burn_rate"] is None else f"{r['burn_rate']:.2f}×"
                 exhausted = human_time(_ts(r["exhausted_at"])) or "-"
-                extra = "" if r["projected"] is None else f" (projected {r['projected']:.4g})"
+                extra = "" if r["projected_text"] is None else f" (projected {r['projected_text']})"
                 rows.append((r["name"], lab, objective, r["achieved_text"] + extra, left, burn, exhausted,
                              r["status"], r["window"]))
             out.table(f"SLOs at {human_time(t)}", ["slo", "labels", "objective", "achieved", "budget left",
