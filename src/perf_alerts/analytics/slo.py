@@ -382,14 +382,19 @@ def burn_alert_results(store: Store, config: Config, alert: str, at: float,
         if not wins:
             continue
         unit = config.metric_meta(slo.metric).unit
-        longest = max(max(w.long for w in slo.windows), slo.window if slo.kind != "budget" else 0.0)
-        ev = load_events(store, slo, at - longest, at, query)
+        ev = load_events(store, slo, at - max(w.long for w in slo.windows), at, query)
         if not ev.keys:
             continue
-        comp = (_status_ratio(slo, ev, at, slo.window, unit) if slo.kind != "budget" else
-                _status_budget(slo, ev, at, math.floor(at / slo.period) * slo.period,
-                               math.floor(at / slo.period) * slo.period + slo.period, unit, slo.limit or 0.0))
-        comp_by = {tuple(c.labels.get(b, "") for b in slo.by): c for c in comp}
+        comp_by: dict[tuple[str, ...], SLOStatus] | None = None
+
+        def compliance() -> dict[tuple[str, ...], SLOStatus]:
+            """The budget left (the annotations' facts), read only when a window fires: a 28-day read per cycle
+            would cost more than every burn rate together."""
+            nonlocal comp_by
+            if comp_by is None:
+                comp = slo_status(store, config, slo, at, None, query)
+                comp_by = {tuple(c.labels.get(b, "") for b in slo.by): c for c in comp}
+            return comp_by
         # a burn rate "over 3d" from two hours of history is not one: a window is judged once the SLO's
         # events reach back at least half of it (a new crew, a new agent, a store younger than the window)
         first = np.full(len(ev.keys), np.inf)
@@ -404,7 +409,7 @@ def burn_alert_results(store: Store, config: Config, alert: str, at: float,
                 short_b = 0.0 if math.isnan(bs[gi]) else float(bs[gi])
                 value = min(long_b, short_b)
                 active = long_b >= w.factor and short_b >= w.factor
-                c = comp_by.get(key)
+                c = compliance().get(key) if active else None
                 lab = ev.labels(gi)
                 split = "".join(f" {k}={v}" for k, v in lab.items())
                 left = None if c is None or c.budget_remaining is None else c.budget_remaining
@@ -414,7 +419,8 @@ def burn_alert_results(store: Store, config: Config, alert: str, at: float,
                     "long_window": format_duration(w.long), "short_window": format_duration(w.short),
                     "factor": f"{w.factor:g}", "objective": slo.objective_text(unit),
                     "window": format_duration(slo.window if slo.kind != "budget" else slo.period),
-                    "budget_left": "no data" if left is None else f"{left:.0%}",
+                    "budget_left": ("not computed (the burn is below the alert's factor)" if not active else
+                                    "no data" if left is None else f"{left:.0%}"),
                     "exhausted": ("already" if left is not None and left <= 0 else
                                   f"at {human_time(c.exhausted_at)}" if c is not None and c.exhausted_at else
                                   "not within the window"),
