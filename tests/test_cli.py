@@ -75,7 +75,7 @@ def _history_csv(path: Path) -> int:
 def test_cli_end_to_end_scenario(cli: CLI) -> None:
     # config
     r = cli("check-config")
-    assert "OK (1 rules)" in r.stdout
+    assert "OK (1 rule)" in r.stdout
     cc = cli.json("check-config")
     assert (cc["ok"], cc["config"], cc["rules"], cc["problems"]) == (True, cli.env["PERF_ALERTS_CONFIG"], 1, [])
 

@@ -1470,7 +1470,8 @@ def _explain(err: Mapping[str, Any], data: Any) -> str:
     if etype in ("literal_error", "enum") and field in _FIELD_CHOICES:
         got = err.get("input")
         choices = _FIELD_CHOICES[field]
-        close = difflib.get_close_matches(str(got), choices, n=1)
+        flipped = str(got)[::-1]  # '=>' and '=<' are '>=' and '<=' written backwards
+        close = [flipped] if flipped in choices else difflib.get_close_matches(str(got), choices, n=1)
         hint = f" (did you mean {close[0]!r}?)" if close else ""
         return f"invalid value {got!r}{hint}; valid: {', '.join(choices)}"
     return msg
@@ -1501,8 +1502,19 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
     except ValidationError as e:
         m = _Marks(marks)
         problems = []
-        for err in e.errors():
+        errors = e.errors()
+        # a misspelled key is one mistake: "unknown field 'metrc'; did you mean 'metric'?" says it all,
+        # pydantic's "metric: Field required" beside it is left out
+        misspelled = set()
+        for err in errors:
+            if err.get("type") == "extra_forbidden" and err.get("loc"):
+                loc = tuple(err["loc"])
+                for close in difflib.get_close_matches(str(loc[-1]), _model_fields_for(loc), n=1):
+                    misspelled.add(loc[:-1] + (close,))
+        for err in errors:
             loc = tuple(err.get("loc", ()))
+            if err.get("type") == "missing" and loc in misspelled:
+                continue
             if not loc and duplicates and "duplicate rule name" in str(err.get("msg")):
                 continue  # reported below with the line of the second definition
             path = loc or _path_in_message(str(err.get("msg", "")))  # a cross-section check names its path
@@ -1527,6 +1539,14 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         if r.webhook is not None and not r.webhook.url:
             cfg.warnings.append(f"receiver {r.name!r}: no webhook URL; its notifications go to the console instead")
     return cfg
+
+
+def yaml_lines(text: str) -> tuple[dict[tuple[Any, ...], int], Any]:
+    """The line of every key and item of a YAML text by path (`('rules', 0, 'annotations', 'summary')`
+    → 12), and the data: for problems found after loading (check-config's template checks)."""
+    marks: dict[tuple[Any, ...], int] = {}
+    _, data = load_yaml(text, lambda node: _collect_marks(node, (), marks))
+    return marks, data
 
 
 def packaged_config_dir() -> Path:

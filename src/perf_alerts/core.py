@@ -167,14 +167,15 @@ class PerfAlerts:
         evaluator.new_cycle()
         computed = []
         errors: list[str] = []
-        n_series = 0
+        seen_series: set[tuple[str, tuple[tuple[str, str], ...]]] = set()  # distinct series, not rule × series
         for rule in rules:
             try:
                 results = evaluator.evaluate(rule, at)
             except Exception as e:  # one broken rule must not stop the others
                 errors.append(f"rule {rule.name}: {type(e).__name__}: {e}")
                 continue
-            n_series += len(results)
+            metric = str(getattr(rule, "metric", None) or rule.name)
+            seen_series.update((metric, tuple(sorted(r.labels.items()))) for r in results)
             computed.append((rule, results))
         transitions: list[Transition] = []
         with self.store.transaction() as con:
@@ -205,7 +206,7 @@ class PerfAlerts:
             others = sorted({r.name for r in self.config.alerting_rules()} - set(current))
             if others:
                 active += self.store.load_alerts(states=live, rules=others, con=con)
-        return EvaluationResult(at, len(rules) - n_slo, n_series, transitions, sort_worst_first(active), errors, n_slo)
+        return EvaluationResult(at, len(rules) - n_slo, len(seen_series), transitions, sort_worst_first(active), errors, n_slo)
 
     def _retire_orphans(self, at: float, con: Any) -> list[Transition]:
         """Alerts of a rule that was renamed or removed resolve now: nothing will ever evaluate them again."""
@@ -273,8 +274,8 @@ class PerfAlerts:
                                        + (f" and {len(fps) - 20} more" if len(fps) > 20 else ""), fps)
         return matches[0]
 
-    def ack(self, fingerprint: str, by: str = "cli") -> Alert:
-        """Acknowledge an alert; stops its escalation. Acknowledging twice keeps the first time.
+    def ack(self, fingerprint: str, by: str = "cli", at: float | None = None) -> Alert:
+        """Acknowledge an alert (at `at`, default now); stops its escalation. Acknowledging twice keeps the first time.
 
         Raises the errors of `resolve_fingerprint`, or AckRefused for a resolved or pending alert.
         """
@@ -286,7 +287,9 @@ class PerfAlerts:
         if a.state == AlertState.PENDING:
             # an acknowledgement belongs to a firing episode; a pending alert may never fire
             raise AckRefused(f"alert {a.fingerprint} ({a.rule}) is pending, not firing yet; acknowledge it once it fires")
-        now = self.clock.now()
+        now = self.clock.now() if at is None else at
+        if a.started_at is not None and now < a.started_at:
+            raise InputError(f"cannot acknowledge alert {a.fingerprint} ({a.rule}) before it started")
         with self.store.transaction() as con:
             self.store.acknowledge_alert(a.fingerprint, now, by, con)
             self.store.add_events([(a.fingerprint, a.rule, a.severity.value, now, "acknowledged", _num(a.value), by)], con)

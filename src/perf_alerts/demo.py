@@ -19,6 +19,7 @@ from perf_alerts.config import load_config
 from perf_alerts.core import PerfAlerts
 from perf_alerts.simulate import simulate_crew
 from perf_alerts.store import Store
+from perf_alerts.textsafe import plural
 from perf_alerts.timeutil import ManualClock, SystemClock, format_duration, iso
 
 TOOL_ACTIONS = ("analyze", "alerts", "optimize", "predict", "executive_summary", "dashboard")
@@ -124,13 +125,13 @@ def _tool_line(call: dict[str, Any]) -> str:
         return f"{a:<18} {call['status']}: {call.get('error') or call.get('note')}"
     if a == "analyze":
         h = d.get("health", {})
-        return f"{a:<18} ok: health {h.get('score')} ({h.get('status')}), {len(d.get('findings', []))} findings"
+        return f"{a:<18} ok: health {h.get('score')} ({h.get('status')}), {plural(len(d.get('findings', [])), 'finding')}"
     if a == "alerts":
         return f"{a:<18} ok: {d.get('firing', len(d.get('alerts', [])))} firing, {d.get('pending', 0)} pending"
     if a == "optimize":
-        return f"{a:<18} ok: {len(d.get('recommendations', []))} recommendations"
+        return f"{a:<18} ok: {plural(len(d.get('recommendations', [])), 'recommendation')}"
     if a == "predict":
-        return f"{a:<18} ok: {len(d.get('breaches', []))} predicted breaches"
+        return f"{a:<18} ok: {plural(len(d.get('breaches', [])), 'predicted breach', 'predicted breaches')}"
     if a == "executive_summary":
         return f"{a:<18} ok: fired {d.get('alerts', {}).get('fired_total')} alerts in the period"
     return f"{a:<18} ok: {call['chars']:,} characters of JSON"

@@ -188,6 +188,13 @@ def validate_value(value: object) -> float:
     return v
 
 
+def duration_problem(metric: str, value: float) -> str | None:
+    """A duration (a metric named `*_seconds`) is never negative: the reason to reject one, else None."""
+    if value < 0 and metric.endswith("_seconds"):
+        return f"value: {metric} is a duration (*_seconds) and cannot be negative, got {value:g}"
+    return None
+
+
 @dataclass(frozen=True, slots=True)
 class Sample:
     """One measurement. `ts` is UTC Unix seconds."""
@@ -207,12 +214,16 @@ class Sample:
         """
         from perf_alerts.timeutil import parse_timestamp
 
-        return cls(
+        sample = cls(
             validate_metric_name(metric),
             validate_labels(labels),
             parse_timestamp(ts),
             validate_value(value),
         )
+        problem = duration_problem(sample.metric, sample.value)
+        if problem:
+            raise SampleError(problem)
+        return sample
 
 
 def fingerprint(rule: str, labels: Labels) -> str:

@@ -111,9 +111,28 @@ def render_annotation(name: str, template: str, ctx: Mapping[str, Any]) -> str:
     return render(template, ctx, escape)
 
 
+# what an annotation template can use: `perf_alerts.alerts.state.template_context` (kept equal by a test)
+TEMPLATE_VARIABLES = ("labels.NAME", "value", "threshold", "op", "rule", "metric", "window", "severity", "detail.NAME")
+TEMPLATE_FILTERS = ("round(N)", "upper", "lower", "pct", "duration")
+SUPPORTED_TEXT = ("supported: " + ", ".join(f"{{{{ {v} }}}}" for v in TEMPLATE_VARIABLES)
+                  + "; filters: " + ", ".join(f"| {f}" for f in TEMPLATE_FILTERS))
+
+
 def template_problems(template: str) -> list[str]:
-    """Unbalanced or unsupported tags, for check-config."""
+    """Unbalanced tags, unknown variables and unknown filters, for check-config; each names the
+    supported variables and filters."""
+    problems: list[str] = []
     stripped = _TAG.sub("", template)
     if "{{" in stripped or "}}" in stripped:
-        return [f"cannot parse template tag in {template!r} (supported: {{{{ labels.NAME }}}}, {{{{ value }}}}, {{{{ threshold }}}}, filters | round(N), | pct, | duration)"]
-    return []
+        problems.append(f"cannot parse a template tag in {template!r} ({SUPPORTED_TEXT})")
+    roots = {v.split(".")[0] for v in TEMPLATE_VARIABLES}
+    filters = {f.split("(")[0] for f in TEMPLATE_FILTERS}
+    for m in _TAG.finditer(template):
+        path = m.group(1).lstrip("$").split(".")
+        if path[0] not in roots or (path[0] in ("labels", "detail")) != (len(path) == 2):
+            problems.append(f"unknown template variable {{{{ {m.group(1)} }}}} ({SUPPORTED_TEXT})")
+        for fm in _FILTER.finditer(m.group(2) or ""):
+            if fm.group(1) not in filters:
+                problems.append(f"unknown template filter | {fm.group(1)} in {{{{ {m.group(0)[2:-2].strip()} }}}} "
+                                f"({SUPPORTED_TEXT})")
+    return problems

@@ -101,3 +101,9 @@ def discord_code(text: object) -> str:
     links and mentions are inert inside code, so nothing else needs escaping."""
     s = terminal_safe(text, newlines=False).replace("`", "ˋ")
     return f"`{s}`" if s.strip() else "` `"
+
+
+def plural(n: int | float, word: str, many: str | None = None) -> str:
+    """`1 rule`, `2 rules`, `0 series` (`many` for irregular plurals): counts printed for people."""
+    shown = f"{n:,}" if isinstance(n, int) else f"{n:g}"
+    return f"{shown} {word if n == 1 else (many or word + 's')}"

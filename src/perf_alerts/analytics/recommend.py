@@ -22,6 +22,7 @@ from typing import TYPE_CHECKING, Any, Mapping
 import numpy as np
 
 from perf_alerts import catalog
+from perf_alerts.textsafe import plural
 
 if TYPE_CHECKING:
     from perf_alerts.config import ModelPrice
@@ -295,7 +296,7 @@ def recommend(current: Usage, previous: Usage | None, pricing: Mapping[str, "Mod
             if rate >= FAILURE_RATE:
                 out.append(_rec("task_failures", agent, 1.5 + rate * 20,
                                 f"agent {agent}: {rate:.0%} of tasks failing ({ts.failures} of {ts.runs})",
-                                [f"{ts.failures} failed tasks of {ts.runs} in the last {win}"],
+                                [f"{plural(ts.failures, 'failed task')} of {ts.runs} in the last {win}"],
                                 "look at the failed task outputs; tighten the task's expected_output or add a guardrail"))
 
     # 4. Cost per call drifting up, and 5. prompts growing

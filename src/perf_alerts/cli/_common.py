@@ -34,9 +34,95 @@ def user_error_message(e: BaseException) -> str | None:
     return None
 
 
+GLOBAL_OPTIONS = ("--db", "--config", "-c")  # the root's options: accepted before or after the subcommand
+
+# what an option's value is, in --help (typer would show `<str>`, `<list[Path]>`)
+_METAVARS = {
+    "--at": "TIME", "--since": "TIME", "--start": "TIME", "--end": "TIME",
+    "--lookback": "DURATION", "--horizon": "DURATION", "--period": "DURATION", "--duration": "DURATION",
+    "--deadline": "DURATION", "--step": "DURATION", "--window": "DURATION",
+    "--db": "FILE", "--config": "FILE", "--out": "DIR", "--agent": "NAME", "--labels": "LABELS",
+    "--state": "STATE", "--format": "FORMAT", "--group": "GROUP", "--fail-on": "SEVERITY", "--by": "WHO",
+    "--comment": "TEXT", "--limit": "N", "--inputs": "JSON", "--host": "HOST", "--port": "PORT",
+}
+# help for the options many commands share, where a command gives none
+_OPTION_HELP = {
+    "--json": "Machine-readable JSON output instead of text.",
+    "--agent": "Only the series of this agent (label agent=NAME).",
+    "--at": "As of this time: ISO 8601, Unix seconds, now, now-1h (default: now).",
+    "--horizon": "How far ahead to forecast, e.g. 6h.",
+    "--lookback": "How much history to use, e.g. 24h.",
+    "--limit": "At most this many rows.",
+    "--by": "Who does it.",
+    "--comment": "Why (shown with the silence).",
+    "--duration": "How long, e.g. 2h.",
+    "--verbose": "Log debug details too.",
+    "--policy": "Only the actions of this policy.",
+}
+
+
+def hoist_global_options(args: list[str]) -> list[str]:
+    """`perf-alerts alerts --db x.db` means `perf-alerts --db x.db alerts`: the global options are
+    moved in front of the subcommand (up to a `--`), so they work in both places."""
+    front: list[str] = []
+    rest: list[str] = []
+    i = 0
+    while i < len(args):
+        a = args[i]
+        if a == "--":
+            rest.extend(args[i:])
+            break
+        if a in GLOBAL_OPTIONS and i + 1 < len(args):
+            front += [a, args[i + 1]]
+            i += 2
+            continue
+        if a.startswith(("--db=", "--config=")):
+            front.append(a)
+        else:
+            rest.append(a)
+        i += 1
+    return front + rest
+
+
+def _first_paragraph(text: str | None) -> str:
+    return " ".join((text or "").strip().split("\n\n")[0].split())
+
+
+def tidy_help(cmd: Any) -> None:
+    """Readable --help for a command tree: value names instead of typer's `<str>`/`<list[Path]>`,
+    `FILES...` instead of `{files}...`, a description for every common option, and the full
+    first sentence of every command in a group's list (not cut with "...")."""
+    for p in getattr(cmd, "params", []):
+        if getattr(p, "param_type_name", "") == "argument":
+            name = (p.name or "arg").upper() + ("..." if p.nargs != 1 else "")
+            shown = name if p.required else f"[{name}]"
+            p.metavar = (p.name or "arg").upper()
+            p._usage_display_name = lambda shown=shown: shown
+            p._rich_display_name = lambda name=name: name
+            p.display_type_rich = lambda ctx: None
+        elif not getattr(p, "is_flag", False) and p.metavar is None:
+            long = max(p.opts, key=len)
+            bare = p.bare_type() if hasattr(p, "bare_type") else ""
+            p.metavar = _METAVARS.get(long) or {"int": "N", "float": "NUMBER", "Path": "PATH"}.get(bare, "TEXT")
+        if getattr(p, "param_type_name", "") == "option" and not p.help:
+            p.help = _OPTION_HELP.get(max(p.opts, key=len))
+    sub = getattr(cmd, "commands", None) or {}
+    for c in sub.values():
+        if not c.short_help:
+            c.short_help = _first_paragraph(c.help)
+        tidy_help(c)
+
+
 class _Group(TyperGroup):
     """The root command group: maps every user error of every command, once, to one stderr line and exit 2
     (SPEC §10: 0 ok, 1 a finding the user asked to fail on, 2 bad usage or config)."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        tidy_help(self)
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        return super().parse_args(ctx, hoist_global_options(args))
 
     def invoke(self, ctx: Any) -> Any:  # Any: typer's own Context (typer >= 0.29) or click's
         try:

@@ -19,6 +19,7 @@ from perf_alerts.cli import crew_cmd, manage_cmd, slo_cmd, web_cmd
 from perf_alerts.cli import output as out
 from perf_alerts.cli._common import app, state, system
 from perf_alerts.errors import InputError
+from perf_alerts.textsafe import plural
 from perf_alerts.timeutil import parse_duration_arg
 
 __all__ = ["app", "main"]
@@ -63,7 +64,10 @@ def ingest(
         out.emit_json({"files": [r.to_dict() for r in reports], "seconds": round(elapsed, 3)})
     else:
         for r in reports:
-            out.line(f"{r.source}: {r.accepted:,} samples stored in {r.series:,} series, {r.rejected:,} rejected")
+            stored = plural(r.accepted, "sample")
+            if r.replaced:
+                stored += f" ({r.accepted - r.replaced:,} new, {r.replaced:,} replaced a stored sample at the same time)"
+            out.line(f"{r.source}: {stored} stored in {plural(r.series, 'series', 'series')}, {r.rejected:,} rejected")
             for e in r.errors:
                 out.warn(str(e))
             if r.rejected > len(r.errors):
@@ -80,19 +84,22 @@ def collect(as_json: bool = typer.Option(False, "--json")) -> None:
         out.emit_json([{"metric": x.metric, "labels": x.labels, "value": x.value} for x in samples])
     else:
         for x in samples:
-            out.line(f"{x.metric} {x.labels} {x.value:.1f}")
+            out.line(f"{x.metric}{_fmt_labels(x.labels)} {x.value:.1f}")
 
 
 # --------------------------------------------------------------------------- alerts
 
 
-def _parse_at(at: Optional[str]) -> Optional[float]:
-    """A time option (`--at`, `--since`): ISO 8601, Unix seconds, now, now-1h."""
+def _parse_at(at: Optional[str], option: str = "--at") -> Optional[float]:
+    """A time option (`--at`, `--since`): ISO 8601, Unix seconds, now, now-1h; an error names the option."""
     if at is None:
         return None
-    from perf_alerts.timeutil import SystemClock, check_unix, parse_time_arg
+    from perf_alerts.timeutil import SystemClock, TimeParseError, check_unix, parse_time_arg
 
-    return check_unix(parse_time_arg(at, SystemClock()), at)  # also `now+…` beyond what can be shown
+    try:
+        return check_unix(parse_time_arg(at, SystemClock()), at)  # also `now+…` beyond what can be shown
+    except TimeParseError as e:
+        raise InputError(f"{option}: {e}; relative times are now-1h, now-2d") from None
 
 
 @app.command()
@@ -120,8 +127,7 @@ def evaluate(
     if not no_notify:
         from perf_alerts.notify.pipeline import deliver_evaluation
 
-        for w in s.config.warnings:
-            out.warn(w)
+        _warn_config_once(s)
         # console notifications go to stderr when stdout carries JSON
         delivery = deliver_evaluation(s, res, console_write=out.stderr_line if as_json else None)
     if as_json:
@@ -138,14 +144,36 @@ def evaluate(
                      f"value={_fmt_value(t.alert.value)}")
         firing = sum(1 for a in res.active if a.state.value == "firing")
         pending = sum(1 for a in res.active if a.state.value == "pending")
-        out.line(f"evaluated {res.rules} rules over {res.series} series at {_iso(res.at)}: "
-                 f"{firing} firing, {pending} pending, {len(res.transitions)} transitions")
+        out.line(f"evaluated {plural(res.rules, 'rule')} over {plural(res.series, 'series', 'series')} at {_iso(res.at)}: "
+                 f"{firing} firing, {pending} pending, {plural(len(res.transitions), 'transition')}")
         for e in res.errors:
             out.warn(e)
         if delivery is not None:
             _print_delivery(delivery)
     if fail_on:
         _fail_on(fail_on, res.active)
+
+
+CONFIG_WARNINGS_KEY = "cli.config_warnings_shown"
+
+
+def _warn_config_once(s: Any) -> None:
+    """The config's warnings (a receiver without a webhook URL, …) once per config and store, not on
+    every `evaluate` / `deliver`: what was shown is remembered in the store's kv (per config file, by
+    the warnings' digest, so a new or changed warning is shown again). `check-config` always lists them."""
+    import hashlib
+
+    warnings = list(s.config.warnings)
+    if not warnings:
+        return
+    digest = hashlib.sha256("\n".join(warnings).encode()).hexdigest()[:16]
+    shown = s.store.kv_get(CONFIG_WARNINGS_KEY) or {}
+    if shown.get(s.config.source) == digest:
+        return
+    for w in warnings:
+        out.warn(w)
+    out.warn("(config warnings are shown once per config; `perf-alerts check-config` lists them again)")
+    s.store.kv_set(CONFIG_WARNINGS_KEY, {**shown, s.config.source: digest})
 
 
 def _print_delivery(o: "DeliveryOutcome") -> None:
@@ -175,11 +203,14 @@ def _fail_on(level: str, alerts: list[Any]) -> None:
 def _iso(ts: Optional[float]) -> str:
     from perf_alerts.timeutil import iso
 
-    return iso(ts) or "-"
+    return "-" if ts is None else (iso(float(int(ts))) or "-")  # to the second: people read these
 
 
 def _fmt_labels(labels: dict[str, str]) -> str:
-    return "{" + ", ".join(f"{k}={v}" for k, v in sorted(labels.items()) if k not in ("alertname", "severity")) + "}"
+    """A label set as Prometheus writes it: {agent="researcher", crew="c1"}."""
+    from perf_alerts.rules.testing import fmt_label_set
+
+    return fmt_label_set({k: v for k, v in labels.items() if k not in ("alertname", "severity")})
 
 
 def _fmt_value(v: Optional[float]) -> str:
@@ -215,10 +246,21 @@ def alerts_cmd(
 def ack(
     fingerprint: str = typer.Argument(..., help="Alert fingerprint (a unique prefix is enough)."),
     by: str = typer.Option(os.environ.get("USER", "cli"), "--by", help="Who acknowledges."),
+    at: Optional[str] = typer.Option(None, "--at", help="Acknowledge as of this time (default: now); "
+                                     "use the --at the alert was evaluated with when replaying history."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Acknowledge an alert (stops its escalation)."""
-    a = system().ack(fingerprint, by=by)
+    s = system()
+    when = _parse_at(at)
+    last = s.store.kv_get("last_evaluation")
+    replayed = when is None and last and abs(s.clock.now() - float(last.get("at", 0))) > 3600
+    if replayed:
+        # the store's alerts were evaluated at another time (--at): acknowledging at the wall clock skews MTTA
+        when = float(last["at"])
+    a = s.ack(fingerprint, by=by, at=when)
+    if replayed:
+        out.warn(f"acknowledged as of the last evaluation ({_iso(when)}), not the wall clock; pass --at to choose")
     if as_json:
         out.emit_json(a.to_dict())
     else:
@@ -231,7 +273,7 @@ def history(
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Alert statistics from history: episodes, MTTA and MTTR per rule and severity."""
-    st = system().alert_stats(since=_parse_at(since))
+    st = system().alert_stats(since=_parse_at(since, "--since"))
     if as_json:
         out.emit_json(st)
         return
@@ -339,17 +381,43 @@ def check_config(as_json: bool = typer.Option(False, "--json")) -> None:
             for p in e.problems:
                 out.error(p)
         raise typer.Exit(2) from None
-    problems = [f"{path}: rule {r.name}: annotations.{k}: {p}" for r in cfg.rules for k, v in r.annotations.items()
-                for p in template_problems(v)]
+    problems = _template_problems(path, cfg, template_problems)
+    if not as_json:
+        for w in cfg.warnings:  # shown once by evaluate / deliver; here every time
+            out.warn(w)
+        if not cfg.rules:
+            out.warn(f"{path}: no rules: nothing is evaluated and no alert can ever fire")
     if as_json:
-        out.emit_json({"ok": not problems, "config": str(path), "rules": len(cfg.rules), "problems": problems})
+        out.emit_json({"ok": not problems, "config": str(path), "rules": len(cfg.rules), "problems": problems,
+                       "warnings": list(cfg.warnings) + ([] if cfg.rules else ["no rules"])})
     else:
         for p in problems:
             out.error(p)
         if not problems:
-            out.line(f"{path}: OK ({len(cfg.rules)} rules)")
+            out.line(f"{path}: OK ({plural(len(cfg.rules), 'rule')})")
     if problems:
         raise typer.Exit(2)
+
+
+def _template_problems(path: Path, cfg: Any, check: Any) -> list[str]:
+    """file:line: rules[i].annotations.KEY: the problem, for every annotation template of the config."""
+    from perf_alerts.config import yaml_lines
+
+    try:
+        marks, data = yaml_lines(path.read_text(encoding="utf-8"))
+    except Exception:  # the packaged default or an unreadable file: no line numbers, the problems still
+        marks, data = {}, {}
+    raw_rules = data.get("rules") if isinstance(data, dict) else None
+    index = {r.get("name"): i for i, r in enumerate(raw_rules or []) if isinstance(r, dict)}
+    problems = []
+    for r in cfg.rules:
+        i = index.get(r.name)
+        for k, v in r.annotations.items():
+            for p in check(v):
+                line = marks.get(("rules", i, "annotations", k)) if i is not None else None
+                where = f"{path}:{line}" if line else f"{path}"
+                problems.append(f"{where}: rules[{i if i is not None else '?'}].annotations.{k} (rule {r.name}): {p}")
+    return problems
 
 
 @app.command("test-rules")
@@ -376,7 +444,8 @@ def test_rules(
             for r in rs:
                 out.line(f"{'PASS' if r.passed else 'FAIL'} {fname}: {r.name}")
                 for msg in r.failures:
-                    out.line(f"     {msg}")
+                    for ln in msg.split("\n"):  # promtool's layout: exp and got on lines of their own
+                        out.line(f"     {ln}")
         out.line(f"{total - failed} passed, {failed} failed")
     if failed:
         raise typer.Exit(1)
@@ -393,13 +462,13 @@ def backtest(
     s = system()
     step_s = parse_duration_arg(step, "--step") if step else None
     if as_json or not sys.stderr.isatty():
-        rep = s.backtest(_parse_at(start), _parse_at(end), step_s)
+        rep = s.backtest(_parse_at(start, "--start"), _parse_at(end, "--end"), step_s)
     else:
         from rich.progress import Progress
 
         with Progress(transient=True) as prog:
             task = prog.add_task("replaying", total=None)
-            rep = s.backtest(_parse_at(start), _parse_at(end), step_s,
+            rep = s.backtest(_parse_at(start, "--start"), _parse_at(end, "--end"), step_s,
                              progress=lambda i, n: prog.update(task, completed=i, total=n))
     if as_json:
         out.emit_json(rep)
@@ -452,8 +521,7 @@ def deliver(
     from perf_alerts.notify.pipeline import deliver_due
 
     s = system()
-    for w in s.config.warnings:
-        out.warn(w)
+    _warn_config_once(s)
     limit = parse_duration_arg(deadline, "--deadline") if deadline else None
     d = deliver_due(s, console_write=out.stderr_line if as_json else None, deadline=limit)
     if as_json:
@@ -539,8 +607,7 @@ def summary(
     if out_dir is not None:
         result["files"] = write_summary(out_dir, data, md, png)
     if send:
-        for w in s.config.warnings:
-            out.warn(w)
+        _warn_config_once(s)
         sent = send_summary(s, data, md, png, console_write=out.stderr_line if as_json else None)
         result["delivery"] = sent.to_dict()
     if as_json:

@@ -235,19 +235,26 @@ def _run_one(name: str, test: dict[str, Any], config: Config, eval_interval: flo
         got = snapshots.get(at, {}).get(alertname, [])
         expected = _mappings(c.get("exp_alerts"), "exp_alerts")
         unmatched = list(got)
+        exp_sets: list[tuple[dict[str, str], dict[str, str]]] = []
+        ok = True
         for exp in expected:
             exp_labels = {str(k): str(v) for k, v in _mapping(exp.get("exp_labels"), "exp_labels").items()}
             exp_ann = {str(k): str(v) for k, v in _mapping(exp.get("exp_annotations"), "exp_annotations").items()}
+            exp_sets.append((exp_labels, exp_ann))
             hit = next((a for a in unmatched if _labels_match(a.labels, exp_labels)
                         and all(a.annotations.get(k) == v for k, v in exp_ann.items())), None)
             if hit is None:
-                failures.append(
-                    f"eval_time {c.get('eval_time')}, alertname {alertname}: expected alert {exp_labels} {exp_ann or ''} "
-                    f"not firing; got {[_describe(a) for a in got] or 'no alerts'}")
+                ok = False
             else:
                 unmatched.remove(hit)
-        for extra in unmatched:
-            failures.append(f"eval_time {c.get('eval_time')}, alertname {alertname}: unexpected alert {_describe(extra)}")
+        if unmatched:
+            ok = False
+        if not ok:  # as promtool prints it: what was expected, what was got, label sets as {a="b"}
+            exp_txt = "".join(f"\n        {i}: labels: {fmt_label_set({**{'alertname': alertname}, **lab})}"
+                              + (f" annotations: {fmt_label_set(ann)}" if ann else "")
+                              for i, (lab, ann) in enumerate(exp_sets)) or " none"
+            got_txt = "".join(f"\n        {i}: {_describe(g)}" for i, g in enumerate(got)) or " none"
+            failures.append(f"alertname: {alertname}, time: {c.get('eval_time')}\n    exp:{exp_txt}\n    got:{got_txt}")
     return RuleTestOutcome(name, not failures, failures)
 
 
@@ -258,6 +265,14 @@ def _labels_match(actual: dict[str, str], expected: dict[str, str]) -> bool:
     return a == expected
 
 
+def fmt_label_set(labels: dict[str, str]) -> str:
+    """A label set as Prometheus and promtool print it: {alertname="X", severity="critical"}."""
+    def q(v: str) -> str:
+        return '"' + v.replace("\\", "\\\\").replace('"', '\\"').replace("\n", "\\n") + '"'
+
+    return "{" + ", ".join(f"{k}={q(str(v))}" for k, v in sorted(labels.items())) + "}"
+
+
 def _describe(a: Alert) -> str:
-    labels = {k: v for k, v in a.labels.items() if k != "alertname"}
-    return f"{labels} annotations={a.annotations}"
+    text = f"labels: {fmt_label_set(a.labels)}"
+    return text + (f" annotations: {fmt_label_set(a.annotations)}" if a.annotations else "")

@@ -23,7 +23,7 @@ from pathlib import Path
 from typing import Any, BinaryIO, Callable
 
 from perf_alerts.errors import InputError
-from perf_alerts.model import (LABEL_NAME_RE, MAX_LABEL_NAME, MAX_LABEL_VALUE, MAX_LABELS, MAX_METRIC_NAME,
+from perf_alerts.model import (duration_problem, LABEL_NAME_RE, MAX_LABEL_NAME, MAX_LABEL_VALUE, MAX_LABELS, MAX_METRIC_NAME,
                                METRIC_NAME_RE, SampleError, canonical_labels, validate_labels)
 from perf_alerts.store import Store
 from perf_alerts.timeutil import TimeParseError, parse_timestamp, short_repr
@@ -49,6 +49,7 @@ class IngestReport:
     rejected: int = 0
     errors: list[RecordError] = field(default_factory=list)
     series: int = 0
+    replaced: int = 0  # of `accepted`: samples that replaced a stored one (same series and time)
 
     def add_error(self, line: int, message: str) -> None:
         self.rejected += 1
@@ -61,6 +62,7 @@ class IngestReport:
             "accepted": self.accepted,
             "rejected": self.rejected,
             "series": self.series,
+            "replaced": self.replaced,
             "errors": [str(e) for e in self.errors],
             "errors_truncated": self.rejected > len(self.errors),
         }
@@ -132,7 +134,9 @@ class _Writer:
             self.rows.extend((self.ids[k], t, v) for k, t, v in self.pending)
             self.pending.clear()
         if self.rows:
-            self.report.accepted += self.store.insert_rows(self.rows)
+            fresh, replaced = self.store.insert_rows_counted(self.rows)
+            self.report.accepted += fresh + replaced
+            self.report.replaced += replaced
             self.rows = []
         self.report.series = len(self.ids)
 
@@ -208,7 +212,7 @@ def ingest_csv(store: Store, path: Path, progress: Callable[[int], None] | None 
                     continue
                 good_metrics.add(metric)
             value, problem = _number(row[i_value])
-            if value is None:
+            if value is None or (problem := duration_problem(metric, value)):
                 report.add_error(lineno, problem or "value: not a number")
                 continue
             try:
@@ -280,7 +284,7 @@ def ingest_jsonl(store: Store, path: Path, progress: Callable[[int], None] | Non
                     continue
                 good_metrics.add(metric)
             value, problem = _number(obj["value"])
-            if value is None:
+            if value is None or (problem := duration_problem(metric, value)):
                 report.add_error(lineno, problem or "value: not a number")
                 continue
             try:

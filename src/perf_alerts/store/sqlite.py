@@ -381,11 +381,20 @@ class Store(OutboxQueries, ManagementQueries, RetentionQueries):
 
     def insert_rows(self, rows: Sequence[tuple[int, float, float]]) -> int:
         """(series_id, ts, value) rows in one transaction; a later value for the same instant wins."""
+        return sum(self.insert_rows_counted(rows))
+
+    def insert_rows_counted(self, rows: Sequence[tuple[int, float, float]]) -> tuple[int, int]:
+        """`insert_rows`, returning (new, replaced): how many rows were new instants and how many
+        replaced a stored sample of the same series and time (re-ingesting a file replaces them all)."""
         if not rows:
-            return 0
+            return 0, 0
         with self._write() as con:
-            con.executemany("INSERT OR REPLACE INTO samples (series_id, ts, value) VALUES (?, ?, ?)", rows)
-        return len(rows)
+            before = con.total_changes
+            con.executemany("INSERT OR IGNORE INTO samples (series_id, ts, value) VALUES (?, ?, ?)", rows)
+            new = con.total_changes - before
+            if new < len(rows):  # some instants were stored already: the later value wins, as before
+                con.executemany("INSERT OR REPLACE INTO samples (series_id, ts, value) VALUES (?, ?, ?)", rows)
+        return new, len(rows) - new
 
     def insert_samples(self, samples: Iterable[Sample]) -> int:
         samples = list(samples)
