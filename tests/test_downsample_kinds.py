@@ -179,3 +179,27 @@ def test_an_old_store_file_gains_the_weight_columns(tmp_path: Path) -> None:
     store.apply_retention(100000.0, retention=0, downsample_after=1000, step=STEP)
     blk = store.query([1], -1, 1000)
     assert (len(blk), blk.count, blk.total, float(blk.lo[0]), float(blk.hi[0])) == (1, 2, 4.0, 1.5, 2.5)  # type: ignore[index]
+
+
+def test_health_over_a_downsampled_day_counts_the_raw_errors_and_calls(tmp_path: Path) -> None:
+    from perf_alerts.insights import agent_health
+
+    cfg = parse_config("rules: []\n")
+    store = Store(tmp_path / "s.db")
+    rng = np.random.default_rng(8)
+    ts = np.sort(np.floor(rng.uniform(T0 - 6 * DAY, T0 - 4 * DAY, 3000)) + 0.5)
+    lab = json.dumps({"agent": "writer"})
+    ids = store.series_ids([("crew_task_seconds", lab), ("crew_task_failures", lab)])
+    fail = ts[rng.random(ts.size) < 0.1]
+    store.insert_rows([(ids[("crew_task_seconds", lab)], float(t), float(rng.gamma(3, 5))) for t in ts] +
+                      [(ids[("crew_task_failures", lab)], float(t), 1.0) for t in fail])
+    at = T0 - 4 * DAY - EPS
+
+    def errors() -> str:
+        h = agent_health(store, cfg, at, 2 * DAY, [], "writer", recent=DAY)
+        return next(c.evidence for c in h.components if c.name == "errors")
+
+    before = errors()
+    store.apply_retention(T0, retention=30 * DAY, downsample_after=2 * DAY, step=STEP)
+    assert store.query(list(ids.values()), at - DAY, at).n is not None
+    assert errors() == before and before.startswith(f"{int((fail > at - DAY).sum())} errors in")

@@ -14,12 +14,12 @@ import numpy as np
 
 from perf_alerts import catalog
 from perf_alerts.analytics import health as H
-from perf_alerts.analytics.stats import summarize
+from perf_alerts.analytics.stats import group_quantile, summarize
 from perf_alerts.analytics.trend import trend
 from perf_alerts.config import Config
 from perf_alerts.model import Alert, AlertState
 from perf_alerts.rules.template import fmt_number
-from perf_alerts.store import SeriesInfo, Store
+from perf_alerts.store import SampleBlock, SeriesInfo, Store
 from perf_alerts.timeutil import format_duration, iso
 
 
@@ -78,16 +78,16 @@ def agent_health(store: Store, config: Config, at: float, lookback: float, alert
         ids = [s.id for s in by_metric[lat]]
         cur = store.query(ids, start, at)
         prev = store.query(ids, at - lookback, start)
-        cur_p95 = float(np.quantile(cur.value, 0.95)) if len(cur) else None
-        prev_p95 = float(np.quantile(prev.value, 0.95)) if len(prev) else None
+        cur_p95 = _p95(cur) if len(cur) else None
+        prev_p95 = _p95(prev) if len(prev) else None
         comps.append(H.latency_component(cur_p95, prev_p95, lat))
     # errors: error events over attempts in the recent window
     errors = attempts = 0.0
     for err_metric, attempt_metric in catalog.ERROR_METRICS.items():
         if err_metric in by_metric:
-            errors += float(store.query([s.id for s in by_metric[err_metric]], start, at).value.sum())
+            errors += store.query([s.id for s in by_metric[err_metric]], start, at).total
         if attempt_metric in by_metric:
-            attempts += float(len(store.query([s.id for s in by_metric[attempt_metric]], start, at)))
+            attempts += store.query([s.id for s in by_metric[attempt_metric]], start, at).count
     comps.append(H.error_component(errors, attempts))
     # alerts
     firing: dict[str, int] = defaultdict(int)
@@ -102,13 +102,18 @@ def agent_health(store: Store, config: Config, at: float, lookback: float, alert
             if m in by_metric:
                 blk = store.query([s.id for s in by_metric[m]], start, at)
                 if len(blk):
-                    peaks.append((float(blk.value.max()), m.replace("host_", "").replace("_percent", "")))
+                    peaks.append((float((blk.value if blk.hi is None else blk.hi).max()), m.replace("host_", "").replace("_percent", "")))
         if peaks:
             peak, what = max(peaks)
             comps.append(H.resource_component(peak, what))
         else:
             comps.append(H.resource_component(None, ""))
     return H.combine(comps)
+
+
+def _p95(blk: SampleBlock) -> float:
+    """The 95th percentile of a block's samples (downsampled rows weighted by what they stand for)."""
+    return float(group_quantile(np.zeros(len(blk), dtype=np.int64), blk.value, 0.95, weights=blk.n)[0])
 
 
 def agents_in_store(store: Store, all_series: list[SeriesInfo] | None = None) -> list[str]:
@@ -129,12 +134,14 @@ def analyze(store: Store, config: Config, at: float, lookback: float, alerts: li
     trends: list[dict[str, Any]] = []
     anomalies: list[dict[str, Any]] = []
     for s in series:
-        t, v = block.of(s.id)
+        one = block.series(s.id)
+        t, v = one.ts, one.value
         cur = t > start
         if not cur.any():
             continue
         meta = config.metric_meta(s.metric)
-        summ = summarize(t[cur], v[cur])
+        now = one.slice(cur)
+        summ = summarize(now.ts, now.value, n=now.n, lo=now.lo, hi=now.hi)
         summaries.append({"series": _series_name(s), "metric": s.metric, "labels": s.labels, **summ.to_dict()})
         tr = trend(t[cur], v[cur], better=meta.better, previous=v[~cur])
         if tr.verdict in ("worsening", "improving", "changing"):
