@@ -179,10 +179,12 @@ def _warn_config_once(s: Any) -> None:
 def _print_delivery(o: "DeliveryOutcome") -> None:
     r = o.delivery
     created = len(o.plan.created) if o.plan else len(o.notifications or [])
-    if created or r.delivered or o.still_pending:
+    if created or r.delivered or o.still_pending or r.dead or r.failed:
         out.line(f"notifications: {created} queued, {r.delivered} delivered, {r.dead} dead, "
                  f"{o.still_pending} still pending, {r.failed} failed attempts ({r.requests} requests, "
                  f"{r.rate_limited} rate-limited)")
+    else:
+        out.line("notifications: nothing due, nothing pending")
     for name, reason in o.disabled.items():
         out.error(f"receiver {name} is DISABLED ({reason}); fix its webhook and restart — nothing is sent to it")
     for e in r.errors[:5]:
@@ -507,7 +509,7 @@ def notifications(
         out.line("no notifications")
         return
     out.table(None, ["id", "receiver", "kind", "state", "attempts", "alerts", "message ids", "created", "error"], [
-        (n.id, n.receiver, n.kind, n.state, n.attempts, len(n.fingerprints), ",".join(n.message_ids)[:40],
+        (n.id, n.receiver, n.kind, n.state_text, n.attempts, len(n.fingerprints), ",".join(n.message_ids)[:40],
          _iso(n.created_at), (n.last_error or "")[:60]) for n in items
     ])
 

@@ -17,6 +17,7 @@ import logging
 import os
 import socket
 import sqlite3
+import time
 import uuid
 from dataclasses import dataclass, field
 from typing import Any, Sequence
@@ -48,6 +49,19 @@ class Notification:
     message_ids: list[str] = field(default_factory=list)
     delivered_at: float | None = None
     sent: list[str] = field(default_factory=list)  # fingerprints already shown in an accepted message
+    claimed_by: str | None = None  # the sender holding it while `sending` (host:pid:id)
+    claim_until: float | None = None  # wall-clock end of that sender's lease
+
+    @property
+    def state_text(self) -> str:
+        """The state as a person reads it: who is sending, and when a dead sender's claim runs out."""
+        if self.state != "sending" or self.claim_until is None:
+            return self.state
+        left = self.claim_until - time.time()
+        who = self.claimed_by or "?"
+        if left > 0:
+            return f"sending (claimed by {who}; taken over in {left:.0f}s if that process died)"
+        return f"sending (claimed by {who}, whose lease ran out: the next sender takes it over)"
 
     @property
     def fingerprints(self) -> list[str]:
@@ -64,12 +78,15 @@ class Notification:
             "message_ids": self.message_ids, "created_at": iso(self.created_at),
             "next_attempt_at": iso(self.next_attempt_at) if self.state in ("pending", "failed") else None,
             "delivered_at": iso(self.delivered_at), "last_error": self.last_error,
+            "claimed_by": self.claimed_by if self.state == "sending" else None,
+            "claim_until": iso(self.claim_until) if self.state == "sending" else None,
         }
 
 
 def _from_row(r: OutboxRow) -> Notification:
     return Notification(r.id, r.receiver, r.kind, r.group_key, r.created_at, r.body, r.state, r.attempts,
-                        r.next_attempt_at, r.last_error, r.message_ids, r.delivered_at, r.sent)
+                        r.next_attempt_at, r.last_error, r.message_ids, r.delivered_at, r.sent, r.claimed_by,
+                        r.claim_until)
 
 
 class Outbox:
