@@ -8,6 +8,7 @@ No browser is ever downloaded: Chromium comes from the OS (`.ci/run` installs it
 from __future__ import annotations
 
 import os
+import re
 import shutil
 from pathlib import Path
 from typing import Any
@@ -166,6 +167,101 @@ def test_dashboard_asks_for_the_token(tmp_path: Path) -> None:
             page.click("#token-form button[type=submit]")
             page.wait_for_selector("body[data-loaded='true']")
             assert page.locator("#alerts-body tr[data-fingerprint]").count() == 2
+        finally:
+            browser.close()
+    assert problems == [], problems
+
+
+PANELS_CONFIG = """
+schedules:
+  - {name: continuous, every: continuous, job: evaluate}
+  - {name: daily-summary, every: daily, at: "09:00", job: summary}
+policies:
+  - name: health-critical
+    when: "health < 50 and firing.critical > 0"
+    cooldown: 1h
+    actions: [{type: notify, severity: critical}]
+"""
+
+
+def _dashboard_mode_system(tmp_path: Path) -> Any:
+    """`perf-alerts dashboard`: no daemon in the process, schedules and policies only in the config and the store."""
+    from test_http import SEED_CONFIG
+
+    from perf_alerts.config import parse_config
+    from perf_alerts.core import PerfAlerts
+
+    seeded = seeded_system(tmp_path)
+    system = PerfAlerts(parse_config(SEED_CONFIG + PANELS_CONFIG, "seed.yaml", env={}), seeded.store, seeded.clock)
+    now = system.clock.now()
+    with system.store.transaction() as con:
+        con.execute("INSERT OR REPLACE INTO schedules (name, first_seen) VALUES ('daily-summary', ?)", (now - 2 * 86400,))
+        con.execute("INSERT OR REPLACE INTO policy_state (name, last_matched, last_fired, fired_count) "
+                    "VALUES ('health-critical', ?, ?, 1)", (now - 1200, now - 1200))
+    _notifications(system)
+    return system
+
+
+@pytest.mark.parametrize("width", [1440, 390])
+def test_every_panel_says_what_a_user_needs_on_a_desktop_and_a_phone(tmp_path: Path, width: int) -> None:
+    executable = _chromium()
+    sync_playwright = _playwright()
+    system = _dashboard_mode_system(tmp_path)
+    problems: list[str] = []
+    with LiveServer(system) as srv, sync_playwright() as pw:  # no scheduler/policies objects: dashboard mode
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page(viewport={"width": width, "height": 900})
+            page.on("console", lambda m: problems.append(f"console.{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+            page.set_default_timeout(10_000)
+            page.goto(srv.url + "/")
+            page.wait_for_selector("body[data-loaded='true']")
+            page.wait_for_selector("#charts svg.chart-svg polyline")
+
+            # header: times in UTC like everything else on the page
+            assert re.fullmatch(r"updated \d\d:\d\d:\d\d UTC", page.locator("#updated").inner_text())
+            assert "2 rules" in page.locator("#last-eval").inner_text()
+
+            # alerts: the rule, what it says, its value against the threshold
+            alerts = page.locator("#alerts-body").inner_text()
+            assert "HighLatency" in alerts and "researcher task time" in alerts and "LLMErrors" in alerts
+
+            # schedules and policies from the store, with last and next run, no markdown backticks
+            sched = page.locator("#schedules").inner_text()
+            assert "continuous" in sched and "daily-summary" in sched and "never" in sched
+            assert re.search(r"OVERDUE", sched, re.I) and "UTC" in sched and "`" not in sched
+            pol = page.locator("#policies").inner_text()
+            assert "health-critical" in pol and "health < 50 and firing.critical > 0" in pol
+            assert re.search(r"cooling down", pol, re.I) and "until" in pol and "`" not in pol
+
+            # notifications name the alert they announced; receivers say name → kind, once
+            notes = page.locator("#notifications").inner_text()
+            assert "HighLatency firing" in notes and "LLMErrors firing" in notes, notes
+            receivers = page.locator("#receivers").inner_text()
+            assert "oncall → discord" in receivers and "console (console)" not in receivers, receivers
+
+            # the chart: y-axis labels carry the unit and are not cut at the left edge
+            ticks = page.eval_on_selector_all(
+                "#charts figure", "figs => figs.map(f => ({caption: f.querySelector('figcaption').textContent, "
+                "ticks: [...f.querySelectorAll('text.axis-y')].map(t => ({text: t.textContent, "
+                "left: t.getBoundingClientRect().left - f.querySelector('svg').getBoundingClientRect().left}))}))")
+            latency = next(f for f in ticks if f["caption"].startswith("HighLatency"))
+            assert "crew_task_seconds (s)" in latency["caption"], latency
+            assert len(latency["ticks"]) == 4 and all(re.fullmatch(r"[\d.]+ (s|ms|min)", t["text"]) for t in latency["ticks"])
+            assert all(t["left"] >= 0 for f in ticks for t in f["ticks"]), ticks
+
+            # health: both agents with a score
+            health = page.locator("#health").inner_text()
+            assert "researcher" in health and "writer" in health
+
+            # nothing makes the page wider than the screen (a phone scrolls down, never sideways)
+            shots = Path(SCREENSHOT_DIR) if SCREENSHOT_DIR else tmp_path
+            page.screenshot(path=str(shots / f"dashboard-{width}.png"), full_page=True)
+            overflow = page.evaluate("document.documentElement.scrollWidth - window.innerWidth")
+            wide = page.evaluate("[...document.querySelectorAll('body *')].filter(e => e.getBoundingClientRect().right > "
+                                 "window.innerWidth + 1 && !e.closest('.card > div')).slice(0, 5).map(e => e.tagName + '#' + e.id + '.' + e.className)")
+            assert overflow <= 0, f"the page is {overflow} px wider than a {width} px screen: {wide}"
         finally:
             browser.close()
     assert problems == [], problems

@@ -553,6 +553,7 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         out = {"fingerprint": a.fingerprint, "rule": a.rule, "rule_type": rule.type, "metric": rule.metric,
                "op": rule.op, "threshold": (a.threshold if a.threshold is not None else rule.threshold) if on_values else None,
                "rule_threshold": rule.threshold, "value": a.value, "aggregate": rule.aggregate, "window": rule.window,
+               "unit": system.config.metric_meta(rule.metric).unit if rule.metric else "",  # the y axis' unit
                **_series_points(series, end - lb, end)}
         if rule.type == "threshold":
             kind = system.config.metric_meta(rule.metric).kind
@@ -637,11 +638,22 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         from perf_alerts.notify.pipeline import list_notifications
 
         out = []
+        rule_of: dict[str, str | None] = {}
         for n in list_notifications(system, state or None, limit).items:
             d = n.to_dict()
             for k in ("last_error", "title", "group_key"):
                 if isinstance(d.get(k), str):
                     d[k] = redact(d[k])
+            # which alerts it announced, by rule name: "HighLatency firing", not "1 firing"
+            rules = [str(a["rule"]) for a in n.body.get("alerts", []) if isinstance(a, dict) and a.get("rule")]
+            if not rules:
+                for fp in d.get("alerts") or []:
+                    if fp not in rule_of:
+                        stored = system.store.get_alert(fp)
+                        rule_of[fp] = stored.rule if stored is not None else None
+                    if rule_of[fp]:
+                        rules.append(str(rule_of[fp]))
+            d["rules"] = sorted(set(rules))
             out.append(d)
         return {"notifications": out, "receivers": _receivers()}
 
@@ -660,8 +672,15 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
 
     # ---------------------------------------------------------------- schedules and policies
     def _status_of(obj: object | None, what: str) -> dict[str, Any]:
-        if obj is None:
-            return {what: [], "note": f"no {what} in this process (they run in `perf-alerts run`)"}
+        if obj is None:  # `perf-alerts dashboard`: the persisted state, as `perf-alerts schedules` shows it
+            if what == "schedules":
+                from perf_alerts.manage.schedules import Scheduler
+
+                obj = Scheduler(system)
+            else:
+                from perf_alerts.manage.policies import PolicyEngine
+
+                obj = PolicyEngine(system)
         status = getattr(obj, "status", None)
         if not callable(status):
             return {what: [], "note": f"{what} status is not available"}

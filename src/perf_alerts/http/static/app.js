@@ -51,6 +51,28 @@
     return String(Number(n.toPrecision(4)));
   }
 
+  function plural(n, word, many) {
+    return n + " " + (n === 1 ? word : (many || word + "s"));
+  }
+
+  // a y-axis tick in the metric's unit, short enough for the axis: 0.000779 s reads "0.78 ms"
+  function axisText(v, unit) {
+    if (v === 0) return "0" + (unit && unit !== "%" ? " " + unit : unit === "%" ? "%" : "");
+    const a = Math.abs(v);
+    const num = (x) => String(Number(x.toPrecision(3)));
+    if (unit === "s") {
+      if (a < 1e-3) return num(v * 1e6) + " µs";
+      if (a < 1) return num(v * 1e3) + " ms";
+      if (a >= 3600) return num(v / 3600) + " h";
+      if (a >= 120) return num(v / 60) + " min";
+      return num(v) + " s";
+    }
+    if (unit === "USD") return "$" + (a < 0.01 ? v.toPrecision(2) : num(v));
+    if (unit === "%") return num(v) + "%";
+    const base = a !== 0 && (a >= 1e6 || a < 1e-3) ? v.toExponential(1) : a >= 1e4 ? num(v / 1e3) + "k" : num(v);
+    return base + (unit ? " " + unit : "");
+  }
+
   function parseTime(s) {
     if (s === null || s === undefined || s === "") return null;
     if (typeof s === "number") return Number.isFinite(s) ? s * 1000 : null;  // Unix seconds
@@ -118,7 +140,7 @@
     if (!rows.length) return el("p", { class: "empty", text: emptyText });
     return el("table", { class: "grid" },
       el("thead", {}, el("tr", {}, columns.map((c) => el("th", { scope: "col", text: c })))),
-      el("tbody", {}, rows.map((r) => el("tr", {}, r.map((cell) => el("td", {}, cell === null || cell === undefined ? "—" : cell))))));
+      el("tbody", {}, rows.map((r) => el("tr", {}, r.map((cell, i) => el("td", { "data-label": columns[i] }, cell === null || cell === undefined ? "—" : cell))))));
   }
 
   class ApiError extends Error {
@@ -215,16 +237,16 @@
       const since = a.state === "firing" ? a.started_at : a.active_since;
       const thr = a.threshold === null || a.threshold === undefined ? "" : " (" + (a.op || "vs") + " " + fmt(a.threshold) + ")";
       return el("tr", { "data-fingerprint": a.fingerprint, class: "sev-row sev-row-" + a.severity + (a.acknowledged ? " is-acked" : "") },
-        el("td", {}, badge(a.severity)),
-        el("td", {}, badge(a.state)),
-        el("td", {},
+        el("td", { "data-label": "Severity" }, badge(a.severity)),
+        el("td", { "data-label": "State" }, badge(a.state)),
+        el("td", { "data-label": "Alert", class: "alert-cell" },
           el("div", { class: "rule", text: a.rule }),
           a.summary ? el("div", { class: "summary", text: a.summary }) : null,
           chips(a.labels, ["alertname", "severity"]),
           el("div", { class: "fp muted small", text: a.fingerprint })),
-        el("td", { class: "num" }, el("strong", { text: fmt(a.value) }), el("span", { class: "muted small", text: thr })),
-        el("td", { title: since || "" }, ago(since)),
-        el("td", {}, flags),
+        el("td", { class: "num", "data-label": "Value" }, el("strong", { text: fmt(a.value) }), el("span", { class: "muted small", text: thr })),
+        el("td", { title: since || "", "data-label": "Since" }, ago(since)),
+        el("td", { "data-label": "Status" }, flags),
         el("td", { class: "actions" }, ackBtn, silBtn));
     }));
   }
@@ -241,14 +263,18 @@
   }
 
   function chart(data, alert) {
-    const W = 640, H = 190, L = 56, R = 14, T = 14, B = 28;
+    // drawn at the width it is shown at (a phone: about 340 px), so its text is never scaled down to a blur
+    const shown = (document.getElementById("charts") || {}).clientWidth || 640;
+    const W = Math.round(Math.max(300, Math.min(640, shown - 26))), H = 190, R = 14, T = 14, B = 28;
+    let L = 56;
+    const unit = data.unit || "";
     const series = (data.series || []).filter((s) => s.points.length);
     const hasAgg = series.some((s) => (s.aggregated || []).length);
     const title = alert.rule + " — " + (data.metric || "?") + " " + labelText(alert.labels, ["alertname", "severity"]).join(", ");
     const box = el("figure", { class: "chart" },
       el("figcaption", {},
         el("span", { class: "rule", text: alert.rule }), " ", badge(alert.severity),
-        el("span", { class: "muted small", text: " " + (data.metric || "") + (hasAgg ? " · " + windowText(data) : "") })));
+        el("span", { class: "muted small", text: " " + (data.metric || "") + (unit ? " (" + unit + ")" : "") + (hasAgg ? " · " + windowText(data) : "") })));
     if (!series.length) {
       box.appendChild(el("p", { class: "empty", text: "No samples in the last 6 hours." }));
       return box;
@@ -263,17 +289,19 @@
     const pad = (hi - lo) * 0.08;
     lo -= pad; hi += pad;
     if (allPositive && lo < 0) lo = 0;
+    const ticks = [0, 1, 2, 3].map((i) => lo + ((hi - lo) * i) / 3);
+    const tickText = ticks.map((v) => axisText(v, unit));
+    L = Math.max(40, 10 + 6.6 * Math.max(...tickText.map((t) => t.length)));  // room for the longest label
     const sx = (t) => L + ((t - x0) / Math.max(1, x1 - x0)) * (W - L - R);
     const sy = (v) => T + (1 - (v - lo) / (hi - lo)) * (H - T - B);
     const line = (pts, cls) => svg("polyline", { points: pts.map((p) => sx(p[0] * 1000).toFixed(1) + "," + sy(p[1]).toFixed(1)).join(" "), class: cls });
-    const root = svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "Chart of " + title, class: "chart-svg", preserveAspectRatio: "none" },
+    const root = svg("svg", { viewBox: "0 0 " + W + " " + H, role: "img", "aria-label": "Chart of " + title, class: "chart-svg", preserveAspectRatio: "xMidYMid meet" },
       svg("title", { text: title }));
-    for (let i = 0; i <= 3; i++) {
-      const v = lo + ((hi - lo) * i) / 3;
+    ticks.forEach((v, i) => {
       const y = sy(v);
       root.appendChild(svg("line", { x1: L, x2: W - R, y1: y, y2: y, class: "grid-line" }));
-      root.appendChild(svg("text", { x: L - 6, y: y + 4, class: "axis", "text-anchor": "end", text: fmt(Number(v.toPrecision(3))) }));
-    }
+      root.appendChild(svg("text", { x: L - 6, y: y + 4, class: "axis axis-y", "text-anchor": "end", text: tickText[i] }));
+    });
     root.appendChild(svg("text", { x: L, y: H - 8, class: "axis", "text-anchor": "start", text: hhmm(x0) + " UTC" }));
     root.appendChild(svg("text", { x: W - R, y: H - 8, class: "axis", "text-anchor": "end", text: hhmm(x1) + " UTC" }));
     series.slice(0, PALETTE).forEach((s, i) => {
@@ -286,7 +314,7 @@
     if (thr !== null) {
       const y = sy(thr);
       root.appendChild(svg("line", { x1: L, x2: W - R, y1: y, y2: y, class: "threshold" }));
-      root.appendChild(svg("text", { x: W - R - 4, y: y - 5, class: "threshold-label", "text-anchor": "end", text: "threshold " + (data.op || "") + " " + fmt(thr) }));
+      root.appendChild(svg("text", { x: W - R - 4, y: y - 5, class: "threshold-label", "text-anchor": "end", text: "threshold " + (data.op || "") + " " + axisText(thr, unit) }));
     }
     box.appendChild(root);
     const legend = [];
@@ -354,10 +382,12 @@
   // ------------------------------------------------------------------ schedules, policies, silences, notifications
   function renderSchedules(d) {
     const rows = (d.schedules || []).map((s) => [
-      el("strong", { text: s.name }), s.job || "—", s.every === undefined || s.every === null ? "—" : String(s.every),
-      s.last_run ? shortTime(s.last_run) : "never", s.next_run ? shortTime(s.next_run) : "—",
-      s.overdue ? badge("bad", "overdue") : badge("good", "on time")]);
-    replace("schedules", table(["Name", "Job", "Every", "Last run", "Next run", "State"], rows, d.note || "No schedules."));
+      el("strong", { text: s.name }), (s.job || "—") + (s.group && s.job === "evaluate" ? " (" + s.group + ")" : ""),
+      s.every === undefined || s.every === null ? "—" : String(s.every) + (s.every === "continuous" && s.interval ? " (" + s.interval + ")" : ""),
+      s.last_run ? el("span", {}, shortTime(s.last_run), s.last_status ? el("span", { class: "muted small", text: " " + s.last_status }) : null) : "never",
+      s.next_run ? shortTime(s.next_run) : "—",
+      s.enabled === false ? badge("none", "disabled") : s.overdue ? badge("bad", "overdue" + (s.overdue_by ? " " + s.overdue_by : "")) : badge("good", "on time")]);
+    replace("schedules", table(["Name", "Job", "Every", "Last run", "Next run", "State"], rows, "No schedules configured."));
   }
 
   function renderPolicies(d) {
@@ -365,8 +395,10 @@
       el("strong", { text: p.name }), el("code", { text: p.when || "—" }),
       Array.isArray(p.actions) ? p.actions.map((a) => a.mode ? `${a.type} (${a.mode})` : a.type).join(", ") : "—",
       p.last_fired ? shortTime(p.last_fired) : "never", p.cooldown === undefined || p.cooldown === null ? "—" : String(p.cooldown),
-      p.in_cooldown ? badge("warn", "cooling down") : (p.enabled === false ? badge("none", "disabled") : badge("good", "armed"))]);
-    replace("policies", table(["Name", "Condition", "Actions", "Last fired", "Cooldown", "State"], rows, d.note || "No policies."));
+      p.enabled === false ? badge("none", "disabled")
+        : p.in_cooldown ? el("span", {}, badge("warn", "cooling down"), p.cooldown_until ? el("span", { class: "muted small" }, " until ", shortTime(p.cooldown_until)) : null)
+        : badge("good", "armed")]);
+    replace("policies", table(["Name", "Condition", "Actions", "Last fired", "Cooldown", "State"], rows, "No policies configured."));
   }
 
   function renderSilences(d) {
@@ -381,13 +413,26 @@
     replace("silences", table(["State", "Matchers", "Ends", "By", "Comment", ""], rows, "No active silences."));
   }
 
+  // what a notification announced: "HighLatency firing", "HighLatency, LLMErrors: 1 firing, 1 resolved"
+  function notificationText(n) {
+    const rules = n.rules || [];
+    const counts = [n.firing ? n.firing + " firing" : "", n.resolved ? n.resolved + " resolved" : ""].filter(Boolean).join(", ");
+    if (!rules.length) return counts || n.kind;
+    const names = rules.slice(0, 3).join(", ") + (rules.length > 3 ? " +" + (rules.length - 3) + " more" : "");
+    const total = (n.firing || 0) + (n.resolved || 0);
+    if (total === 1) return names + " " + (n.firing ? "firing" : "resolved");
+    return names + (counts ? ": " + counts : "");
+  }
+
   function renderNotifications(d) {
     const rcv = document.getElementById("receivers");
     rcv.replaceChildren(...(d.receivers || []).map((r) =>
-      el("span", { class: "chip" + (r.disabled ? " chip-bad" : ""), title: r.reason || "", text: r.name + " (" + r.kind + ")" + (r.disabled ? " DISABLED" : "") })));
+      el("span", { class: "chip" + (r.disabled ? " chip-bad" : ""), title: r.reason || "",
+        text: (r.name === r.kind ? r.name : r.name + " → " + r.kind) + (r.disabled ? " DISABLED" : "") })));
+    if ((d.receivers || []).length) rcv.prepend(el("span", { class: "muted", text: "receivers: " }));
     const rows = (d.notifications || []).slice(0, 25).map((n) => [
       "#" + n.id, n.receiver, n.kind, badge(n.state), String(n.attempts),
-      n.title || (n.firing + " firing" + (n.resolved ? ", " + n.resolved + " resolved" : "")),
+      n.title || notificationText(n),
       shortTime(n.delivered_at || n.created_at),
       n.last_error ? el("span", { class: "err small", text: n.last_error }) : ""]);
     replace("notifications", table(["ID", "Receiver", "Kind", "Delivery", "Attempts", "Content", "Time", "Last error"], rows, "No notifications yet."));
@@ -426,11 +471,11 @@
           const st = await api("/status");
           const le = st.last_evaluation;
           document.getElementById("last-eval").textContent = le
-            ? "last evaluation " + ago(le.at) + " · " + st.rules + " rules" + (le.errors && le.errors.length ? " · " + le.errors.length + " rule errors" : "")
-            : st.rules + " rules · not evaluated yet";
+            ? "last evaluation " + ago(le.at) + " · " + plural(st.rules, "rule") + (le.errors && le.errors.length ? " · " + plural(le.errors.length, "rule error") : "")
+            : plural(st.rules, "rule") + " · not evaluated yet";
         }),
       ]);
-      document.getElementById("updated").textContent = "updated " + new Date().toLocaleTimeString();
+      document.getElementById("updated").textContent = "updated " + new Date().toISOString().slice(11, 19) + " UTC";  // every time on the page is UTC
       document.body.dataset.loaded = "true";
     } catch (e) {
       if (e.status !== 401) setStatus(e.message, "error");
