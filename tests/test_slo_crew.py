@@ -25,7 +25,7 @@ def test_kickoff_with_only_lookback_hours(tmp_path) -> None:
     an = _observation(by_task["run_performance_analytics"])
     assert an["success"] and an["data"]["slos"]["rows"]
     ex = _observation(by_task["send_performance_executive_summary"])["data"]
-    assert ex["slos"] and ex["health"]["period_status"]
+    assert ex["slos"] and ex["health"]["over_the_period"]["status"] and ex["health"]["now"]["judged_over"]
     assert ex.get("delivery") is None  # send_notifications defaulted to false
 
 

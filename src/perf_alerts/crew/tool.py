@@ -302,6 +302,7 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
         data: dict[str, Any] = {
             "window": rep["window"], "scope": rep["scope"],
             "health": {"score": h["score"], "status": h["status"],
+                       "judged_over": _now_scope(lookback),
                        "components": [{"name": c["name"], "score": c["score"], "evidence": c["evidence"]}
                                       for c in h["components"]]},
             "agents": agents[:TOP],
@@ -406,7 +407,14 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
                                            "burn_display", "status", "why", "achieved", "budget_remaining", "burn_rate")}
                         for r in s.get("slos", [])][:12]
         data["slos_not_shown"] = max(0, len(s.get("slos", [])) - 12)
-        data["health"] = {k: v for k, v in s["health"].items() if k not in ("components", "period_components")}
+        h = s["health"]
+        data["health"] = {
+            "over_the_period": {"score": h.get("period_score"), "status": h.get("period_status"),
+                                "reasons": h.get("period_reasons"), "judged_over": f"the whole {s['period']['length']}: "
+                                "SLO compliance, incidents, and latency/errors/resources against the period before"},
+            "now": {"score": h["score"], "status": h["status"], "judged_over": _now_scope(lookback),
+                    "at_the_start_of_the_period": h.get("previous_score"), "change": h.get("change")},
+        }
         if send:
             rep = send_summary(system, s, md, png).to_dict()
             data["delivery"] = {"state": rep["state"], "delivered": rep["delivered"], "dead": rep["dead"],
@@ -452,6 +460,13 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
                 "age": format_duration(max(0.0, now - float(last.get("at") or now))),
                 "errors": (last.get("errors") or [])[:3]},
         }
+
+
+def _now_scope(lookback: float) -> str:
+    from perf_alerts.insights import recent_window
+    from perf_alerts.timeutil import format_duration
+
+    return f"now: the last {format_duration(recent_window(lookback))} against the rest of the window"
 
 
 def _slo_facts(system: Any, agent: str | None) -> dict[str, Any] | None:
