@@ -180,11 +180,14 @@ def validate_value(value: object) -> float:
     try:
         v = float(value)  # type: ignore[arg-type]
     except OverflowError:  # an integer beyond the float range (1 followed by 400 zeros)
-        raise SampleError(f"value is out of range: {short_repr(value)}") from None
+        raise SampleError(f"value must be finite (within ±1.8e308), got {short_repr(value)}") from None
     except (TypeError, ValueError):
         raise SampleError(f"value must be a number, got {short_repr(value)}") from None
     if not math.isfinite(v):
-        raise SampleError(f"value must be finite, got {short_repr(value)}")
+        # one message for NaN, inf and numbers too large for a float ("1e400", 400 digits): every
+        # way in (CSV, JSONL, the API, Python) says the same thing
+        limit = "" if math.isnan(v) else " (within ±1.8e308)"
+        raise SampleError(f"value must be finite{limit}, got {short_repr(value)}")
     return v
 
 

@@ -24,7 +24,7 @@ from typing import Any, BinaryIO, Callable
 
 from perf_alerts.errors import InputError
 from perf_alerts.model import (duration_problem, LABEL_NAME_RE, MAX_LABEL_NAME, MAX_LABEL_VALUE, MAX_LABELS, MAX_METRIC_NAME,
-                               METRIC_NAME_RE, SampleError, canonical_labels, validate_labels)
+                               METRIC_NAME_RE, SampleError, canonical_labels, validate_labels, validate_value)
 from perf_alerts.store import Store
 from perf_alerts.timeutil import TimeParseError, parse_timestamp, short_repr
 
@@ -98,14 +98,9 @@ def _number(raw: object) -> tuple[float | None, str | None]:
     if isinstance(raw, bool) or not isinstance(raw, (int, float, str)):
         return None, f"value: not a number: {short_repr(raw)}"
     try:
-        value = float(raw)
-    except OverflowError:  # an integer beyond the float range (1 followed by 400 zeros)
-        return None, f"value: out of range: {short_repr(raw)}"
-    except ValueError:
-        return None, f"value: not a number: {short_repr(raw)}"
-    if not math.isfinite(value):
-        return None, f"value: must be finite, got {short_repr(raw)}"
-    return value, None
+        return validate_value(raw), None  # the same rules and words as every other way in
+    except SampleError as e:
+        return None, "value: " + str(e).removeprefix("value ")
 
 
 class _Writer:
