@@ -121,6 +121,9 @@ def test_one_summary_many_renderings_same_numbers(tmp_path: Path) -> None:
     h = summary["health"]
     assert h["period_status"] == "critical" and h["period_score"] is not None and h["period_score"] <= 49
     assert any("task-success{agent=writer} breached" in x for x in h["period_reasons"])
+    for score in (h["period_score"], h["score"]):  # one number per health, everywhere (never "99/100" and "98.6")
+        assert f"{score:g}/100" in discord and f"**{score:g}**" in md and f"<b>{score:g}</b>" in html
+    assert "." not in summary["period"]["start"] and "." not in summary["period"]["end"]  # no microseconds in JSON
     assert summary["headline"][0].startswith("Health over the period (1d):")
     assert "critical" in summary["headline"][0] and "task-success{agent=writer}" in summary["headline"][0]
     assert "Over the period:" in md and "Now (the last hour):" in md

@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 from perf_alerts.analytics.health import period_health
 from perf_alerts.analytics.slo import human_time, iso_seconds
 from perf_alerts.model import AlertState, Severity
-from perf_alerts.timeutil import format_duration, iso
+from perf_alerts.timeutil import format_duration
 
 if TYPE_CHECKING:
     from perf_alerts.core import PerfAlerts
@@ -106,7 +106,7 @@ def executive_summary(system: "PerfAlerts", period_seconds: float = 86400.0, at:
     whole_score = None if whole.score is None else round(whole.score, 1)
     verdict = period_health([r for r in slo_rows], incidents, whole_score)
     summary: dict[str, Any] = {
-        "period": {"start": iso(start), "end": iso(at), "length": format_duration(period)},
+        "period": {"start": iso_seconds(start), "end": iso_seconds(at), "length": format_duration(period)},
         "health": {
             "score": cur_score, "status": rep["health"]["status"], "previous_score": prev_score,
             "change": _change(cur_score, prev_score),
@@ -321,7 +321,7 @@ def _headline(s: dict[str, Any]) -> list[str]:
     if h["score"] is None and not measured and not inc["count"] and h.get("period_score") is None:
         out.append(f"No crew data in the last {length}: health cannot be judged.")
     else:
-        score = "" if h.get("period_score") is None else f" {h['period_score']:.0f}/100,"
+        score = "" if h.get("period_score") is None else f" {_fmt(h['period_score'])}/100,"
         why = h.get("period_reasons") or []
         out.append(f"Health over the period ({length}):{score} {h['period_status']}" + (f" — {why[0]}" if why else "") + ".")
     if slos:
@@ -347,14 +347,14 @@ def _headline(s: dict[str, Any]) -> list[str]:
                    f"{c['current_limit_text']}.")
     if h["score"] is not None:
         ch = "" if h["change"] is None else f" ({h['change']:+.1f} vs the start of the period)"
-        out.append(f"Health now (the last hour): {h['score']:.0f}/100, {h['status']}{ch}.")
+        out.append(f"Health now (the last hour): {_fmt(h['score'])}/100, {h['status']}{ch}.")
     al = s["alerts"]
     parts = [f"{n} {sev}" for sev, n in al["fired_by_severity"].items() if n]
     out.append(f"{al['fired_total']} alert(s) fired" + (f" ({', '.join(parts)})" if parts else "")
                + f"; {al['firing_now']} firing now.")
     if s["worst_agents"]:
         w = s["worst_agents"][0]
-        out.append(f"Weakest agent now: {w['agent']} at {w['score']:.0f}/100" + (f" ({w['weakest']})." if w["weakest"] else "."))
+        out.append(f"Weakest agent now: {w['agent']} at {_fmt(w['score'])}/100" + (f" ({w['weakest']})." if w["weakest"] else "."))
     if s["forecasts"]["breaches"]:
         b = s["forecasts"]["breaches"][0]
         out.append(f"Predicted: {b['series']} to breach {b['rule']} ({b['threshold']}) in {b['time_to_breach']}.")
