@@ -251,3 +251,43 @@ def test_test_rules_failures_read_like_promtool(run: Run) -> None:
     assert 'exp:' in r.stdout and 'labels: {agent="y", alertname="Slow", severity="warning"}' in r.stdout
     assert 'got:' in r.stdout and 'labels: {agent="x", alertname="Slow", severity="warning"}' in r.stdout
     assert "{'" not in r.stdout and "annotations: {summary=" in r.stdout
+
+
+def test_a_breach_prediction_notification_says_which_series_rule_when_and_how_sure(tmp_path: Path) -> None:
+    """Issue 13: "A threshold breach is predicted within 6h — Condition … holds (breaches = 2 …)" named
+    no metric, rule or time. The policy notification now leads with the facts."""
+    import json
+    import textwrap
+
+    from perf_alerts.config import parse_config
+    from perf_alerts.core import PerfAlerts
+    from perf_alerts.manage.policies import PolicyEngine
+    from perf_alerts.timeutil import ManualClock
+
+    now = 1_800_000_000.0
+    cfg = parse_config(textwrap.dedent("""
+        rules:
+          - {name: SlowTasks, type: threshold, metric: crew_task_seconds, aggregate: last, window: 10m, op: ">",
+             value: 30, severity: critical}
+        receivers: [{name: ops, console: {}}]
+        route: {receiver: ops, group_wait: 0s}
+        policies:
+          - name: breach-predicted
+            when: "breaches > 0 and firing.critical == 0"
+            actions: [{type: notify, severity: warning, title: "A threshold breach is predicted within 6h"}]
+    """), "alerting.yaml", env={})
+    pa = PerfAlerts(cfg, db=tmp_path / "p.db", clock=ManualClock(now))
+    # 5 hours climbing steadily from 10 s to 28 s: 30 s is about half an hour away
+    pa.record_many([{"metric": "crew_task_seconds", "value": 10 + 18 * i / 59, "timestamp": now - 5 * 3600 + i * 300,
+                     "labels": {"agent": "researcher"}} for i in range(60)])
+    ex = PolicyEngine(pa).evaluate()
+    assert [(e.policy, e.result) for e in ex] == [("breach-predicted", "ok")]
+    [body] = [json.loads(b) for (b,) in pa.store.con.execute("SELECT body FROM notifications WHERE kind = 'policy'")]
+    text = json.dumps(body, ensure_ascii=False)
+    assert body["title"] == "A threshold breach is predicted within 6h"
+    assert "rule SlowTasks (> 30)" in text  # which rule, and its threshold
+    assert 'crew_task_seconds{agent=\\"researcher\\"}' in text  # which series
+    assert re.search(r"predicted in \d+m\d*s? \(at 2027-01-15 08:\d\d UTC\)", text), text  # when, to the minute
+    assert re.search(r"probability \d+%", text), text  # how sure
+    assert "Policy breach-predicted: condition breaches > 0 and firing.critical == 0 holds" in text
+    assert "`" not in text

@@ -130,6 +130,7 @@ class ActionContext:
     who: str
     notifier: "Notifier | None" = None
     condition: str = ""
+    evidence: list[str] = field(default_factory=list)  # what the condition's values stand for (policies.Variables.evidence)
 
     @property
     def params(self) -> dict[str, Any]:
@@ -161,10 +162,19 @@ def _values_text(variables: dict[str, Any]) -> str:
     return ", ".join(f"{k} = {f(v)}" for k, v in sorted(variables.items()))
 
 
+def _policy_text(ctx: ActionContext) -> str:
+    """A policy notification a person can act on: the facts first (which series and rule, when, how
+    sure; which alerts), then the policy and the condition that sent it."""
+    parts = [ctx.action.message] if ctx.action.message else []
+    parts += ctx.evidence
+    parts.append(f"Policy {ctx.policy}: condition {ctx.condition} holds ({_values_text(ctx.variables)}).")
+    return "\n".join(parts)
+
+
 def _do_notify(ctx: ActionContext) -> ActionResult:
     a = ctx.action
     title = a.title or f"Policy {ctx.policy}: {ctx.condition}"
-    text = a.message or f"Condition `{ctx.condition}` holds ({_values_text(ctx.variables)})."
+    text = _policy_text(ctx)
     labels = {"policy": ctx.policy, **a.labels}
     if ctx.dry_run:
         return ActionResult("dry-run", "route", {"would_send": {"title": title, "severity": a.severity.value,
@@ -180,7 +190,7 @@ def _do_escalate(ctx: ActionContext) -> ActionResult:
     title = a.title or f"⚠ Escalation by policy {ctx.policy}: {ctx.condition}"
     if ctx.dry_run:
         return ActionResult("dry-run", target, {"would_escalate": len(firing), "receivers": a.receivers})
-    body = {"title": title, "description": a.message or f"Condition `{ctx.condition}` holds ({_values_text(ctx.variables)}).",
+    body = {"title": title, "description": _policy_text(ctx),
             "group_labels": {"escalation": f"policy:{ctx.policy}", **a.labels},
             "mention_roles": list(a.mention_roles), "alerts": [alert_snapshot(x) for x in firing[:25]]}
     n = _notifier(ctx)

@@ -31,6 +31,28 @@ BREACH_HORIZON = 6 * 3600.0
 EXPENSIVE_TTL = 300.0
 
 
+def _minute(ts: Any) -> str:
+    """An ISO time (or Unix seconds) as people read it in a notification: 2027-01-15 08:27 UTC."""
+    from datetime import datetime, timezone
+
+    from perf_alerts.timeutil import parse_timestamp
+
+    if ts in (None, ""):
+        return ""
+    try:
+        return datetime.fromtimestamp(parse_timestamp(ts), tz=timezone.utc).strftime("%Y-%m-%d %H:%M UTC")
+    except Exception:
+        return str(ts)
+
+
+def insights_predict(system: "PerfAlerts", now: float) -> dict[str, Any]:
+    """The predicted breaches a `breaches` condition counts: every rule, BREACH_HORIZON ahead."""
+    from perf_alerts import insights
+
+    return insights.predict(system.store, system.config, now, BREACH_HORIZON, HEALTH_LOOKBACK, top=1000,
+                            breaches_only=True)
+
+
 class Variables:
     """The values conditions read, computed on first use for one instant."""
 
@@ -39,6 +61,7 @@ class Variables:
         self.now = now
         self.values: dict[str, Any] = {}
         self._alerts: list[Any] | None = None
+        self._health: dict[str, Any] = {}  # the Health behind each health variable read, for the evidence
         self._cache = cache if cache is not None else {}
 
     def alerts(self) -> list[Any]:
@@ -62,17 +85,62 @@ class Variables:
         if head == "health":
             h = insights.agent_health(self.system.store, self.system.config, self.now, HEALTH_LOOKBACK,
                                       self.alerts(), rest or None)
+            self._health[rest] = h
             return None if h.score is None else round(float(h.score), 2)
         if name == "anomalies":
             return self._cached(name, lambda: len(insights.analyze(
                 self.system.store, self.system.config, self.now, HEALTH_LOOKBACK, self.alerts(), top=1000)["anomalies"]))
         if name == "breaches":
-            def n_breaches() -> int:
-                rep = insights.predict(self.system.store, self.system.config, self.now, BREACH_HORIZON,
-                                       HEALTH_LOOKBACK, top=1000, breaches_only=True)
-                return sum(1 for b in rep["breaches"] if b.get("breach_at"))
-            return self._cached(name, n_breaches)
+            return len(self.breaches())
         raise KeyError(name)
+
+    def breaches(self) -> list[dict[str, Any]]:
+        """The predicted breaches behind `breaches` (insights.predict's entries, soonest first)."""
+        def found() -> list[dict[str, Any]]:
+            rep = insights_predict(self.system, self.now)
+            return [b for b in rep["breaches"] if b.get("breach_at")]
+        return list(self._cached("breaches:list", found))
+
+    def evidence(self, names: Any) -> list[str]:
+        """What the variables a condition read stand for, in words a person can act on: which
+        series and rule a predicted breach is on, when and how likely; which alerts are firing;
+        what pulls a health score down. At most 5 lines per variable."""
+        from perf_alerts.template import fmt_number
+        from perf_alerts.textsafe import plural
+
+        lines: list[str] = []
+        names = sorted(set(names))
+        if "breaches" in names:
+            found = self.breaches()
+            for b in found[:5]:
+                at = _minute(b.get("breach_at"))
+                when = "breaching now" if b.get("status") == "breaching" else f"predicted in {b.get('time_to_breach')} (at {at})"
+                sure = "" if b.get("probability") is None else f", probability {float(b['probability']):.0%}"
+                early = _minute(b.get("earliest_plausible"))
+                early_txt = f", possibly as early as {early}" if early not in ("", at) else ""
+                peak = "" if b.get("value") is None else f"; forecast peak {fmt_number(b['value'])}"
+                now_v = "" if b.get("last_value") is None else f", last value {fmt_number(b['last_value'])}"
+                lines.append(f"• rule {b.get('rule')} ({b.get('threshold')}) on {b.get('series')}: {when}{sure}{early_txt}"
+                             f"{peak}{now_v}")
+            if len(found) > 5:
+                lines.append(f"• … and {plural(len(found) - 5, 'more predicted breach', 'more predicted breaches')} "
+                             "(perf-alerts predict lists them all)")
+        for n in names:
+            head, _, rest = n.partition(".")
+            if head in ("firing", "pending") and self._alerts is not None:
+                state = AlertState.FIRING if head == "firing" else AlertState.PENDING
+                xs = [a for a in self._alerts if a.state == state and (rest == "total" or a.severity.value == rest)]
+                for a in xs[:5]:
+                    lab = ", ".join(f'{k}="{v}"' for k, v in sorted(a.labels.items()) if k not in ("alertname", "severity"))
+                    val = "" if a.value is None else f" value {fmt_number(a.value)}"
+                    lines.append(f"• {head} {a.severity.value}: {a.rule} {{{lab}}}{val} since {_minute(a.started_at or a.active_since)}")
+            if head == "health" and rest in self._health:
+                h = self._health[rest]
+                weak = sorted((c for c in h.components if c.score is not None), key=lambda c: c.score)[:2]
+                if h.score is not None:
+                    lines.append(f"• health{' of ' + rest if rest else ''} {h.score:.0f} ({h.status})"
+                                 + "".join(f"; {c.name} {c.score:.0f}: {c.evidence}" for c in weak))
+        return lines
 
     def _cached(self, name: str, fn: Any) -> Any:
         hit = self._cache.get(name)
@@ -179,7 +247,7 @@ class PolicyEngine:
             for act in pol.actions:
                 dry = (not apply) or dry_run_all or not act.enabled
                 ctx = A.ActionContext(self.system, pol.name, act, values, now, dry, who or f"policy:{pol.name}",
-                                      self.notifier, cond.text)
+                                      self.notifier, cond.text, variables.evidence(cond.variables))
                 res = A.execute(ctx)
                 if ctx.notifier is not None and self.notifier is None:
                     self.notifier = ctx.notifier
