@@ -76,7 +76,7 @@ class RetentionQueries:
         def kv_set(self, key: str, value: Any, con: sqlite3.Connection | None = None) -> None: ...
 
     def apply_retention(self, now: float, retention: float, downsample_after: float, step: float, *,
-                        max_lock_seconds: float = 0.1, pause: float = 0.02,
+                        max_lock_seconds: float = 0.1, pause: float = 0.11,
                         kind_of: Callable[[str], str] | None = None) -> RetentionReport:
         """Drop samples older than `retention`; thin those that became older than
         `downsample_after` since the last run into `step`-second buckets, each metric by its
@@ -135,7 +135,9 @@ class RetentionQueries:
             rep.transactions += 1
             rep.max_lock_seconds = max(rep.max_lock_seconds, held)
             if i < len(ids) and pause > 0:
-                time.sleep(pause)  # let the writers that queued behind this batch in
+                # let the writers that queued behind this batch in: SQLite's busy handler sleeps up
+                # to 100 ms between tries, so a shorter pause could starve them
+                time.sleep(pause)
         if not ids and hi is not None:
             self.kv_set(WATERMARK_KEY, {"thinned_until": hi, "step": step})
         rep.seconds = time.monotonic() - t_start
