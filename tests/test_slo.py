@@ -352,3 +352,11 @@ def test_slo_numbers_survive_downsampling(tmp_path: Path) -> None:
     assert after["task-success"] == pytest.approx(before["task-success"])
     assert after["cost"][1] == pytest.approx(25.0) and before["cost"][1] == pytest.approx(25.0)
     assert after["lat"][0] == before["lat"][0] and after["lat"][2] == pytest.approx(1.0)
+
+
+def test_split_label_missing_on_some_series(tmp_path: Path) -> None:
+    pa = _system(tmp_path, _cfg(LAT.replace("window: 1h}", "window: 1h, by: [agent]}")))
+    _rec(pa, "crew_task_seconds", T - 60, 10.0, agent="a")
+    _rec(pa, "crew_task_seconds", T - 60, 90.0, crew="c")  # no agent label
+    rows = {tuple(r.labels.items()): r.status for r in slo_statuses(pa.store, pa.config, T)}
+    assert rows == {(("agent", "a"),): "ok", (): "breached"}

@@ -78,7 +78,8 @@ class SLOEvents:
     end: float
 
     def labels(self, gi: int) -> dict[str, str]:
-        return dict(zip(self.slo.by, self.keys[gi]))
+        """The split labels of group `gi`; a label the series do not have is left out (as Prometheus does)."""
+        return {k: v for k, v in zip(self.slo.by, self.keys[gi]) if v != ""}
 
     def sums(self, a: float, b: float) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
         """(bad, total, event count) per group over a < t <= b."""
