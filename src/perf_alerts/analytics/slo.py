@@ -330,8 +330,10 @@ def slo_status(store: Store, config: Config, slo: SLO, at: float, window: float 
         rows = _status_ratio(slo, ev, at, w, unit)
     if not rows:  # no series at all: one "no data" row, so the SLO is still listed
         w = window if window is not None else (slo.period if slo.kind == "budget" else slo.window)
+        no_limit = None if slo.kind != "budget" or slo.limit is None else (
+            slo.limit if window is None else slo.limit * window / slo.period)
         rows = [SLOStatus(slo.name, slo.kind, {}, slo.objective, slo.objective_text(unit), w, at - w, at, 0.0, None,
-                          None, None, None, None, "no data", limit=slo.limit if slo.kind == "budget" else None,
+                          None, None, None, None, "no data", limit=no_limit,
                           unit=unit, why=f"no {slo.metric} series recorded")]
     rows.sort(key=lambda s: tuple(s.labels.get(b, "") for b in slo.by))
     return rows

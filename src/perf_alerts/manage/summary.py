@@ -324,7 +324,9 @@ def _headline(s: dict[str, Any]) -> list[str]:
         score = "" if h.get("period_score") is None else f" {_fmt(h['period_score'])}/100,"
         why = h.get("period_reasons") or []
         out.append(f"Health over the period ({length}):{score} {h['period_status']}" + (f" — {why[0]}" if why else "") + ".")
-    if slos:
+    if slos and not measured:
+        out.append(f"SLOs over the period: no data for any of the {len(slos)}.")
+    elif slos:
         held = sum(1 for r in measured if r["status"] != "breached")
         breached = [r for r in measured if r["status"] == "breached"]
         nodata = len(slos) - len(measured)
@@ -342,6 +344,9 @@ def _headline(s: dict[str, Any]) -> list[str]:
     else:
         out.append("No incident (no critical or warning alert fired) in the period.")
     for c in s["cost"][:2]:
+        if c["spent"] is None and c["projected"] is None:
+            out.append(f"Cost {c['slo']}: no spend recorded in the period (limit {c['limit_text']}).")
+            continue
         out.append(f"Cost {c['slo']}: {c['spent_text']} over the period (limit {c['limit_text']}); current "
                    f"{c['current_period']} period {c['current_spent_text']}, projected {c['projected_text']} of "
                    f"{c['current_limit_text']}.")
