@@ -291,3 +291,30 @@ def test_a_breach_prediction_notification_says_which_series_rule_when_and_how_su
     assert re.search(r"probability \d+%", text), text  # how sure
     assert "Policy breach-predicted: condition breaches > 0 and firing.critical == 0 holds" in text
     assert "`" not in text
+
+
+def test_out_directories_that_cannot_be_used_are_one_line_errors(run: Run) -> None:
+    (run.dir / "afile").write_text("x")
+    for args, needle in ((["summary", "--out", "/proc/nope"], "--out: cannot create the directory /proc/nope"),
+                         (["demo", "--fast", "--out", str(run.dir / "afile")], "exists and is not a directory")):
+        r = run(*args, rc=2)
+        lines = r.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("perf-alerts: error: ") and needle in lines[0], r.stderr
+
+
+def test_analyze_on_an_empty_store_says_no_data_once(run: Run) -> None:
+    r = run("analyze")
+    assert "overall health: no data\n" in r.stdout and "no data (no data)" not in r.stdout
+    assert re.search(r"^window \S+Z → \S+Z; 0 series$", r.stdout, re.M) and ".0" not in r.stdout.splitlines()[0]
+
+
+def test_a_change_against_the_previous_window_needs_more_than_one_sample() -> None:
+    import numpy as np
+
+    from perf_alerts.analytics.trend import trend
+
+    t = np.arange(10.0) * 60
+    one = trend(t, np.full(10, 23.17), previous=np.array([10.0]))
+    assert one.change_pct is None  # not "+131.7% vs the previous 2h" from one sample
+    five = trend(t, np.full(10, 20.0), previous=np.full(5, 10.0))
+    assert five.change_pct == pytest.approx(100.0)

@@ -14,6 +14,8 @@ from typing import Any, Literal
 import numpy as np
 
 MAX_POINTS = 300
+# the change against the previous window is a % of that window's mean: one or two samples are not a level
+MIN_PREVIOUS_SAMPLES = 4
 
 Verdict = Literal["worsening", "improving", "changing", "stable", "insufficient data"]
 
@@ -108,7 +110,8 @@ def trend(ts: np.ndarray, values: np.ndarray, *, better: str = "none", confidenc
     prev = prev[np.isfinite(prev)] if prev is not None else None
     prev_mean = float(prev.mean()) if prev is not None and prev.size else None
     change = None
-    if cur_mean is not None and prev_mean is not None and prev_mean != 0:
+    if cur_mean is not None and prev_mean is not None and prev_mean != 0 and prev is not None \
+            and prev.size >= MIN_PREVIOUS_SAMPLES and v.size >= MIN_PREVIOUS_SAMPLES:
         change = (cur_mean - prev_mean) / abs(prev_mean) * 100.0
     if v.size < 4:
         return Trend(int(v.size), None, None, False, "unknown", "insufficient data", change, cur_mean, prev_mean)

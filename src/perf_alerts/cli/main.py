@@ -208,6 +208,13 @@ def _iso(ts: Optional[float]) -> str:
     return "-" if ts is None else (iso(float(int(ts))) or "-")  # to the second: people read these
 
 
+def _to_second(iso_text: Any) -> str:
+    """An ISO time from a report, without its fraction of a second."""
+    import re
+
+    return re.sub(r"\.\d+(?=Z|[+-]\d\d:?\d\d$)", "", str(iso_text))
+
+
 def _fmt_labels(labels: dict[str, str]) -> str:
     """A label set as Prometheus writes it: {agent="researcher", crew="c1"}."""
     from perf_alerts.rules.testing import fmt_label_set
@@ -309,8 +316,9 @@ def analyze(
         out.emit_json(rep)
         return
     h = rep["health"]
-    out.line(f"window {rep['window']['start']} → {rep['window']['end']}; {rep['series_analyzed']} series")
-    out.line(f"overall health: {h['score'] if h['score'] is not None else 'no data'} ({h['status']})")
+    out.line(f"window {_to_second(rep['window']['start'])} → {_to_second(rep['window']['end'])}; "
+             f"{plural(rep['series_analyzed'], 'series', 'series')}")
+    out.line("overall health: " + ("no data" if h["score"] is None else f"{h['score']} ({h['status']})"))
     for c in h["components"]:
         out.line(f"  {c['name']:10} {c['score'] if c['score'] is not None else '-':>6}  {c['evidence']}")
     if rep["agents"]:
@@ -603,6 +611,8 @@ def summary(
     from perf_alerts.manage.report import build_summary, send_summary, write_summary
 
     s = system()
+    if out_dir is not None:
+        _writable_dir(out_dir)
     data, md, png = build_summary(s, parse_duration_arg(period, "--period", lo=1.0), at=_parse_at(at),
                                   chart=bool(send or out_dir))
     result: dict[str, Any] = {"summary": data}
@@ -622,6 +632,18 @@ def summary(
         _print_delivery(sent)
 
 
+def _writable_dir(path: Path, option: str = "--out") -> None:
+    """`--out DIR` exists as a directory (created if missing) before any work, or one clear error line."""
+    if path.exists() and not path.is_dir():
+        raise InputError(f"{option}: {path} exists and is not a directory")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as e:
+        raise InputError(f"{option}: cannot create the directory {path}: {e.strerror or e}") from None
+    if not os.access(path, os.W_OK):
+        raise InputError(f"{option}: the directory {path} is not writable")
+
+
 # --------------------------------------------------------------------------- demo
 
 
@@ -634,6 +656,7 @@ def demo(
     """Simulate a day of a three-agent crew with an incident and run it through the real pipeline."""
     from perf_alerts.demo import run_demo
 
+    _writable_dir(out_dir)
     rep = run_demo(out_dir=out_dir, db=state.db, config=state.config, fast=fast, echo=None if as_json else out.line)
     if as_json:
         out.emit_json(rep)
