@@ -67,10 +67,11 @@ def wait_for(pred: Callable[[], Any], timeout: float, what: str) -> Any:
 
 
 def start(cfg: Path, db: Path, port: int, env: dict[str, str], log: Path) -> subprocess.Popen[bytes]:
-    return subprocess.Popen(
-        [sys.executable, "-m", "perf_alerts", "--config", str(cfg), "--db", str(db), "run", "--port", str(port),
-         "--no-host-metrics"],
-        env={**os.environ, **env}, stdout=log.open("ab"), stderr=subprocess.STDOUT)
+    with log.open("ab") as out:  # the child keeps its own descriptor; ours is closed (no leaked file)
+        return subprocess.Popen(
+            [sys.executable, "-m", "perf_alerts", "--config", str(cfg), "--db", str(db), "run", "--port", str(port),
+             "--no-host-metrics"],
+            env={**os.environ, **env}, stdout=out, stderr=subprocess.STDOUT)
 
 
 def api_up(port: int) -> bool:

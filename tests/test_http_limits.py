@@ -242,7 +242,7 @@ def test_memory_stays_bounded_for_a_200_mb_chunked_body(tmp_path: Path) -> None:
         assert grown < 120, f"peak memory grew by {grown} MiB for a {sent // MiB} MiB body"
     finally:
         p.terminate()
-        p.wait(timeout=20)
+        p.communicate(timeout=20)  # waits and closes its pipes (no leaked file)
 
 
 # --------------------------------------------------------------------------- numbers

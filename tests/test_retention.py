@@ -109,6 +109,9 @@ def test_another_process_keeps_writing_while_retention_runs(tmp_path: Path) -> N
     writer.kill()
     lines = [json.loads(x) for x in writer.stdout.read().splitlines() if x.startswith("{")]
     writer.wait()
+    writer.stdout.close()  # both pipes, or the suite's warnings-as-errors reports them unclosed later
+    assert writer.stdin is not None
+    writer.stdin.close()
     assert rep.downsampled == 300 * (3 * 1440 - 1)
     assert rep.transactions > 5 and rep.max_lock_seconds < 0.5, rep
     # the writer kept going: never blocked anywhere near the whole run
