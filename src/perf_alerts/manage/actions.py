@@ -238,15 +238,17 @@ def _do_webhook(ctx: ActionContext) -> ActionResult:
     payload = _payload(ctx)
     if ctx.dry_run:
         return ActionResult("dry-run", "webhook", {"would_post": sorted(payload)})
-    import httpx
+    from perf_alerts.notify.engine import engine, in_running_loop
+    from perf_alerts.notify.receivers import post_json
 
-    try:
-        with httpx.Client(timeout=a.timeout, follow_redirects=False) as client:
-            resp = client.post(url, json=payload, headers=a.headers)
-    except httpx.HTTPError as e:
-        return ActionResult("error", "webhook", {"error": redact(f"{type(e).__name__}: {e}")})
-    ok = 200 <= resp.status_code < 300
-    return ActionResult("ok" if ok else "error", "webhook", {"status": resp.status_code})
+    if in_running_loop():  # policies run in worker threads; never wait on a running loop
+        return ActionResult("error", "webhook", {"error": "called inside a running event loop; run policies "
+                                                          "from a worker thread"})
+    eng = engine()  # the process's one HTTP client and event loop, as for notifications
+    reply = eng.run(post_json(eng.http(), url, payload, a.headers, a.timeout))
+    if reply.status is None:
+        return ActionResult("error", "webhook", {"error": reply.error})
+    return ActionResult("ok" if reply.ok else "error", "webhook", {"status": reply.status})
 
 
 def _do_python(ctx: ActionContext) -> ActionResult:

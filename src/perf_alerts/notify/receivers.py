@@ -133,30 +133,52 @@ def _generic_body(n: Notification, receiver: str) -> dict[str, Any]:
 # --------------------------------------------------------------------------- generic webhook
 
 
+@dataclass
+class WebhookReply:
+    """One JSON POST's result: the status (None when no answer came) or the (redacted) error."""
+
+    status: int | None
+    error: str | None = None
+    retry_after: float | None = None
+    text: str = ""
+
+    @property
+    def ok(self) -> bool:
+        return self.status is not None and 200 <= self.status < 300
+
+
+async def post_json(http: httpx.AsyncClient, url: str, payload: Any, headers: dict[str, str],
+                    timeout: float) -> WebhookReply:
+    """The one generic webhook POST: the webhook receiver and the policies' webhook action use it."""
+    try:
+        r = await http.post(url, json=payload, headers=headers, timeout=timeout)
+    except httpx.HTTPError as e:
+        return WebhookReply(None, error=redact(f"{type(e).__name__}: {e}"))
+    ra = r.headers.get("Retry-After")
+    try:
+        retry_after = float(ra) if ra else None
+    except ValueError:
+        retry_after = None
+    return WebhookReply(r.status_code, retry_after=retry_after, text=redact(r.text[:200]))
+
+
 async def send_webhook(http: httpx.AsyncClient, notifications: list[Notification], receiver: Receiver) -> dict[int, Outcome]:
     assert receiver.webhook is not None
     cfg = receiver.webhook
     out: dict[int, Outcome] = {}
     for n in notifications:
-        try:
-            r = await http.post(cfg.url, json=_generic_body(n, receiver.name), headers=cfg.headers, timeout=cfg.timeout)
-        except httpx.HTTPError as e:
-            out[n.id] = Outcome("retry", error=redact(f"{type(e).__name__}: {e}"))
-            continue
-        if 200 <= r.status_code < 300:
+        r = await post_json(http, cfg.url, _generic_body(n, receiver.name), cfg.headers, cfg.timeout)
+        if r.status is None:
+            out[n.id] = Outcome("retry", error=r.error)
+        elif r.ok:
             out[n.id] = Outcome("delivered")
-        elif r.status_code == 429 or r.status_code >= 500:
-            ra = r.headers.get("Retry-After")
-            try:
-                retry_after = float(ra) if ra else None
-            except ValueError:
-                retry_after = None
-            out[n.id] = Outcome("retry", error=f"HTTP {r.status_code}", retry_after=retry_after,
-                                rate_limited=r.status_code == 429)
-        elif r.status_code in (401, 403, 404, 410):
-            out[n.id] = Outcome("disabled", error=f"HTTP {r.status_code} from the webhook endpoint")
+        elif r.status == 429 or r.status >= 500:
+            out[n.id] = Outcome("retry", error=f"HTTP {r.status}", retry_after=r.retry_after,
+                                rate_limited=r.status == 429)
+        elif r.status in (401, 403, 404, 410):
+            out[n.id] = Outcome("disabled", error=f"HTTP {r.status} from the webhook endpoint")
         else:
-            out[n.id] = Outcome("dead", error=f"HTTP {r.status_code}: {redact(r.text[:200])}")
+            out[n.id] = Outcome("dead", error=f"HTTP {r.status}: {r.text}")
     return out
 
 
