@@ -318,3 +318,22 @@ def test_a_change_against_the_previous_window_needs_more_than_one_sample() -> No
     assert one.change_pct is None  # not "+131.7% vs the previous 2h" from one sample
     five = trend(t, np.full(10, 20.0), previous=np.full(5, 10.0))
     assert five.change_pct == pytest.approx(100.0)
+
+
+def test_a_policy_preview_shows_only_the_values_its_condition_read(tmp_path: Path) -> None:
+    """`optimize` printed "firing.critical=no data" for a variable the condition never read (`and`
+    stopped early): a count is never "no data"."""
+    import textwrap
+
+    from perf_alerts.config import parse_config
+    from perf_alerts.core import PerfAlerts
+    from perf_alerts.manage.policies import PolicyEngine
+
+    cfg = parse_config(textwrap.dedent("""
+        policies:
+          - name: p
+            when: "firing.total > 0 and firing.critical > 0"
+            actions: [{type: notify}]
+    """), "alerting.yaml", env={})
+    [outcome] = PolicyEngine(PerfAlerts(cfg, db=tmp_path / "p.db")).run(apply=False)
+    assert (outcome.matched, outcome.values) == (False, {"firing.total": 0})

@@ -181,7 +181,7 @@ def _print_delivery(o: "DeliveryOutcome") -> None:
     created = len(o.plan.created) if o.plan else len(o.notifications or [])
     if created or r.delivered or o.still_pending or r.dead or r.failed:
         out.line(f"notifications: {created} queued, {r.delivered} delivered, {r.dead} dead, "
-                 f"{o.still_pending} still pending, {r.failed} failed attempts ({r.requests} requests, "
+                 f"{o.still_pending} still pending, {plural(r.failed, 'failed attempt')} ({plural(r.requests, 'request')}, "
                  f"{r.rate_limited} rate-limited)")
     else:
         out.line("notifications: nothing due, nothing pending")
@@ -208,11 +208,7 @@ def _iso(ts: Optional[float]) -> str:
     return "-" if ts is None else (iso(float(int(ts))) or "-")  # to the second: people read these
 
 
-def _to_second(iso_text: Any) -> str:
-    """An ISO time from a report, without its fraction of a second."""
-    import re
-
-    return re.sub(r"\.\d+(?=Z|[+-]\d\d:?\d\d$)", "", str(iso_text))
+_to_second = out.to_second
 
 
 def _fmt_labels(labels: dict[str, str]) -> str:
@@ -288,7 +284,7 @@ def history(
         return
     from perf_alerts.timeutil import format_duration
 
-    out.line(f"{st['episodes']} firing episodes; MTTA {format_duration(st['mtta']['mean_seconds'])}, "
+    out.line(f"{plural(st['episodes'], 'firing episode')}; MTTA {format_duration(st['mtta']['mean_seconds'])}, "
              f"MTTR {format_duration(st['mttr']['mean_seconds'])}")
     out.table(None, ["rule", "severity", "fired", "MTTA", "MTTR"], [
         (r["rule"], r["severity"], r["fired"], format_duration(r["mtta"]["mean_seconds"]),
@@ -351,7 +347,7 @@ def predict(
     if as_json:
         out.emit_json(rep)
         return
-    out.line(f"at {rep['at']}: {rep['series_forecast']} series forecast {rep['horizon']} ahead "
+    out.line(f"at {_to_second(rep['at'])}: {plural(rep['series_forecast'], 'series', 'series')} forecast {rep['horizon']} ahead "
              f"({rep['series_skipped']} with fewer than {rep['min_points']} samples in the last {rep['lookback']})")
     now = [b for b in rep["breaches"] if b["status"] == "breaching"]
     ahead = [b for b in rep["breaches"] if b["status"] != "breaching"]
@@ -486,8 +482,8 @@ def backtest(
     if "error" in rep:
         out.line(rep["error"])
         return
-    out.line(f"replayed {rep['start']} → {rep['end']} every {rep['step']} ({rep['evaluations']} evaluations): "
-             f"{rep['total_alerts']} alerts")
+    out.line(f"replayed {rep['start']} → {rep['end']} every {rep['step']} ({plural(rep['evaluations'], 'evaluation')}): "
+             f"{plural(rep['total_alerts'], 'alert')}")
     out.table(None, ["rule", "type", "severity", "alerts", "per day", "series", "firing time", "error"], [
         (r["rule"], r["type"], r["severity"], r["alerts"], r["alerts_per_day"], r["distinct_series"], r["firing_time"],
          r["error"] or "") for r in rep["rules"]

@@ -78,7 +78,7 @@ def register(app: typer.Typer) -> None:
             return
         recs = rep["recommendations"].get("recommendations", [])
         out.line(f"recommendations for {rep['recommendations']['window']['lookback']} "
-                 f"ending {rep['recommendations']['window']['end']}:")
+                 f"ending {out.to_second(rep['recommendations']['window']['end'])}:")
         if not recs:
             out.line(f"  {rep['recommendations'].get('note') or 'none'}")
         for r in recs:

@@ -72,3 +72,8 @@ def block(text: str) -> None:
     """Text that is legitimately several lines (a Markdown report, a crew's output): its
     newlines are kept, every other control character is escaped."""
     console().print(terminal_safe(text), markup=False, highlight=False, emoji=False)
+
+
+def to_second(iso_text: Any) -> str:
+    """An ISO time from a report as people read it: without its fraction of a second."""
+    return re.sub(r"\.\d+(?=Z|[+-]\d\d:?\d\d$)", "", str(iso_text))

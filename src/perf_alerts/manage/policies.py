@@ -231,7 +231,8 @@ class PolicyEngine:
                 log.exception("policy %s: evaluating its condition failed", pol.name)
                 outcomes.append(PolicyOutcome(pol.name, False, {}, f"error: {type(e).__name__}: {e}"))
                 continue
-            values = {k: variables.values.get(k) for k in sorted(cond.variables)}
+            # the values the condition read (`and`/`or` stop early: one it never read is left out, not "no data")
+            values = {k: variables.values[k] for k in sorted(cond.variables) if k in variables.values}
             out = PolicyOutcome(pol.name, matched, values)
             outcomes.append(out)
             log.debug("policy %s: %s in %.3fs", pol.name, matched, time.perf_counter() - t0)
