@@ -482,7 +482,7 @@ def backtest(
     if "error" in rep:
         out.line(rep["error"])
         return
-    out.line(f"replayed {rep['start']} → {rep['end']} every {rep['step']} ({plural(rep['evaluations'], 'evaluation')}): "
+    out.line(f"replayed {_to_second(rep['start'])} → {_to_second(rep['end'])} every {rep['step']} ({plural(rep['evaluations'], 'evaluation')}): "
              f"{plural(rep['total_alerts'], 'alert')}")
     out.table(None, ["rule", "type", "severity", "alerts", "per day", "series", "firing time", "error"], [
         (r["rule"], r["type"], r["severity"], r["alerts"], r["alerts_per_day"], r["distinct_series"], r["firing_time"],
