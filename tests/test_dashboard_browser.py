@@ -229,7 +229,7 @@ def test_every_panel_says_what_a_user_needs_on_a_desktop_and_a_phone(tmp_path: P
 
             # schedules and policies from the store, with last and next run, no markdown backticks
             sched = page.locator("#schedules").inner_text()
-            assert "continuous" in sched and "daily-summary" in sched and "never" in sched
+            assert "continuous (every 1m)" in sched and "daily-summary" in sched and "never" in sched
             assert re.search(r"OVERDUE", sched, re.I) and "UTC" in sched and "`" not in sched
             pol = page.locator("#policies").inner_text()
             assert "health-critical" in pol and "health < 50 and firing.critical > 0" in pol

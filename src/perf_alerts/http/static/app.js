@@ -383,7 +383,7 @@
   function renderSchedules(d) {
     const rows = (d.schedules || []).map((s) => [
       el("strong", { text: s.name }), (s.job || "—") + (s.group && s.job === "evaluate" ? " (" + s.group + ")" : ""),
-      s.every === undefined || s.every === null ? "—" : String(s.every) + (s.every === "continuous" && s.interval ? " (" + s.interval + ")" : ""),
+      s.every === undefined || s.every === null ? "—" : String(s.every) + (s.interval && s.interval !== s.every ? " (every " + s.interval + ")" : ""),
       s.last_run ? el("span", {}, shortTime(s.last_run), s.last_status ? el("span", { class: "muted small", text: " " + s.last_status }) : null) : "never",
       s.next_run ? shortTime(s.next_run) : "—",
       s.enabled === false ? badge("none", "disabled") : s.overdue ? badge("bad", "overdue" + (s.overdue_by ? " " + s.overdue_by : "")) : badge("good", "on time")]);
