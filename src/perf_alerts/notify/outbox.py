@@ -17,76 +17,20 @@ import logging
 import os
 import socket
 import sqlite3
-import time
 import uuid
-from dataclasses import dataclass, field
 from typing import Any, Sequence
 
 from perf_alerts.notify.redact import redact
 from perf_alerts.store import Store
-from perf_alerts.store.outbox import OutboxRow
-from perf_alerts.timeutil import iso
+from perf_alerts.store.outbox import Notification
+
+__all__ = ["DEFAULT_LEASE", "STATES", "Notification", "Outbox"]
 
 log = logging.getLogger("perf_alerts.notify")
 
 STATES = ("pending", "sending", "failed", "delivered", "dead")
 
 DEFAULT_LEASE = 60.0
-
-
-@dataclass
-class Notification:
-    id: int
-    receiver: str
-    kind: str  # alerts, escalation, message, summary
-    group_key: str
-    created_at: float
-    body: dict[str, Any]
-    state: str
-    attempts: int
-    next_attempt_at: float
-    last_error: str | None
-    message_ids: list[str] = field(default_factory=list)
-    delivered_at: float | None = None
-    sent: list[str] = field(default_factory=list)  # fingerprints already shown in an accepted message
-    claimed_by: str | None = None  # the sender holding it while `sending` (host:pid:id)
-    claim_until: float | None = None  # wall-clock end of that sender's lease
-
-    @property
-    def state_text(self) -> str:
-        """The state as a person reads it: who is sending, and when a dead sender's claim runs out."""
-        if self.state != "sending" or self.claim_until is None:
-            return self.state
-        left = self.claim_until - time.time()
-        who = self.claimed_by or "?"
-        if left > 0:
-            return f"sending (claimed by {who}; taken over in {left:.0f}s if that process died)"
-        return f"sending (claimed by {who}, whose lease ran out: the next sender takes it over)"
-
-    @property
-    def fingerprints(self) -> list[str]:
-        return [a["fingerprint"] for a in self.body.get("alerts", [])]
-
-    def to_dict(self) -> dict[str, Any]:
-        alerts = self.body.get("alerts", [])
-        return {
-            "id": self.id, "receiver": self.receiver, "kind": self.kind, "group_key": self.group_key,
-            "state": self.state, "attempts": self.attempts, "alerts": self.fingerprints,
-            "firing": sum(1 for a in alerts if a.get("state") == "firing"),
-            "resolved": sum(1 for a in alerts if a.get("state") == "resolved"),
-            "title": self.body.get("title"),
-            "message_ids": self.message_ids, "created_at": iso(self.created_at),
-            "next_attempt_at": iso(self.next_attempt_at) if self.state in ("pending", "failed") else None,
-            "delivered_at": iso(self.delivered_at), "last_error": self.last_error,
-            "claimed_by": self.claimed_by if self.state == "sending" else None,
-            "claim_until": iso(self.claim_until) if self.state == "sending" else None,
-        }
-
-
-def _from_row(r: OutboxRow) -> Notification:
-    return Notification(r.id, r.receiver, r.kind, r.group_key, r.created_at, r.body, r.state, r.attempts,
-                        r.next_attempt_at, r.last_error, r.message_ids, r.delivered_at, r.sent, r.claimed_by,
-                        r.claim_until)
 
 
 class Outbox:
@@ -103,7 +47,7 @@ class Outbox:
 
     def claim(self, now: float, limit: int = 500) -> list[Notification]:
         """Take the due rows (and rows of senders whose lease ran out) for this sender."""
-        return [_from_row(r) for r in self.store.outbox_claim(self.owner, now, self.lease, limit)]
+        return self.store.outbox_claim(self.owner, now, self.lease, limit)
 
     def renew(self, ids: list[int]) -> set[int]:
         """Extend the lease; returns the ids still held (a lost one must not be sent)."""
@@ -119,11 +63,10 @@ class Outbox:
         return self.store.outbox_open_count()
 
     def get(self, nid: int) -> Notification | None:
-        r = self.store.outbox_get(nid)
-        return _from_row(r) if r else None
+        return self.store.outbox_get(nid)
 
     def recent(self, state: str | None = None, limit: int = 100) -> list[Notification]:
-        return [_from_row(r) for r in self.store.outbox_recent(state, limit)]
+        return self.store.outbox_recent(state, limit)
 
     # -- outcomes: each lands only while this sender still holds the claim ---------------------
     def progress(self, accepted: list[tuple[int, str | None, list[str]]], done: list[int], at: float,

@@ -19,8 +19,10 @@ import json
 import sqlite3
 import time
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Iterable, Sequence
+
+from perf_alerts.timeutil import iso
 
 OPEN_STATES = ("pending", "failed")
 STATES = ("pending", "sending", "failed", "delivered", "dead")
@@ -30,12 +32,12 @@ _COLS = ("id, receiver, kind, group_key, created_at, body, state, attempts, next
 
 
 @dataclass
-class OutboxRow:
-    """One notification row as stored (body still JSON-decoded, nothing interpreted)."""
+class Notification:
+    """One notification in the outbox: what to say (`body`), to whom, and where its delivery stands."""
 
     id: int
     receiver: str
-    kind: str
+    kind: str  # alerts, escalation, message, executive_summary
     group_key: str
     created_at: float
     body: dict[str, Any]
@@ -43,16 +45,46 @@ class OutboxRow:
     attempts: int
     next_attempt_at: float
     last_error: str | None
-    message_ids: list[str]
-    delivered_at: float | None
-    claimed_by: str | None
-    claim_until: float | None
-    sent: list[str]
+    message_ids: list[str] = field(default_factory=list)
+    delivered_at: float | None = None
+    sent: list[str] = field(default_factory=list)  # fingerprints already shown in an accepted message
+    claimed_by: str | None = None  # the sender holding it while `sending` (host:pid:id)
+    claim_until: float | None = None  # wall-clock end of that sender's lease
+
+    @property
+    def state_text(self) -> str:
+        """The state as a person reads it: who is sending, and when a dead sender's claim runs out."""
+        if self.state != "sending" or self.claim_until is None:
+            return self.state
+        left = self.claim_until - time.time()
+        who = self.claimed_by or "?"
+        if left > 0:
+            return f"sending (claimed by {who}; taken over in {left:.0f}s if that process died)"
+        return f"sending (claimed by {who}, whose lease ran out: the next sender takes it over)"
+
+    @property
+    def fingerprints(self) -> list[str]:
+        return [a["fingerprint"] for a in self.body.get("alerts", [])]
+
+    def to_dict(self) -> dict[str, Any]:
+        alerts = self.body.get("alerts", [])
+        return {
+            "id": self.id, "receiver": self.receiver, "kind": self.kind, "group_key": self.group_key,
+            "state": self.state, "attempts": self.attempts, "alerts": self.fingerprints,
+            "firing": sum(1 for a in alerts if a.get("state") == "firing"),
+            "resolved": sum(1 for a in alerts if a.get("state") == "resolved"),
+            "title": self.body.get("title"),
+            "message_ids": self.message_ids, "created_at": iso(self.created_at),
+            "next_attempt_at": iso(self.next_attempt_at) if self.state in ("pending", "failed") else None,
+            "delivered_at": iso(self.delivered_at), "last_error": self.last_error,
+            "claimed_by": self.claimed_by if self.state == "sending" else None,
+            "claim_until": iso(self.claim_until) if self.state == "sending" else None,
+        }
 
 
-def _row(r: Sequence[Any]) -> OutboxRow:
-    return OutboxRow(int(r[0]), r[1], r[2], r[3], float(r[4]), json.loads(r[5]), r[6], int(r[7]), float(r[8]), r[9],
-                     json.loads(r[10] or "[]"), r[11], r[12], r[13], json.loads(r[14] or "[]"))
+def _row(r: Sequence[Any]) -> Notification:
+    return Notification(int(r[0]), r[1], r[2], r[3], float(r[4]), json.loads(r[5]), r[6], int(r[7]), float(r[8]),
+                        r[9], json.loads(r[10] or "[]"), r[11], json.loads(r[14] or "[]"), r[12], r[13])
 
 
 @dataclass(frozen=True)
@@ -85,7 +117,7 @@ class OutboxQueries:
 
     # -- claiming ----------------------------------------------------------------------------
     def outbox_claim(self, owner: str, now: float, lease: float, limit: int = 500,
-                     receivers: Iterable[str] | None = None) -> list[OutboxRow]:
+                     receivers: Iterable[str] | None = None) -> list[Notification]:
         """Atomically take up to `limit` due rows for `owner` until `wall now + lease`.
 
         Due: pending or failed with `next_attempt_at <= now`, or `sending` under a lease that
@@ -188,11 +220,11 @@ class OutboxQueries:
         return cur.rowcount == 1
 
     # -- reading -------------------------------------------------------------------------------
-    def outbox_get(self, nid: int) -> OutboxRow | None:
+    def outbox_get(self, nid: int) -> Notification | None:
         r = self.con.execute(f"SELECT {_COLS} FROM notifications WHERE id = ?", (nid,)).fetchone()
         return _row(r) if r else None
 
-    def outbox_recent(self, state: str | None = None, limit: int = 100) -> list[OutboxRow]:
+    def outbox_recent(self, state: str | None = None, limit: int = 100) -> list[Notification]:
         if state:
             rows = self.con.execute(f"SELECT {_COLS} FROM notifications WHERE state = ? ORDER BY id DESC LIMIT ?",
                                     (state, limit)).fetchall()
