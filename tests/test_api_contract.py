@@ -22,8 +22,10 @@ from typing import Any, Iterator
 
 import pytest
 
-pytest.importorskip("fastapi")
-pytest.importorskip("uvicorn")
+from conftest import require  # noqa: E402
+
+require("fastapi")  # with CI=true a missing web extra fails, locally it skips
+require("uvicorn")
 import httpx  # noqa: E402
 
 from perf_alerts.core import PerfAlerts  # noqa: E402
