@@ -60,3 +60,15 @@ def test_summary_files_and_delivery_with_chart(tmp_path: Path) -> None:
         assert msg["embeds"][0]["image"]["url"] == "attachment://executive-summary.png"
         assert "Health" in msg["embeds"][0]["description"]
         assert "leader-token-secret" not in json.dumps(rep.to_dict())
+
+
+def test_summary_discord_text_shows_data_literally() -> None:
+    """Agent and label values in the executive summary's Discord text are data, not markdown:
+    no masked link, no mention, no formatting (issue 10)."""
+    from perf_alerts.manage.report import _discord_text
+
+    evil = "[click me](http://evil.example) @everyone **bold**"
+    text = _discord_text({"headline": [f"worst agent: {evil}"], "slos": [], "noisiest_rules": [{"rule": "R_x_", "fired": 2}]})
+    assert "[click me](http" not in text and "\\[click me\\]" in text
+    assert "@everyone" not in text and "@\u200beveryone" in text  # a zero-width space: no ping
+    assert "**bold**" not in text and "\\*\\*bold\\*\\*" in text

@@ -255,4 +255,8 @@ def _discord_text(summary: dict[str, Any]) -> str:
             lines.append(f"  … and {len(rows) - len(worst)} more in the attached summary")
     if summary["noisiest_rules"]:
         lines.append("• Noisiest rules: " + ", ".join(f"{r['rule']} ×{r['fired']}" for r in summary["noisiest_rules"][:3]))
-    return "\n".join(lines)[:3800]
+    # the lines carry data (agent and label values, rule names): literal text in Discord, never
+    # markdown, links or mentions; none of the summary's own words rely on markdown
+    from perf_alerts.textsafe import discord_escape
+
+    return "\n".join(discord_escape(x) for x in lines)[:3800]
