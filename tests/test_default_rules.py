@@ -110,3 +110,17 @@ def test_every_default_rule_is_covered() -> None:
 def test_default_rule_fires_on_trouble_only(tmp_path: Path, rule: str) -> None:
     assert run(tmp_path, rule, bad=True) == [rule]
     assert run(tmp_path, rule, bad=False) == []
+
+
+def test_predicted_breach_summary_reads_as_a_sentence(tmp_path: Path) -> None:
+    cfg = load_config(packaged_config_dir() / "alerting.yaml", env={})
+    only = [r for r in cfg.rules if r.name == "PredictedLatencyBreach"]
+    pa = PerfAlerts(cfg, Store(tmp_path / "p.db"), ManualClock(T0))
+    pa.store.insert_samples(CASES["PredictedLatencyBreach"](True))
+    summaries = []
+    for k in range(int(only[0].for_ // MIN) + 1):
+        res = pa.evaluate(at=T0 + k * MIN, rules=only)
+        summaries += [t.alert.annotations["summary"] for t in res.transitions if t.event == "firing"]
+    [text] = summaries
+    assert "task time over 60s" in text and ("predicted in" in text or "breaching now" in text), text
+    assert " in now" not in text
