@@ -64,6 +64,11 @@ class Evaluator:
         self.index = SeriesIndex(self.store)
         self._blocks.clear()
 
+    def new_step(self) -> None:
+        """A new evaluation time over the same series (a backtest): forget the fetched blocks,
+        keep the series index. Without it a replay keeps every step's samples in memory."""
+        self._blocks.clear()
+
     def evaluate(self, rule: Rule, at: float) -> list[SeriesResult]:
         series = self.index.select(rule)
         fn = getattr(self, f"_eval_{rule.type}")
