@@ -87,7 +87,7 @@ def test_every_operation_documents_its_error_statuses_with_the_error_model(spec:
     error = spec["components"]["schemas"]["ErrorOut"]
     assert error["required"] == ["error"] and set(error["properties"]) == {"error", "detail"}
     ops = [(m, p) for p, item in spec["paths"].items() for m in item]
-    assert len(ops) == 16
+    assert len(ops) == 17
     for method, path in ops:
         responses = _op(spec, method, path)["responses"]
         assert COMMON <= set(responses), (method, path, sorted(responses))
@@ -105,6 +105,7 @@ def test_every_operation_documents_its_error_statuses_with_the_error_model(spec:
         ("get", "/api/v1/alerts"): {"200", "400", "422"},
         ("get", "/api/v1/series"): {"200", "400", "422"},
         ("get", "/api/v1/health"): {"200", "400", "422"},
+        ("get", "/api/v1/slos"): {"200", "400", "422"},
     }
     for (method, path), statuses in want.items():
         assert statuses <= _documented(spec, method, path), (method, path)
@@ -112,6 +113,8 @@ def test_every_operation_documents_its_error_statuses_with_the_error_model(spec:
     assert metrics["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/MetricsOut")
     body = metrics["requestBody"]["content"]["application/json"]
     assert body["examples"] and body["schema"]["anyOf"]
+    slos = _op(spec, "get", "/api/v1/slos")
+    assert slos["responses"]["200"]["content"]["application/json"]["schema"]["$ref"].endswith("/SLOReportOut")
 
 
 def _check(spec: dict[str, Any], method: str, path: str, r: httpx.Response, status: int) -> Any:
@@ -165,6 +168,8 @@ def test_each_documented_error_status_is_what_the_api_answers(spec: dict[str, An
         _check(spec, "get", "/api/v1/series", c.get("/api/v1/series"), 422)
         _check(spec, "get", "/api/v1/health", c.get("/api/v1/health", params={"lookback": "forever"}), 400)
         _check(spec, "get", "/api/v1/notifications", c.get("/api/v1/notifications", params={"state": "x"}), 400)
+        _check(spec, "get", "/api/v1/slos", c.get("/api/v1/slos", params={"window": "forever"}), 400)
+        _check(spec, "get", "/api/v1/slos", c.get("/api/v1/slos", params={"name": "no-such-slo"}), 400)
 
 
 def test_hand_written_valid_requests_reach_2xx(spec: dict[str, Any], live: tuple[LiveServer, PerfAlerts]) -> None:
@@ -246,7 +251,7 @@ def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path: Pa
             cwd=tmp_path, env=env, capture_output=True, text=True, timeout=SCHEMATHESIS_BUDGET)
         elapsed = time.monotonic() - t0
     assert r.returncode == 0, r.stdout[-6000:] + r.stderr[-2000:]
-    assert "16 passed" in r.stdout and "failures" not in r.stdout.split("SUMMARY")[-1].lower(), r.stdout[-3000:]
+    assert "17 passed" in r.stdout and "failures" not in r.stdout.split("SUMMARY")[-1].lower(), r.stdout[-3000:]
     seen: Counter[tuple[str, str, int]] = Counter()
     for e in json.loads(har.read_text())["log"]["entries"]:
         path = "/" + e["request"]["url"].split("/api/v1/", 1)[1].split("?", 1)[0]

@@ -33,7 +33,7 @@ import re
 import threading
 import time
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Literal, Mapping
 from urllib.parse import urlsplit
 
 import numpy as np
@@ -208,6 +208,46 @@ class MetricsOut(BaseModel):
     accepted: int = Field(description="samples stored")
     rejected: int = Field(description="samples refused")
     errors: list[str] = Field(description='"record <index>: <why>" for the first 100 refused samples')
+
+
+class SLOOut(BaseModel):
+    """One SLO (one split value of it): `SLOStatus.to_dict()`, the row `perf-alerts slo --json` prints."""
+
+    name: str = Field(description="the SLO's name")
+    kind: Literal["latency", "success", "budget"]
+    labels: dict[str, str] = Field(description="the split (`by:`) label values of this row; {} when not split")
+    objective: float | None = Field(description="fraction of good events (latency, success); null for budget SLOs")
+    objective_text: str = Field(description='the objective in words, e.g. "99% of crew_task_seconds <= 60 s"')
+    objective_display: str = Field(description='"99.00%", or "≤ $5.00" for a budget SLO')
+    window: str = Field(description="the compliance window (budget SLOs: the period), e.g. 28d")
+    start: str | None = Field(description="start of the window, ISO 8601 UTC")
+    at: str | None = Field(description="when the SLO was judged, ISO 8601 UTC")
+    events: int = Field(description="events (latency, success) or samples (budget) in the window")
+    bad: float | None = Field(description="bad events, or the spend; null without data")
+    achieved: float | None = Field(description="fraction good over the window (budget SLOs: the spend); null without data")
+    achieved_text: str = Field(description='"99.51%", "$3.20" or "no data"')
+    budget_remaining: float | None = Field(
+        description="fraction of the error budget left (1 = untouched); negative when overspent; null without data")
+    burn_rate: float | None = Field(
+        description="burn rate over the last hour (1 = spends the budget exactly over the window); null without events")
+    exhausted_at: str | None = Field(
+        description="projected exhaustion of the budget within the window (ISO 8601 UTC); null if not projected")
+    status: Literal["ok", "at risk", "breached", "no data"]
+    held: bool | None = Field(description="false when breached, null without data")
+    limit: float | None = Field(description="budget SLOs: the limit for the window")
+    projected: float | None = Field(description="budget SLOs: the projected spend for the whole period")
+    projected_text: str | None = Field(description='budget SLOs: the projected spend, e.g. "$4.10"')
+    unit: str = Field(description="the metric's unit")
+    why: str = Field(description="the status in one line")
+
+
+class SLOReportOut(BaseModel):
+    """Every configured SLO per split value: `slo_report()`, what `perf-alerts slo --json` prints."""
+
+    at: str | None = Field(description="when the SLOs were judged (now), ISO 8601 UTC")
+    window: str | None = Field(description="the window asked for; null: each SLO's own window (budget: current period)")
+    slos: list[SLOOut]
+    counts: dict[str, int] = Field(description='rows per status: {"ok", "at risk", "breached", "no data"}')
 
 
 _ERROR_DESCRIPTIONS = {
@@ -506,6 +546,23 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         except ImportError:
             raise ApiError(503, "the executive summary is not available in this build") from None
         return executive_summary(system, period_seconds=p)
+
+    @app.get(f"{API_PREFIX}/slos", responses={200: {"model": SLOReportOut, "description": (
+                 "Each SLO per split value: objective, achieved, error budget left, burn rate (last hour), "
+                 "projected exhaustion; the numbers `perf-alerts slo --json` prints")}, **_responses(400, 422)})
+    def slos(window: str | None = Query(None, description="e.g. 7d: over this window instead of each SLO's own "
+                                                          "(budget SLOs: instead of the current period, limit scaled)"),
+             name: list[str] | None = Query(None, description="only this SLO (repeatable)")) -> Any:
+        """Every configured SLO per split value at the server's now (`slo_report`, as `perf-alerts slo --json`)."""
+        from perf_alerts.analytics.slo import slo_report
+
+        w = None if window is None else parse_duration_arg(window, "window", lo=60.0, hi=366 * 86400.0)
+        if name:
+            unknown = sorted(set(name) - {x.name for x in system.config.slos})
+            if unknown:
+                raise ApiError(400, f"name: unknown SLO(s) {', '.join(u[:100] for u in unknown[:10])}; defined: "
+                                    + (", ".join(x.name for x in system.config.slos) or "none"))
+        return slo_report(system.store, system.config, system.clock.now(), w, name or None)
 
     # ---------------------------------------------------------------- alerts
     def _views(alerts: list[Any]) -> list[dict[str, Any]]:

@@ -379,6 +379,44 @@
     replace("health", ...cards);
   }
 
+  // ------------------------------------------------------------------ SLOs
+  // the numbers of `perf-alerts slo` (the same slo_report): budget left and burn rate formatted as it prints them
+  const SLO_BADGE = { ok: "good", "at risk": "warn", breached: "bad", "no data": "none" };
+
+  function budgetBar(r) {
+    const left = r.budget_remaining;
+    if (left === null || left === undefined) return el("span", { class: "muted", text: "no data" });
+    const text = (left * 100).toFixed(1) + "%";
+    const level = left < 0 ? "bad" : left < 0.25 ? "warn" : "good";
+    const fill = el("span", { class: "budget-fill budget-" + level });
+    fill.style.width = (left < 0 ? 100 : Math.min(100, left * 100)).toFixed(1) + "%";  // CSSOM: allowed by the CSP
+    return el("span", { class: "budget", title: left < 0 ? "error budget overspent" : text + " of the error budget left" },
+      el("span", { class: "budget-track", role: "img", "aria-label": "error budget left " + text }, fill),
+      el("span", { class: "budget-text budget-text-" + level, text: text + (left < 0 ? " overspent" : "") }));
+  }
+
+  function renderSLOs(d) {
+    const rows = d.slos || [];
+    const c = d.counts || {};
+    const count = document.getElementById("slos-count");
+    const parts = [["breached", c.breached], ["at risk", c["at risk"]], ["ok", c.ok], ["no data", c["no data"]]].filter((p) => p[1]);
+    count.textContent = parts.map((p) => p[1] + " " + p[0]).join(" · ");
+    count.className = "pill" + (c.breached ? " pill-bad" : rows.length && !c["at risk"] ? " pill-good" : "");
+    const body = rows.map((r) => [
+      el("strong", { class: "slo-name", text: r.name }),
+      Object.keys(r.labels || {}).length ? chips(r.labels) : el("span", { class: "muted", text: "—" }),
+      el("div", { class: "cell" }, r.objective_display, el("div", { class: "muted small", text: r.objective_text })),
+      el("div", { class: "cell slo-achieved" }, el("strong", { text: r.achieved_text }),
+        el("span", { class: "muted small", text: " over " + r.window + (r.projected_text ? " · projected " + r.projected_text : "") })),
+      budgetBar(r),
+      r.burn_rate === null || r.burn_rate === undefined ? el("span", { class: "muted nowrap", text: r.status === "no data" ? "no data" : "—" })
+        : el("span", { class: "nowrap" + (r.burn_rate > 1 ? " burn-high" : "") }, r.burn_rate.toFixed(2) + "×"),
+      r.exhausted_at ? shortTime(r.exhausted_at) : el("span", { class: "muted nowrap", text: r.status === "no data" ? "no data" : "—" }),
+      el("div", { class: "cell" }, badge(SLO_BADGE[r.status] || "none", r.status), el("div", { class: "muted small slo-why", text: r.why }))]);
+    replace("slos", table(["SLO", "Labels", "Objective", "Achieved", "Budget left", "Burn (1h)", "Exhausted at", "Status"], body,
+      "No SLOs configured (add slos: to the config)."));
+  }
+
   // ------------------------------------------------------------------ schedules, policies, silences, notifications
   function renderSchedules(d) {
     const rows = (d.schedules || []).map((s) => [
@@ -463,6 +501,7 @@
       await Promise.all([
         section("charts", () => renderCharts(alerts)),
         section("health", async () => renderHealth(await api("/health"))),
+        section("slos", async () => renderSLOs(await api("/slos"))),
         section("schedules", async () => renderSchedules(await api("/schedules"))),
         section("policies", async () => renderPolicies(await api("/policies"))),
         section("silences", async () => renderSilences(await api("/silences"))),
