@@ -314,7 +314,8 @@ def analyze(
     h = rep["health"]
     out.line(f"window {_to_second(rep['window']['start'])} → {_to_second(rep['window']['end'])}; "
              f"{plural(rep['series_analyzed'], 'series', 'series')}")
-    out.line("overall health: " + ("no data" if h["score"] is None else f"{h['score']} ({h['status']})"))
+    over = f"over the last {rep['window']['lookback']}"  # a window's health, not "now" (the summary says which)
+    out.line(f"overall health {over}: " + ("no data" if h["score"] is None else f"{h['score']} ({h['status']})"))
     for c in h["components"]:
         out.line(f"  {c['name']:10} {c['score'] if c['score'] is not None else '-':>6}  {c['evidence']}")
     if rep["agents"]:

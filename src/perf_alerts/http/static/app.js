@@ -372,7 +372,7 @@
       el("span", { class: "muted small", text: "overall health" }),
       el("span", { class: "score big score-" + scoreClass(ov.score), text: ov.score === null || ov.score === undefined ? "no data" : fmt(Math.round(ov.score)) }),
       el("span", { class: "muted small", text: ov.status || "" }));
-    document.getElementById("health-window").textContent = h.window ? "window " + h.window.lookback : "";
+    document.getElementById("health-window").textContent = h.window ? "over the last " + h.window.lookback : "";
     const agents = Object.entries(h.agents || {});
     const cards = agents.map(([name, d]) => healthCard(name, d));
     if (!agents.length) cards.push(healthCard("overall", ov));
