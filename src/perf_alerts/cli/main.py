@@ -102,12 +102,17 @@ def _parse_at(at: Optional[str], option: str = "--at") -> Optional[float]:
         raise InputError(f"{option}: {e}; relative times are now-1h, now-2d") from None
 
 
+WORST_SHOWN = 20  # transitions `evaluate` prints when a cycle has more (all of them with --all / --json)
+
+
 @app.command()
 def evaluate(
     at: Optional[str] = typer.Option(None, "--at", help="Evaluation time: ISO 8601, Unix seconds, now, now-1h."),
     group: Optional[str] = typer.Option(None, "--group", help="Only rules of this group."),
     no_notify: bool = typer.Option(False, "--no-notify", help="Do not send notifications."),
     fail_on: Optional[str] = typer.Option(None, "--fail-on", help="Exit 1 if an alert of this severity (or worse) is firing."),
+    show_all: bool = typer.Option(False, "--all", help=f"Print every transition (default: more than {WORST_SHOWN} are "
+                                  f"summarised as counts per rule and state plus the worst {WORST_SHOWN})."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Run one evaluation cycle of the rules and show what changed."""
@@ -139,9 +144,7 @@ def evaluate(
             d["notifications"] = delivery.to_dict()
         out.emit_json(d)
     else:
-        for t in res.transitions:
-            out.line(f"{t.event:9} {t.alert.severity.value:8} {t.alert.rule} {_fmt_labels(t.alert.labels)} "
-                     f"value={_fmt_value(t.alert.value)}")
+        out.lines(_transition_lines(res.transitions, show_all))
         firing = sum(1 for a in res.active if a.state.value == "firing")
         pending = sum(1 for a in res.active if a.state.value == "pending")
         out.line(f"evaluated {plural(res.rules, 'rule')} over {plural(res.series, 'series', 'series')} at {_iso(res.at)}: "
@@ -152,6 +155,43 @@ def evaluate(
             _print_delivery(delivery)
     if fail_on:
         _fail_on(fail_on, res.active)
+
+
+_EVENT_ORDER = ("firing", "pending", "resolved", "cancelled")
+
+
+def _transition_lines(transitions: list[Any], show_all: bool) -> list[str]:
+    """What `evaluate` prints for a cycle's transitions: every one when there are at most
+    WORST_SHOWN (or with --all), in the order they happened; else (an alert storm: thousands of
+    lines nobody reads) the counts per rule and state, the worst WORST_SHOWN (critical, then
+    warning, info; firing before pending, resolved, cancelled) and how many more there are."""
+
+    def fmt(t: Any) -> str:
+        return (f"{t.event:9} {t.alert.severity.value:8} {t.alert.rule} {_fmt_labels(t.alert.labels)} "
+                f"value={_fmt_value(t.alert.value)}")
+
+    if show_all or len(transitions) <= WORST_SHOWN:
+        return [fmt(t) for t in transitions]
+    counts: dict[str, dict[str, int]] = {}
+    severity: dict[str, Any] = {}
+    for t in transitions:
+        by_event = counts.setdefault(t.alert.rule, {})
+        by_event[t.event] = by_event.get(t.event, 0) + 1
+        severity.setdefault(t.alert.rule, t.alert.severity)
+    events = [e for e in _EVENT_ORDER if any(e in c for c in counts.values())]
+    events += sorted({e for c in counts.values() for e in c} - set(events))
+    rules = sorted(counts, key=lambda r: (-severity[r].rank, r))
+    width = max(len(r) for r in rules)
+    cols = [max(len(e), *(len(f"{c.get(e, 0):,}") for c in counts.values())) for e in events]
+    head = f"  {'rule':{width}}  {'severity':8}  " + "  ".join(f"{e:>{w}}" for e, w in zip(events, cols))
+    rows = [f"  {r:{width}}  {severity[r].value:8}  " + "  ".join(f"{counts[r].get(e, 0):>{w},}" for e, w in zip(events, cols))
+            for r in rules]
+    rank = {e: i for i, e in enumerate(_EVENT_ORDER)}
+    worst = sorted(transitions, key=lambda t: (-t.alert.severity.rank, rank.get(t.event, len(rank))))[:WORST_SHOWN]
+    more = len(transitions) - len(worst)
+    return [f"{len(transitions):,} transitions per rule and state:", head, *rows,
+            f"worst {len(worst)}:", *(fmt(t) for t in worst),
+            f"… and {more:,} more {'transition' if more == 1 else 'transitions'} (--all or --json shows every one)"]
 
 
 CONFIG_WARNINGS_KEY = "cli.config_warnings_shown"

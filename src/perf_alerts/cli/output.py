@@ -44,11 +44,21 @@ def stderr_line(text: str) -> None:
     sys.stderr.write(terminal_safe(text) + "\n")
 
 
+_console: tuple[Any, Any] | None = None  # (the sys.stdout it was made for, the Console)
+
+
 def console() -> Any:
+    """The rich Console for the current `sys.stdout`, made once (not once per printed line: an alert
+    storm prints thousands), again only when `sys.stdout` was replaced (tests capture it)."""
+    global _console
+    if _console is not None and _console[0] is sys.stdout:
+        return _console[1]
     from rich.console import Console
 
     # piped output is read by people too: do not squeeze tables into 80 columns; no :emoji: codes
-    return Console(highlight=False, soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 160)
+    c = Console(highlight=False, soft_wrap=True, emoji=False, width=None if sys.stdout.isatty() else 160)
+    _console = (sys.stdout, c)
+    return c
 
 
 def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any]]) -> None:
@@ -66,6 +76,16 @@ def table(title: str | None, columns: Sequence[str], rows: Iterable[Sequence[Any
 def line(text: str = "") -> None:
     """One printed line: a newline in it (from data) is shown as `\\n`, so nothing forges a line."""
     console().print(terminal_safe(text, newlines=False), markup=False, highlight=False, emoji=False)
+
+
+def lines(texts: Iterable[str]) -> None:
+    """Many `line()`s in one write: each escaped as `line()` escapes it (a newline in data is shown as
+    `\\n`), the same text `line()` prints (no markup, no wrapping, tabs escaped), without going
+    through rich once per line."""
+    body = "".join(terminal_safe(t, newlines=False) + "\n" for t in texts)
+    if body:
+        sys.stdout.write(body)
+        sys.stdout.flush()
 
 
 def block(text: str) -> None:
