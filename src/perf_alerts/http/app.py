@@ -538,14 +538,20 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
             health_cache[key] = (time.monotonic(), out)
             return out
 
+    from perf_alerts.manage.summary_cache import SummaryCache
+
+    summary_cache = SummaryCache(system)  # opens nothing until the first request
+    app.state.summary_cache = summary_cache
+
     @app.get(f"{API_PREFIX}/summary", responses=_responses(400, 422))
     def summary(period: str | None = Query(None, description="e.g. 7d")) -> Any:
+        """The executive summary of the period ending now; computed once per state of the store and minute
+        (a repeated request with nothing committed to the store in between is served from the cache)."""
         p = parse_duration_arg(period, "period", default=7 * 86400.0, lo=3600.0, hi=366 * 86400.0)
         try:
-            from perf_alerts.manage.summary import executive_summary
+            return summary_cache.get(p)
         except ImportError:
             raise ApiError(503, "the executive summary is not available in this build") from None
-        return executive_summary(system, period_seconds=p)
 
     @app.get(f"{API_PREFIX}/slos", responses={200: {"model": SLOReportOut, "description": (
                  "Each SLO per split value: objective, achieved, error budget left, burn rate (last hour), "
