@@ -150,7 +150,7 @@ def test_a_negative_duration_is_rejected_naming_the_line(run: Run) -> None:
     assert "neg.csv:2:" in r.stderr and "crew_task_seconds is a duration" in r.stderr and "negative" in r.stderr
     jl = run.dir / "neg.jsonl"
     jl.write_text('{"timestamp": %d, "metric": "crew_llm_seconds", "value": -0.5, "labels": {}}\n' % T0)
-    r = run("ingest", str(jl))
+    r = run("ingest", str(jl), rc=2)  # its only record rejected: nothing usable is bad input
     assert "0 samples stored" in r.stdout and "neg.jsonl:1:" in r.stderr and "cannot be negative" in r.stderr
     from perf_alerts.core import PerfAlerts
     from perf_alerts.errors import InputError
@@ -337,3 +337,15 @@ def test_a_policy_preview_shows_only_the_values_its_condition_read(tmp_path: Pat
     """), "alerting.yaml", env={})
     [outcome] = PolicyEngine(PerfAlerts(cfg, db=tmp_path / "p.db")).run(apply=False)
     assert (outcome.matched, outcome.values) == (False, {"firing.total": 0})
+
+
+def test_a_file_with_no_valid_record_is_bad_input(run: Run, tmp_path: Path) -> None:
+    """Every record rejected: exit 2 and one line saying nothing was stored (the API answers 400)."""
+    bad = tmp_path / "bad.jsonl"
+    bad.write_text('{"metric": "m", "value": "x"}\n{"metric": "m", "value": 1e400}\n', encoding="utf-8")
+    r = run("ingest", str(bad), rc=2)
+    assert "no sample stored: all 2 records were rejected" in r.stderr
+    good = tmp_path / "mixed.jsonl"
+    good.write_text('{"metric": "m", "value": 1, "timestamp": 1767225600}\n{"metric": "m", "value": "x"}\n',
+                    encoding="utf-8")
+    run("ingest", str(good), rc=0)  # good data around a bad record: kept, exit 0

@@ -72,6 +72,10 @@ def ingest(
                 out.warn(str(e))
             if r.rejected > len(r.errors):
                 out.warn(f"{r.source}: … and {r.rejected - len(r.errors):,} more rejected records")
+    if rejected and not any(r.accepted for r in reports):
+        # nothing usable at all is bad input (exit 2), like the API's 400 for a batch with no valid record
+        out.error(f"no sample stored: all {rejected:,} records were rejected (see the lines above)")
+        raise typer.Exit(2)
     if strict and rejected:
         raise typer.Exit(1)
 
