@@ -349,3 +349,15 @@ def test_a_file_with_no_valid_record_is_bad_input(run: Run, tmp_path: Path) -> N
     good.write_text('{"metric": "m", "value": 1, "timestamp": 1767225600}\n{"metric": "m", "value": "x"}\n',
                     encoding="utf-8")
     run("ingest", str(good), rc=0)  # good data around a bad record: kept, exit 0
+
+
+def test_a_dry_run_action_says_what_it_would_do() -> None:
+    from perf_alerts.cli.manage_cmd import _execution_text
+
+    ex = {"action": "python", "target": "pkg.mod:restart", "dry_run": True, "result": "dry-run", "audit_id": None,
+          "detail": {"would_call": "pkg.mod:restart", "params": {"agent": "writer"}, "imported": False}}
+    text = _execution_text(ex)
+    assert text == ('python pkg.mod:restart: dry run, would call pkg.mod:restart with {"agent": "writer"} '
+                    '(enable it per action to run it)')
+    live = {**ex, "dry_run": False, "result": "ok", "detail": {}}
+    assert _execution_text(live) == "python pkg.mod:restart: ok"

@@ -97,8 +97,7 @@ def register(app: typer.Typer) -> None:
             state = "matches" if p["matched"] else "no match"
             out.line(f"  {p['policy']}: {state} ({vals})" + (f" — {p['skipped']}" if p["skipped"] else ""))
             for ex in p["executions"]:
-                mode = "dry-run" if ex["dry_run"] else "live"
-                out.line(f"      {ex['action']} [{mode}] → {ex['result']}" + (f" (audit #{ex['audit_id']})" if ex["audit_id"] else ""))
+                out.line(f"      {_execution_text(ex)}" + (f" (audit #{ex['audit_id']})" if ex["audit_id"] else ""))
 
     @app.command("schedules")
     def schedules_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
@@ -166,3 +165,20 @@ def register(app: typer.Typer) -> None:
             (x["id"], x["at"], x["who"], x["policy"], x["action"], "dry-run" if x["dry_run"] else "live", x["result"],
              effect(x)) for x in items
         ])
+
+
+def _execution_text(ex: dict[str, Any]) -> str:
+    """One action as a person reads it: what it targets and what it did (or, in a dry run, would do)."""
+    import json
+
+    d = ex.get("detail") or {}
+    target = ex.get("target")
+    head = ex["action"] + (f" {target}" if target and target != ex["action"] else "")
+    if ex["dry_run"] or ex["result"] == "dry-run":
+        what = ("would call " + str(d["would_call"]) + (f" with {json.dumps(d['params'], sort_keys=True, default=str)}" if d.get("params") else "")
+                if d.get("would_call") else
+                f"would post {', '.join(map(str, d['would_post']))}" if d.get("would_post") else
+                f"would escalate {d['would_escalate']} alert(s) to {', '.join(d.get('receivers', []))}"
+                if "would_escalate" in d else "would run")
+        return f"{head}: dry run, {what} (enable it per action to run it)"
+    return f"{head}: {ex['result']}"
