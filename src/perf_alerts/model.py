@@ -320,7 +320,8 @@ def sort_worst_first(alerts: list[Alert]) -> list[Alert]:
     state_rank = {AlertState.FIRING: 2, AlertState.PENDING: 1, AlertState.RESOLVED: 0}
     return sorted(
         alerts,
-        key=lambda a: (-state_rank[a.state], -a.severity.rank, a.started_at or a.active_since or 0.0),
+        key=lambda a: (-state_rank[a.state], -a.severity.rank,
+                       next((t for t in (a.started_at, a.active_since) if t is not None), 0.0)),
     )
 
 

@@ -125,7 +125,7 @@ def apply_results(rule: Rule, results: Iterable[SeriesResult], current: dict[str
             elif a.state == AlertState.PENDING:
                 a = replace(a, value=r.value, annotations=annotations, last_eval_at=at, last_true_at=at,
                             operator=rule_operator(rule))
-                if at - (a.active_since or at) >= rule.for_:
+                if at - (at if a.active_since is None else a.active_since) >= rule.for_:
                     a = _fire(a, at, r.value)
                     transitions.append(Transition(a, AlertState.PENDING, "firing", at))
                 save.append(a)
