@@ -48,3 +48,21 @@ def test_for_elapses_when_the_condition_holds_from_time_zero(tmp_path: Path) -> 
                 exp_alerts: [{exp_labels: {agent: a, severity: critical}}]
     """)
     assert [o.passed for o in out] == [True], out[0].failures
+
+
+def test_a_rule_label_severity_is_not_silently_overwritten(tmp_path: Path) -> None:
+    # Prometheus keeps a rule's `labels: {severity: page}` on its alerts. Here the `severity` field
+    # sets that label, so check-config refuses a different labels.severity (file:line:field) rather
+    # than overwrite it; the same value in both places is fine.
+    import pytest
+
+    from perf_alerts.config import ConfigError
+
+    text = RULES + "    labels:\n      team: a\n      severity: page\n"
+    with pytest.raises(ConfigError) as ei:
+        parse_config(text, "c.yaml", env={})
+    msg = str(ei.value)
+    assert msg.startswith("c.yaml:11: rules[0].labels:"), msg
+    assert "labels.severity 'page' conflicts with severity: critical" in msg and "Prometheus" in msg
+    cfg = parse_config(RULES + "    labels: {severity: critical}\n", "c.yaml", env={})
+    assert cfg.rules[0].labels == {"severity": "critical"}

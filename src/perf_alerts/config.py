@@ -271,6 +271,19 @@ class Rule(_Strict):
             raise ValueError("metric must match [a-zA-Z_:][a-zA-Z0-9_:]*")
         return v
 
+    @field_validator("labels")
+    @classmethod
+    def _labels(cls, v: dict[str, str], info: ValidationInfo) -> dict[str, str]:
+        # Prometheus keeps a rule's `labels:` as written; here the `severity` field sets the severity
+        # label, so a different `labels.severity` would be silently overwritten: refuse the conflict.
+        sev = info.data.get("severity")
+        if "severity" in v and sev is not None and v["severity"] != Severity(sev).value:
+            raise ValueError(f"labels.severity {v['severity']!r} conflicts with severity: {Severity(sev).value} "
+                             f"(the severity field sets the alert's severity label; Prometheus would keep the label, "
+                             f"so rather than overwrite it silently: drop labels.severity or set severity: to one of "
+                             f"{', '.join(x.value for x in Severity)})")
+        return v
+
     @field_validator("matchers", mode="before")
     @classmethod
     def _matchers(cls, v: Any) -> list[Matcher]:
