@@ -66,3 +66,33 @@ def test_a_rule_label_severity_is_not_silently_overwritten(tmp_path: Path) -> No
     assert "labels.severity 'page' conflicts with severity: critical" in msg and "Prometheus" in msg
     cfg = parse_config(RULES + "    labels: {severity: critical}\n", "c.yaml", env={})
     assert cfg.rules[0].labels == {"severity": "critical"}
+
+
+def test_matcher_text_is_parsed_and_printed_as_alertmanager_does() -> None:
+    # Alertmanager's labels.ParseMatchers (pkg/labels/parse_test.go): optional braces, a
+    # comma-separated list outside quotes, \" \\ \n escapes inside a quoted value, an unescaped
+    # quote refused; Matcher.String() quotes the value with strconv.Quote.
+    import pytest
+
+    from perf_alerts.config import parse_matchers
+
+    def parsed(raw: object) -> list[tuple[str, str, str]]:
+        return [(m.label, m.op, m.value) for m in parse_matchers(raw)]
+
+    assert parsed(["foo=bar,dings!=bums"]) == [("foo", "=", "bar"), ("dings", "!=", "bums")]
+    assert parsed('{owner="team-A"}') == [("owner", "=", "team-A")]
+    assert parsed(['{foo="bar", dings!="bums",}']) == [("foo", "=", "bar"), ("dings", "!=", "bums")]
+    assert parsed(['foo=~"a|b",bar!~"c,d"']) == [("foo", "=~", "a|b"), ("bar", "!~", "c,d")]
+    assert parsed([r'foo="quoted \"x\", y"']) == [("foo", "=", 'quoted "x", y')]
+    assert parsed([r'foo="back\\slash\nline"']) == [("foo", "=", "back\\slash\nline")]
+    assert parsed([r'foo="\w+"']) == [("foo", "=", r"\w+")]  # a spurious escape stays literal
+    for bad in ['foo="unclosed', 'foo=a"b', 'a=b,,c=d']:
+        with pytest.raises(ValueError, match="cannot parse matcher"):
+            parse_matchers([bad])
+    # a YAML null value is the empty string (as `agent:` alone), never the text "None"
+    assert parsed({"agent": {"=~": None}}) == [("agent", "=~", "")]
+    assert parsed([{"label": "agent", "op": "!~", "value": None}]) == [("agent", "!~", "")]
+    # printing escapes and parses back to the same matcher
+    ms = parse_matchers([{"label": "a", "op": "=~", "value": 'x"y\\z\nw'}])
+    assert [str(m) for m in ms] == [r'a=~"x\"y\\z\nw"']
+    assert parse_matchers([str(m) for m in ms]) == ms

@@ -132,6 +132,10 @@ class Matcher(_Strict):
         """False only for a matcher built without validation whose pattern RE2 refuses."""
         return self.op not in ("=~", "!~") or regex_problem(self.value) is None
 
+    def __str__(self) -> str:
+        """`label op "value"`, escaped as Alertmanager prints a matcher (parses back to itself)."""
+        return f"{self.label}{self.op}{quote_label_value(self.value)}"
+
     def matches(self, labels: Mapping[str, str]) -> bool:
         actual = labels.get(self.label, "")
         if self.op == "=":
@@ -153,22 +157,96 @@ def _regex_message(pattern: str, label: str, why: str) -> str:
 _MATCHER_HEAD_RE = re.compile(r"\s*([a-zA-Z_][a-zA-Z0-9_]*)\s*(=~|!~|!=|=)")
 
 
-def _split_matcher_text(text: str) -> tuple[str, str, str] | None:
-    """`agent=~"res.*"` → ("agent", "=~", "res.*"); None when it is not a matcher.
+def _matcher_tokens(text: str) -> list[str]:
+    """`{foo="bar", dings!="bums"}` → ['foo="bar"', ' dings!="bums"'], as Alertmanager's
+    `labels.ParseMatchers`: optional braces, split on commas outside double quotes (a backslash
+    escapes a quote); a trailing comma is allowed, an empty matcher between commas is not."""
+    s = text.strip()
+    s = s.removeprefix("{").removesuffix("}")
+    tokens: list[str] = []
+    token: list[str] = []
+    inside = escaped = False
+    for ch in s:
+        if ch == "," and not inside:
+            tokens.append("".join(token))
+            token = []
+            continue
+        if ch == '"':
+            if not escaped:
+                inside = not inside
+            else:
+                escaped = False
+        elif ch == "\\":
+            escaped = not escaped
+        else:
+            escaped = False
+        token.append(ch)
+    last = "".join(token).strip()
+    if last:
+        tokens.append(last)
+    return tokens
 
-    Linear in the length of the text (a user types it: a backtracking pattern here would be a hang).
+
+def _split_matcher_text(text: str) -> tuple[str, str, str] | str:
+    """`agent=~"res.*"` → ("agent", "=~", "res.*"); a str saying why when it is not a matcher.
+
+    Alertmanager's `labels.ParseMatcher`: the value may be quoted; inside it `\\"`, `\\\\` and `\\n`
+    are escapes (any other backslash is literal) and an unescaped `"` is an error. Linear in the
+    length of the text (a user types it: a backtracking pattern here would be a hang).
     """
     m = _MATCHER_HEAD_RE.match(text)
     if not m:
-        return None
-    rest = text[m.end():].strip()
-    if rest.startswith('"'):
-        rest = rest[1:]
-    if rest.endswith('"'):
-        rest = rest[:-1]
-    if "\n" in rest:
-        return None
-    return m.group(1), m.group(2), rest
+        return "bad matcher format"
+    raw = text[m.end():].strip()
+    if "\n" in raw:
+        return "a line break in a matcher (write it as \\n inside the quotes)"
+    quoted = raw.startswith('"')
+    if quoted:
+        raw = raw[1:]
+    out: list[str] = []
+    escaped = False
+    for i, ch in enumerate(raw):
+        if escaped:
+            escaped = False
+            out.append("\n" if ch == "n" else ch if ch in '"\\' else "\\" + ch)
+            continue
+        if ch == "\\":
+            if i < len(raw) - 1:
+                escaped = True
+                continue
+            out.append(ch)  # a backslash as the last character is literal
+        elif ch == '"':
+            if not quoted or i < len(raw) - 1:
+                return "the value contains an unescaped double quote (write \\\" inside the quotes)"
+            quoted = False
+        else:
+            out.append(ch)
+    if quoted:
+        return "the value's opening double quote is not closed"
+    return m.group(1), m.group(2), "".join(out)
+
+
+def quote_label_value(value: str) -> str:
+    """`value` in double quotes as Alertmanager prints a matcher (Go's strconv.Quote): `\\`, `"`
+    and control characters escaped, so the text parses back to the same matcher."""
+    out = ['"']
+    for ch in value:
+        if ch in '"\\':
+            out.append("\\" + ch)
+        elif ch in _QUOTE_ESCAPES:
+            out.append(_QUOTE_ESCAPES[ch])
+        elif ch.isprintable():
+            out.append(ch)
+        elif ord(ch) < 0x80:
+            out.append(f"\\x{ord(ch):02x}")
+        elif ord(ch) <= 0xFFFF:
+            out.append(f"\\u{ord(ch):04x}")
+        else:
+            out.append(f"\\U{ord(ch):08x}")
+    return "".join(out) + '"'
+
+
+_QUOTE_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
 
 
 def _matcher(label: Any, op: Any, value: Any) -> Matcher:
@@ -194,6 +272,8 @@ def parse_matchers(raw: Any) -> list[Matcher]:
     """
     if raw is None:
         return []
+    if isinstance(raw, str):  # 'foo="bar", dings!="bums"' or '{foo="bar"}': Alertmanager's matcher text
+        raw = [raw]
     out: list[Matcher] = []
     if isinstance(raw, Mapping):
         for label, spec in raw.items():
@@ -201,7 +281,7 @@ def parse_matchers(raw: Any) -> list[Matcher]:
                 for op, value in spec.items():
                     if op not in MATCH_OPS:
                         raise ValueError(f"unknown matcher operator {op!r} for label {label!r}; valid: {', '.join(MATCH_OPS)}")
-                    out.append(_matcher(str(label), op, str(value)))
+                    out.append(_matcher(str(label), op, "" if value is None else str(value)))
             else:
                 out.append(_matcher(str(label), "=", "" if spec is None else str(spec)))
     elif isinstance(raw, list):
@@ -211,13 +291,16 @@ def parse_matchers(raw: Any) -> list[Matcher]:
                 if unknown:
                     raise ValueError(f"unknown matcher field(s) {', '.join(sorted(map(str, unknown)))}; "
                                      "valid: label, op, value")
-                out.append(_matcher(item.get("label"), item.get("op", "="), item.get("value")))
+                value = item.get("value")
+                out.append(_matcher(item.get("label"), item.get("op", "="), "" if value is None else value))
                 continue
-            parts = _split_matcher_text(str(item))
-            if parts is None:
-                shown = str(item) if len(str(item)) <= 80 else str(item)[:77] + "..."
-                raise ValueError(f"cannot parse matcher {shown!r}; write it like agent=\"researcher\" or agent=~\"res.*\"")
-            out.append(_matcher(*parts))
+            for token in _matcher_tokens(str(item)):
+                parts = _split_matcher_text(token)
+                if isinstance(parts, str):
+                    shown = token if len(token) <= 80 else token[:77] + "..."
+                    raise ValueError(f"cannot parse matcher {shown!r}: {parts}; write it like agent=\"researcher\" "
+                                     "or agent=~\"res.*\" (several: {a=\"x\", b!=\"y\"})")
+                out.append(_matcher(*parts))
     else:
         raise ValueError("matchers must be a mapping {label: value} or a list like ['agent=~\"res.*\"']")
     return out

@@ -47,7 +47,7 @@ class Silence:
     def to_dict(self, at: float | None = None) -> dict[str, Any]:
         d = {
             "id": self.id,
-            "matchers": [f'{m.label}{m.op}"{m.value}"' for m in self.matchers],
+            "matchers": [str(m) for m in self.matchers],  # escaped as Alertmanager prints them
             "starts_at": iso(self.starts_at), "ends_at": iso(self.ends_at),
             "created_by": self.created_by, "comment": self.comment, "created_at": iso(self.created_at),
         }
