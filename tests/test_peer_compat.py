@@ -96,3 +96,24 @@ def test_matcher_text_is_parsed_and_printed_as_alertmanager_does() -> None:
     ms = parse_matchers([{"label": "a", "op": "=~", "value": 'x"y\\z\nw'}])
     assert [str(m) for m in ms] == [r'a=~"x\"y\\z\nw"']
     assert parse_matchers([str(m) for m in ms]) == ms
+
+
+def test_alerts_matching_both_sides_of_an_inhibit_rule_do_not_mute_each_other() -> None:
+    # Alertmanager's InhibitRule.hasEqual(lset, excludeTwoSidedMatch): when a target also matches
+    # the source matchers, sources that match the target matchers too are not counted
+    # (inhibit_test.go: "alerts that match both source and target are not inhibited by each other").
+    from perf_alerts.config import InhibitRule
+    from perf_alerts.model import Alert, AlertState, Severity
+    from perf_alerts.notify.inhibit import inhibited
+
+    rule = InhibitRule.model_validate({"source_matchers": {"s": "1"}, "target_matchers": {"t": "1"}, "equal": ["e"]})
+
+    def alert(fp: str, **labels: str) -> Alert:
+        return Alert(fingerprint=fp, rule="R", state=AlertState.FIRING, severity=Severity.WARNING, labels=labels)
+
+    both_a, both_b = alert("A", s="1", t="1", e="x"), alert("B", s="1", t="1", e="x")
+    assert inhibited([both_a, both_b], [rule]) == set()
+    # a source-only alert still mutes them both; a two-sided alert still mutes a target-only one
+    assert inhibited([both_a, both_b, alert("C", s="1", e="x")], [rule]) == {"A", "B"}
+    assert inhibited([both_a, alert("D", t="1", e="x")], [rule]) == {"D"}
+    assert inhibited([both_a, alert("D", t="1", e="y")], [rule]) == set()  # `equal` differs
