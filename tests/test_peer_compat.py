@@ -117,3 +117,55 @@ def test_alerts_matching_both_sides_of_an_inhibit_rule_do_not_mute_each_other() 
     assert inhibited([both_a, both_b, alert("C", s="1", e="x")], [rule]) == {"A", "B"}
     assert inhibited([both_a, alert("D", t="1", e="x")], [rule]) == {"D"}
     assert inhibited([both_a, alert("D", t="1", e="y")], [rule]) == set()  # `equal` differs
+
+
+def test_promtool_test_file_keys_annotations_and_values_text(tmp_path: Path) -> None:
+    import pytest
+
+    from perf_alerts.config import ConfigError
+
+    rules = RULES + "    annotations: {summary: 'slow {{ labels.agent }}', runbook: 'r'}\n"
+    firing = """
+        tests:
+          - input_series: [{series: 'lat{agent="a"}', values: '45x10'}]
+            alert_rule_test:
+              - eval_time: 5m
+                alertname: Slow
+                exp_alerts:
+                  - exp_labels: {agent: a, severity: critical}
+                    exp_annotations: %s
+    """
+    # promtool compares exp_annotations exactly: a subset (or none) fails, the full set passes
+    for ann, ok in (("{summary: slow a, runbook: r}", True), ("{summary: slow a}", False), ("{}", False)):
+        out = _rule_test(tmp_path, firing % ann, rules)
+        assert out[0].passed is ok, (ann, out[0].failures)
+
+    # promtool refuses unknown keys (strict YAML): a typo is reported, at every level
+    for typo in ("tests: []\nevalution_interval: 1m\n",
+                 "tests: [{input_series: [], alert_rule_tests: []}]\n",
+                 "tests: [{input_series: [{series: 'lat', values: '1', valeus: '2'}]}]\n",
+                 "tests: [{alert_rule_test: [{eval_time: 1m, alertname: Slow, exp_alert: []}]}]\n",
+                 "tests: [{alert_rule_test: [{alertname: Slow, exp_alerts: [{exp_label: {}}]}]}]\n"):
+        with pytest.raises(ConfigError, match="unknown key"):
+            _rule_test(tmp_path, typo, rules)
+
+    # a test holding only a promql_expr_test cannot be run here: it must not report PASS
+    out = _rule_test(tmp_path, """
+        tests:
+          - input_series: [{series: 'lat{agent="a"}', values: '1x5'}]
+            promql_expr_test: [{expr: 'lat > 0', eval_time: 1m, exp_samples: [{labels: 'lat{agent="a"}', value: 1}]}]
+    """, rules)
+    assert not out[0].passed and "promql_expr_test" in out[0].failures[0] and "cannot be run" in out[0].failures[0]
+
+    # unquoted `values: 0x10` is promtool's text "0 repeated": eleven zeros, 0m..10m (YAML alone
+    # reads the hex number 16, one sample at 0m, and this rule would see no data at 10m)
+    low = RULES.replace('op: ">"', 'op: "<"').replace("value: 30", "value: 5")
+    out = _rule_test(tmp_path, """
+        tests:
+          - input_series: [{series: 'lat{agent="a"}', values: 0x10}]
+            alert_rule_test:
+              - eval_time: 10m
+                alertname: Slow
+                exp_alerts: [{exp_labels: {agent: a, severity: critical}}]
+    """, low)
+    assert [o.passed for o in out] == [True], [o.failures for o in out]

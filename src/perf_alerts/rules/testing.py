@@ -166,11 +166,16 @@ def run_rule_tests(path: str | Path, default: DefaultConfig = None) -> list[Rule
     except (OSError, UnicodeDecodeError) as e:
         raise ConfigError(f"{p}: cannot read test file: {e}") from None
     try:
-        spec = load_yaml(text)[1] or {}  # the config's bounded safe loader: no alias bombs, no deep nesting
+        # the config's bounded safe loader: no alias bombs, no deep nesting
+        spec = load_yaml(text, inspect=_values_as_text)[1] or {}
     except yaml.YAMLError as e:
         raise ConfigError(yaml_error_text(e, str(p))) from None
     if not isinstance(spec, dict) or not isinstance(spec.get("tests"), list):
         raise ConfigError(f"{p}: expected a mapping with a 'tests:' list")
+    try:
+        _check_keys(spec, _FILE_KEYS, "the test file")
+    except RuleTestError as e:
+        raise ConfigError(f"{p}: {e}") from None
     config = _load_rules(spec, p.parent, default)
     try:
         default_interval = _interval(spec.get("evaluation_interval", "1m"), "evaluation_interval")
@@ -191,6 +196,13 @@ def run_rule_tests(path: str | Path, default: DefaultConfig = None) -> list[Rule
 
 
 def _run_one(name: str, test: dict[str, Any], config: Config, eval_interval: float) -> RuleTestOutcome:
+    _check_keys(test, _TEST_KEYS, "test")
+    for k, s in enumerate(_mappings(test.get("input_series"), "input_series")):
+        _check_keys(s, _SERIES_KEYS, f"input_series[{k}]")
+    for k, c in enumerate(_mappings(test.get("alert_rule_test"), "alert_rule_test")):
+        _check_keys(c, _ALERT_TEST_KEYS, f"alert_rule_test[{k}]")
+        for j, exp in enumerate(_mappings(c.get("exp_alerts"), f"alert_rule_test[{k}].exp_alerts")):
+            _check_keys(exp, _EXP_ALERT_KEYS, f"alert_rule_test[{k}].exp_alerts[{j}]")
     interval = _interval(test.get("interval", eval_interval), "interval")
     with tempfile.TemporaryDirectory(prefix="perf-alerts-test-") as tmp:
         store = Store(Path(tmp) / "t.db")
@@ -225,6 +237,10 @@ def _run_one(name: str, test: dict[str, Any], config: Config, eval_interval: flo
                 snapshots[t] = {r: [a for a in st.values() if a.state == AlertState.FIRING] for r, st in state.items()}
         store.close()
     failures: list[str] = []
+    promql = _mappings(test.get("promql_expr_test"), "promql_expr_test")
+    if promql:  # promtool evaluates these; perf-alerts has no PromQL engine: never a silent PASS
+        failures.append(f"promql_expr_test: {len(promql)} PromQL expression check(s) cannot be run by perf-alerts "
+                        f"(it evaluates its own rules, not PromQL); remove them or run them with promtool")
     known = {r.name for r in config.rules}
     for c in checks:
         at = parse_duration(c.get("eval_time", 0))
@@ -241,8 +257,8 @@ def _run_one(name: str, test: dict[str, Any], config: Config, eval_interval: flo
             exp_labels = {str(k): str(v) for k, v in _mapping(exp.get("exp_labels"), "exp_labels").items()}
             exp_ann = {str(k): str(v) for k, v in _mapping(exp.get("exp_annotations"), "exp_annotations").items()}
             exp_sets.append((exp_labels, exp_ann))
-            hit = next((a for a in unmatched if _labels_match(a.labels, exp_labels)
-                        and all(a.annotations.get(k) == v for k, v in exp_ann.items())), None)
+            # annotations compared exactly, as promtool does (none expected: the alert must have none)
+            hit = next((a for a in unmatched if _labels_match(a.labels, exp_labels) and a.annotations == exp_ann), None)
             if hit is None:
                 ok = False
             else:
@@ -256,6 +272,47 @@ def _run_one(name: str, test: dict[str, Any], config: Config, eval_interval: flo
             got_txt = "".join(f"\n        {i}: {_describe(g)}" for i, g in enumerate(got)) or " none"
             failures.append(f"alertname: {alertname}, time: {c.get('eval_time')}\n    exp:{exp_txt}\n    got:{got_txt}")
     return RuleTestOutcome(name, not failures, failures)
+
+
+# promtool's vocabulary (cmd/promtool/unittest.go); a key outside it is a typo to report, and a
+# promtool key perf-alerts cannot honour is said so rather than ignored
+_FILE_KEYS = {"rule_files", "evaluation_interval", "tests"}
+_TEST_KEYS = {"name", "interval", "input_series", "alert_rule_test", "promql_expr_test"}
+_SERIES_KEYS = {"series", "values"}
+_ALERT_TEST_KEYS = {"eval_time", "alertname", "exp_alerts"}
+_EXP_ALERT_KEYS = {"exp_labels", "exp_annotations"}
+_UNSUPPORTED_KEYS = {"group_eval_order", "fuzzy_compare", "external_labels", "external_url"}
+
+
+def _check_keys(d: dict[str, Any], valid: set[str], where: str) -> None:
+    unknown = [str(k) for k in d if k not in valid]
+    if not unknown:
+        return
+    k = unknown[0]
+    if k in _UNSUPPORTED_KEYS:
+        raise RuleTestError(f"{where}: promtool's {k!r} is not supported by perf-alerts test-rules")
+    raise RuleTestError(f"{where}: unknown key {short_repr(k)} (promtool would refuse it too); "
+                        f"valid: {', '.join(sorted(valid))}")
+
+
+def _values_as_text(root: yaml.Node) -> None:
+    """Every `values:` scalar is read as its text, as promtool reads it (a Go string field):
+    unquoted `0x10` is eleven zeros, not YAML's hex 16 (nor `010` octal 8, `1_000` 1000)."""
+    stack = [root]
+    seen: set[int] = set()
+    while stack:
+        node = stack.pop()
+        if id(node) in seen:
+            continue
+        seen.add(id(node))
+        if isinstance(node, yaml.MappingNode):
+            for k, v in node.value:
+                if isinstance(k, yaml.ScalarNode) and k.value == "values" and isinstance(v, yaml.ScalarNode) \
+                        and v.tag in ("tag:yaml.org,2002:int", "tag:yaml.org,2002:float"):
+                    v.tag = "tag:yaml.org,2002:str"
+                stack += [k, v]
+        elif isinstance(node, yaml.SequenceNode):
+            stack += node.value
 
 
 def _labels_match(actual: dict[str, str], expected: dict[str, str]) -> bool:
