@@ -229,7 +229,7 @@ def test_each_action_on_known_data(tmp_path):
     system = _known_data(tmp_path)
     tool = AdvancedPerformanceAnalyticsTool(system=system)
     an = tool.run(action="analyze", lookback_hours=24).data
-    expected = system.analyze(lookback=24 * 3600)
+    expected = system.analyze(lookback=24 * 3600).to_dict()
     assert an["health"]["score"] == expected["health"]["score"]
     assert {a["agent"] for a in an["agents"]} == {"researcher", "writer", "reviewer"}
 
@@ -419,7 +419,7 @@ def test_crew_definition_is_valid_for_crewai(tmp_path):
 
 def test_full_crew_kickoff_runs_each_task_with_the_right_action(tmp_path):
     system = _known_data(tmp_path)
-    expected = system.analyze(lookback=24 * 3600)  # before the alerts task fires an alert (which lowers health)
+    expected = system.analyze(lookback=24 * 3600).to_dict()  # before the alerts task fires an alert (which lowers health)
     llm = ScriptedLLM(model="gpt-4o-mini")
     calls: list[dict[str, Any]] = []
     lock = threading.Lock()

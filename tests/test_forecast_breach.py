@@ -61,7 +61,7 @@ def test_rule_and_predict_give_the_same_breach_and_honour_the_matchers() -> None
     assert a.fired_value == a.value and "researcher: predicted in" in a.annotations["summary"]
     assert res is not None
 
-    rep = pa.predict(horizon=6 * H, lookback=12 * H, at=T0)
+    rep = pa.predict(horizon=6 * H, lookback=12 * H, at=T0).to_dict()
     (b,) = rep["breaches"]
     assert b["rule"] == "ResearcherSlow" and 'agent="researcher"' in b["series"]  # not the writer
     assert b["status"] == "predicted" and b["breach_at"] >= iso(T0)
@@ -108,13 +108,13 @@ def test_the_same_minimum_number_of_samples_everywhere() -> None:
         pa.record("crew_task_seconds", 100 + i, {"agent": "researcher"}, ts=T0 - 3600 + 300 * i)
     pa.evaluate(T0)
     assert pa.alerts() == []  # too few samples for the rule
-    rep = pa.predict(horizon=6 * H, lookback=12 * H, at=T0)
+    rep = pa.predict(horizon=6 * H, lookback=12 * H, at=T0).to_dict()
     assert rep["breaches"] == [] and rep["series_skipped"] == 1 and rep["min_points"] == MIN_BREACH_POINTS
     pa.record("crew_task_seconds", 120, {"agent": "researcher"}, ts=T0 - 60)
     pa.evaluate(T0)
     (a,) = pa.alerts()
     assert a.state == AlertState.FIRING and a.value == 120  # breaching now: the last sample
-    (b,) = pa.predict(horizon=6 * H, lookback=12 * H, at=T0)["breaches"]
+    (b,) = pa.predict(horizon=6 * H, lookback=12 * H, at=T0).to_dict()["breaches"]
     assert (b["status"], b["time_to_breach"], b["breach_at"], b["last_value"]) == ("breaching", "now", iso(T0), 120)
 
 

@@ -23,6 +23,7 @@ from perf_alerts.timeutil import Clock, SystemClock, TimeParseError, iso
 
 if TYPE_CHECKING:
     from perf_alerts.alerts.view import AlertView, MutingFn
+    from perf_alerts.insights import AnalysisReport, PredictionReport
     from perf_alerts.store.retention import RetentionReport
 
 
@@ -305,14 +306,14 @@ class PerfAlerts:
 
     # -- analysis ----------------------------------------------------------------------
     def analyze(self, lookback: float = 86400.0, agent: str | None = None,
-                labels: dict[str, str] | None = None, at: float | None = None) -> dict[str, Any]:
+                labels: dict[str, str] | None = None, at: float | None = None) -> "AnalysisReport":
         from perf_alerts import insights
 
         at = self.clock.now() if at is None else at
         return insights.analyze(self.store, self.config, at, lookback, self.alerts(), agent, labels)
 
     def predict(self, horizon: float = 6 * 3600.0, lookback: float = 86400.0, agent: str | None = None,
-                labels: dict[str, str] | None = None, at: float | None = None) -> dict[str, Any]:
+                labels: dict[str, str] | None = None, at: float | None = None) -> "PredictionReport":
         from perf_alerts import insights
 
         at = self.clock.now() if at is None else at

@@ -353,24 +353,25 @@ def analyze(
     rep = system().analyze(lookback=parse_duration_arg(lookback, "--lookback"), agent=agent,
                            labels=parse_label_filter(labels, "--labels") or None, at=_parse_at(at))
     if as_json:
-        out.emit_json(rep)
+        out.emit_json(rep.to_dict())
         return
-    h = rep["health"]
-    out.line(f"window {_to_second(rep['window']['start'])} → {_to_second(rep['window']['end'])}; "
-             f"{plural(rep['series_analyzed'], 'series', 'series')}")
-    over = f"over the last {rep['window']['lookback']}"  # a window's health, not "now" (the summary says which)
+    h = rep.health.to_dict()  # scores as shown: rounded to 0.1
+    out.line(f"window {_to_second(rep.window.start)} → {_to_second(rep.window.end)}; "
+             f"{plural(rep.series_analyzed, 'series', 'series')}")
+    over = f"over the last {rep.window.lookback}"  # a window's health, not "now" (the summary says which)
     out.line(f"overall health {over}: " + ("no data" if h["score"] is None else f"{h['score']} ({h['status']})"))
     for c in h["components"]:
         out.line(f"  {c['name']:10} {c['score'] if c['score'] is not None else '-':>6}  {c['evidence']}")
-    if rep["agents"]:
+    if rep.agents:
+        agents = {name: ah.to_dict() for name, ah in rep.agents.items()}
         out.table("agents", ["agent", "health", "status", "weakest"], [
             (name, d["score"], d["status"],
              min((c for c in d["components"] if c["score"] is not None), key=lambda c: c["score"], default={"evidence": "-"})["evidence"])
-            for name, d in rep["agents"].items()
+            for name, d in agents.items()
         ])
-    if rep["findings"]:
+    if rep.findings:
         out.line("findings:")
-        for f in rep["findings"]:
+        for f in rep.findings:
             out.line(f"  - {f}")
 
 
@@ -390,22 +391,21 @@ def predict(
                            lookback=parse_duration_arg(lookback, "--lookback"), agent=agent,
                            labels=parse_label_filter(labels, "--labels") or None, at=_parse_at(at))
     if as_json:
-        out.emit_json(rep)
+        out.emit_json(rep.to_dict())
         return
-    out.line(f"at {_to_second(rep['at'])}: {plural(rep['series_forecast'], 'series', 'series')} forecast {rep['horizon']} ahead "
-             f"({rep['series_skipped']} with fewer than {rep['min_points']} samples in the last {rep['lookback']})")
-    now = [b for b in rep["breaches"] if b["status"] == "breaching"]
-    ahead = [b for b in rep["breaches"] if b["status"] != "breaching"]
+    out.line(f"at {_to_second(rep.at)}: {plural(rep.series_forecast, 'series', 'series')} forecast {rep.horizon} ahead "
+             f"({rep.series_skipped} with fewer than {rep.min_points} samples in the last {rep.lookback})")
+    now = [b for b in rep.breaches if b.status == "breaching"]
+    ahead = [b for b in rep.breaches if b.status != "breaching"]
     if now:
         out.table("breaching now", ["series", "rule", "threshold", "last value"], [
-            (b["series"], b["rule"], b["threshold"], b["last_value"]) for b in now
+            (b.series, b.rule, b.threshold, b.last_value) for b in now
         ])
     if not ahead:
-        out.line(f"no {'further ' if now else ''}threshold breach predicted within {rep['horizon']}")
+        out.line(f"no {'further ' if now else ''}threshold breach predicted within {rep.horizon}")
         return
     out.table("predicted breaches", ["series", "rule", "threshold", "in", "at", "predicted peak", "probability"], [
-        (b["series"], b["rule"], b["threshold"], b["time_to_breach"], b["breach_at"] or "-", b["value"],
-         b["probability"])
+        (b.series, b.rule, b.threshold, b.time_to_breach, b.breach_at or "-", b.value, b.probability)
         for b in ahead
     ])
 

@@ -27,6 +27,7 @@ from perf_alerts.timeutil import parse_duration_arg
 
 if TYPE_CHECKING:
     from perf_alerts.alerts.view import AlertView
+    from perf_alerts.insights import AnalysisReport, PredictionReport
 
 log = logging.getLogger("perf_alerts.crew")
 
@@ -291,33 +292,34 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
     # -- actions ---------------------------------------------------------------------
     def _do_analyze(self, system: Any, *, lookback: float, agent: str | None, labels: dict[str, str] | None,
                     **_: Any) -> dict[str, Any]:
-        rep = system.analyze(lookback=lookback, agent=agent, labels=labels)
+        rep: AnalysisReport = system.analyze(lookback=lookback, agent=agent, labels=labels)
         agents = []
-        for name, h in rep["agents"].items():
+        for name, agent_h in rep.agents.items():
+            h = agent_h.to_dict()  # scores as shown: rounded to 0.1
             weakest = min((c for c in h["components"] if c["score"] is not None), key=lambda c: c["score"], default=None)
             agents.append({"agent": name, "score": h["score"], "status": h["status"],
                            "weakest": None if weakest is None else f"{weakest['name']}: {weakest['evidence']}"})
         agents.sort(key=lambda d: (d["score"] is None, d["score"] if d["score"] is not None else 0.0))
-        h = rep["health"]
+        h = rep.health.to_dict()
         data: dict[str, Any] = {
-            "window": rep["window"], "scope": rep["scope"],
+            "window": rep.window.to_dict(), "scope": rep.scope.to_dict(),
             "health": {"score": h["score"], "status": h["status"],
                        "judged_over": _now_scope(lookback),
                        "components": [{"name": c["name"], "score": c["score"], "evidence": c["evidence"]}
                                       for c in h["components"]]},
             "agents": agents[:TOP],
-            "findings": rep["findings"][:TOP],
-            "trends": [{k: t.get(k) for k in ("series", "verdict", "slope_per_hour", "change_pct", "p_value")}
-                       for t in rep["trends"][:5]],
-            "anomalies": rep["anomalies"][:5],
-            "series_analyzed": rep["series_analyzed"],
+            "findings": rep.findings[:TOP],
+            "trends": [{"series": t.series, "verdict": t.verdict, "slope_per_hour": t.slope_per_hour,
+                        "change_pct": t.change_pct, "p_value": t.p_value} for t in rep.trends[:5]],
+            "anomalies": [a.to_dict() for a in rep.anomalies[:5]],
+            "series_analyzed": rep.series_analyzed,
         }
         if len(agents) > TOP:
             data["agents_not_shown"] = len(agents) - TOP
         slos = _slo_facts(system, agent)
         if slos is not None:
             data["slos"] = slos
-        if rep["series_analyzed"] == 0:
+        if rep.series_analyzed == 0:
             data["_status"] = "uncertain"
             data["_note"] = "no data in the window: nothing to judge (widen lookback_hours or check the filters)"
         return data
@@ -376,22 +378,23 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
 
     def _do_predict(self, system: Any, *, lookback: float, horizon: float, agent: str | None,
                     labels: dict[str, str] | None, **_: Any) -> dict[str, Any]:
-        rep = system.predict(horizon=horizon, lookback=lookback, agent=agent, labels=labels)
+        rep: PredictionReport = system.predict(horizon=horizon, lookback=lookback, agent=agent, labels=labels)
         forecasts = []
-        for f in rep["forecasts"][:5]:
+        for sf in rep.forecasts[:5]:
+            f = sf.to_dict()  # the forecast's rounded JSON (analytics.forecast.Forecast.to_dict)
             pts = f.get("points", {})
             end = {k: (pts.get(k) or [None])[-1] for k in ("mean", "lower", "upper")}
-            forecasts.append({"series": f["series"], "method": f.get("method"),
+            forecasts.append({"series": sf.series, "method": f.get("method"),
                               "last": f.get("last_observed", f.get("last_value")),
                               "at_horizon": end})
         data: dict[str, Any] = {
-            "at": rep["at"], "horizon": rep["horizon"], "lookback": rep["lookback"],
-            "breaches": rep["breaches"][:TOP], "forecasts": forecasts,
-            "series_forecast": rep["series_forecast"], "series_skipped": rep["series_skipped"],
+            "at": rep.at, "horizon": rep.horizon, "lookback": rep.lookback,
+            "breaches": [b.to_dict() for b in rep.breaches[:TOP]], "forecasts": forecasts,
+            "series_forecast": rep.series_forecast, "series_skipped": rep.series_skipped,
         }
-        if not rep["breaches"]:
-            data["breach_summary"] = f"no threshold breach predicted within {rep['horizon']}"
-        if rep["series_forecast"] == 0:
+        if not rep.breaches:
+            data["breach_summary"] = f"no threshold breach predicted within {rep.horizon}"
+        if rep.series_forecast == 0:
             data["_status"] = "uncertain"
             data["_note"] = "too little data to forecast (need at least 10 points per series in the lookback)"
         return data

@@ -531,8 +531,9 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
             if hit is not None and time.monotonic() - hit[0] < HEALTH_TTL:
                 return hit[1]
             rep = system.analyze(lookback=lb, agent=agent)
-            out = {"at": iso(system.clock.now()), "window": rep["window"], "overall": rep["health"],
-                   "agents": rep["agents"], "findings": rep["findings"], "series_analyzed": rep["series_analyzed"]}
+            out = {"at": iso(system.clock.now()), "window": rep.window.to_dict(), "overall": rep.health.to_dict(),
+                   "agents": {name: h.to_dict() for name, h in rep.agents.items()}, "findings": rep.findings,
+                   "series_analyzed": rep.series_analyzed}
             if len(health_cache) > 32:
                 health_cache.clear()
             health_cache[key] = (time.monotonic(), out)

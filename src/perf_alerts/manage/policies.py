@@ -22,6 +22,7 @@ from perf_alerts.timeutil import format_duration, iso
 
 if TYPE_CHECKING:
     from perf_alerts.core import PerfAlerts
+    from perf_alerts.insights import Breach, PredictionReport
     from perf_alerts.notify.pipeline import Notifier
 
 log = logging.getLogger("perf_alerts.policies")
@@ -45,7 +46,7 @@ def _minute(ts: Any) -> str:
         return str(ts)
 
 
-def insights_predict(system: "PerfAlerts", now: float) -> dict[str, Any]:
+def insights_predict(system: "PerfAlerts", now: float) -> "PredictionReport":
     """The predicted breaches a `breaches` condition counts: every rule, BREACH_HORIZON ahead."""
     from perf_alerts import insights
 
@@ -89,16 +90,16 @@ class Variables:
             return None if h.score is None else round(float(h.score), 2)
         if name == "anomalies":
             return self._cached(name, lambda: len(insights.analyze(
-                self.system.store, self.system.config, self.now, HEALTH_LOOKBACK, self.alerts(), top=1000)["anomalies"]))
+                self.system.store, self.system.config, self.now, HEALTH_LOOKBACK, self.alerts(), top=1000).anomalies))
         if name == "breaches":
             return len(self.breaches())
         raise KeyError(name)
 
-    def breaches(self) -> list[dict[str, Any]]:
+    def breaches(self) -> list["Breach"]:
         """The predicted breaches behind `breaches` (insights.predict's entries, soonest first)."""
-        def found() -> list[dict[str, Any]]:
+        def found() -> list["Breach"]:
             rep = insights_predict(self.system, self.now)
-            return [b for b in rep["breaches"] if b.get("breach_at")]
+            return [b for b in rep.breaches if b.breach_at]
         return list(self._cached("breaches:list", found))
 
     def evidence(self, names: Any) -> list[str]:
@@ -113,14 +114,14 @@ class Variables:
         if "breaches" in names:
             found = self.breaches()
             for b in found[:5]:
-                at = _minute(b.get("breach_at"))
-                when = "breaching now" if b.get("status") == "breaching" else f"predicted in {b.get('time_to_breach')} (at {at})"
-                sure = "" if b.get("probability") is None else f", probability {float(b['probability']):.0%}"
-                early = _minute(b.get("earliest_plausible"))
+                at = _minute(b.breach_at)
+                when = "breaching now" if b.status == "breaching" else f"predicted in {b.time_to_breach} (at {at})"
+                sure = "" if b.probability is None else f", probability {float(b.probability):.0%}"
+                early = _minute(b.earliest_plausible)
                 early_txt = f", possibly as early as {early}" if early not in ("", at) else ""
-                peak = "" if b.get("value") is None else f"; forecast peak {fmt_number(b['value'])}"
-                now_v = "" if b.get("last_value") is None else f", last value {fmt_number(b['last_value'])}"
-                lines.append(f"• rule {b.get('rule')} ({b.get('threshold')}) on {b.get('series')}: {when}{sure}{early_txt}"
+                peak = "" if b.value is None else f"; forecast peak {fmt_number(b.value)}"
+                now_v = "" if b.last_value is None else f", last value {fmt_number(b.last_value)}"
+                lines.append(f"• rule {b.rule} ({b.threshold}) on {b.series}: {when}{sure}{early_txt}"
                              f"{peak}{now_v}")
             if len(found) > 5:
                 lines.append(f"• … and {plural(len(found) - 5, 'more predicted breach', 'more predicted breaches')} "

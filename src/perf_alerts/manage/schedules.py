@@ -189,13 +189,13 @@ class Scheduler:
     def _job_predictive_analysis(self, sch: Schedule, now: float) -> tuple[str, dict[str, Any]]:
         lookback = sch.period or DEFAULT_PERIOD["predictive_analysis"]
         rep = self.system.predict(horizon=sch.horizon, lookback=lookback, at=now)
-        breaches = [b for b in rep.get("breaches", []) if b.get("breach_at")]
-        out: dict[str, Any] = {"horizon": format_duration(sch.horizon), "series_forecast": rep.get("series_forecast"),
+        breaches = [b for b in rep.breaches if b.breach_at]
+        out: dict[str, Any] = {"horizon": format_duration(sch.horizon), "series_forecast": rep.series_forecast,
                                "breaches": len(breaches),
-                               "top": [f"{b['series']} {b['threshold']} in {b['time_to_breach']}" for b in breaches[:5]]}
+                               "top": [f"{b.series} {b.threshold} in {b.time_to_breach}" for b in breaches[:5]]}
         if sch.send and breaches:
-            text = "\n".join(f"• {b['series']}: {b['rule']} ({b['threshold']}) in {b['time_to_breach']} "
-                             f"(probability {b['probability']})" for b in breaches[:10])
+            text = "\n".join(f"• {b.series}: {b.rule} ({b.threshold}) in {b.time_to_breach} "
+                             f"(probability {b.probability})" for b in breaches[:10])
             out["notifications"] = self.notifier.enqueue_message(
                 f"Predicted breaches within {format_duration(sch.horizon)}: {len(breaches)}", text, "warning",
                 labels={"schedule": sch.name}, kind="prediction", at=now)

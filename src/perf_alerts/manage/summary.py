@@ -78,11 +78,13 @@ def executive_summary(system: "PerfAlerts", period_seconds: float = 86400.0, at:
     whole = insights.agent_health(system.store, system.config, at, 2 * period, fired_in_period,  # type: ignore[arg-type]
                                   recent=period)
     prev_overall = insights.agent_health(system.store, system.config, start, period, past_alerts)  # type: ignore[arg-type]
-    cur_score = rep["health"]["score"]
+    health_now = rep.health.to_dict()  # scores as shown: rounded to 0.1
+    cur_score = health_now["score"]
     prev_score = None if prev_overall.score is None else round(prev_overall.score, 1)
 
     agents: list[dict[str, Any]] = []
-    for name, h in rep["agents"].items():
+    for name, agent_h in rep.agents.items():
+        h = agent_h.to_dict()
         prev_h = insights.agent_health(system.store, system.config, start, period, past_alerts, name)  # type: ignore[arg-type]
         ps = None if prev_h.score is None else round(prev_h.score, 1)
         weakest = min((c for c in h["components"] if c["score"] is not None), key=lambda c: c["score"], default=None)
@@ -99,7 +101,7 @@ def executive_summary(system: "PerfAlerts", period_seconds: float = 86400.0, at:
     pred = system.predict(horizon=horizon, lookback=period, at=at)
     opt = optimize(system, lookback=period, at=at, top=top)
 
-    worsening = [t for t in rep["trends"] if t.get("verdict") == "worsening"][:top]
+    worsening = [t for t in rep.trends if t.verdict == "worsening"][:top]
     slo_rows = slo_table(system, at, period)
     slo_now = slo_table(system, at, None)
     incidents = incident_report(system, start, at, slo_rows, stats)
@@ -108,13 +110,13 @@ def executive_summary(system: "PerfAlerts", period_seconds: float = 86400.0, at:
     summary: dict[str, Any] = {
         "period": {"start": iso_seconds(start), "end": iso_seconds(at), "length": format_duration(period)},
         "health": {
-            "score": cur_score, "status": rep["health"]["status"], "previous_score": prev_score,
+            "score": cur_score, "status": health_now["status"], "previous_score": prev_score,
             "change": _change(cur_score, prev_score),
             "period_score": None if verdict.score is None else round(verdict.score, 1), "period_status": verdict.status,
             "period_reasons": verdict.reasons, "period_component_score": whole_score,
             "period_components": [c.to_dict() for c in whole.components],
             "components": [{"name": c["name"], "score": c["score"], "evidence": c["evidence"]}
-                           for c in rep["health"]["components"]],
+                           for c in health_now["components"]],
         },
         "agents": agents,
         "worst_agents": [a for a in agents if a["score"] is not None][:3],
@@ -132,16 +134,17 @@ def executive_summary(system: "PerfAlerts", period_seconds: float = 86400.0, at:
         "slos_now": slo_now,
         "incidents": incidents,
         "cost": cost_report(slo_rows, slo_now),
-        "trends": [{"series": t["series"], "verdict": t["verdict"], "slope_per_hour": t.get("slope_per_hour"),
-                    "change_pct": t.get("change_pct"), "p_value": t.get("p_value"),
-                    "unit": _unit(system, t["series"]),
-                    "text": _trend_text(t, _unit(system, t["series"]))} for t in worsening],
-        "forecasts": {"horizon": pred["horizon"], "breaches": [
-            {k: b.get(k) for k in ("series", "rule", "threshold", "time_to_breach", "breach_at", "probability")}
-            for b in pred["breaches"][:top]]},
+        "trends": [{"series": t.series, "verdict": t.verdict, "slope_per_hour": t.slope_per_hour,
+                    "change_pct": t.change_pct, "p_value": t.p_value,
+                    "unit": _unit(system, t.series),
+                    "text": _trend_text(t.to_dict(), _unit(system, t.series))} for t in worsening],
+        "forecasts": {"horizon": pred.horizon, "breaches": [
+            {"series": b.series, "rule": b.rule, "threshold": b.threshold, "time_to_breach": b.time_to_breach,
+             "breach_at": b.breach_at, "probability": b.probability}
+            for b in pred.breaches[:top]]},
         "recommendations": [{"title": r["title"], "priority": r["priority"], "action": r["action"]}
                             for r in opt["recommendations"][:top]],
-        "findings": rep["findings"][:top],
+        "findings": rep.findings[:top],
     }
     summary["risks"] = _risks(summary)
     summary["period"]["start_text"] = human_time(start)
