@@ -95,3 +95,23 @@ def test_unusable_store_paths_are_named_in_the_error(tmp_path: Path) -> None:
     junk.write_text("not sqlite")
     with pytest.raises(StoreError, match=r"junk\.db: cannot open the SQLite store"):
         Store(junk)
+
+
+def test_series_ids_do_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
+    """The same samples get the same series ids in any process (ids were in set order before)."""
+    import os
+    import subprocess
+    import sys
+
+    code = ("import sys; from perf_alerts.store import Store; from perf_alerts.model import Sample\n"
+            "s = Store(sys.argv[1]); s.insert_samples([Sample('m', {'agent': f'a{i}'}, 1.0, 1.0) for i in range(40)])\n"
+            "print([x.labels['agent'] for x in s.list_series()])")
+    outs = []
+    for seed in ("1", "2", "3"):
+        db = tmp_path / f"s{seed}.db"
+        p = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, timeout=60,
+                           env={**os.environ, "PYTHONHASHSEED": seed})
+        assert p.returncode == 0, p.stderr
+        outs.append(p.stdout)
+    assert outs[0] == outs[1] == outs[2]
+    assert outs[0].strip() == str([f"a{i}" for i in range(40)])

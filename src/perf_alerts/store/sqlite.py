@@ -398,7 +398,9 @@ class Store(OutboxQueries, ManagementQueries, RetentionQueries):
 
     def insert_samples(self, samples: Iterable[Sample]) -> int:
         samples = list(samples)
-        keys = {(s.metric, canonical_labels(s.labels)) for s in samples}
+        # new series get ids in the order they first appear (a set's order would depend on the hash
+        # seed, so the same data would get other ids in another process)
+        keys = list(dict.fromkeys((s.metric, canonical_labels(s.labels)) for s in samples))
         ids = self.series_ids(keys)
         rows = [(ids[(s.metric, canonical_labels(s.labels))], s.ts, s.value) for s in samples]
         return self.insert_rows(rows)
