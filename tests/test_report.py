@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import textwrap
 from pathlib import Path
@@ -68,7 +69,13 @@ def test_summary_discord_text_shows_data_literally() -> None:
     from perf_alerts.manage.report import _discord_text
 
     evil = "[click me](http://evil.example) @everyone **bold**"
-    text = _discord_text({"headline": [f"worst agent: {evil}"], "slos": [], "noisiest_rules": [{"rule": "R_x_", "fired": 2}]})
+    from perf_alerts.manage.summary import ExecutiveSummary
+
+    empty = {f.name: ({} if f.type.startswith("dict") else []) for f in dataclasses.fields(ExecutiveSummary)
+             if f.name not in ("risks", "headline", "title", "noisiest_rules")}
+    summary = ExecutiveSummary(**empty, headline=[f"worst agent: {evil}"],
+                               noisiest_rules=[{"rule": "R_x_", "fired": 2}])
+    text = _discord_text(summary)
     assert "[click me](http" not in text and "\\[click me\\]" in text
     assert "@everyone" not in text and "@\u200beveryone" in text  # a zero-width space: no ping
     assert "**bold**" not in text and "\\*\\*bold\\*\\*" in text

@@ -43,6 +43,6 @@ def test_tool_slo_facts_match_the_summary(tmp_path) -> None:
     ex = tool.run(action="executive_summary", lookback_hours=24).data
     summary, _md, _png = build_summary(system, 24 * 3600.0, chart=False)
     keys = ("series", "objective_display", "achieved_display", "budget_left_display", "burn_display", "status")
-    assert [{k: r[k] for k in keys} for r in ex["slos"]] == [{k: r[k] for k in keys} for r in summary["slos"]][:12]
-    assert ex["incidents"]["total_text"] == summary["incidents"]["total_text"]
-    assert ex["headline"] == summary["headline"]
+    assert [{k: r[k] for k in keys} for r in ex["slos"]] == [{k: r[k] for k in keys} for r in summary.slos][:12]
+    assert ex["incidents"]["total_text"] == summary.incidents["total_text"]
+    assert ex["headline"] == summary.headline

@@ -78,10 +78,10 @@ def test_one_summary_many_renderings_same_numbers(tmp_path: Path) -> None:
     summary, md, png = build_summary(pa, DAY, at=T, chart=True)
     html = to_html(summary, md, png)
     _title, discord, _files = summary_message(summary, png)
-    js = json.loads(json.dumps(summary, default=str))
+    js = json.loads(json.dumps(summary.to_dict()))
     chart = chart_data(summary)
 
-    rows = summary["slos"]
+    rows = summary.slos
     assert [r["series"] for r in rows] == ["task-success{agent=researcher}", "task-success{agent=writer}",
                                           "task-latency{agent=researcher}", "task-latency{agent=writer}", "daily-cost"]
     for r in rows:
@@ -100,7 +100,7 @@ def test_one_summary_many_renderings_same_numbers(tmp_path: Path) -> None:
     assert writer["achieved_display"] == "97.92%" and writer["status"] == "breached"
     assert writer["budget_left_display"] == f"{(1 - (30 / 1439) / 0.01) * 100:.1f}%"
 
-    inc = summary["incidents"]
+    inc = summary.incidents
     assert inc["count"] == 1 and inc["critical"] == 1
     (i,) = inc["list"]
     assert i["agents"] == ["writer"] and "task-success{agent=writer}" in i["slos"]
@@ -111,21 +111,21 @@ def test_one_summary_many_renderings_same_numbers(tmp_path: Path) -> None:
     assert not re.search(r"\b\d+(\.\d+)? s\b", html.split("<details>")[0])
     for doc in (md, html, discord):
         assert not re.search(r"\d\d:\d\d:\d\d\.\d", doc)  # no microseconds
-    assert summary["period"]["start_text"] in md and summary["period"]["start_text"] in html
+    assert summary.period["start_text"] in md and summary.period["start_text"] in html
 
-    cost = summary["cost"][0]
+    cost = summary.cost[0]
     for text in (cost["spent_text"], cost["limit_text"], cost["projected_text"]):
         assert text in md and text in html
     assert cost["spent_text"] == "$28.78"  # 2 agents × 1,439 minutes × $0.01
 
-    h = summary["health"]
+    h = summary.health
     assert h["period_status"] == "critical" and h["period_score"] is not None and h["period_score"] <= 49
     assert any("task-success{agent=writer} breached" in x for x in h["period_reasons"])
     for score in (h["period_score"], h["score"]):  # one number per health, everywhere (never "99/100" and "98.6")
         assert f"{score:g}/100" in discord and f"**{score:g}**" in md and f"<b>{score:g}</b>" in html
-    assert "." not in summary["period"]["start"] and "." not in summary["period"]["end"]  # no microseconds in JSON
-    assert summary["headline"][0].startswith("Health over the period (1d):")
-    assert "critical" in summary["headline"][0] and "task-success{agent=writer}" in summary["headline"][0]
+    assert "." not in summary.period["start"] and "." not in summary.period["end"]  # no microseconds in JSON
+    assert summary.headline[0].startswith("Health over the period (1d):")
+    assert "critical" in summary.headline[0] and "task-success{agent=writer}" in summary.headline[0]
     assert "Over the period:" in md and "Now (the last hour):" in md
     assert "over the period" in html and "now, the last hour" in html
     # the SLO table leads: before incidents, cost, risks and the health details
@@ -137,9 +137,9 @@ def test_a_critical_incident_with_slos_held_is_healthy_and_says_why(tmp_path: Pa
     from perf_alerts.manage.summary import executive_summary
 
     s = executive_summary(pa, DAY, at=T)
-    assert s["incidents"]["critical"] == 1
-    assert all(r["status"] != "breached" for r in s["slos"])
-    h = s["health"]
+    assert s.incidents["critical"] == 1
+    assert all(r["status"] != "breached" for r in s.slos)
+    h = s.health
     assert h["period_status"] == "healthy"
     assert any("critical incident" in x and "every SLO held" in x for x in h["period_reasons"])
 
@@ -166,5 +166,5 @@ def test_summary_without_slos_keeps_working(tmp_path: Path, period: float) -> No
 
     pa = PerfAlerts(parse_config("rules: []\n", "e.yaml", env={}), Store(tmp_path / "e.db"), ManualClock(T))
     s = executive_summary(pa, period, at=T)
-    assert s["slos"] == [] and s["incidents"]["count"] == 0 and s["headline"][0].startswith("No crew data")
+    assert s.slos == [] and s.incidents["count"] == 0 and s.headline[0].startswith("No crew data")
     assert "## SLOs" not in to_markdown(s)

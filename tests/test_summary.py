@@ -50,17 +50,17 @@ def test_summary_numbers():
     s, end = _system()
     fp = next(e["fingerprint"] for e in s.store.events() if e["event"] == "firing")
     summ = executive_summary(s, 2 * 3600, at=end)
-    assert summ["period"]["length"] == "2h"
-    assert summ["alerts"]["fired_by_severity"] == {"critical": 0, "warning": 1, "info": 0}
-    assert summ["alerts"]["firing_now"] == 0
-    assert summ["mttr"]["count"] == 1 and summ["mttr"]["mean_seconds"] > 0
-    assert summ["noisiest_rules"][0] == {"rule": "ToolErrors", "severity": "warning", "fired": 1}
-    names = [a["agent"] for a in summ["agents"]]
+    assert summ.period["length"] == "2h"
+    assert summ.alerts["fired_by_severity"] == {"critical": 0, "warning": 1, "info": 0}
+    assert summ.alerts["firing_now"] == 0
+    assert summ.mttr["count"] == 1 and summ.mttr["mean_seconds"] > 0
+    assert summ.noisiest_rules[0] == {"rule": "ToolErrors", "severity": "warning", "fired": 1}
+    names = [a["agent"] for a in summ.agents]
     assert sorted(names) == ["researcher", "reviewer", "writer"]
-    assert summ["health"]["score"] is not None and summ["health"]["previous_score"] is not None
-    assert summ["health"]["change"] == round(summ["health"]["score"] - summ["health"]["previous_score"], 1)
-    assert any("researcher" in r["title"] for r in summ["recommendations"])  # 3× slower LLM calls
-    json.dumps(summ)  # JSON-able
+    assert summ.health["score"] is not None and summ.health["previous_score"] is not None
+    assert summ.health["change"] == round(summ.health["score"] - summ.health["previous_score"], 1)
+    assert any("researcher" in r["title"] for r in summ.recommendations)  # 3× slower LLM calls
+    json.dumps(summ.to_dict())  # JSON-able
     assert fp
 
 
@@ -71,6 +71,6 @@ def test_markdown_and_no_data():
     assert "ToolErrors (warning): 1×" in md and "## Recommendations" in md
     empty = PerfAlerts(parse_config(CFG), Store(":memory:"), ManualClock(end))
     e = executive_summary(empty, 3600)
-    assert e["health"]["score"] is None
-    assert e["headline"][0].startswith("No crew data")
+    assert e.health["score"] is None
+    assert e.headline[0].startswith("No crew data")
     assert "Now (the last hour): **—**" in to_markdown(e) and "Over the period: **—**" in to_markdown(e)

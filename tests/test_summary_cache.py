@@ -14,7 +14,7 @@ import pytest
 from perf_alerts import catalog
 from perf_alerts.config import parse_config
 from perf_alerts.core import PerfAlerts
-from perf_alerts.manage.summary import executive_summary
+from perf_alerts.manage.summary import ExecutiveSummary, executive_summary
 from perf_alerts.manage.summary_cache import SummaryCache
 from perf_alerts.model import Sample
 from perf_alerts.store import Store
@@ -66,7 +66,7 @@ def cache(system: PerfAlerts) -> Iterator[SummaryCache]:
 
 
 def _json(x: Any) -> Any:
-    return json.loads(json.dumps(x, default=str))
+    return json.loads(json.dumps(x.to_dict() if isinstance(x, ExecutiveSummary) else x, default=str))
 
 
 def test_a_repeated_request_is_served_from_the_cache_and_equals_a_fresh_computation(
@@ -79,11 +79,11 @@ def test_a_repeated_request_is_served_from_the_cache_and_equals_a_fresh_computat
     assert _json(second) == _json(first)
     # the cached summary is the summary of the period ending at the first request of the minute
     assert _json(second) == _json(executive_summary(system, period_seconds=86400.0, at=END))
-    second["headline"].append("changed by a caller")  # callers get copies: the cache is not changed
+    second.headline.append("changed by a caller")  # callers get copies: the cache is not changed
     assert _json(cache.get(86400.0)) == _json(first)
     # another period is another entry
     other = cache.get(3 * 3600.0)
-    assert cache.misses == 2 and other["period"]["length"] == "3h"
+    assert cache.misses == 2 and other.period["length"] == "3h"
 
 
 def test_new_samples_from_this_process_invalidate(system: PerfAlerts, cache: SummaryCache) -> None:
@@ -124,14 +124,14 @@ def test_a_new_evaluation_invalidates(system: PerfAlerts, cache: SummaryCache) -
 
 def test_an_acknowledgement_and_a_new_minute_invalidate(system: PerfAlerts, cache: SummaryCache) -> None:
     first = cache.get(86400.0)
-    assert first["mtta"]["count"] == 0
+    assert first.mtta["count"] == 0
     fp = system.alerts(["firing"])[0].fingerprint
     system.ack(fp, by="test")
     acked = cache.get(86400.0)
-    assert cache.misses == 2 and acked["mtta"]["count"] == 1
+    assert cache.misses == 2 and acked.mtta["count"] == 1
     system.clock.advance(60)  # type: ignore[attr-defined]  # the next minute: the window moved
     later = cache.get(86400.0)
-    assert cache.misses == 3 and later["period"]["end"] != acked["period"]["end"]
+    assert cache.misses == 3 and later.period["end"] != acked.period["end"]
 
 
 def test_the_marker_moves_on_every_commit_and_only_then(system: PerfAlerts) -> None:
@@ -166,7 +166,7 @@ def test_the_endpoint_serves_the_cache(tmp_path: Path) -> None:
         # the response equals a fresh computation at the same instant, through the same JSON encoding
         from perf_alerts.http.app import SafeJSONResponse
 
-        fresh = json.loads(SafeJSONResponse(executive_summary(system, period_seconds=86400.0, at=END)).body)
+        fresh = json.loads(SafeJSONResponse(executive_summary(system, period_seconds=86400.0, at=END).to_dict()).body)
         assert r2.json() == fresh
         assert c.post("/api/v1/metrics", json=[{"metric": catalog.TOOL_ERRORS, "value": 1, "timestamp": END - 3,
                                                  "labels": {"agent": "writer", "tool": "t"}}]).status_code == 200

@@ -187,14 +187,14 @@ def run_demo(out_dir: Path = Path("demo-output"), db: str | None = None, config:
         for c in tool_calls:
             say("  " + _tool_line(c))
     stats = system.alert_stats()
-    h = summary["health"]
+    h = summary.health
     say("")
-    if summary.get("slos"):
-        say(f"SLOs over the {summary['period']['length']} (objective · achieved · error budget left · burn, last hour):")
-        for r in summary["slos"]:
+    if summary.slos:
+        say(f"SLOs over the {summary.period['length']} (objective · achieved · error budget left · burn, last hour):")
+        for r in summary.slos:
             say(f"  {r['series']:<34} {r['objective_display']:>9} · {r['achieved_display']:>9} · "
                 f"{r['budget_left_display']:>7} · {r['burn_display']:>7}  {r['status']}")
-    incidents: dict[str, Any] = summary.get("incidents") or {}
+    incidents: dict[str, Any] = summary.incidents
     for i in incidents.get("list", []):
         say(f"incident {i['start_text']}, {i['duration_text']}, {i['severity']}: {', '.join(i['rules'])}"
             + (f" on {', '.join(i['agents'])}" if i["agents"] else "")
@@ -202,7 +202,7 @@ def run_demo(out_dir: Path = Path("demo-output"), db: str | None = None, config:
             + (f"; budget burned fast (held): {', '.join(i['slos_burned'])}" if i.get("slos_burned") else ""))
     say(f"health over the period {h.get('period_score')} ({h.get('period_status')}): "
         + "; ".join(h.get("period_reasons") or []))
-    say(f"health now (the last hour) {h['score']} ({h['status']}); {summary['alerts']['fired_total']} alerts fired; "
+    say(f"health now (the last hour) {h['score']} ({h['status']}); {summary.alerts['fired_total']} alerts fired; "
         f"MTTA {format_duration(stats['mtta']['mean_seconds'])}, MTTR {format_duration(stats['mttr']['mean_seconds'])}")
     say(f"executive summary: {', '.join(files.values())} (delivered: {delivery.delivered})")
 
@@ -213,8 +213,8 @@ def run_demo(out_dir: Path = Path("demo-output"), db: str | None = None, config:
         "timeline": timeline,
         "alerts": [a.to_dict() for a in system.alerts()],
         "alert_stats": stats,
-        "slos": summary.get("slos", []),
-        "incidents": summary.get("incidents"),
+        "slos": summary.slos,
+        "incidents": summary.incidents,
         "tool_calls": [{k: v for k, v in c.items() if k != "data"} for c in tool_calls],
         "summary_files": files,
         "summary_delivery": delivery.to_dict(),

@@ -656,7 +656,7 @@ def summary(
         _writable_dir(out_dir)
     data, md, png = build_summary(s, parse_duration_arg(period, "--period", lo=1.0), at=_parse_at(at),
                                   chart=bool(send or out_dir))
-    result: dict[str, Any] = {"summary": data}
+    result: dict[str, Any] = {"summary": data.to_dict()}
     if out_dir is not None:
         result["files"] = write_summary(out_dir, data, md, png)
     if send:

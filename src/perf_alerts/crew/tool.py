@@ -405,15 +405,15 @@ class AdvancedPerformanceAnalyticsTool(_StoreTool):
 
         s, md, png = build_summary(system, lookback, chart=send)
         # the same summary object every rendering uses; the SLO rows with their display texts first
-        data = {k: v for k, v in s.items() if k not in ("agents", "slos_now", "slos")}
+        data = {k: v for k, v in s.to_dict().items() if k not in ("agents", "slos_now", "slos")}
         data["slos"] = [{k: r[k] for k in ("series", "objective_display", "achieved_display", "budget_left_display",
                                            "burn_display", "status", "why", "achieved", "budget_remaining", "burn_rate")}
-                        for r in s.get("slos", [])][:12]
-        data["slos_not_shown"] = max(0, len(s.get("slos", [])) - 12)
-        h = s["health"]
+                        for r in s.slos][:12]
+        data["slos_not_shown"] = max(0, len(s.slos) - 12)
+        h = s.health
         data["health"] = {
             "over_the_period": {"score": h.get("period_score"), "status": h.get("period_status"),
-                                "reasons": h.get("period_reasons"), "judged_over": f"the whole {s['period']['length']}: "
+                                "reasons": h.get("period_reasons"), "judged_over": f"the whole {s.period['length']}: "
                                 "SLO compliance, incidents, and latency/errors/resources against the period before"},
             "now": {"score": h["score"], "status": h["status"], "judged_over": _now_scope(lookback),
                     "at_the_start_of_the_period": h.get("previous_score"), "change": h.get("change")},

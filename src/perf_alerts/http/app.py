@@ -550,7 +550,7 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         (a repeated request with nothing committed to the store in between is served from the cache)."""
         p = parse_duration_arg(period, "period", default=7 * 86400.0, lo=3600.0, hi=366 * 86400.0)
         try:
-            return summary_cache.get(p)
+            return summary_cache.get(p).to_dict()
         except ImportError:
             raise ApiError(503, "the executive summary is not available in this build") from None
 

@@ -160,8 +160,8 @@ class Scheduler:
 
         period = sch.period or DEFAULT_PERIOD["summary"]
         summary, _md, png = build_summary(self.system, period, at=now, chart=sch.send)
-        self.system.store.kv_set("schedule:last_summary", {"at": now, "schedule": sch.name, "summary": summary})
-        out: dict[str, Any] = {"period": format_duration(period), "headline": summary.get("headline", [])[:3]}
+        self.system.store.kv_set("schedule:last_summary", {"at": now, "schedule": sch.name, "summary": summary.to_dict()})
+        out: dict[str, Any] = {"period": format_duration(period), "headline": summary.headline[:3]}
         if sch.send:
             title, text, files = summary_message(summary, png)
             out["notifications"] = self.notifier.enqueue_message(title, text, "info", kind="executive_summary",

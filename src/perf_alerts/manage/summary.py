@@ -1,14 +1,15 @@
 """Executive summary for a period: health and its change, alerts, MTTA/MTTR, noisiest rules,
-worst agents, trends, forecasts and recommendations — as a dict (JSON) and as Markdown.
+worst agents, trends, forecasts and recommendations — as an `ExecutiveSummary` (`to_dict()`: JSON) and as Markdown.
 
 Built only from the façade (`PerfAlerts.analyze`, `.predict`, `.alert_stats`) and
 `analytics.recommend.optimize`, so it says exactly what the CLI and the dashboard say.
-HTML, PNG chart and Discord embeds are rendered from this dict elsewhere.
+HTML, PNG chart and Discord embeds are rendered from it elsewhere (`manage.report`).
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+import copy
+from dataclasses import dataclass, field, fields, replace
 from typing import TYPE_CHECKING, Any
 
 from perf_alerts.analytics.health import period_health
@@ -55,12 +56,48 @@ def _fired_between(system: "PerfAlerts", start: float, end: float) -> list[_Past
     return out
 
 
+@dataclass(frozen=True)
+class ExecutiveSummary:
+    """The executive summary of a period. The top-level fields are typed; the rows inside them stay
+    JSON-shaped dicts (the SLO rows, incidents, cost, agents, trends, breaches ... are read by key by
+    every renderer and served as they are). `to_dict()` is the JSON `GET /api/v1/summary`, the CLI
+    and the crew tool show, key for key and in this order; `title` is set by `report.build_summary`
+    (absent from the dict when None)."""
+
+    period: dict[str, Any]  # start, end (ISO), length, start_text, end_text
+    health: dict[str, Any]  # now (score, status, previous_score, change, components) and over the period
+    agents: list[dict[str, Any]]  # agent, score, status, previous_score, change, weakest; weakest first
+    worst_agents: list[dict[str, Any]]
+    alerts: dict[str, Any]  # fired_by_severity, fired_total, firing_now, firing_now_by_severity, firing_now_rules
+    mtta: dict[str, Any]  # alert_stats' mtta plus its text
+    mttr: dict[str, Any]
+    mtta_mttr_by_severity: dict[str, dict[str, Any]]
+    noisiest_rules: list[dict[str, Any]]  # rule, severity, fired
+    slos: list[dict[str, Any]]  # SLO rows over the period, with their display texts (`slo_table`)
+    slos_now: list[dict[str, Any]]  # the same over each SLO's own window
+    incidents: dict[str, Any]  # `incident_report`
+    cost: list[dict[str, Any]]  # `cost_report`
+    trends: list[dict[str, Any]]
+    forecasts: dict[str, Any]  # horizon, breaches
+    recommendations: list[dict[str, Any]]  # title, priority, action
+    findings: list[str]
+    risks: list[str] = field(default_factory=list)
+    headline: list[str] = field(default_factory=list)
+    title: str | None = None
+
+    def to_dict(self) -> dict[str, Any]:
+        d = {f.name: copy.deepcopy(getattr(self, f.name)) for f in fields(self)}
+        if d["title"] is None:
+            del d["title"]
+        return d
+
+
 def _change(cur: float | None, prev: float | None) -> float | None:
     return None if cur is None or prev is None else round(cur - prev, 1)
 
 
 def executive_summary(system: "PerfAlerts", period_seconds: float = 86400.0, at: float | None = None,
-                      horizon_seconds: float | None = None, top: int = TOP) -> dict[str, Any]:
+                      horizon_seconds: float | None = None, top: int = TOP) -> ExecutiveSummary:
     """The summary of the `period_seconds` ending at `at` (default now), compared with the period before."""
     from perf_alerts import insights
     from perf_alerts.analytics.recommend import optimize
@@ -107,9 +144,12 @@ def executive_summary(system: "PerfAlerts", period_seconds: float = 86400.0, at:
     incidents = incident_report(system, start, at, slo_rows, stats)
     whole_score = None if whole.score is None else round(whole.score, 1)
     verdict = period_health([r for r in slo_rows], incidents, whole_score)
-    summary: dict[str, Any] = {
-        "period": {"start": iso_seconds(start), "end": iso_seconds(at), "length": format_duration(period)},
-        "health": {
+    mtta = {**stats["mtta"], "text": format_duration(stats["mtta"].get("mean_seconds"))}
+    mttr = {**stats["mttr"], "text": format_duration(stats["mttr"].get("mean_seconds"))}
+    summary = ExecutiveSummary(
+        period={"start": iso_seconds(start), "end": iso_seconds(at), "length": format_duration(period),
+                "start_text": human_time(start), "end_text": human_time(at)},
+        health={
             "score": cur_score, "status": health_now["status"], "previous_score": prev_score,
             "change": _change(cur_score, prev_score),
             "period_score": None if verdict.score is None else round(verdict.score, 1), "period_status": verdict.status,
@@ -118,41 +158,36 @@ def executive_summary(system: "PerfAlerts", period_seconds: float = 86400.0, at:
             "components": [{"name": c["name"], "score": c["score"], "evidence": c["evidence"]}
                            for c in health_now["components"]],
         },
-        "agents": agents,
-        "worst_agents": [a for a in agents if a["score"] is not None][:3],
-        "alerts": {
+        agents=agents,
+        worst_agents=[a for a in agents if a["score"] is not None][:3],
+        alerts={
             "fired_by_severity": by_sev, "fired_total": sum(by_sev.values()),
             "firing_now": len(firing_now), "firing_now_by_severity": firing_by_sev,
             "firing_now_rules": sorted({a.rule for a in firing_now})[:top],
         },
-        "mtta": stats["mtta"], "mttr": stats["mttr"],
-        "mtta_mttr_by_severity": {sev: {"mtta": v["mtta"], "mttr": v["mttr"]}
-                                  for sev, v in stats["by_severity"].items() if v["fired"]},
-        "noisiest_rules": [{"rule": r["rule"], "severity": r["severity"], "fired": r["fired"]}
-                           for r in stats["by_rule"][:top]],
-        "slos": slo_rows,
-        "slos_now": slo_now,
-        "incidents": incidents,
-        "cost": cost_report(slo_rows, slo_now),
-        "trends": [{"series": t.series, "verdict": t.verdict, "slope_per_hour": t.slope_per_hour,
-                    "change_pct": t.change_pct, "p_value": t.p_value,
-                    "unit": _unit(system, t.series),
-                    "text": _trend_text(t.to_dict(), _unit(system, t.series))} for t in worsening],
-        "forecasts": {"horizon": pred.horizon, "breaches": [
+        mtta=mtta, mttr=mttr,
+        mtta_mttr_by_severity={sev: {"mtta": v["mtta"], "mttr": v["mttr"]}
+                               for sev, v in stats["by_severity"].items() if v["fired"]},
+        noisiest_rules=[{"rule": r["rule"], "severity": r["severity"], "fired": r["fired"]}
+                        for r in stats["by_rule"][:top]],
+        slos=slo_rows,
+        slos_now=slo_now,
+        incidents=incidents,
+        cost=cost_report(slo_rows, slo_now),
+        trends=[{"series": t.series, "verdict": t.verdict, "slope_per_hour": t.slope_per_hour,
+                 "change_pct": t.change_pct, "p_value": t.p_value,
+                 "unit": _unit(system, t.series),
+                 "text": _trend_text(t.to_dict(), _unit(system, t.series))} for t in worsening],
+        forecasts={"horizon": pred.horizon, "breaches": [
             {"series": b.series, "rule": b.rule, "threshold": b.threshold, "time_to_breach": b.time_to_breach,
              "breach_at": b.breach_at, "probability": b.probability}
             for b in pred.breaches[:top]]},
-        "recommendations": [{"title": r["title"], "priority": r["priority"], "action": r["action"]}
-                            for r in opt["recommendations"][:top]],
-        "findings": rep.findings[:top],
-    }
-    summary["risks"] = _risks(summary)
-    summary["period"]["start_text"] = human_time(start)
-    summary["period"]["end_text"] = human_time(at)
-    summary["mtta"]["text"] = format_duration(summary["mtta"].get("mean_seconds"))
-    summary["mttr"]["text"] = format_duration(summary["mttr"].get("mean_seconds"))
-    summary["headline"] = _headline(summary)
-    return summary
+        recommendations=[{"title": r["title"], "priority": r["priority"], "action": r["action"]}
+                         for r in opt["recommendations"][:top]],
+        findings=list(rep.findings[:top]),
+    )
+    summary = replace(summary, risks=_risks(summary))
+    return replace(summary, headline=_headline(summary))
 
 
 # --------------------------------------------------------------------------- SLOs, incidents, cost
@@ -297,30 +332,30 @@ def _trend_text(t: dict[str, Any], unit: str) -> str:
     return ", ".join(parts) or "worsening"
 
 
-def _risks(s: dict[str, Any]) -> list[str]:
+def _risks(s: ExecutiveSummary) -> list[str]:
     out = []
-    for r in s["slos_now"]:
+    for r in s.slos_now:
         if r["status"] in ("breached", "at risk"):
             extra = f", budget gone by {r['exhausted_display']}" if r["exhausted_at"] else ""
             out.append(f"SLO {r['series']} {r['status']} now ({r['window']} window): {r['why']}{extra}")
-    for c in s["cost"]:
+    for c in s.cost:
         if c["projected_status"] in ("at risk", "breached"):
             out.append(f"Cost {c['slo']}: projected {c['projected_text']} for the {c['current_period']} period "
                        f"against {c['current_limit_text']}")
-    for b in s["forecasts"]["breaches"]:
+    for b in s.forecasts["breaches"]:
         out.append(f"Predicted: {b['series']} to breach {b['rule']} ({b['threshold']}) in {b['time_to_breach']}")
-    for t in s["trends"]:
+    for t in s.trends:
         out.append(f"Worsening: {t['series']} {t['text']}")
     return out[:8]
 
 
-def _headline(s: dict[str, Any]) -> list[str]:
-    h = s["health"]
-    length = s["period"]["length"]
+def _headline(s: ExecutiveSummary) -> list[str]:
+    h = s.health
+    length = s.period["length"]
     out: list[str] = []
-    slos = s["slos"]
+    slos = s.slos
     measured = [r for r in slos if r["status"] != "no data"]
-    inc = s["incidents"]
+    inc = s.incidents
     if h["score"] is None and not measured and not inc["count"] and h.get("period_score") is None:
         out.append(f"No crew data in the last {length}: health cannot be judged.")
     else:
@@ -346,7 +381,7 @@ def _headline(s: dict[str, Any]) -> list[str]:
                    f"MTTR {inc['mttr_text']}.")
     else:
         out.append("No incident (no critical or warning alert fired) in the period.")
-    for c in s["cost"][:2]:
+    for c in s.cost[:2]:
         if c["spent"] is None and c["projected"] is None:
             out.append(f"Cost {c['slo']}: no spend recorded in the period (limit {c['limit_text']}).")
             continue
@@ -356,18 +391,18 @@ def _headline(s: dict[str, Any]) -> list[str]:
     if h["score"] is not None:
         ch = "" if h["change"] is None else f" ({h['change']:+.1f} vs the start of the period)"
         out.append(f"Health now (the last hour): {_fmt(h['score'])}/100, {h['status']}{ch}.")
-    al = s["alerts"]
+    al = s.alerts
     parts = [f"{n} {sev}" for sev, n in al["fired_by_severity"].items() if n]
     out.append(f"{al['fired_total']} alert(s) fired" + (f" ({', '.join(parts)})" if parts else "")
                + f"; {al['firing_now']} firing now.")
-    if s["worst_agents"]:
-        w = s["worst_agents"][0]
+    if s.worst_agents:
+        w = s.worst_agents[0]
         out.append(f"Weakest agent now: {w['agent']} at {_fmt(w['score'])}/100" + (f" ({w['weakest']})." if w["weakest"] else "."))
-    if s["forecasts"]["breaches"]:
-        b = s["forecasts"]["breaches"][0]
+    if s.forecasts["breaches"]:
+        b = s.forecasts["breaches"][0]
         out.append(f"Predicted: {b['series']} to breach {b['rule']} ({b['threshold']}) in {b['time_to_breach']}.")
-    if s["recommendations"]:
-        out.append(f"Top recommendation: {s['recommendations'][0]['title']}.")
+    if s.recommendations:
+        out.append(f"Top recommendation: {s.recommendations[0]['title']}.")
     return out
 
 
@@ -375,21 +410,21 @@ def _fmt(x: Any) -> str:
     return "—" if x is None else (f"{x:g}" if isinstance(x, float) else str(x))
 
 
-def to_markdown(summary: dict[str, Any]) -> str:
+def to_markdown(summary: ExecutiveSummary) -> str:
     """The summary as Markdown (for files, Discord descriptions and the dashboard): SLOs first, then
     incidents, cost, risks and recommendations, then the details."""
     s = summary
-    p = s["period"]
+    p = s.period
     lines = ["# Performance executive summary", "",
              f"Period: {p.get('start_text', p['start'])} → {p.get('end_text', p['end'])} ({p['length']})", ""]
-    lines += [f"- {x}" for x in s["headline"]]
-    if s.get("slos"):
+    lines += [f"- {x}" for x in s.headline]
+    if s.slos:
         lines += ["", f"## SLOs (over the period, {p['length']})", "",
                   "| SLO | objective | achieved | budget left | burn (last hour) | status |", "|---|---|---|---|---|---|"]
-        for r in s["slos"]:
+        for r in s.slos:
             lines.append(f"| {r['series']} | {r['objective_display']} | {r['achieved_display']} | "
                          f"{r['budget_left_display']} | {r['burn_display']} | {r['status']} |")
-    inc = s.get("incidents")
+    inc = s.incidents
     if inc is not None:
         lines += ["", "## Incidents", "",
                   f"{inc['count']} incident(s) ({inc['critical']} critical, {inc['warning']} warning); "
@@ -403,19 +438,19 @@ def to_markdown(summary: dict[str, Any]) -> str:
                          + (f" on {', '.join(i['agents'])}" if i["agents"] else "")
                          + (f"; SLOs broken: {', '.join(i['slos'])}" if i["slos"] else "")
                          + (f"; budget burned fast (held): {', '.join(i['slos_burned'])}" if i["slos_burned"] else ""))
-    if s.get("cost"):
+    if s.cost:
         lines += ["", "## Cost", ""]
-        for c in s["cost"]:
+        for c in s.cost:
             lines.append(f"- {c['slo']}: {c['spent_text']} over the period (limit {c['limit_text']}, {c['status']}); "
                          f"current {c['current_period']} period {c['current_spent_text']}, projected "
                          f"{c['projected_text']} of {c['current_limit_text']}")
-    if s.get("risks"):
-        lines += ["", "## Risks", ""] + [f"- {x}" for x in s["risks"]]
-    if s["recommendations"]:
+    if s.risks:
+        lines += ["", "## Risks", ""] + [f"- {x}" for x in s.risks]
+    if s.recommendations:
         lines += ["", "## Recommendations", ""]
-        for r in s["recommendations"]:
+        for r in s.recommendations:
             lines.append(f"- [{r['priority']}] {r['title']} — {r['action']}")
-    h = s["health"]
+    h = s.health
     lines += ["", "## Health", "",
               f"Over the period: **{_fmt(h.get('period_score'))}** ({h.get('period_status', '—')})"
               + (": " + "; ".join(h.get("period_reasons") or []) if h.get("period_reasons") else "")]
@@ -427,30 +462,30 @@ def to_markdown(summary: dict[str, Any]) -> str:
               f"{_fmt(h['previous_score'])}" + ("" if h["change"] is None else f", change {h['change']:+.1f}"), ""]
     for c in h["components"]:
         lines.append(f"- {c['name']}: {_fmt(c['score'])} — {c['evidence']}")
-    if s["agents"]:
+    if s.agents:
         lines += ["", "Per agent, now (the last hour):", "",
                   "| agent | health | status | change | weakest |", "|---|---|---|---|---|"]
-        for a in s["agents"]:
+        for a in s.agents:
             ch = "—" if a["change"] is None else f"{a['change']:+.1f}"
             lines.append(f"| {a['agent']} | {_fmt(a['score'])} | {a['status']} | {ch} | {a['weakest'] or '—'} |")
-    al = s["alerts"]
+    al = s.alerts
     lines += ["", "## Alerts", "",
               f"Fired: {al['fired_total']} (critical {al['fired_by_severity']['critical']}, warning "
               f"{al['fired_by_severity']['warning']}, info {al['fired_by_severity']['info']}); firing now: {al['firing_now']}",
-              f"MTTA {format_duration(s['mtta']['mean_seconds'])} ({s['mtta']['count']} acknowledged), "
-              f"MTTR {format_duration(s['mttr']['mean_seconds'])} ({s['mttr']['count']} resolved)"]
-    if s["noisiest_rules"]:
-        lines += ["", "Noisiest rules:"] + [f"- {r['rule']} ({r['severity']}): {r['fired']}×" for r in s["noisiest_rules"]]
-    if s["trends"]:
+              f"MTTA {format_duration(s.mtta['mean_seconds'])} ({s.mtta['count']} acknowledged), "
+              f"MTTR {format_duration(s.mttr['mean_seconds'])} ({s.mttr['count']} resolved)"]
+    if s.noisiest_rules:
+        lines += ["", "Noisiest rules:"] + [f"- {r['rule']} ({r['severity']}): {r['fired']}×" for r in s.noisiest_rules]
+    if s.trends:
         lines += ["", "## Worsening trends", ""]
-        for t in s["trends"]:
+        for t in s.trends:
             lines.append(f"- {t['series']}: {t.get('text') or _fmt(t['slope_per_hour'])}")
-    if s["forecasts"]["breaches"]:
-        lines += ["", f"## Forecasts (next {s['forecasts']['horizon']})", ""]
-        for b in s["forecasts"]["breaches"]:
+    if s.forecasts["breaches"]:
+        lines += ["", f"## Forecasts (next {s.forecasts['horizon']})", ""]
+        for b in s.forecasts["breaches"]:
             lines.append(f"- {b['series']}: {b['rule']} ({b['threshold']}) in {b['time_to_breach']} "
                          f"(probability {_fmt(b['probability'])})")
     return "\n".join(lines) + "\n"
 
 
-__all__ = ["executive_summary", "to_markdown"]
+__all__ = ["ExecutiveSummary", "executive_summary", "to_markdown"]

@@ -29,6 +29,7 @@ from perf_alerts.store.changes import ChangeMarker
 
 if TYPE_CHECKING:
     from perf_alerts.core import PerfAlerts
+    from perf_alerts.manage.summary import ExecutiveSummary
 
 BUCKET_SECONDS = 60.0
 MAX_ENTRIES = 16
@@ -39,7 +40,7 @@ class SummaryCache:
         self.system = system
         self.bucket_seconds = float(bucket_seconds)
         self._changes = ChangeMarker(system.store)
-        self._entries: dict[tuple[Any, ...], dict[str, Any]] = {}
+        self._entries: dict[tuple[Any, ...], "ExecutiveSummary"] = {}
         # one computation at a time: dashboards opened together wait for the first instead of each computing
         self._lock = threading.Lock()
         self.hits = 0
@@ -50,7 +51,7 @@ class SummaryCache:
         return (self._changes.marker(), json.dumps(last, sort_keys=True), id(self.system.config),
                 math.floor(now / self.bucket_seconds))
 
-    def get(self, period_seconds: float) -> dict[str, Any]:
+    def get(self, period_seconds: float) -> "ExecutiveSummary":
         """The summary of the `period_seconds` ending now, or at the first request in this state and minute."""
         from perf_alerts.manage.summary import executive_summary
 
