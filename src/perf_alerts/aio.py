@@ -10,9 +10,6 @@ from __future__ import annotations
 
 import asyncio
 import threading
-from typing import Any, Coroutine, TypeVar
-
-T = TypeVar("T")
 
 
 class LoopThread:
@@ -21,10 +18,9 @@ class LoopThread:
         self._thread = threading.Thread(target=self.loop.run_forever, name=name, daemon=True)
         self._thread.start()
 
-    def run(self, coro: Coroutine[Any, Any, T], timeout: float | None = None) -> T:
-        if threading.current_thread() is self._thread:
-            raise RuntimeError("LoopThread.run called from its own loop; await the coroutine instead")
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result(timeout)
+    @property
+    def thread(self) -> threading.Thread:
+        return self._thread
 
     def close(self) -> None:
         if self.loop.is_running():

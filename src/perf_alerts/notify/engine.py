@@ -122,7 +122,7 @@ class NotificationEngine:
                 return
             self._closed = True
             pending = list(self._inflight)
-        if threading.current_thread() is self._thread._thread:
+        if threading.current_thread() is self._thread.thread:
             # closing from the engine's own loop (a callback): it cannot wait for itself
             self.loop.call_soon(self.loop.stop)
             return

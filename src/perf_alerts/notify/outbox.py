@@ -53,9 +53,6 @@ class Outbox:
         """Extend the lease; returns the ids still held (a lost one must not be sent)."""
         return self.store.outbox_renew(self.owner, ids, self.lease)
 
-    def release(self, ids: list[int]) -> None:
-        self.store.outbox_release(self.owner, ids)
-
     def next_due_at(self) -> float | None:
         return self.store.outbox_next_due_at()
 

@@ -459,10 +459,6 @@ class Notifier:
             return PlanReport(background=True), DeliveryReport(background=True)
         return self.engine.run(coro)
 
-    async def flush_async(self, at: float, deadline: float, *, flush_new_groups: bool = True
-                          ) -> tuple[PlanReport, DeliveryReport]:
-        return await self.engine.wrap(self._flush(at, deadline, flush_new_groups))
-
     async def _flush(self, at: float, deadline: float, flush_new_groups: bool) -> tuple[PlanReport, DeliveryReport]:
         plan = await asyncio.to_thread(lambda: self.plan(at, flush_new_groups=flush_new_groups))
         total = DeliveryReport()

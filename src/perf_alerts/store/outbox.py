@@ -20,7 +20,7 @@ import sqlite3
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Iterable, Sequence
+from typing import TYPE_CHECKING, Any, Sequence
 
 from perf_alerts.timeutil import iso
 
@@ -116,8 +116,7 @@ class OutboxQueries:
         return int(cur.lastrowid or 0)
 
     # -- claiming ----------------------------------------------------------------------------
-    def outbox_claim(self, owner: str, now: float, lease: float, limit: int = 500,
-                     receivers: Iterable[str] | None = None) -> list[Notification]:
+    def outbox_claim(self, owner: str, now: float, lease: float, limit: int = 500) -> list[Notification]:
         """Atomically take up to `limit` due rows for `owner` until `wall now + lease`.
 
         Due: pending or failed with `next_attempt_at <= now`, or `sending` under a lease that
@@ -125,10 +124,6 @@ class OutboxQueries:
         processes never claim the same row.
         """
         wall = time.time()
-        recv = sorted(set(receivers)) if receivers is not None else None
-        where_recv = f" AND receiver IN ({','.join('?' * len(recv))})" if recv else ""
-        if recv is not None and not recv:
-            return []
         with self.transaction() as con:
             rows = con.execute(
                 # taking over from a sender that died mid-delivery counts as an attempt, so a
@@ -137,8 +132,8 @@ class OutboxQueries:
                 f"claimed_by = ?, claim_until = ? "
                 f"WHERE id IN (SELECT id FROM notifications WHERE "
                 f"((state IN ('pending', 'failed') AND next_attempt_at <= ?) OR (state = 'sending' AND claim_until <= ?))"
-                f"{where_recv} ORDER BY id LIMIT ?) RETURNING {_COLS}",
-                (owner, wall + lease, now, wall, *(recv or ()), limit),
+                f" ORDER BY id LIMIT ?) RETURNING {_COLS}",
+                (owner, wall + lease, now, wall, limit),
             ).fetchall()
         return sorted((_row(r) for r in rows), key=lambda x: x.id)
 
@@ -152,15 +147,6 @@ class OutboxQueries:
                 f"UPDATE notifications SET claim_until = ? WHERE state = 'sending' AND claimed_by = ? "
                 f"AND id IN ({','.join('?' * len(ids))}) RETURNING id", (time.time() + lease, owner, *ids)).fetchall()
         return {int(r[0]) for r in rows}
-
-    def outbox_release(self, owner: str, ids: Sequence[int]) -> None:
-        """Give rows back untouched (e.g. their receiver was skipped this round)."""
-        if not ids:
-            return
-        with self.transaction() as con:
-            con.execute(f"UPDATE notifications SET state = CASE WHEN attempts > 0 THEN 'failed' ELSE 'pending' END, "
-                        f"claimed_by = NULL, claim_until = NULL WHERE state = 'sending' AND claimed_by = ? "
-                        f"AND id IN ({','.join('?' * len(ids))})", (owner, *ids))
 
     # -- outcomes (each guarded by the claim) --------------------------------------------------
     def outbox_progress(self, owner: str, accepted: Sequence[tuple[int, str | None, Sequence[str]]],
