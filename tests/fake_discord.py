@@ -204,6 +204,7 @@ class FakeDiscord:
         self._stats = FakeStats()
         self._delay = 0.0
         self._in_flight = 0
+        self._held = 0
         self.request_log: list[dict[str, Any]] = []  # method, path (token masked), status, t
         self._httpd: ThreadingHTTPServer | None = None
         self._thread: threading.Thread | None = None
@@ -249,6 +250,13 @@ class FakeDiscord:
         """Requests received and not yet answered."""
         with self._lock:
             return self._in_flight
+
+    @property
+    def held(self) -> int:
+        """Requests being held by `set_delay` and not yet handled: a client killed now never gets
+        the answer (unlike `in_flight`, which also counts a request whose answer is being written)."""
+        with self._lock:
+            return self._held
 
     @property
     def stats(self) -> FakeStats:
@@ -507,7 +515,13 @@ def _make_handler(state: FakeDiscord) -> type[BaseHTTPRequestHandler]:
             parts = urlsplit(self.path)
             orphan = False
             if delay > 0:
-                time.sleep(delay)
+                with state._lock:
+                    state._held += 1
+                try:
+                    time.sleep(delay)
+                finally:
+                    with state._lock:
+                        state._held -= 1
                 orphan = _client_gone(self.connection)
             res = state.handle(self.command, parts.path, parse_qs(parts.query), self.headers.get("Content-Type", ""), raw,
                                orphan)

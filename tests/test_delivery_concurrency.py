@@ -319,9 +319,13 @@ def run_kills(tmp: Path, *, lease: bool = True, n: int = 12, kills_posting: int 
             return procs.daemon(f"daemon{lives}", cfg, db)
 
         def kill_mid(p: subprocess.Popen[bytes], counter: str, base: int) -> bool:
-            """SIGKILL once the daemon got something accepted (`counter` grew) and has a request in flight."""
+            """SIGKILL once the daemon got something accepted (`counter` grew) and has a request held.
+
+            `held`, not `in_flight`: the request that just made `counter` grow is still in flight
+            while its answer is written, and a kill then lands after Discord answered but before the
+            sender recorded it (the at-least-once window no sender can close), not mid-request."""
             nonlocal kills
-            hit = wait_until(lambda: (getattr(srv.stats, counter) > base and srv.in_flight > 0) or p.poll() is not None,
+            hit = wait_until(lambda: (getattr(srv.stats, counter) > base and srv.held > 0) or p.poll() is not None,
                              25, 0.005)
             if not hit or p.poll() is not None:
                 return False
