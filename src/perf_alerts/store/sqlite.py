@@ -21,8 +21,10 @@ import numpy as np
 
 from perf_alerts.errors import StoreError
 from perf_alerts.model import Alert, AlertState, Sample, Severity, canonical_labels
+from perf_alerts.store.cluster import CLUSTER_SCHEMA, ClusterQueries
 from perf_alerts.store.management import ManagementQueries
 from perf_alerts.store.outbox import OutboxQueries
+from perf_alerts.store.ratelimits import RATELIMIT_SCHEMA, RateLimitQueries
 from perf_alerts.store.retention import DOWNSAMPLED_KEY, RetentionQueries
 
 ENV_DB = "PERF_ALERTS_DB"
@@ -176,7 +178,7 @@ CREATE TABLE IF NOT EXISTS action_audit (
     verification  TEXT
 );
 CREATE INDEX IF NOT EXISTS action_audit_verify ON action_audit (verification, verify_due_at);
-"""
+""" + CLUSTER_SCHEMA + RATELIMIT_SCHEMA
 
 _ALERT_COLS = (
     "fingerprint", "rule", "state", "severity", "labels", "annotations", "value", "threshold", "window",
@@ -255,7 +257,7 @@ def resolve_db_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return Path(os.environ.get(ENV_DB) or DEFAULT_DB)
 
 
-class Store(OutboxQueries, ManagementQueries, RetentionQueries):
+class Store(OutboxQueries, ManagementQueries, RetentionQueries, ClusterQueries, RateLimitQueries):
     """Thread-safe handle on the SQLite file (one connection per thread)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
