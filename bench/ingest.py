@@ -22,7 +22,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
 from perf_alerts.sources.files import ingest_file  # noqa: E402
 from perf_alerts.store import Store  # noqa: E402
-from perf_alerts.store.sqlite import _SCHEMA  # noqa: E402
+from perf_alerts.store.schema import SCHEMA as _SCHEMA  # noqa: E402
 
 
 def make_csv(path: Path, rows: int) -> list[tuple[int, float, float]]:

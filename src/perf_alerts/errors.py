@@ -36,6 +36,7 @@ __all__ = [
     "NotFoundError",
     "PerfAlertsError",
     "StoreError",
+    "StoreUnavailable",
 ]
 
 
@@ -73,7 +74,13 @@ class ConfigError(PerfAlertsError):
 
 
 class StoreError(PerfAlertsError):
-    """The store file cannot be used (missing directory, not a database, no permission)."""
+    """The store cannot be used (missing directory, not a database, no permission, a bad URL)."""
+
+
+class StoreUnavailable(StoreError):
+    """The store's server cannot be reached (PostgreSQL down, refused, wrong password), after retries.
+
+    The message names the host and database, never the password."""
 
 
 class DeliveryError(PerfAlertsError):

@@ -16,12 +16,12 @@ from __future__ import annotations
 import logging
 import os
 import socket
-import sqlite3
 import uuid
 from typing import Any, Sequence
 
 from perf_alerts.notify.redact import redact
 from perf_alerts.store import Store
+from perf_alerts.store.backend import Connection
 from perf_alerts.store.outbox import Notification
 
 __all__ = ["DEFAULT_LEASE", "STATES", "Notification", "Outbox"]
@@ -41,7 +41,7 @@ class Outbox:
         self.owner = owner or f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.lease = lease
 
-    def enqueue(self, con: sqlite3.Connection, receiver: str, kind: str, group_key: str, body: dict[str, Any],
+    def enqueue(self, con: Connection, receiver: str, kind: str, group_key: str, body: dict[str, Any],
                 at: float) -> int:
         return self.store.outbox_insert(con, receiver, kind, group_key, body, at)
 

@@ -1,6 +1,9 @@
-"""Persistence: the SQLite store shared by every process (daemon, CLI, crew tool)."""
+"""Persistence: the store shared by every process (daemons, CLI, crew tool): a SQLite file by
+default, or a PostgreSQL database for several daemons (`postgresql://…`)."""
 
-from perf_alerts.errors import StoreError
-from perf_alerts.store.sqlite import DEFAULT_DB, ENV_DB, SampleBlock, SeriesInfo, Store, resolve_db_path
+from perf_alerts.errors import StoreError, StoreUnavailable
+from perf_alerts.store.store import (DEFAULT_DB, ENV_DB, SampleBlock, SeriesInfo, Store, resolve_db_path,
+                                     resolve_db_target)
 
-__all__ = ["DEFAULT_DB", "ENV_DB", "SampleBlock", "SeriesInfo", "Store", "StoreError", "resolve_db_path"]
+__all__ = ["DEFAULT_DB", "ENV_DB", "SampleBlock", "SeriesInfo", "Store", "StoreError", "StoreUnavailable",
+           "resolve_db_path", "resolve_db_target"]

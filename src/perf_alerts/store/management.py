@@ -1,6 +1,6 @@
 """SQL for management state: schedules, policy state, the action audit log, silences, alert acks.
 
-A mixin of `Store` (see `store/sqlite.py`): every statement that touches these tables lives
+A mixin of `Store` (see `store/store.py`): every statement that touches these tables lives
 here, so the modules in `manage/` and `notify/` never write SQL themselves and a second
 backend implements the same methods in its own module. Rows come back as the frozen
 dataclasses below, JSON columns already decoded.
@@ -9,10 +9,13 @@ dataclasses below, JSON columns already decoded.
 from __future__ import annotations
 
 import json
-import sqlite3
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, Iterable
+
+if TYPE_CHECKING:
+    from perf_alerts.store.backend import Connection
+
 
 __all__ = ["AuditRecord", "ManagementQueries", "PolicyState", "ScheduleState", "SilenceRecord"]
 
@@ -94,9 +97,9 @@ class ManagementQueries:
 
     if TYPE_CHECKING:  # provided by Store
         @property
-        def con(self) -> sqlite3.Connection: ...
+        def con(self) -> Connection: ...
 
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def transaction(self) -> AbstractContextManager[Connection]: ...
 
     # -- schedules ----------------------------------------------------------------------
     def schedule_states(self) -> dict[str, ScheduleState]:
@@ -113,7 +116,7 @@ class ManagementQueries:
     def ensure_schedules(self, names: Iterable[str], now: float) -> None:
         """Remember schedules not seen before as first seen `now` (known ones keep their state)."""
         with self.transaction() as con:
-            con.executemany("INSERT OR IGNORE INTO schedules (name, first_seen) VALUES (?, ?)",
+            con.executemany("INSERT INTO schedules (name, first_seen) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
                             [(n, now) for n in names])
 
     def record_schedule_run(self, name: str, *, at: float, slot: float, status: str, result: dict[str, Any],
@@ -137,7 +140,7 @@ class ManagementQueries:
                           values: dict[str, Any]) -> None:
         """The policy matched at `matched_at` with `values`; it also fired (its actions ran) when `fired_at`."""
         with self.transaction() as con:
-            con.execute("INSERT OR IGNORE INTO policy_state (name) VALUES (?)", (name,))
+            con.execute("INSERT INTO policy_state (name) VALUES (?) ON CONFLICT (name) DO NOTHING", (name,))
             con.execute("UPDATE policy_state SET last_matched = ?, last_values = ? WHERE name = ?",
                         (matched_at, json.dumps(values, default=str), name))
             if fired_at is not None:
@@ -152,10 +155,10 @@ class ManagementQueries:
         with self.transaction() as con:
             cur = con.execute(
                 "INSERT INTO action_audit (policy, action, target, who, at, dry_run, result, detail, metric, "
-                "before_value, verify_due_at, verification) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                "before_value, verify_due_at, verification) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?) RETURNING id",
                 (policy, action, target, who, at, int(dry_run), result, detail_json, metric, before_value,
                  verify_due_at, verification))
-            return int(cur.lastrowid or 0)
+            return int(cur.fetchone()[0])
 
     def due_verifications(self, now: float) -> list[AuditRecord]:
         """Audit rows whose verification is pending and due at or before `now`, oldest first."""
@@ -201,12 +204,12 @@ class ManagementQueries:
             return cur.rowcount > 0
 
     # -- alerts: orphans and acknowledgements -------------------------------------------------
-    def live_alert_rules(self, con: sqlite3.Connection | None = None) -> set[str]:
+    def live_alert_rules(self, con: Connection | None = None) -> set[str]:
         """Names of the rules that have a firing or pending alert."""
         c = con or self.con
         return {r for (r,) in c.execute("SELECT DISTINCT rule FROM alerts WHERE state IN ('firing', 'pending')")}
 
-    def acknowledge_alert(self, fingerprint: str, at: float, by: str, con: sqlite3.Connection) -> bool:
+    def acknowledge_alert(self, fingerprint: str, at: float, by: str, con: Connection) -> bool:
         """Mark an alert acknowledged (inside the caller's transaction); an earlier acknowledgement wins.
 
         True when this call acknowledged it, False when it already was (or does not exist).

@@ -1,6 +1,6 @@
 """SQL for the notification outbox, Discord message references and receiver status.
 
-A mixin of `Store` (see `store/sqlite.py`). The outbox is the one place where several
+A mixin of `Store` (see `store/store.py`). The outbox is the one place where several
 processes (the daemon, `perf-alerts deliver`, a cron `evaluate`, a crew tool) compete for
 the same rows, so every statement here that changes a notification's state says which
 state (and which owner) it expects: a sender *claims* due rows with a lease
@@ -16,13 +16,17 @@ demo or `evaluate --at` runs the alert clock elsewhere.
 from __future__ import annotations
 
 import json
-import sqlite3
 import time
 from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Sequence
+from typing import TYPE_CHECKING, Any, Callable, Sequence, TypeVar
 
 from perf_alerts.timeutil import iso
+
+if TYPE_CHECKING:
+    from perf_alerts.store.backend import Connection
+
+T = TypeVar("T")
 
 OPEN_STATES = ("pending", "failed")
 STATES = ("pending", "sending", "failed", "delivered", "dead")
@@ -99,21 +103,27 @@ class OutboxQueries:
     """Mixed into `Store`; uses `self.con` and `self.transaction()`."""
 
     if TYPE_CHECKING:  # provided by Store
-        @property
-        def con(self) -> sqlite3.Connection: ...
+        dialect: str
 
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        @property
+        def con(self) -> Connection: ...
+
+        def transaction(self) -> AbstractContextManager[Connection]: ...
+
+        def _write(self, exclusive: bool = True) -> AbstractContextManager[Connection]: ...
+
+        def _retrying(self, fn: Callable[[], T], retry_for: float = 30.0) -> T: ...
 
     # -- writing new rows ------------------------------------------------------------------
-    def outbox_insert(self, con: sqlite3.Connection, receiver: str, kind: str, group_key: str,
+    def outbox_insert(self, con: Connection, receiver: str, kind: str, group_key: str,
                       body: dict[str, Any], at: float) -> int:
         """A new pending notification, inside the caller's transaction (planned with the state that caused it)."""
         cur = con.execute(
             "INSERT INTO notifications (receiver, kind, group_key, created_at, body, state, attempts, next_attempt_at) "
-            "VALUES (?, ?, ?, ?, ?, 'pending', 0, ?)",
+            "VALUES (?, ?, ?, ?, ?, 'pending', 0, ?) RETURNING id",
             (receiver, kind, group_key, at, json.dumps(body, default=str), at),
         )
-        return int(cur.lastrowid or 0)
+        return int(cur.fetchone()[0])
 
     # -- claiming ----------------------------------------------------------------------------
     def outbox_claim(self, owner: str, now: float, lease: float, limit: int = 500) -> list[Notification]:
@@ -123,18 +133,25 @@ class OutboxQueries:
         has run out (its sender died mid-delivery). One statement under the write lock, so two
         processes never claim the same row.
         """
-        wall = time.time()
-        with self.transaction() as con:
-            rows = con.execute(
-                # taking over from a sender that died mid-delivery counts as an attempt, so a
-                # notification that kills every sender that tries it ends up dead, not retried forever
-                f"UPDATE notifications SET attempts = attempts + (state = 'sending'), state = 'sending', "
-                f"claimed_by = ?, claim_until = ? "
-                f"WHERE id IN (SELECT id FROM notifications WHERE "
-                f"((state IN ('pending', 'failed') AND next_attempt_at <= ?) OR (state = 'sending' AND claim_until <= ?))"
-                f" ORDER BY id LIMIT ?) RETURNING {_COLS}",
-                (owner, wall + lease, now, wall, limit),
-            ).fetchall()
+        # PostgreSQL: row locks, so replicas claim side by side and skip each other's rows;
+        # SQLite: one writer at a time, so the statement is atomic as it is
+        skip = " FOR UPDATE SKIP LOCKED" if self.dialect == "postgresql" else ""
+
+        def claim() -> list[Any]:
+            wall = time.time()
+            with self._write(exclusive=False) as con:
+                return list(con.execute(
+                    # taking over from a sender that died mid-delivery counts as an attempt, so a
+                    # notification that kills every sender that tries it ends up dead, not retried forever
+                    f"UPDATE notifications SET attempts = attempts + CASE WHEN state = 'sending' THEN 1 ELSE 0 END, "
+                    f"state = 'sending', claimed_by = ?, claim_until = ? "
+                    f"WHERE id IN (SELECT id FROM notifications WHERE "
+                    f"((state IN ('pending', 'failed') AND next_attempt_at <= ?) OR (state = 'sending' AND claim_until <= ?))"
+                    f" ORDER BY id LIMIT ?{skip}) RETURNING {_COLS}",
+                    (owner, wall + lease, now, wall, limit),
+                ).fetchall())
+
+        rows = self._retrying(claim)
         return sorted((_row(r) for r in rows), key=lambda x: x.id)
 
     def outbox_renew(self, owner: str, ids: Sequence[int], lease: float) -> set[int]:
@@ -142,11 +159,13 @@ class OutboxQueries:
         (the others were taken over after its lease ran out: it must not send them)."""
         if not ids:
             return set()
-        with self.transaction() as con:
-            rows = con.execute(
-                f"UPDATE notifications SET claim_until = ? WHERE state = 'sending' AND claimed_by = ? "
-                f"AND id IN ({','.join('?' * len(ids))}) RETURNING id", (time.time() + lease, owner, *ids)).fetchall()
-        return {int(r[0]) for r in rows}
+        def renew() -> list[Any]:
+            with self._write(exclusive=False) as con:
+                return list(con.execute(
+                    f"UPDATE notifications SET claim_until = ? WHERE state = 'sending' AND claimed_by = ? "
+                    f"AND id IN ({','.join('?' * len(ids))}) RETURNING id", (time.time() + lease, owner, *ids)).fetchall())
+
+        return {int(r[0]) for r in self._retrying(renew)}
 
     # -- outcomes (each guarded by the claim) --------------------------------------------------
     def outbox_progress(self, owner: str, accepted: Sequence[tuple[int, str | None, Sequence[str]]],
@@ -162,48 +181,61 @@ class OutboxQueries:
         references are dropped, so the next incident of the same alert edits only its own messages.
         Returns the ids this owner no longer held (another process took them over).
         """
-        lost: list[int] = []
-        with self.transaction() as con:
-            for nid, mid, fps in accepted:
-                row = con.execute("SELECT message_ids, sent FROM notifications WHERE id = ? AND state = 'sending' "
-                                  "AND claimed_by = ?", (nid, owner)).fetchone()
-                if row is None:
-                    lost.append(nid)
-                    continue
-                mids = json.loads(row[0] or "[]") + ([mid] if mid else [])
-                sent = json.loads(row[1] or "[]")
-                sent += [fp for fp in fps if fp not in sent]
-                con.execute("UPDATE notifications SET message_ids = ?, sent = ? WHERE id = ?",
-                            (json.dumps(mids), json.dumps(sent), nid))
-            for nid in done:
-                cur = con.execute(
-                    "UPDATE notifications SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, "
-                    "last_error = NULL, claimed_by = NULL, claim_until = NULL "
-                    "WHERE id = ? AND state = 'sending' AND claimed_by = ?", (at, nid, owner))
-                if cur.rowcount == 0 and nid not in lost:
-                    lost.append(nid)
-            if refs:
-                con.executemany("INSERT OR REPLACE INTO message_refs (receiver, fingerprint, message_id, notification_id) "
-                                "VALUES (?, ?, ?, ?)", list(refs))
-            if resolved_shown:
-                con.executemany("DELETE FROM message_refs WHERE receiver = ? AND fingerprint = ?", list(resolved_shown))
-        return lost
+        # claims run beside exclusive transactions on PostgreSQL: lock the row read-then-written
+        lock = " FOR UPDATE" if self.dialect == "postgresql" else ""
+
+        def progress() -> list[int]:
+            lost: list[int] = []
+            with self.transaction() as con:
+                for nid, mid, fps in accepted:
+                    row = con.execute("SELECT message_ids, sent FROM notifications WHERE id = ? AND state = 'sending' "
+                                      f"AND claimed_by = ?{lock}", (nid, owner)).fetchone()
+                    if row is None:
+                        lost.append(nid)
+                        continue
+                    mids = json.loads(row[0] or "[]") + ([mid] if mid else [])
+                    sent = json.loads(row[1] or "[]")
+                    sent += [fp for fp in fps if fp not in sent]
+                    con.execute("UPDATE notifications SET message_ids = ?, sent = ? WHERE id = ?",
+                                (json.dumps(mids), json.dumps(sent), nid))
+                for nid in done:
+                    cur = con.execute(
+                        "UPDATE notifications SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, "
+                        "last_error = NULL, claimed_by = NULL, claim_until = NULL "
+                        "WHERE id = ? AND state = 'sending' AND claimed_by = ?", (at, nid, owner))
+                    if cur.rowcount == 0 and nid not in lost:
+                        lost.append(nid)
+                if refs:
+                    con.executemany("INSERT INTO message_refs (receiver, fingerprint, message_id, notification_id) "
+                                    "VALUES (?, ?, ?, ?) ON CONFLICT (receiver, fingerprint, message_id) "
+                                    "DO UPDATE SET notification_id = excluded.notification_id", list(refs))
+                if resolved_shown:
+                    con.executemany("DELETE FROM message_refs WHERE receiver = ? AND fingerprint = ?", list(resolved_shown))
+            return lost
+
+        return self._retrying(progress)
 
     def outbox_retry(self, owner: str, nid: int, attempts: int, next_at: float, error: str) -> bool:
-        with self.transaction() as con:
-            cur = con.execute(
-                "UPDATE notifications SET state = 'failed', attempts = ?, next_attempt_at = ?, last_error = ?, "
-                "claimed_by = NULL, claim_until = NULL WHERE id = ? AND state = 'sending' AND claimed_by = ?",
-                (attempts, next_at, error, nid, owner))
-        return cur.rowcount == 1
+        def run() -> bool:
+            with self.transaction() as con:
+                cur = con.execute(
+                    "UPDATE notifications SET state = 'failed', attempts = ?, next_attempt_at = ?, last_error = ?, "
+                    "claimed_by = NULL, claim_until = NULL WHERE id = ? AND state = 'sending' AND claimed_by = ?",
+                    (attempts, next_at, error, nid, owner))
+            return bool(cur.rowcount == 1)
+
+        return self._retrying(run)
 
     def outbox_dead(self, owner: str, nid: int, attempts: int, at: float, reason: str) -> bool:
-        with self.transaction() as con:
-            cur = con.execute(
-                "UPDATE notifications SET state = 'dead', attempts = ?, last_error = ?, next_attempt_at = ?, "
-                "claimed_by = NULL, claim_until = NULL WHERE id = ? AND state = 'sending' AND claimed_by = ?",
-                (attempts, reason, at, nid, owner))
-        return cur.rowcount == 1
+        def run() -> bool:
+            with self.transaction() as con:
+                cur = con.execute(
+                    "UPDATE notifications SET state = 'dead', attempts = ?, last_error = ?, next_attempt_at = ?, "
+                    "claimed_by = NULL, claim_until = NULL WHERE id = ? AND state = 'sending' AND claimed_by = ?",
+                    (attempts, reason, at, nid, owner))
+            return bool(cur.rowcount == 1)
+
+        return self._retrying(run)
 
     # -- reading -------------------------------------------------------------------------------
     def outbox_get(self, nid: int) -> Notification | None:
@@ -253,29 +285,32 @@ class OutboxQueries:
     # -- receivers disabled by a 404/401 ------------------------------------------------------------
     def receiver_disable(self, receiver: str, target_hash: str, at: float, reason: str) -> None:
         with self.transaction() as con:
-            con.execute("INSERT OR REPLACE INTO receiver_status (receiver, target_hash, disabled_at, reason) "
-                        "VALUES (?, ?, ?, ?)", (receiver, target_hash, at, reason))
+            con.execute("INSERT INTO receiver_status (receiver, target_hash, disabled_at, reason) "
+                        "VALUES (?, ?, ?, ?) ON CONFLICT (receiver) DO UPDATE SET target_hash = excluded.target_hash, "
+                        "disabled_at = excluded.disabled_at, reason = excluded.reason", (receiver, target_hash, at, reason))
 
     def receiver_statuses(self) -> list[ReceiverStatus]:
         return [ReceiverStatus(r[0], r[1], float(r[2]), r[3]) for r in
                 self.con.execute("SELECT receiver, target_hash, disabled_at, reason FROM receiver_status")]
 
     # -- notification groups (what each route/receiver group last said) ------------------------------
-    def notify_groups_load(self, con: sqlite3.Connection) -> dict[str, "NotifyGroupRow"]:
+    def notify_groups_load(self, con: Connection) -> dict[str, "NotifyGroupRow"]:
         return {r[0]: NotifyGroupRow(r[0], r[1], json.loads(r[2]), float(r[3]), r[4], json.loads(r[5]), json.loads(r[6]))
                 for r in con.execute("SELECT key, receiver, group_labels, first_seen, last_sent_at, sent_firing, route "
                                      "FROM notify_groups")}
 
-    def notify_group_save(self, con: sqlite3.Connection, g: "NotifyGroupRow") -> None:
-        con.execute("INSERT OR REPLACE INTO notify_groups (key, receiver, group_labels, first_seen, last_sent_at, "
-                    "sent_firing, route) VALUES (?, ?, ?, ?, ?, ?, ?)",
+    def notify_group_save(self, con: Connection, g: "NotifyGroupRow") -> None:
+        con.execute("INSERT INTO notify_groups (key, receiver, group_labels, first_seen, last_sent_at, "
+                    "sent_firing, route) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
+                    "receiver = excluded.receiver, group_labels = excluded.group_labels, first_seen = excluded.first_seen, "
+                    "last_sent_at = excluded.last_sent_at, sent_firing = excluded.sent_firing, route = excluded.route",
                     (g.key, g.receiver, json.dumps(g.group_labels), g.first_seen, g.last_sent_at,
                      json.dumps(sorted(g.sent_firing)), json.dumps(g.settings)))
 
-    def notify_group_delete(self, con: sqlite3.Connection, key: str) -> None:
+    def notify_group_delete(self, con: Connection, key: str) -> None:
         con.execute("DELETE FROM notify_groups WHERE key = ?", (key,))
 
-    def alert_set_escalation(self, con: sqlite3.Connection, fingerprint: str, level: int, at: float) -> None:
+    def alert_set_escalation(self, con: Connection, fingerprint: str, level: int, at: float) -> None:
         con.execute("UPDATE alerts SET escalation_level = ?, escalated_at = ? WHERE fingerprint = ?",
                     (level, at, fingerprint))
 

@@ -32,11 +32,14 @@ queries of the recent past (every evaluation) need not read the weights.
 
 from __future__ import annotations
 
-import sqlite3
 import time
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from typing import TYPE_CHECKING, Any, Callable
+
+if TYPE_CHECKING:
+    from perf_alerts.store.backend import Connection
+
 
 import numpy as np
 
@@ -67,13 +70,13 @@ class RetentionQueries:
 
     if TYPE_CHECKING:  # provided by Store
         @property
-        def con(self) -> sqlite3.Connection: ...
+        def con(self) -> Connection: ...
 
-        def transaction(self) -> AbstractContextManager[sqlite3.Connection]: ...
+        def transaction(self) -> AbstractContextManager[Connection]: ...
 
         def kv_get(self, key: str) -> Any: ...
 
-        def kv_set(self, key: str, value: Any, con: sqlite3.Connection | None = None) -> None: ...
+        def kv_set(self, key: str, value: Any, con: Connection | None = None) -> None: ...
 
     def apply_retention(self, now: float, retention: float, downsample_after: float, step: float, *,
                         max_lock_seconds: float = 0.1, pause: float = 0.11,
@@ -144,7 +147,7 @@ class RetentionQueries:
         return rep
 
     @staticmethod
-    def _thin_series(con: sqlite3.Connection, sid: int, lo: float, hi: float, step: float,
+    def _thin_series(con: Connection, sid: int, lo: float, hi: float, step: float,
                      rep: RetentionReport, counter: bool = False) -> None:
         rows = con.execute("SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts",
                            (sid, lo, hi)).fetchall()
@@ -199,7 +202,9 @@ class RetentionQueries:
         hi_col = [None if r else x for r, x in zip(keep_raw.tolist(), new_hi.tolist())]
         # one range delete, one insert: a seek each
         con.execute("DELETE FROM samples WHERE series_id = ? AND ts >= ? AND ts < ?", (sid, lo, hi))
-        con.executemany("INSERT OR REPLACE INTO samples (series_id, ts, value, n, lo, hi) VALUES (?, ?, ?, ?, ?, ?)",
+        con.executemany("INSERT INTO samples (series_id, ts, value, n, lo, hi) VALUES (?, ?, ?, ?, ?, ?) "
+                        "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, n = excluded.n, "
+                        "lo = excluded.lo, hi = excluded.hi",
                         zip([sid] * len(new_ts), new_ts.tolist(), new_val.tolist(), new_n.astype(np.int64).tolist(),
                             lo_col, hi_col))
         rep.downsampled += int(counts[many].sum())

@@ -1,0 +1,331 @@
+"""The PostgreSQL backend: one database shared by several daemons on several machines.
+
+Selected by a URL (`--db postgresql://user@host/db`, `PERF_ALERTS_DB`); psycopg 3 with a
+connection pool (`psycopg-pool`), imported only when a PostgreSQL URL is used, so `import
+perf_alerts` and the SQLite default stay free of it.
+
+- Exclusive transactions (the default of `write()`) take one transaction-scoped advisory lock
+  first, so the evaluator and the management code see the same one-writer-at-a-time world as
+  on SQLite, across every replica. Sample inserts and outbox claims skip it: inserts are
+  idempotent (`ON CONFLICT`), claims lock rows with `FOR UPDATE SKIP LOCKED`.
+- A lost connection (a restart, a failover, a network blip) is retried with backoff for up to
+  `retry_for` seconds: reads, and a transaction's start. A transaction cut in its middle is
+  rolled back by the server and reported as `StoreUnavailable`; the store's idempotent writes
+  (sample inserts, outbox outcomes) retry as a whole (`Store._retrying`), and the daemon's
+  cycle re-runs an evaluation it lost, so no sample batch or outbox entry is lost.
+- Errors name the host and database, never the password.
+"""
+
+from __future__ import annotations
+
+import functools
+import logging
+import re
+import sqlite3
+import threading
+import time
+from contextlib import contextmanager
+from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TypeVar
+from urllib.parse import urlsplit
+
+from perf_alerts.errors import StoreError, StoreUnavailable
+from perf_alerts.store.backend import redact_url
+from perf_alerts.store.schema import SCHEMA, SCHEMA_VERSION, postgres_ddl
+
+if TYPE_CHECKING:
+    import psycopg
+    import psycopg_pool
+
+log = logging.getLogger("perf_alerts.store")
+
+T = TypeVar("T")
+
+# pg_advisory_xact_lock keys: b"perf" and b"pmig" as integers
+WRITE_LOCK = 0x70657266
+MIGRATE_LOCK = 0x706D6967
+
+# version 3 is the first with a PostgreSQL backend (versions 1-2 were SQLite-only steps)
+_PG_STEPS = {3: "PostgreSQL schema: series, samples, alerts, outbox, management, replicas, rate limits"}
+
+
+@functools.lru_cache(maxsize=2048)
+def _pg(sql: str) -> str:
+    """`?` parameters to psycopg's `%s` (a literal % doubled). The store's SQL has no `?` or `%`
+    inside string literals."""
+    return sql.replace("%", "%%").replace("?", "%s")
+
+
+class _Result:
+    """Rows fetched in full, so the pooled connection is back in the pool before they are read."""
+
+    __slots__ = ("_rows", "rowcount", "_i")
+
+    def __init__(self, rows: list[Any], rowcount: int) -> None:
+        self._rows = rows
+        self.rowcount = rowcount
+        self._i = 0
+
+    def fetchone(self) -> Any:
+        if self._i >= len(self._rows):
+            return None
+        self._i += 1
+        return self._rows[self._i - 1]
+
+    def fetchall(self) -> list[Any]:
+        rows, self._i = self._rows[self._i:], len(self._rows)
+        return rows
+
+    def __iter__(self) -> Iterator[Any]:
+        return iter(self.fetchall())
+
+
+def _fetch(cur: "psycopg.Cursor[Any]") -> _Result:
+    return _Result(cur.fetchall() if cur.description is not None else [], cur.rowcount)
+
+
+class _Tx:
+    """A connection inside one transaction, speaking the store's `?` SQL."""
+
+    __slots__ = ("_conn",)
+
+    def __init__(self, conn: "psycopg.Connection[Any]") -> None:
+        self._conn = conn
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> Any:
+        return self._conn.execute(_pg(sql), parameters or None)
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> Any:
+        rows = list(seq_of_parameters)
+        cur = self._conn.cursor()
+        if rows:
+            cur.executemany(_pg(sql), rows)
+        return cur
+
+
+class _Reads:
+    """`con` of a PostgreSQL store: each statement on a pooled connection, retried when the
+    connection was lost; rows are fetched before the connection goes back."""
+
+    __slots__ = ("_b",)
+
+    def __init__(self, backend: "PostgresBackend") -> None:
+        self._b = backend
+
+    def execute(self, sql: str, parameters: Sequence[Any] = (), /) -> _Result:
+        q = _pg(sql)
+        return self._b.retrying(lambda conn: _fetch(conn.execute(q, parameters or None)))
+
+    def executemany(self, sql: str, seq_of_parameters: Iterable[Sequence[Any]], /) -> _Result:
+        rows = list(seq_of_parameters)
+
+        def run(conn: "psycopg.Connection[Any]") -> _Result:
+            with conn.transaction():
+                cur = conn.cursor()
+                if rows:
+                    cur.executemany(_pg(sql), rows)
+                return _Result([], cur.rowcount)
+
+        return self._b.retrying(run)
+
+
+def _where(url: str) -> str:
+    """host:port/database of a URL, for messages."""
+    try:
+        p = urlsplit(url)
+        host = p.hostname or "localhost"
+        port = p.port or 5432
+    except ValueError:
+        return redact_url(url)
+    db = p.path.lstrip("/") or "(default database)"
+    return f"{host}:{port}/{db}"
+
+
+class PostgresBackend:
+    dialect = "postgresql"
+
+    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 5.0,
+                 retry_for: float = 30.0) -> None:
+        try:
+            import psycopg  # noqa: F401
+            import psycopg_pool
+        except ImportError:
+            raise StoreError("a PostgreSQL store needs psycopg 3: pip install 'perf-alerts[postgres]'") from None
+        self.url = url
+        self.display = redact_url(url)
+        self.where = _where(url)
+        self.retry_for = retry_for
+        self._password = urlsplit(url).password if "://" in url else None
+        self._closed = False
+        self._warned = threading.Event()
+        conn = self._connect_once(connect_timeout)
+        try:
+            self._migrate(conn)
+        finally:
+            conn.close()
+        self._pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
+            url, min_size=1, max_size=max(2, pool_size), open=True, timeout=retry_for, name="perf-alerts",
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout)),
+                    "application_name": "perf-alerts"})
+        self._reads = _Reads(self)
+
+    # -- errors ---------------------------------------------------------------------------
+    def _reason(self, e: BaseException) -> str:
+        text = (str(e).strip().splitlines() or [type(e).__name__])[0]
+        text = re.sub(r"^connection failed: ", "", text)
+        if self._password:
+            text = text.replace(self._password, "***")
+        return text.strip() or type(e).__name__
+
+    def unavailable(self, e: BaseException) -> StoreUnavailable:
+        return StoreUnavailable(f"PostgreSQL at {self.where}: {self._reason(e)}")
+
+    def _connect_once(self, timeout: float) -> "psycopg.Connection[Any]":
+        import psycopg
+
+        try:
+            return psycopg.connect(self.url, autocommit=True, connect_timeout=max(1, int(timeout)),
+                                   application_name="perf-alerts")
+        except psycopg.Error as e:
+            raise StoreUnavailable(f"cannot connect to PostgreSQL at {self.where}: {self._reason(e)}") from None
+        except ValueError as e:  # a malformed URL or option
+            raise StoreError(f"{self.display}: not a usable PostgreSQL URL: {e}") from None
+
+    # -- connections ----------------------------------------------------------------------
+    @property
+    def con(self) -> _Reads:
+        return self._reads
+
+    def retrying(self, fn: Callable[["psycopg.Connection[Any]"], T]) -> T:
+        """`fn` on a pooled connection; a lost connection is retried with backoff for `retry_for` s."""
+        import psycopg
+        import psycopg_pool
+
+        deadline = time.monotonic() + self.retry_for
+        delay = 0.05
+        while True:
+            try:
+                with self._pool.connection(timeout=max(0.1, deadline - time.monotonic())) as conn:
+                    return fn(conn)
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as e:
+                if self._closed or time.monotonic() + delay >= deadline:
+                    raise self.unavailable(e) from None
+                self._note_retry(e)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+
+    def _note_retry(self, e: BaseException) -> None:
+        if not self._warned.is_set():
+            self._warned.set()
+            log.warning("PostgreSQL at %s: %s; retrying for up to %.0f s", self.where, self._reason(e), self.retry_for)
+
+    @contextmanager
+    def write(self, exclusive: bool = True) -> Iterator[_Tx]:
+        import psycopg
+        import psycopg_pool
+
+        deadline = time.monotonic() + self.retry_for
+        delay = 0.05
+        while True:  # a connection, BEGIN and the lock; retried while the server is away
+            conn = None
+            try:
+                conn = self._pool.getconn(timeout=max(0.1, deadline - time.monotonic()))
+                conn.execute("BEGIN")
+                if exclusive:
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
+                break
+            except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as e:
+                if conn is not None:
+                    self._putconn(conn)
+                if self._closed or time.monotonic() + delay >= deadline:
+                    raise self.unavailable(e) from None
+                self._note_retry(e)
+                time.sleep(delay)
+                delay = min(delay * 2, 2.0)
+        try:
+            try:
+                yield _Tx(conn)
+                conn.execute("COMMIT")
+            except BaseException:
+                if not conn.closed:
+                    try:
+                        conn.execute("ROLLBACK")
+                    except psycopg.Error:
+                        pass
+                raise
+        except psycopg.OperationalError as e:
+            raise self.unavailable(e) from None
+        finally:
+            self._putconn(conn)
+        self._warned.clear()
+
+    def _putconn(self, conn: "psycopg.Connection[Any]") -> None:
+        try:
+            self._pool.putconn(conn)
+        except Exception:  # a pool closed meanwhile
+            conn.close()
+
+    def marker(self) -> int:
+        """The server's WAL insert position: it moves whenever anything is committed (any replica,
+        any process; also other databases of the server, which only costs a recomputation)."""
+        row = self.con.execute("SELECT pg_wal_lsn_diff(pg_current_wal_insert_lsn(), '0/0')::bigint").fetchone()
+        return int(row[0])
+
+    def close(self) -> None:
+        if not self._closed:
+            self._closed = True
+            self._pool.close()
+
+    # -- migrations -----------------------------------------------------------------------
+    def _migrate(self, conn: "psycopg.Connection[Any]") -> None:
+        """Create or upgrade the schema, once, under an advisory lock (several daemons may start
+        at the same moment): the tables of `SCHEMA` (IF NOT EXISTS), columns added since, and
+        the numbered steps this store has not had."""
+        import psycopg
+
+        try:
+            with conn.transaction():
+                conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
+                conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, "
+                             "applied_at DOUBLE PRECISION NOT NULL, description TEXT NOT NULL)")
+                row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
+                current = int(row[0]) if row and row[0] is not None else 0
+                if current > SCHEMA_VERSION:
+                    raise StoreError(f"PostgreSQL at {self.where}: the store is at schema version {current}, "
+                                     f"this perf-alerts knows up to {SCHEMA_VERSION}: upgrade perf-alerts")
+                conn.execute(postgres_ddl(SCHEMA))
+                self._add_missing_columns(conn)
+                for v, what in sorted(_PG_STEPS.items()):
+                    if v > current:
+                        conn.execute("INSERT INTO schema_version (version, applied_at, description) "
+                                     "VALUES (%s, %s, %s)", (v, time.time(), what))
+        except psycopg.OperationalError as e:
+            raise self.unavailable(e) from None
+        except psycopg.errors.InsufficientPrivilege as e:
+            raise StoreError(f"PostgreSQL at {self.where}: cannot create the store's tables: "
+                             f"{self._reason(e)}") from None
+
+    @staticmethod
+    def _add_missing_columns(conn: "psycopg.Connection[Any]") -> None:
+        ref = sqlite3.connect(":memory:")
+        try:
+            ref.executescript(SCHEMA)
+            tables = [r[0] for r in ref.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
+            have: dict[str, set[str]] = {}
+            for t, c in conn.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                     "WHERE table_schema = current_schema()"):
+                have.setdefault(t, set()).add(c)
+            for t in tables:
+                for _, name, ctype, notnull, default, _pk in ref.execute(f"PRAGMA table_info({t})"):
+                    if name in have.get(t, {name}):
+                        continue
+                    decl = postgres_ddl(f'"{name}" {ctype}')
+                    if default is not None:
+                        decl += f" DEFAULT {default}"
+                    if notnull and default is not None:
+                        decl += " NOT NULL"
+                    conn.execute(f"ALTER TABLE {t} ADD COLUMN {decl}")
+        finally:
+            ref.close()
+
+
+__all__ = ["PostgresBackend"]
