@@ -41,7 +41,7 @@ _METAVARS = {
     "--at": "TIME", "--since": "TIME", "--start": "TIME", "--end": "TIME",
     "--lookback": "DURATION", "--horizon": "DURATION", "--period": "DURATION", "--duration": "DURATION",
     "--deadline": "DURATION", "--step": "DURATION", "--window": "DURATION",
-    "--db": "FILE", "--config": "FILE", "--out": "DIR", "--agent": "NAME", "--labels": "LABELS",
+    "--db": "FILE|URL", "--config": "FILE", "--out": "DIR", "--agent": "NAME", "--labels": "LABELS",
     "--state": "STATE", "--format": "FORMAT", "--group": "GROUP", "--fail-on": "SEVERITY", "--by": "WHO",
     "--comment": "TEXT", "--limit": "N", "--inputs": "JSON", "--host": "HOST", "--port": "PORT",
 }
@@ -161,7 +161,7 @@ def _global(
     config: Optional[str] = typer.Option(
         None, "--config", "-c", envvar="PERF_ALERTS_CONFIG",
         help="Config file (default ./config/alerting.yaml, else the packaged default)."),
-    db: Optional[str] = typer.Option(None, "--db", envvar="PERF_ALERTS_DB", help="SQLite store (default ./perf_alerts.db)."),
+    db: Optional[str] = typer.Option(None, "--db", envvar="PERF_ALERTS_DB", help="The store: a SQLite file (default ./perf_alerts.db) or postgresql://user@host/db."),
 ) -> None:
     state.config = config
     state.db = db
