@@ -71,6 +71,90 @@ def stored_samples() -> Callable[[Any], list[tuple[str, dict[str, str], float, f
     return read
 
 
+
+# --------------------------------------------------------------------------- both backends
+# The store-facing tests run on SQLite and on PostgreSQL (issue 12): `store_url` is a SQLite file
+# in tmp_path or a fresh PostgreSQL database, `make_store()` opens a Store on it. PostgreSQL is a
+# throwaway server started once per run (tests/pg_server.py; PERF_ALERTS_TEST_PG=postgresql://…
+# uses an existing one instead). Without it the postgresql variants skip locally and fail with CI=true.
+import pg_server as _pg
+
+
+@pytest.fixture(scope="session")
+def pg_server() -> Any:
+    """The session's PostgreSQL server (`.url`, `.create_database(name)`, `.restart()`, …)."""
+    try:
+        server = _pg.launch()
+    except _pg.PgUnavailable as e:
+        reason = str(e)
+    else:
+        with server:
+            yield server
+        return
+    if _pg.ci():
+        pytest.fail(f"PostgreSQL is required with CI=true: {reason}", pytrace=False)
+    pytest.skip(f"PostgreSQL not available: {reason}")
+
+
+@pytest.fixture
+def pg_url(pg_server: Any, request: pytest.FixtureRequest) -> Any:
+    """A fresh empty PostgreSQL database for this test (dropped afterwards); its URL."""
+    url = pg_server.create_database(request.node.name)
+    yield url
+    if pg_server.owned and not pg_server.running:  # a test that stopped the server and failed
+        pg_server.start()
+    pg_server.drop_database(url)
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_url(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the test's store lives: a SQLite file path in tmp_path, or a fresh PostgreSQL URL."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return str(tmp_path / "store.db")
+
+
+@pytest.fixture
+def new_store_url(store_url: str, request: pytest.FixtureRequest, tmp_path: Path) -> Any:
+    """`new_store_url()` → one more empty store location on store_url's backend (another SQLite
+    file, another PostgreSQL database dropped afterwards): for tests that need several stores."""
+    server = request.getfixturevalue("pg_server") if store_url.startswith("postgresql://") else None
+    made: list[str] = []
+
+    def new() -> str:
+        if server is not None:
+            made.append(server.create_database(request.node.name))
+        else:
+            made.append(str(tmp_path / f"store-{len(made) + 1}.db"))
+        return made[-1]
+
+    yield new
+    if server is not None and made:
+        if server.owned and not server.running:
+            server.start()
+        for url in made:
+            server.drop_database(url)
+
+
+@pytest.fixture
+def make_store(store_url: str, new_store_url: Any) -> Any:
+    """`make_store()` → a Store opened on store_url (call again for a second handle on the same
+    database, or pass another location, e.g. new_store_url()); every one is closed at teardown,
+    before the databases go."""
+    from perf_alerts.store import Store
+
+    opened: list[Any] = []
+
+    def make(location: Any = None) -> Any:
+        store = Store(store_url if location is None else location)
+        opened.append(store)
+        return store
+
+    yield make
+    for store in reversed(opened):
+        store.close()
+
+
 # --------------------------------------------------------------------------- no network
 # Tests talk only to servers they start on this machine. Any other connection from the
 # test process fails loudly, so a test (or a library it calls) cannot quietly reach the
