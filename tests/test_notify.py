@@ -66,10 +66,12 @@ def config_text(oncall: str, ops: str, extra: str = "", group_wait: str = "0s") 
     """) + textwrap.dedent(extra)
 
 
-def setup(tmp_path: Path, srv: FakeDiscord, extra: str = "", group_wait: str = "0s") -> tuple[PerfAlerts, ManualClock, Notifier]:
+def setup(tmp_path: Path, srv: FakeDiscord, extra: str = "", group_wait: str = "0s",
+          store: Store | None = None) -> tuple[PerfAlerts, ManualClock, Notifier]:
+    """A system on `store` (default: a SQLite file in tmp_path) delivering to the fake Discord."""
     cfg = parse_config(config_text(srv.url_for(1, "tok-oncall-secret"), srv.url_for(2, "tok-ops-secret"), extra, group_wait))
     clock = ManualClock(T0)
-    pa = PerfAlerts(cfg, Store(tmp_path / "s.db"), clock)
+    pa = PerfAlerts(cfg, store if store is not None else Store(tmp_path / "s.db"), clock)
     return pa, clock, Notifier(pa)
 
 

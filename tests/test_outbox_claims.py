@@ -1,12 +1,15 @@
 """The claiming outbox: senders never share a row, a lost claim changes nothing, a dead
 sender's rows are taken over when its lease runs out, each accepted message is recorded
-before the next request, and a resolution edits every message that announced the alert."""
+before the next request, and a resolution edits every message that announced the alert.
+On SQLite and on PostgreSQL (conftest's `make_store`/`store_url`)."""
 
 from __future__ import annotations
 
 import threading
 import time
 from pathlib import Path
+from typing import Any
+
 import httpx
 import pytest
 
@@ -30,10 +33,10 @@ def _enqueue(store: Store, n: int, receiver: str = "oncall") -> list[int]:
         return [ob.enqueue(con, receiver, "message", f"g{i}", {"title": f"m{i}", "alerts": []}, T0) for i in range(n)]
 
 
-def test_two_senders_claim_disjoint_rows_and_lose_nothing(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.db")
+def test_two_senders_claim_disjoint_rows_and_lose_nothing(make_store: Any) -> None:
+    store = make_store()
     ids = _enqueue(store, 40)
-    a, b = Outbox(Store(tmp_path / "s.db"), owner="a"), Outbox(Store(tmp_path / "s.db"), owner="b")
+    a, b = Outbox(make_store(), owner="a"), Outbox(make_store(), owner="b")
     got: dict[str, list[int]] = {}
 
     def take(ob: Outbox) -> None:
@@ -51,8 +54,8 @@ def test_two_senders_claim_disjoint_rows_and_lose_nothing(tmp_path: Path) -> Non
     assert Outbox(store, owner="c").claim(T0) == []
 
 
-def test_a_sender_without_the_claim_changes_nothing(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.db")
+def test_a_sender_without_the_claim_changes_nothing(make_store: Any) -> None:
+    store = make_store()
     [nid] = _enqueue(store, 1)
     a, b = Outbox(store, owner="a", lease=0.2), Outbox(store, owner="b", lease=30)
     [n] = a.claim(T0)
@@ -70,7 +73,7 @@ def test_a_sender_without_the_claim_changes_nothing(tmp_path: Path) -> None:
     assert row is not None and row.state == "delivered" and row.message_ids == ["2"] and row.claimed_by is None
 
 
-def test_each_message_is_recorded_before_the_next_request(tmp_path: Path) -> None:
+def test_each_message_is_recorded_before_the_next_request(make_store: Any, store_url: str) -> None:
     """Three notifications of five alerts each fill two messages; when the second request
     leaves, the first message's notifications are already delivered in the store."""
     seen_states: list[dict[int, str]] = []
@@ -78,7 +81,7 @@ def test_each_message_is_recorded_before_the_next_request(tmp_path: Path) -> Non
 
     def handler(request: httpx.Request) -> httpx.Response:
         nonlocal posted
-        con = Store(tmp_path / "s.db")
+        con = Store(store_url)
         seen_states.append({r.id: r.state for r in con.outbox_recent()})
         con.close()
         posted += 1
@@ -87,7 +90,7 @@ def test_each_message_is_recorded_before_the_next_request(tmp_path: Path) -> Non
     hook = "https://discord.com/api/webhooks/1/tok-secret"
     cfg = parse_config(config_text(hook, "https://discord.com/api/webhooks/2/tok2-secret"))
     clock = ManualClock(T0)
-    pa = PerfAlerts(cfg, Store(tmp_path / "s.db"), clock)
+    pa = PerfAlerts(cfg, make_store(), clock)
     client = DiscordClient(transport=httpx.MockTransport(handler))
     try:
         n = Notifier(pa, discord_client=client)
@@ -113,9 +116,9 @@ def test_each_message_is_recorded_before_the_next_request(tmp_path: Path) -> Non
         n.engine.run(client.aclose())
 
 
-def test_resolution_edits_every_message_that_announced_the_alert(tmp_path: Path) -> None:
+def test_resolution_edits_every_message_that_announced_the_alert(tmp_path: Path, make_store: Any) -> None:
     with fake_discord() as srv:
-        pa, clock, n = setup(tmp_path, srv)
+        pa, clock, n = setup(tmp_path, srv, store=make_store())
         cycle(pa, clock, n, 0, {("lat", "researcher"): 50})
         n.plan(), n.deliver()
         # still firing past repeat_interval (1h): a reminder is posted as a second message
@@ -131,15 +134,15 @@ def test_resolution_edits_every_message_that_announced_the_alert(tmp_path: Path)
         assert all(m["edited"] and m["embeds"][0]["color"] == RESOLVED_COLOR for m in msgs)
 
 
-def test_store_work_of_a_delivery_does_not_run_on_the_event_loop(tmp_path: Path) -> None:
+def test_store_work_of_a_delivery_does_not_run_on_the_event_loop(tmp_path: Path, make_store: Any) -> None:
     """Another connection holds the write lock for 1.5 s while a delivery records its outcome:
     the engine's loop keeps answering (the store calls wait in worker threads)."""
     with fake_discord() as srv:
-        pa, clock, n = setup(tmp_path, srv)
+        pa, clock, n = setup(tmp_path, srv, store=make_store())
         pa.record("lat", 50, {"agent": "researcher"})
         pa.evaluate()
         n.plan()
-        locker = Store(tmp_path / "s.db")
+        locker = make_store()  # its transaction: SQLite's write lock, PostgreSQL's write advisory lock
         lags: list[float] = []
 
         async def ticker() -> None:
@@ -175,13 +178,14 @@ def test_many_sync_deliveries_reuse_one_client(tmp_path: Path) -> None:
         assert len(srv.messages(1)) == 5
 
 
-def test_a_sender_that_lost_its_claim_stops_sending(tmp_path: Path) -> None:
+def test_a_sender_that_lost_its_claim_stops_sending(make_store: Any) -> None:
     """Sender A stalls past its lease while Discord holds its first request; B takes the
     rest over. A must not post what is now B's (the review found both posting)."""
     hook = "https://discord.com/api/webhooks/1/tok-secret"
     cfg = parse_config(config_text(hook, "https://discord.com/api/webhooks/2/tok2-secret"))
     cfg = cfg.model_copy(update={"delivery": cfg.delivery.model_copy(update={"lease": 0.6})})
-    pa = PerfAlerts(cfg, Store(tmp_path / "s.db"), ManualClock(T0))
+    pa = PerfAlerts(cfg, make_store(), ManualClock(T0))
+    b_store = make_store()
     taken: list[int] = []
     posted = 0
 
@@ -190,7 +194,7 @@ def test_a_sender_that_lost_its_claim_stops_sending(tmp_path: Path) -> None:
         posted += 1
         if posted == 1:  # A stalls (its loop is blocked: no heartbeat) and B takes over meanwhile
             time.sleep(0.8)
-            taken.extend(n.id for n in Outbox(Store(tmp_path / "s.db"), owner="B", lease=60).claim(T0))
+            taken.extend(n.id for n in Outbox(b_store, owner="B", lease=60).claim(T0))
         return httpx.Response(200, json={"id": str(1000 + posted), "channel_id": "1"})
 
     client = DiscordClient(transport=httpx.MockTransport(handler))
@@ -211,8 +215,8 @@ def test_a_sender_that_lost_its_claim_stops_sending(tmp_path: Path) -> None:
         n.engine.run(client.aclose())
 
 
-def test_a_takeover_counts_as_an_attempt(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.db")
+def test_a_takeover_counts_as_an_attempt(make_store: Any) -> None:
+    store = make_store()
     [nid] = _enqueue(store, 1)
     for k in range(3):  # three senders die holding it
         [n] = Outbox(store, owner=f"dead{k}", lease=0.01).claim(T0)
@@ -221,9 +225,9 @@ def test_a_takeover_counts_as_an_attempt(tmp_path: Path) -> None:
     assert n.attempts == 3  # a notification that kills every sender ends up dead, not retried forever
 
 
-def test_an_edit_that_may_work_later_is_retried_not_replaced(tmp_path: Path) -> None:
+def test_an_edit_that_may_work_later_is_retried_not_replaced(tmp_path: Path, make_store: Any) -> None:
     with fake_discord() as srv:
-        pa, clock, n = setup(tmp_path, srv)
+        pa, clock, n = setup(tmp_path, srv, store=make_store())
         cycle(pa, clock, n, 0, {("lat", "researcher"): 50})
         n.plan(), n.deliver()
         cycle(pa, clock, n, 1, {("lat", "researcher"): 10})
@@ -239,9 +243,9 @@ def test_an_edit_that_may_work_later_is_retried_not_replaced(tmp_path: Path) -> 
         assert msg["edited"] and msg["embeds"][0]["color"] == RESOLVED_COLOR
 
 
-def test_a_recurring_alert_edits_only_its_own_incidents_messages(tmp_path: Path) -> None:
+def test_a_recurring_alert_edits_only_its_own_incidents_messages(tmp_path: Path, make_store: Any) -> None:
     with fake_discord() as srv:
-        pa, clock, n = setup(tmp_path, srv)
+        pa, clock, n = setup(tmp_path, srv, store=make_store())
         minute = 0
         for incident in range(3):
             cycle(pa, clock, n, minute, {("lat", "researcher"): 50})
@@ -256,7 +260,7 @@ def test_a_recurring_alert_edits_only_its_own_incidents_messages(tmp_path: Path)
         assert len(set(starts)) == 3
 
 
-def test_sync_api_inside_a_loop_does_no_store_work_on_it(tmp_path: Path) -> None:
+def test_sync_api_inside_a_loop_does_no_store_work_on_it(tmp_path: Path, make_store: Any) -> None:
     """Another connection holds the write lock; `deliver_message` called inside a running loop
     returns at once (the queueing and sending happen on the engine once the lock is free)."""
     import asyncio
@@ -264,8 +268,8 @@ def test_sync_api_inside_a_loop_does_no_store_work_on_it(tmp_path: Path) -> None
     from perf_alerts.notify.pipeline import deliver_message
 
     with fake_discord() as srv:
-        pa, clock, _ = setup(tmp_path, srv)
-        locker = Store(tmp_path / "s.db")
+        pa, clock, _ = setup(tmp_path, srv, store=make_store())
+        locker = make_store()
         took: list[float] = []
 
         async def main() -> None:

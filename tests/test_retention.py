@@ -1,5 +1,6 @@
 """Retention and downsampling: correct buckets, only the new work each run, short write
-transactions, and writers in other processes keep writing while it runs."""
+transactions, and writers in other processes keep writing while it runs (on SQLite and on
+PostgreSQL: conftest's `make_store`/`store_url`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ import subprocess
 import sys
 import textwrap
 import time
-from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -30,8 +31,8 @@ def _fill(store: Store, n_series: int, days: float, end: float = T0, every: floa
         store.insert_rows(rows[i:i + 500_000])
 
 
-def test_buckets_hold_the_mean_and_recent_samples_stay_raw(tmp_path: Path) -> None:
-    store = Store(tmp_path / "r.db")
+def test_buckets_hold_the_mean_and_recent_samples_stay_raw(make_store: Any) -> None:
+    store = make_store()
     _fill(store, 3, 10)
     sid = store.list_series("m")[1].id
     before = store.query([sid], T0 - 10 * DAY - 1, T0)
@@ -52,8 +53,8 @@ def test_buckets_hold_the_mean_and_recent_samples_stay_raw(tmp_path: Path) -> No
     assert int((~old).sum()) == int((before.ts >= T0 - 2 * DAY).sum())
 
 
-def test_each_run_thins_only_what_became_old_since_the_last(tmp_path: Path) -> None:
-    store = Store(tmp_path / "r.db")
+def test_each_run_thins_only_what_became_old_since_the_last(make_store: Any) -> None:
+    store = make_store()
     _fill(store, 4, 5)
     first = store.apply_retention(T0, retention=30 * DAY, downsample_after=2 * DAY, step=STEP)
     assert first.downsampled == 4 * 3 * 1440 - 4  # every sample older than 2 days but the first (its bucket has one)
@@ -71,8 +72,8 @@ def test_each_run_thins_only_what_became_old_since_the_last(tmp_path: Path) -> N
     assert np.array_equal(snapshot.ts, same.ts) and np.array_equal(snapshot.value, same.value)
 
 
-def test_the_write_lock_is_given_back_between_batches(tmp_path: Path) -> None:
-    store = Store(tmp_path / "r.db")
+def test_the_write_lock_is_given_back_between_batches(make_store: Any) -> None:
+    store = make_store()
     _fill(store, 60, 3)
     rep = store.apply_retention(T0, retention=30 * DAY, downsample_after=1 * DAY, step=STEP,
                                 max_lock_seconds=0.005, pause=0.0)
@@ -81,14 +82,13 @@ def test_the_write_lock_is_given_back_between_batches(tmp_path: Path) -> None:
 
 
 @pytest.mark.slow
-def test_another_process_keeps_writing_while_retention_runs(tmp_path: Path) -> None:
-    db = tmp_path / "big.db"
-    store = Store(db)
+def test_another_process_keeps_writing_while_retention_runs(make_store: Any, store_url: str) -> None:
+    store = make_store()
     _fill(store, 300, 4)  # 1.7 M samples; the first run thins 3 days of 300 series
     writer = subprocess.Popen([sys.executable, "-c", textwrap.dedent(f"""
         import json, sys, time
         from perf_alerts.store import Store
-        s = Store({str(db)!r})
+        s = Store({store_url!r})
         [sid] = s.series_ids([("w", "{{}}")]).values()
         print("ready", flush=True)
         waits, t_end, i = [], time.monotonic() + 60, 0
@@ -116,4 +116,6 @@ def test_another_process_keeps_writing_while_retention_runs(tmp_path: Path) -> N
     assert rep.transactions > 5 and rep.max_lock_seconds < 0.5, rep
     # the writer kept going: never blocked anywhere near the whole run
     assert lines and lines[-1]["max"] < 1.0, (lines[-1], rep.seconds)
-    assert lines[-1]["n"] * 0.01 > rep.seconds * 0.5  # it wrote all through the run
+    # it wrote all through the run: several writes in each 110 ms pause between batches (a writer
+    # locked out for the whole run would have made one or two), whatever the machine's load
+    assert lines[-1]["n"] >= 3 * rep.transactions, (lines[-1], rep)

@@ -1,4 +1,6 @@
-"""The SQLite store: shared by processes and threads, retention and downsampling, migrations."""
+"""The store: shared by processes and threads, retention and downsampling (on SQLite and on
+PostgreSQL: `make_store`/`store_url`), and the SQLite file's own behaviour (WAL, `:memory:`,
+migrations of old files, unusable paths)."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ import subprocess
 import sys
 import threading
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -16,18 +19,23 @@ from perf_alerts.store import Store
 T0 = 1_800_000_000.0
 
 
-def test_wal_and_concurrent_writers(tmp_path: Path) -> None:
-    db = tmp_path / "c.db"
-    store = Store(db)
+def test_sqlite_store_uses_wal(tmp_path: Path) -> None:
+    store = Store(tmp_path / "c.db")
     assert store.con.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+    store.close()
+
+
+def test_concurrent_writers(make_store: Any, store_url: str) -> None:
+    store = make_store()
     code = f"""
 from perf_alerts.model import Sample
 from perf_alerts.store import Store
 import sys
-s = Store({str(db)!r})
+s = Store({store_url!r})
 w = int(sys.argv[1])
 for k in range(20):
     s.insert_samples([Sample("m", {{"writer": str(w)}}, {T0} + k * 60 + i, float(i)) for i in range(50)])
+s.close()
 """
     procs = [subprocess.Popen([sys.executable, "-c", code, str(w)]) for w in range(3)]
     threads = [threading.Thread(target=lambda w=w: store.insert_samples(
@@ -51,8 +59,8 @@ def test_memory_store_is_shared_across_threads() -> None:
     assert seen == [1]
 
 
-def test_retention_and_downsampling(tmp_path: Path) -> None:
-    store = Store(tmp_path / "r.db")
+def test_retention_and_downsampling(make_store: Any) -> None:
+    store = make_store()
     day = 86400.0
     ts = T0 - np.arange(0, 40 * day, 60.0)  # 40 days of one sample per minute
     store.insert_samples(Sample("m", {}, float(t), float(i % 10)) for i, t in enumerate(ts))
@@ -97,7 +105,7 @@ def test_unusable_store_paths_are_named_in_the_error(tmp_path: Path) -> None:
         Store(junk)
 
 
-def test_series_ids_do_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
+def test_series_ids_do_not_depend_on_the_hash_seed(new_store_url: Any) -> None:
     """The same samples get the same series ids in any process (ids were in set order before)."""
     import os
     import subprocess
@@ -105,11 +113,10 @@ def test_series_ids_do_not_depend_on_the_hash_seed(tmp_path: Path) -> None:
 
     code = ("import sys; from perf_alerts.store import Store; from perf_alerts.model import Sample\n"
             "s = Store(sys.argv[1]); s.insert_samples([Sample('m', {'agent': f'a{i}'}, 1.0, 1.0) for i in range(40)])\n"
-            "print([x.labels['agent'] for x in s.list_series()])")
+            "print([x.labels['agent'] for x in s.list_series()]); s.close()")
     outs = []
     for seed in ("1", "2", "3"):
-        db = tmp_path / f"s{seed}.db"
-        p = subprocess.run([sys.executable, "-c", code, str(db)], capture_output=True, text=True, timeout=60,
+        p = subprocess.run([sys.executable, "-c", code, new_store_url()], capture_output=True, text=True, timeout=60,
                            env={**os.environ, "PYTHONHASHSEED": seed})
         assert p.returncode == 0, p.stderr
         outs.append(p.stdout)
