@@ -1,11 +1,13 @@
 """`Store.last_timestamps` (the `absent` rule's lookup) by an index seek per series gives the
-same answers as the previous `MAX(ts) … GROUP BY series_id` query (issue 14, item 6)."""
+same answers as the previous `MAX(ts) … GROUP BY series_id` query (issue 14, item 6), on SQLite
+and on PostgreSQL (conftest's `make_store`); the query plan is SQLite's."""
 
 from __future__ import annotations
 
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -22,9 +24,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "bench"))
 from absent_cost import old_last_timestamps  # noqa: E402
 
 
-@pytest.fixture()
-def store(tmp_path: Path) -> Store:
-    s = Store(tmp_path / "s.db")
+def _fill(s: Store) -> Store:
     ids = list(s.series_ids([("heartbeat", json.dumps({"agent": f"a{i}"})) for i in range(1000)]).values())
     rng = np.random.default_rng(7)
     rows: list[tuple[int, float, float]] = []
@@ -42,6 +42,18 @@ def store(tmp_path: Path) -> Store:
     return s
 
 
+@pytest.fixture()
+def store(make_store: Any) -> Store:
+    return _fill(make_store())
+
+
+@pytest.fixture()
+def sqlite_store(tmp_path: Path) -> Any:
+    s = _fill(Store(tmp_path / "s.db"))
+    yield s
+    s.close()
+
+
 @pytest.mark.parametrize("at", [T0, T0 - 7200.0, T0 - 7200.5, T0 - 10_000.0, T0 + 3600.0, T0 + 99_999.0, T0 + 30.0])
 def test_same_answers_as_the_previous_query(store: Store, at: float) -> None:
     ids = [int(r[0]) for r in store.con.execute("SELECT id FROM series").fetchall()]
@@ -52,8 +64,8 @@ def test_same_answers_as_the_previous_query(store: Store, at: float) -> None:
     assert store.last_timestamps(ids[:1], at) == old_last_timestamps(store, ids[:1], at)
 
 
-def test_edge_cases_by_hand(tmp_path: Path) -> None:
-    s = Store(tmp_path / "e.db")
+def test_edge_cases_by_hand(make_store: Any) -> None:
+    s = make_store()
     a, b, c = s.series_ids([("m", "{}"), ("m", '{"x":"1"}'), ("m", '{"x":"2"}')]).values()
     s.insert_rows([(a, 100.0, 1.0), (a, 200.0, 1.0), (a, 300.0, 1.0), (b, 400.0, 1.0)])
     assert s.last_timestamps([a, b, c], 200.0) == {a: 200.0}  # at a sample's own instant: that sample
@@ -74,17 +86,17 @@ def test_absent_rule_results_unchanged(store: Store, monkeypatch: pytest.MonkeyP
         assert any(r[2] for r in new) and not all(r[2] for r in new)
 
 
-def test_one_index_seek_per_series(store: Store) -> None:
+def test_one_index_seek_per_series(sqlite_store: Store) -> None:
     """The statement SQLite runs searches the (series_id, ts) key from a correlated subquery
     (one seek per series, stopping at the first row), and never scans samples."""
     seen: list[str] = []
-    store.con.set_trace_callback(seen.append)
+    sqlite_store.con.set_trace_callback(seen.append)
     try:
-        store.last_timestamps([1, 2, 3], T0)
+        sqlite_store.last_timestamps([1, 2, 3], T0)
     finally:
-        store.con.set_trace_callback(None)
+        sqlite_store.con.set_trace_callback(None)
     (sql,) = [q for q in seen if "samples" in q]
-    plan = " | ".join(str(r[3]) for r in store.con.execute("EXPLAIN QUERY PLAN " + sql))
+    plan = " | ".join(str(r[3]) for r in sqlite_store.con.execute("EXPLAIN QUERY PLAN " + sql))
     assert "CORRELATED SCALAR SUBQUERY" in plan, plan
     assert "SEARCH samples USING PRIMARY KEY (series_id=? AND ts<?)" in plan, plan
     assert "SCAN samples" not in plan, plan

@@ -1,6 +1,7 @@
 """Downsampling by metric kind (issue 11): events keep their sum and count, gauges their
 mean, min and max, counters their last value and their increases — so a week's cost and
-call count read the same before and after retention thins it."""
+call count read the same before and after retention thins it. On SQLite and on PostgreSQL
+(conftest's `make_store`), but for the migration of an old SQLite file."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import json
 import sqlite3
 import textwrap
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -56,8 +58,8 @@ def _agg(store: Store, ids: list[int], start: float, end: float, how: str, kind:
     return block_aggregate(blk, how, end - start, kind)[1]
 
 
-def test_a_weeks_cost_total_and_call_count_survive_downsampling(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.db")
+def test_a_weeks_cost_total_and_call_count_survive_downsampling(make_store: Any) -> None:
+    store = make_store()
     ids = _week_of_samples(store, np.random.default_rng(11))
     # the previous week of a weekly summary, and day-sized windows inside it
     windows = [(T0 - 9 * DAY, T0 - 2 * DAY)] + [(T0 - d * DAY, T0 - (d - 1) * DAY) for d in range(9, 2, -1)]
@@ -94,8 +96,8 @@ def test_a_weeks_cost_total_and_call_count_survive_downsampling(tmp_path: Path) 
     assert s.max == before[("crew_llm_call_seconds", "max", windows[0])][0]
 
 
-def test_counters_keep_their_last_value_and_every_increase(tmp_path: Path) -> None:
-    store = Store(tmp_path / "s.db")
+def test_counters_keep_their_last_value_and_every_increase(make_store: Any) -> None:
+    store = make_store()
     ids = _week_of_samples(store, np.random.default_rng(5))
     sid = ids["requests_total"][0]
     raw = store.query([sid], 0, T0 + 1)
@@ -121,7 +123,7 @@ def test_counters_keep_their_last_value_and_every_increase(tmp_path: Path) -> No
         raw.value[raw.ts <= T0 - 2 * DAY][-1]
 
 
-def test_thinning_twice_changes_nothing_and_config_kinds_are_used(tmp_path: Path) -> None:
+def test_thinning_twice_changes_nothing_and_config_kinds_are_used(make_store: Any) -> None:
     cfg = parse_config(textwrap.dedent("""
     global: {retention: 30d, downsample_after: 2d, downsample_step: 5m}
     metrics:
@@ -129,7 +131,7 @@ def test_thinning_twice_changes_nothing_and_config_kinds_are_used(tmp_path: Path
     """))
     assert cfg.metric_meta("crew_cost_usd").kind == "event" and cfg.metric_meta("host_cpu_percent").kind == "gauge"
     assert cfg.metric_meta("x_total").kind == "counter" and cfg.metric_meta("jobs_done").kind == "counter"
-    pa = PerfAlerts(cfg, Store(tmp_path / "s.db"), ManualClock(T0))
+    pa = PerfAlerts(cfg, make_store(), ManualClock(T0))
     ts = np.arange(T0 - 4 * DAY + 30, T0, 60.0)
     pa.store.insert_samples([])
     sid = pa.store.series_ids([("jobs_done", "{}")])[("jobs_done", "{}")]
@@ -181,11 +183,11 @@ def test_an_old_store_file_gains_the_weight_columns(tmp_path: Path) -> None:
     assert (len(blk), blk.count, blk.total, float(blk.lo[0]), float(blk.hi[0])) == (1, 2, 4.0, 1.5, 2.5)  # type: ignore[index]
 
 
-def test_health_over_a_downsampled_day_counts_the_raw_errors_and_calls(tmp_path: Path) -> None:
+def test_health_over_a_downsampled_day_counts_the_raw_errors_and_calls(make_store: Any) -> None:
     from perf_alerts.insights import agent_health
 
     cfg = parse_config("rules: []\n")
-    store = Store(tmp_path / "s.db")
+    store = make_store()
     rng = np.random.default_rng(8)
     ts = np.sort(np.floor(rng.uniform(T0 - 6 * DAY, T0 - 4 * DAY, 3000)) + 0.5)
     lab = json.dumps({"agent": "writer"})

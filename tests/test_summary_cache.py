@@ -1,6 +1,7 @@
 """The executive summary cache behind `GET /api/v1/summary` (issue 14, item 8): a repeated request in the
 same state of the store and minute is served from the cache and equals a fresh computation; new samples
-(from this process or another connection), a new evaluation, an acknowledgement or a new minute recompute."""
+(from this process or another connection), a new evaluation, an acknowledgement or a new minute recompute.
+On a SQLite file, SQLite's `:memory:` and PostgreSQL (the change marker differs on each)."""
 
 from __future__ import annotations
 
@@ -51,9 +52,17 @@ def _system(db: Any) -> PerfAlerts:
     return s
 
 
-@pytest.fixture(params=["file", "memory"])
-def system(request: pytest.FixtureRequest, tmp_path: Path) -> Iterator[PerfAlerts]:
-    s = _system(tmp_path / "c.db" if request.param == "file" else ":memory:")
+@pytest.fixture(params=["file", "memory", "postgresql"])
+def location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where the system's store lives: a SQLite file, SQLite's :memory: or a fresh PostgreSQL database."""
+    if request.param == "postgresql":
+        return str(request.getfixturevalue("pg_url"))
+    return str(tmp_path / "c.db") if request.param == "file" else ":memory:"
+
+
+@pytest.fixture
+def system(location: str) -> Iterator[PerfAlerts]:
+    s = _system(location)
     yield s
     s.store.close()
 
@@ -95,7 +104,7 @@ def test_new_samples_from_this_process_invalidate(system: PerfAlerts, cache: Sum
 
 
 def test_new_samples_from_another_thread_and_another_connection_invalidate(
-        system: PerfAlerts, cache: SummaryCache, tmp_path: Path) -> None:
+        system: PerfAlerts, cache: SummaryCache, location: str) -> None:
     cache.get(86400.0)
     t = threading.Thread(target=system.store.insert_samples,
                          args=([Sample(catalog.LLM_SECONDS, {"agent": "writer", "model": "gpt-4o"}, END - 1, 60.0)],))
@@ -103,8 +112,8 @@ def test_new_samples_from_another_thread_and_another_connection_invalidate(
     t.join()
     cache.get(86400.0)
     assert cache.misses == 2
-    if system.store.path != Path(":memory:"):  # another process's handle on the same file (the daemon, the CLI)
-        other = Store(system.store.path)
+    if location != ":memory:":  # another process's handle on the same store (the daemon, the CLI, a replica)
+        other = Store(location)
         other.insert_samples([Sample(catalog.LLM_SECONDS, {"agent": "writer", "model": "gpt-4o"}, END - 2, 61.0)])
         other.close()
         fresh = cache.get(86400.0)
