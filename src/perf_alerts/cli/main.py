@@ -706,7 +706,7 @@ def demo(
 # the commands of the other modules (they import cli._common, never this module)
 app.add_typer(crew_cmd.crew_app, name="crew")  # crewai is imported inside its commands only
 app.command("dashboard")(web_cmd.dashboard)  # fastapi/uvicorn imported inside
-manage_cmd.register(app)  # run, optimize, schedules, policies, audit
+manage_cmd.register(app)  # run, status, optimize, schedules, policies, audit
 slo_cmd.register(app)  # slo
 
 

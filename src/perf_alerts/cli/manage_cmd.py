@@ -1,4 +1,4 @@
-"""Management commands: `run` (the daemon), `optimize`, `schedules`, `policies`, `audit`.
+"""Management commands: `run` (the daemon), `status` (its replicas), `optimize`, `schedules`, `policies`, `audit`.
 
 Registered on the main app by `register(app)`. Heavy imports stay inside the commands so
 `perf-alerts --help` does not pay for them.
@@ -13,6 +13,8 @@ import typer
 
 from perf_alerts.cli import output as out
 from perf_alerts.cli._common import setup_logging, system
+from perf_alerts.textsafe import plural
+from perf_alerts.timeutil import format_duration, iso
 
 if TYPE_CHECKING:
     from perf_alerts.manage.daemon import ServeHTTP
@@ -134,6 +136,37 @@ def register(app: typer.Typer) -> None:
              ", ".join(f"{a['type']}[{a['mode']}]" for a in x["actions"]), x["cooldown"], x["last_fired"] or "never",
              x["cooldown_until"] or "") for x in items
         ])
+
+    @app.command("status")
+    def status_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
+        """The daemons (replicas) sharing the store, which one leads, and their last heartbeat.
+
+        A replica whose heartbeat is older than three evaluation intervals is shown stale
+        (killed, hung or cut off from the store); its row is forgotten after a week.
+        """
+        from perf_alerts.manage.cluster import cluster_status
+        from perf_alerts.timeutil import SystemClock
+
+        s = system()
+        st = cluster_status(s.store, SystemClock().now(), float(s.config.global_.evaluation_interval))
+        if as_json:
+            out.emit_json(st.to_dict())
+            return
+        if st.leader is not None:
+            out.line(f"leader: {st.leader} (term {st.term}, since {out.to_second(iso(st.leader_since))}, "
+                     f"lease until {out.to_second(iso(st.lease_expires_at))})")
+        else:
+            out.line("leader: none (no daemon holds the lease: none is running, or the last leader died and "
+                     "its lease has not run out yet)")
+        if not st.replicas:
+            out.line("no replicas: no daemon (perf-alerts run) is running on this store")
+            return
+        out.table(None, ["replica", "host", "pid", "http", "last heartbeat", "state", "leader"], [
+            (r.id, r.host, r.pid, r.http_url or "-", f"{format_duration(max(r.heartbeat_age, 0.0))} ago",
+             r.state, "yes" if r.leader else "") for r in st.replicas
+        ])
+        stale = len(st.replicas) - st.alive
+        out.line(f"{plural(len(st.replicas), 'replica')}, {st.alive} alive" + (f", {stale} stale" if stale else ""))
 
     @app.command("audit")
     def audit_cmd(

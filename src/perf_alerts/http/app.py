@@ -52,7 +52,7 @@ from perf_alerts.http.server import (RunningServer, ServeError, check_bind, is_l
                                   serve_until_signal, start_server)
 from perf_alerts.model import labels_match, parse_alert_states, parse_label_filter, validate_metric_name
 from perf_alerts.notify.redact import redact, register_secret
-from perf_alerts.timeutil import MAX_UNIX, MIN_UNIX, iso, parse_duration_arg, parse_timestamp
+from perf_alerts.timeutil import MAX_UNIX, MIN_UNIX, SystemClock, iso, parse_duration_arg, parse_timestamp
 
 if TYPE_CHECKING:
     import uvicorn
@@ -355,13 +355,14 @@ def _host_of(header: str) -> str:
 
 def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Notifier | None" = None,
                scheduler: object | None = None, policies: object | None = None,
-               trusted_hosts: Iterable[str] | None = None) -> FastAPI:
+               trusted_hosts: Iterable[str] | None = None, replica: str | None = None) -> FastAPI:
     """The API and the dashboard over `system`.
 
     `token`: when set, `/api/*` requires `Authorization: Bearer <token>`. `notifier`: the
     daemon's notifier (for receiver state); one is made when needed. `scheduler` and
     `policies`: objects with `.status() -> list[dict]` (None: their endpoints say so).
     `trusted_hosts`: Host names accepted without a token (default: loopback names).
+    `replica`: the id of the daemon serving the app, shown in `/api/v1/status` (None: not a daemon).
     """
     if token is not None:
         if not token.strip():
@@ -768,10 +769,15 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
     # ---------------------------------------------------------------- overview for the page
     @app.get(f"{API_PREFIX}/status", responses=_responses())
     def status() -> Any:
+        from perf_alerts.manage.cluster import cluster_status
+
         last = system.store.kv_get("last_evaluation")
+        # the daemons sharing the store (wall clock: heartbeats and leases are real time, whatever system.clock says)
+        cluster = cluster_status(system.store, SystemClock().now(), float(system.config.global_.evaluation_interval))
         return {"now": iso(system.clock.now()), "version": _version(), "token_required": token_bytes is not None,
                 "rules": len(system.config.rules), "last_evaluation": None if not last else {
-                    "at": iso(last.get("at")), "rules": last.get("rules"), "errors": [redact(e) for e in last.get("errors", [])]}}
+                    "at": iso(last.get("at")), "rules": last.get("rules"), "errors": [redact(e) for e in last.get("errors", [])]},
+                "cluster": {**_jsonable_item(cluster.to_dict()), "replica": replica}}
 
     return app
 
@@ -811,7 +817,7 @@ async def serve_for_daemon(system: "PerfAlerts", daemon: "Daemon") -> RunningSer
     """The daemon's dashboard and API (`Daemon(serve_http=serve_for_daemon)`, passed by `perf-alerts run`):
     the app shows the daemon's own notifier, scheduler and policies, on its host, port and token."""
     app = create_app(system, token=daemon.token, notifier=daemon.notifier, scheduler=daemon.scheduler,
-                     policies=daemon.policies)
+                     policies=daemon.policies, replica=daemon.replica.id)
     return await start_server(app, daemon.host, daemon.port)
 
 

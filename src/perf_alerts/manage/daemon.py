@@ -9,9 +9,19 @@ by the `serve_http` the front end injects) stays responsive while another proces
 SQLite's write lock. Between ticks the loop also wakes for outbox retries that come due
 and for leases of crashed senders that run out.
 
+Several daemons may share one store (replicas, `manage/cluster.py`): every one serves HTTP
+and delivers, and only the one holding the leader lease evaluates rules, runs schedules,
+policies, escalation checks (the notification plan) and retention. Each tick starts by taking
+or renewing the lease (and writing the replica's heartbeat); each leader-only step checks that
+the lease is still live first, so a replica that lost it stops at once. Between ticks a
+keeper task renews the lease (a third of its lifetime after the last renewal) and, on a
+follower, tries to take it the moment it runs out: a follower that becomes leader runs a tick
+at once. A lone daemon takes the free lease at its first tick and behaves as before.
+
 SIGTERM/SIGINT: the HTTP server stops accepting, the current tick (and its delivery)
-finishes, the process exits 0. Whatever was planned but not sent is in the outbox and the
-next process sends it; schedule and policy state are in the store, so a restart picks up
+finishes, the replica resigns leadership (a follower takes over at its next attempt) and
+removes its row, the process exits 0. Whatever was planned but not sent is in the outbox and
+the next process sends it; schedule and policy state are in the store, so a restart picks up
 where the last process left off.
 """
 
@@ -26,7 +36,8 @@ import time
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
 
 from perf_alerts.errors import DaemonError
-from perf_alerts.timeutil import format_duration, iso
+from perf_alerts.manage.cluster import Leadership, Replica
+from perf_alerts.timeutil import Clock, format_duration, iso
 
 if TYPE_CHECKING:
     from perf_alerts.core import PerfAlerts
@@ -45,7 +56,11 @@ class Daemon:
                  http: bool = True, token: str | None = None, collect_host: bool = True,
                  console_write: Callable[[str], None] | None = None,
                  sleep: Callable[[float], Awaitable[Any]] | None = None,
-                 serve_http: "ServeHTTP | None" = None) -> None:
+                 serve_http: "ServeHTTP | None" = None, replica: Replica | None = None,
+                 lease_clock: Clock | None = None) -> None:
+        """`replica`: this daemon's identity among the replicas of the store (default: a new one for
+        this process); `lease_clock`: the wall clock of the leader lease (default `SystemClock`;
+        never the system's alert clock, which a demo or a test moves on its own)."""
         from perf_alerts.manage.policies import PolicyEngine
         from perf_alerts.manage.schedules import Scheduler
         from perf_alerts.notify.pipeline import Notifier
@@ -65,45 +80,61 @@ class Daemon:
         self._server: Any = None
         self._serve_http = serve_http  # injected by the front end: this layer does not import perf_alerts.http
         self._last_retention: float | None = None
+        self._wake: asyncio.Event | None = None  # set by stop() and when this replica becomes leader
         self.ticks = 0
         self.url: str | None = None
+        self.replica = replica or Replica.current(lease_clock)
+        self.leadership = Leadership(system.store, self.replica, float(g.evaluation_interval), clock=lease_clock)
 
     # ------------------------------------------------------------------ one tick
     async def tick(self, now: float | None = None) -> dict[str, Any]:
-        """One cycle: collect, schedules, policies, plan, deliver (and retention once an hour)."""
+        """One cycle: lead (take or renew the lease) and heartbeat, collect; then, on the leader only,
+        schedules, policies and plan; deliver (every replica); retention once an hour (leader)."""
         s = self.system
         now = s.clock.now() if now is None else now
         rep: dict[str, Any] = {"at": iso(now)}
+        lead = await asyncio.to_thread(self.leadership.cycle)
+        rep["leader"], rep["term"] = lead.leader, lead.term
         if self.collect_host:
             try:
                 await asyncio.to_thread(s.collect_host)
             except Exception as e:  # a missing psutil or a bad mount must not stop the daemon
                 rep["collect_error"] = f"{type(e).__name__}: {e}"
                 log.warning("host metrics: %s", rep["collect_error"])
-        runs = await asyncio.to_thread(self.scheduler.tick, now)
-        rep["jobs"] = [r.to_dict() for r in runs]
-        for r in runs:
-            if r.status != "ok":
-                log.warning("schedule %s (%s): %s %s", r.schedule, r.job, r.status, r.result.get("error", ""))
-        try:
-            execs = await asyncio.to_thread(self.policies.evaluate, now)
-            rep["actions"] = [e.to_dict() for e in execs]
-        except Exception as e:
-            log.exception("policies failed")
-            rep["policy_error"] = f"{type(e).__name__}: {e}"
-        plan = await asyncio.to_thread(self.notifier.plan, now)
-        rep["planned"] = plan.to_dict()
+        rep["jobs"], rep["actions"], rep["planned"] = [], [], None
+        if await self._leading():
+            runs = await asyncio.to_thread(self.scheduler.tick, now)
+            rep["jobs"] = [r.to_dict() for r in runs]
+            for r in runs:
+                if r.status != "ok":
+                    log.warning("schedule %s (%s): %s %s", r.schedule, r.job, r.status, r.result.get("error", ""))
+        if await self._leading():
+            try:
+                execs = await asyncio.to_thread(self.policies.evaluate, now)
+                rep["actions"] = [e.to_dict() for e in execs]
+            except Exception as e:
+                log.exception("policies failed")
+                rep["policy_error"] = f"{type(e).__name__}: {e}"
+        if await self._leading():  # grouping, repeats and escalations: the leader's
+            plan = await asyncio.to_thread(self.notifier.plan, now)
+            rep["planned"] = plan.to_dict()
         rep["delivery"] = (await self.deliver(now)).to_dict()
-        if self._last_retention is None or now - self._last_retention >= RETENTION_EVERY:
+        if (self._last_retention is None or now - self._last_retention >= RETENTION_EVERY) and await self._leading():
             try:
                 rep["retention"] = (await asyncio.to_thread(s.apply_retention)).to_dict()
+                await asyncio.to_thread(self.leadership.forget_silent)
             except Exception as e:
                 log.warning("retention: %s: %s", type(e).__name__, e)
             self._last_retention = now
         self.ticks += 1
         await asyncio.to_thread(s.store.kv_set, "daemon", {"pid": os.getpid(), "last_tick": now, "ticks": self.ticks,
-                                                           "url": self.url})
+                                                           "url": self.url, "replica": self.replica.id})
         return rep
+
+    async def _leading(self) -> bool:
+        """Before each leader-only step: does this replica still hold a live lease? (A store call
+        only when the last renewal is a third of the lease old.)"""
+        return await asyncio.to_thread(self.leadership.still_leading)
 
     async def deliver(self, now: float | None = None) -> Any:
         rep = await self.notifier.deliver_async(now)
@@ -118,11 +149,15 @@ class Daemon:
         if self._stop is not None and not self._stop.is_set():
             log.info("stopping: finishing the current cycle; undelivered notifications stay in the outbox")
             self._stop.set()
+        if self._wake is not None:
+            self._wake.set()
         if self._server is not None:
             self._server.should_exit = True
 
     async def run(self, once: bool = False) -> int:
         self._stop = asyncio.Event()
+        self._wake = asyncio.Event()
+        keeper: asyncio.Task[None] | None = None
         loop = asyncio.get_running_loop()
         installed = []
         for sig in (signal.SIGTERM, signal.SIGINT):
@@ -139,6 +174,9 @@ class Daemon:
         try:
             if self.http and not once:
                 await self._start_http()
+                self.leadership.set_http_url(self.url)
+            if not once:
+                keeper = asyncio.create_task(self._keep_lease())
             interval = float(self.system.config.global_.evaluation_interval)
             self._announce(interval)
             for w in self.system.config.warnings:
@@ -173,6 +211,9 @@ class Daemon:
                     await self._wait(wait)
                     if self._stop.is_set():
                         break
+                    if self._wake.is_set():  # this replica just became leader: its first cycle now
+                        self._wake.clear()
+                        break
                     if (due is not None and self.system.clock.now() >= due) or \
                             (lease_end is not None and time.time() >= lease_end):
                         try:
@@ -180,6 +221,14 @@ class Daemon:
                         except Exception:
                             log.exception("delivery failed")
         finally:
+            if keeper is not None:
+                keeper.cancel()
+                with contextlib.suppress(asyncio.CancelledError):
+                    await keeper
+            try:  # resign (a follower takes over at once) and leave the replicas
+                await asyncio.to_thread(self.leadership.leave)
+            except Exception as e:
+                log.warning("could not resign leadership (it runs out by itself): %s: %s", type(e).__name__, e)
             await self._stop_http()
             for sig in installed:
                 loop.remove_signal_handler(sig)
@@ -189,18 +238,41 @@ class Daemon:
         return 1 if once and failed_cycle else 0  # `run --once` (cron, tests) reports a failed cycle
 
     async def _wait(self, seconds: float) -> None:
-        assert self._stop is not None
+        """Sleep `seconds`, or less if the daemon is stopped or this replica becomes leader."""
+        assert self._wake is not None
         if self._sleep is not None:
             await self._sleep(seconds)
             return
         with contextlib.suppress(asyncio.TimeoutError):
-            await asyncio.wait_for(self._stop.wait(), timeout=max(seconds, 0.0))
+            await asyncio.wait_for(self._wake.wait(), timeout=max(seconds, 0.0))
+
+    async def _keep_lease(self) -> None:
+        """Between ticks: the leader renews its lease a third of the way through it (a long tick or a
+        slow delivery must not let it run out); a follower tries to take it when it runs out and,
+        once leader, wakes the loop for a cycle at once."""
+        assert self._stop is not None and self._wake is not None
+        lead = self.leadership
+        while not self._stop.is_set():
+            delay = max(lead.next_attempt_at() - lead.clock.now(), MIN_SLEEP)
+            with contextlib.suppress(asyncio.TimeoutError):
+                await asyncio.wait_for(self._stop.wait(), timeout=delay)
+            if self._stop.is_set():
+                return
+            try:
+                res = await asyncio.to_thread(lead.attempt)
+            except Exception as e:  # the store is away: the next tick says so; try again later
+                log.warning("leadership: %s: %s", type(e).__name__, e)
+                with contextlib.suppress(asyncio.TimeoutError):
+                    await asyncio.wait_for(self._stop.wait(), timeout=lead.interval)
+                continue
+            if res.leader and res.changed:
+                self._wake.set()
 
     def _announce(self, interval: float) -> None:
         sched = self.scheduler.schedules
-        log.info("perf-alerts daemon: %d schedule(s), %d policies, %d rule(s), cycle every %s%s",
-                 len(sched), len(self.policies.policies), len(self.system.config.rules), format_duration(interval),
-                 f"; dashboard {self.url}" if self.url else "")
+        log.info("perf-alerts daemon %s: %d schedule(s), %d policies, %d rule(s), cycle every %s%s",
+                 self.replica.id, len(sched), len(self.policies.policies), len(self.system.config.rules),
+                 format_duration(interval), f"; dashboard {self.url}" if self.url else "")
 
     # ------------------------------------------------------------------ HTTP
     async def _start_http(self) -> None:

@@ -103,19 +103,24 @@ def _lease(r: Sequence[Any]) -> LeaseRecord:
 
 
 class ClusterQueries:
-    """Mixin of `Store` (uses its `con` for reads and `_write()` for transactions)."""
+    """Mixin of `Store` (uses its `con` for reads and `_write()` for transactions).
+
+    Every write here is one statement, atomic by itself (SQLite's write lock, PostgreSQL's row
+    locks), so none takes the exclusive transaction: a lease renewal must not wait behind a long
+    evaluation holding it, or the lease would run out while its holder is busy and alive.
+    """
 
     if TYPE_CHECKING:  # provided by Store (each backend's connection: execute/executemany/fetch*)
         @property
         def con(self) -> Any: ...
 
-        def _write(self) -> AbstractContextManager[Any]: ...
+        def _write(self, exclusive: bool = True) -> AbstractContextManager[Any]: ...
 
     # -- replicas ------------------------------------------------------------------------------
     def heartbeat(self, replica: ReplicaRecord, now: float) -> None:
         """Insert or refresh `replica`'s row: its heartbeat is `now` (wall clock), and its HTTP
         address, version and duties are what it says now (its identity and start time stay)."""
-        with self._write() as con:
+        with self._write(exclusive=False) as con:
             con.execute(
                 f"INSERT INTO replicas ({_REPLICA_COLS}) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) "
                 "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at, http_url = excluded.http_url, "
@@ -130,13 +135,13 @@ class ClusterQueries:
 
     def remove_replica(self, replica_id: str) -> bool:
         """Delete a replica's row (a clean stop); True if there was one."""
-        with self._write() as con:
+        with self._write(exclusive=False) as con:
             rows = con.execute("DELETE FROM replicas WHERE id = ? RETURNING id", (replica_id,)).fetchall()
         return bool(rows)
 
     def forget_replicas(self, heartbeat_before: float) -> int:
         """Delete the rows of replicas silent since before `heartbeat_before` (killed long ago); how many."""
-        with self._write() as con:
+        with self._write(exclusive=False) as con:
             rows = con.execute("DELETE FROM replicas WHERE heartbeat_at < ? RETURNING id",
                                (float(heartbeat_before),)).fetchall()
         return len(rows)
@@ -157,7 +162,7 @@ class ClusterQueries:
         if not ttl > 0:
             raise ValueError(f"lease ttl must be > 0, got {ttl!r}")
         until = float(now) + float(ttl)
-        with self._write() as con:
+        with self._write(exclusive=False) as con:
             row = con.execute(
                 f"INSERT INTO leases ({_LEASE_COLS}) VALUES (?, ?, ?, ?, ?, 1) "
                 "ON CONFLICT (name) DO UPDATE SET holder = excluded.holder, expires_at = excluded.expires_at, "
@@ -179,7 +184,7 @@ class ClusterQueries:
         """Give the lease up at once, if `holder` has it (a clean stop), so another replica can take
         it without waiting for it to run out; True if it was held by `holder`. The term is kept:
         the next holder, whoever it is, gets the next one."""
-        with self._write() as con:
+        with self._write(exclusive=False) as con:
             rows = con.execute(
                 "UPDATE leases SET holder = NULL, expires_at = ?, renewed_at = ? WHERE name = ? AND holder = ? "
                 "RETURNING name", (float(now), float(now), name, holder)).fetchall()

@@ -476,6 +476,17 @@
     replace("notifications", table(["ID", "Receiver", "Kind", "Delivery", "Attempts", "Content", "Time", "Last error"], rows, "No notifications yet."));
   }
 
+  // the daemons sharing the store: "leader: <replica> · N replicas", heartbeat ages on hover
+  function renderCluster(cl) {
+    const box = document.getElementById("cluster");
+    const reps = (cl && cl.replicas) || [];
+    if (!reps.length) { box.textContent = ""; box.title = ""; return; }
+    const stale = reps.length - (cl.alive || 0);
+    box.textContent = (cl.leader ? "leader: " + cl.leader : "no leader") + " · " + plural(reps.length, "replica")
+      + (stale > 0 ? " (" + stale + " stale)" : "");
+    box.title = reps.map((r) => r.id + (r.leader ? " (leader)" : "") + ": heartbeat " + r.heartbeat_ago + " ago, " + r.state).join("\n");
+  }
+
   // ------------------------------------------------------------------ refresh loop
   async function section(id, work) {
     try {
@@ -512,6 +523,7 @@
           document.getElementById("last-eval").textContent = le
             ? "last evaluation " + ago(le.at) + " · " + plural(st.rules, "rule") + (le.errors && le.errors.length ? " · " + plural(le.errors.length, "rule error") : "")
             : plural(st.rules, "rule") + " · not evaluated yet";
+          renderCluster(st.cluster);
         }),
       ]);
       document.getElementById("updated").textContent = "updated " + new Date().toISOString().slice(11, 19) + " UTC";  // every time on the page is UTC
