@@ -20,7 +20,7 @@ from typing import TYPE_CHECKING, Any, Callable
 
 from perf_alerts.config import Receiver
 from perf_alerts.model import Alert, AlertState, alert_from_snapshot, alert_snapshot, canonical_labels
-from perf_alerts.notify.discord import AlertGroup
+from perf_alerts.notify.discord import AlertGroup, SharedRateLimits
 from perf_alerts.notify.engine import NotificationEngine, engine as default_engine, in_running_loop
 from perf_alerts.notify.escalate import due_escalations
 from perf_alerts.notify.mute import muting
@@ -86,9 +86,11 @@ def _target_hash(r: Receiver) -> str:
 class Notifier:
     """Plans and delivers notifications for one `PerfAlerts` system.
 
-    Cheap to create: the long-lived parts (event loop, HTTP clients, Discord rate-limit
-    state) belong to the process-wide `NotificationEngine`. `discord_client` and
-    `http_client` replace the engine's clients (tests, benchmarks); the caller closes them.
+    Cheap to create: the long-lived parts (event loop, HTTP clients) belong to the
+    process-wide `NotificationEngine`; the Discord rate-limit state is the store's
+    (`SharedRateLimits`), shared with every other process delivering from it. `discord_client`
+    and `http_client` replace the engine's clients (tests, benchmarks); the caller closes them,
+    and such a Discord client keeps its own rate-limit state.
     """
 
     def __init__(self, system: "PerfAlerts", *, console_write: Callable[[str], None] | None = None,
@@ -102,6 +104,7 @@ class Notifier:
         self._console_write = console_write
         self._discord = discord_client
         self._http = http_client
+        self._shared_limits: SharedRateLimits | None = None
         for r in self.config.receivers:
             if r.discord is not None and r.discord.webhook_url:
                 register_secret(r.discord.webhook_url)
@@ -441,7 +444,13 @@ class Notifier:
         return DiscordContext(message_ids_for, message_groups, accepted, claim.lost_ids)
 
     def _discord_client(self) -> Any:
-        return self._discord if self._discord is not None else self.engine.discord()
+        """The client given (it keeps its own rate-limit state), else the engine's, with the
+        rate limits of this store: shared by every process that delivers from it."""
+        if self._discord is not None:
+            return self._discord
+        if self._shared_limits is None:
+            self._shared_limits = SharedRateLimits(self.store)
+        return self.engine.discord().with_limits(self._shared_limits)
 
     def _http_client(self) -> Any:
         return self._http if self._http is not None else self.engine.http()

@@ -2,6 +2,7 @@
 
 from perf_alerts.notify.discord.client import DeliveryResult, DiscordClient, backoff_delay
 from perf_alerts.notify.discord.limits import validate_payload
+from perf_alerts.notify.discord.ratelimit import Limits, MemoryRateLimits, RateLimitState, SharedRateLimits
 from perf_alerts.notify.discord.payload import (
     AlertGroup,
     DiscordMessage,
@@ -15,6 +16,10 @@ __all__ = [
     "DeliveryResult",
     "DiscordClient",
     "DiscordMessage",
+    "Limits",
+    "MemoryRateLimits",
+    "RateLimitState",
+    "SharedRateLimits",
     "backoff_delay",
     "build_messages",
     "build_resolved_edit",

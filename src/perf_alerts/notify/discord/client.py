@@ -10,18 +10,20 @@ It never retries on its own beyond a few 429s: backoff for 5xx belongs to the ou
 from __future__ import annotations
 
 import asyncio
+import copy
 import json
 import logging
 import random
 import re
 import time
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any, Awaitable, Callable, Literal, Protocol
 
 import httpx
 
 from perf_alerts.notify.discord.limits import validate_payload
 from perf_alerts.notify.discord.payload import DiscordMessage
+from perf_alerts.notify.discord.ratelimit import Limits, MemoryRateLimits, RateLimitState
 from perf_alerts.notify.redact import redact, register_secret
 
 __all__ = ["DeliveryResult", "DiscordClient", "backoff_delay"]
@@ -90,13 +92,6 @@ def backoff_delay(attempt: int, base: float = 1.0, cap: float = 300.0, rng: rand
     return r.uniform(0.0, ceiling)
 
 
-@dataclass
-class _Bucket:
-    blocked_until: float = 0.0  # clock time before which no request may be sent
-    bucket: str | None = None
-    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
-
-
 def _float_header(headers: httpx.Headers, name: str) -> float | None:
     v = headers.get(name)
     if v is None:
@@ -140,6 +135,11 @@ class DiscordClient:
     `transport`, `clock` and `sleep` are injectable so tests run without a network or sleeping.
     `max_429_retries` bounds how often one call resends after a 429; `max_wait` is the longest
     the client will wait in-process (longer waits come back as outcome "retry").
+
+    Rate-limit state lives in `limits` (`notify/discord/ratelimit.py`): by default this
+    process's memory, on `clock`. `with_limits(SharedRateLimits(store))` gives a view of the
+    same client (HTTP connections, counters, per-webhook locks) whose state is the store's,
+    shared with every other process that delivers from it.
     """
 
     def __init__(
@@ -153,6 +153,7 @@ class DiscordClient:
         max_wait: float = 60.0,
         safety_margin: float = 0.05,
         user_agent: str = "perf-alerts (https://github.com/perf-alerts, 0.1)",
+        limits: RateLimitState | None = None,
     ) -> None:
         self._http = httpx.AsyncClient(
             transport=transport, timeout=timeout, headers={"User-Agent": user_agent}, follow_redirects=False
@@ -162,8 +163,9 @@ class DiscordClient:
         self._max_429_retries = max(0, max_429_retries)
         self._max_wait = max_wait
         self._margin = max(0.0, safety_margin)
-        self._buckets: dict[str, _Bucket] = {}
-        self._global_until = 0.0
+        self._limits: RateLimitState = limits if limits is not None else MemoryRateLimits(self._clock, self._margin)
+        self._locks: dict[str, asyncio.Lock] = {}  # one request at a time per webhook in this process
+        self._owns_http = True
         self._secrets_seen: set[str] = set()
         self._stats = {
             "requests": 0,
@@ -180,10 +182,23 @@ class DiscordClient:
         }
 
     def __repr__(self) -> str:
-        return f"DiscordClient(webhooks={len(self._buckets)}, requests={self._stats['requests']})"
+        return f"DiscordClient(webhooks={len(self._locks)}, requests={self._stats['requests']})"
+
+    @property
+    def limits(self) -> RateLimitState:
+        return self._limits
+
+    def with_limits(self, limits: RateLimitState) -> "DiscordClient":
+        """This client with its rate-limit state in `limits`: the same HTTP client, counters and
+        per-webhook locks (closing the view closes nothing; the original owns them)."""
+        view = copy.copy(self)
+        view._limits = limits
+        view._owns_http = False
+        return view
 
     async def aclose(self) -> None:
-        await self._http.aclose()
+        if self._owns_http:
+            await self._http.aclose()
 
     async def __aenter__(self) -> "DiscordClient":
         return self
@@ -257,18 +272,18 @@ class DiscordClient:
             return None
         return m.group(1)
 
-    def _bucket(self, hook: str) -> _Bucket:
-        b = self._buckets.get(hook)
-        if b is None:
-            b = self._buckets[hook] = _Bucket()
-        return b
+    def _lock(self, hook: str) -> asyncio.Lock:
+        lock = self._locks.get(hook)
+        if lock is None:
+            lock = self._locks[hook] = asyncio.Lock()
+        return lock
 
-    async def _wait_turn(self, b: _Bucket) -> float | None:
-        """Sleep until neither this webhook's bucket nor the global limit forbids sending.
-        Returns None when clear, or the remaining wait if it exceeds `max_wait`."""
+    async def _wait_turn(self, hook: str) -> float | None:
+        """Sleep until neither this webhook's bucket nor the global limit forbids sending, and
+        take the turn. Returns None when the request may go, or the remaining wait if it
+        exceeds `max_wait` (nothing taken)."""
         while True:
-            until = max(b.blocked_until, self._global_until)
-            delay = until - self._clock.now()
+            delay = await self._limits.take(hook)
             if delay <= 0:
                 return None
             if delay > self._max_wait:
@@ -277,28 +292,34 @@ class DiscordClient:
             self._stats["waited_seconds"] += delay
             await self._sleep(delay)
 
-    def _note_limits(self, b: _Bucket, resp: httpx.Response, now: float) -> None:
+    async def _note_limits(self, hook: str, resp: httpx.Response) -> None:
         h = resp.headers
-        if h.get("X-RateLimit-Bucket"):
-            b.bucket = h["X-RateLimit-Bucket"]
-        remaining = _float_header(h, "X-RateLimit-Remaining")
-        reset_after = _float_header(h, "X-RateLimit-Reset-After")
-        if remaining is not None and remaining <= 0 and reset_after is not None:
-            b.blocked_until = max(b.blocked_until, now + reset_after + self._margin)
+        await self._limits.note(hook, Limits(
+            remaining=_float_header(h, "X-RateLimit-Remaining"),
+            reset_after=_float_header(h, "X-RateLimit-Reset-After"),
+            limit=_float_header(h, "X-RateLimit-Limit"),
+            bucket=h.get("X-RateLimit-Bucket") or None,
+        ))
 
     async def _send(
         self, hook: str, method: str, url: str, params: dict[str, str], kwargs: dict[str, Any], *, expect_body: bool
     ) -> DeliveryResult:
-        b = self._bucket(hook)
         requests = 0
         limited = 0
-        async with b.lock:
+        async with self._lock(hook):
             for attempt in range(self._max_429_retries + 1):
-                too_long = await self._wait_turn(b)
+                try:
+                    too_long = await self._wait_turn(hook)
+                except Exception as e:  # the shared state is out of reach: sending blind could break a wait
+                    log.warning("discord webhook %s: rate-limit state unavailable: %s", hook,
+                                redact(f"{type(e).__name__}: {e}"))
+                    return DeliveryResult("retry", error=f"webhook {hook}: rate-limit state unavailable "
+                                          f"({type(e).__name__})", retry_after=max(1.0, self._margin),
+                                          requests=requests, rate_limited=limited)
                 if too_long is not None:
                     return DeliveryResult("retry", error=f"webhook {hook} rate limited; would wait {too_long:.1f}s",
                                           retry_after=too_long, requests=requests, rate_limited=limited)
-                if self._clock.now() < max(b.blocked_until, self._global_until):
+                if self._limits.blocked(hook):
                     self._stats["requests_sent_inside_wait"] += 1  # self-check; _wait_turn prevents this
                 requests += 1
                 self._stats["requests"] += 1
@@ -310,10 +331,11 @@ class DiscordClient:
                                           requests=requests, rate_limited=limited)
                 except httpx.HTTPError as e:
                     self._stats["network_errors"] += 1
+                    await self._safely(self._limits.failed(hook), hook)  # no answer: a probe may reopen the window
                     return DeliveryResult("retry", error=f"webhook {hook}: network error ({type(e).__name__}: {e})",
                                           requests=requests, rate_limited=limited)
-                now = self._clock.now()
-                self._note_limits(b, resp, now)
+                # the answer is what counts from here: failing to record the limits must not lose it
+                await self._safely(self._note_limits(hook, resp), hook)
                 status = resp.status_code
                 body = _json_or_none(resp)
 
@@ -326,11 +348,10 @@ class DiscordClient:
                     ).lower() == "true"
                     if is_global:
                         self._stats["global_rate_limited"] += 1
-                        self._global_until = max(self._global_until, now + retry_after + self._margin)
-                    else:
-                        b.blocked_until = max(b.blocked_until, now + retry_after + self._margin)
+                    await self._safely(self._limits.note_429(hook, retry_after, is_global), hook)
+                    bucket = resp.headers.get("X-RateLimit-Bucket")
                     log.warning("discord webhook %s: 429 %s, retry_after=%.3fs", hook,
-                                "global" if is_global else f"bucket {b.bucket or '?'}", retry_after)
+                                "global" if is_global else f"bucket {bucket or '?'}", retry_after)
                     if attempt < self._max_429_retries:
                         continue
                     return DeliveryResult("retry", status_code=429, retry_after=retry_after + self._margin,
@@ -360,6 +381,14 @@ class DiscordClient:
                 return DeliveryResult("dead", status_code=status, error=f"webhook {hook} rejected: {summary}",
                                       requests=requests, rate_limited=limited)
         raise AssertionError("unreachable")  # pragma: no cover
+
+    @staticmethod
+    async def _safely(coro: Awaitable[None], hook: str) -> None:
+        """Record rate-limit facts; a store that fails here is logged, never fails the request."""
+        try:
+            await coro
+        except Exception as e:
+            log.warning("discord webhook %s: recording rate limits failed: %s", hook, redact(f"{type(e).__name__}: {e}"))
 
 
 def _base_url(webhook_url: str) -> str:
