@@ -14,6 +14,7 @@ import os
 import subprocess
 import sys
 import textwrap
+import time
 from pathlib import Path
 from typing import Any
 
@@ -204,6 +205,8 @@ def test_a_dead_process_on_this_machine_is_replaced_at_once(tmp_path: Path) -> N
         old = Leadership(store, Replica(id=holder, host=me.host, pid=pid, started=T0, pid_scope=hscope), 60.0,
                          clock=clock)
         assert old.cycle().leader
+        st = cluster_status(store, clock.now(), 60.0)
+        assert [r.state for r in st.replicas] == ["alive" if hscope != scope or pid != dead.pid else "stale"], holder
         res = Leadership(store, me, 60.0, clock=clock).attempt()  # 90 s before the lease runs out
         assert res.leader is taken, holder
         assert res.term == (2 if taken else 1)
@@ -354,8 +357,8 @@ def test_a_leader_that_loses_the_lease_mid_cycle_stops_at_once(tmp_path: Path,
     (a, b), _alert_clock, lease_clock, out = _daemons(tmp_path, 2)
     real_tick = a.scheduler.tick
 
-    def slow_tick(now: float | None = None) -> Any:
-        runs = real_tick(now)
+    def slow_tick(now: float | None = None, **kw: Any) -> Any:
+        runs = real_tick(now, **kw)
         lease_clock.advance(a.leadership.ttl + 1)  # the evaluation took longer than the lease ...
         assert b.leadership.attempt().leader  # ... and b took over meanwhile
         return runs
@@ -368,6 +371,32 @@ def test_a_leader_that_loses_the_lease_mid_cycle_stops_at_once(tmp_path: Path,
     assert not out.exists() or out.read_text() == ""
 
 
+def test_the_scheduler_asks_before_each_job_and_stops_when_leadership_is_lost(tmp_path: Path) -> None:
+    from perf_alerts.config import parse_config
+    from perf_alerts.core import PerfAlerts
+    from perf_alerts.manage.schedules import Scheduler
+
+    cfg = parse_config(textwrap.dedent("""
+    rules:
+      - {name: A, type: threshold, metric: lat, aggregate: last, window: 10m, op: ">", value: 1, group: a}
+      - {name: B, type: threshold, metric: lat, aggregate: last, window: 10m, op: ">", value: 1, group: b}
+    schedules:
+      - {name: first, every: continuous, job: evaluate, group: a}
+      - {name: second, every: continuous, job: evaluate, group: b}
+    """), "c.yaml", env={})
+    s = PerfAlerts(cfg, db=tmp_path / "s.db", clock=ManualClock(1_800_000_000.0))
+    answers = iter([True, False])
+    asked: list[bool] = []
+
+    def leading() -> bool:
+        asked.append(next(answers))
+        return asked[-1]
+
+    runs = Scheduler(s).tick(leading=leading)
+    assert [r.schedule for r in runs] == ["first"] and asked == [True, False]
+    assert [r.schedule for r in Scheduler(s).tick()] == ["second"]  # left for the next leader, not lost
+
+
 def test_a_lone_daemon_leads_at_once_and_resigns_when_it_stops(tmp_path: Path) -> None:
     (a,), _alert_clock, lease_clock, out = _daemons(tmp_path, 1)
     assert asyncio.run(a.run(once=True)) == 0
@@ -377,3 +406,37 @@ def test_a_lone_daemon_leads_at_once_and_resigns_when_it_stops(tmp_path: Path) -
     assert lease is not None and lease.holder is None and lease.term == 1  # resigned
     assert store.list_replicas() == []  # and left
     assert store.kv_get("daemon")["replica"] == a.replica.id
+
+
+def test_dashboard_header_shows_the_leader_and_the_replicas(tmp_path: Path) -> None:
+    from test_dashboard_browser import CHROMIUM_ARGS, _chromium, _playwright  # skips without the web extra
+    from test_http import LiveServer
+
+    from perf_alerts.config import parse_config
+    from perf_alerts.core import PerfAlerts
+
+    executable, sync_playwright = _chromium(), _playwright()
+    system = PerfAlerts(parse_config("global: {evaluation_interval: 10s}\n", "c.yaml", env={}), Store(tmp_path / "s.db"))
+    lead, other, old = replica("alpha"), replica("beta"), replica("gamma")
+    long_ago = time.time() - 3600
+    Leadership(system.store, old, 10.0, clock=ManualClock(long_ago)).cycle()  # silent for an hour: stale
+    system.store.resign("leader", old.id, long_ago)
+    Leadership(system.store, lead, 10.0).cycle()  # the real clock, as the page compares
+    Leadership(system.store, other, 10.0).cycle()
+    problems: list[str] = []
+    with LiveServer(system, replica=other.id) as srv, sync_playwright() as pw:
+        browser = pw.chromium.launch(executable_path=executable, args=CHROMIUM_ARGS, headless=True)
+        try:
+            page = browser.new_page()
+            page.on("console", lambda m: problems.append(f"console.{m.type}: {m.text}") if m.type in ("error", "warning") else None)
+            page.on("pageerror", lambda e: problems.append(f"pageerror: {e}"))
+            page.set_default_timeout(10_000)
+            page.goto(srv.url + "/")
+            page.wait_for_selector("body[data-loaded='true']")
+            box = page.locator("header #cluster")
+            assert box.inner_text() == f"leader: {lead.id} · 3 replicas (1 stale)"
+            title = box.get_attribute("title") or ""
+            assert f"{lead.id} (leader): heartbeat" in title and f"{old.id}: heartbeat" in title and "stale" in title
+        finally:
+            browser.close()
+    assert problems == [], problems

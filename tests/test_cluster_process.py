@@ -144,6 +144,7 @@ def test_two_daemons_one_leads_and_the_other_takes_over_when_it_is_killed(tmp_pa
         rows = {r["id"]: r for r in st["replicas"]}
         assert set(rows) == set(ids.values()) and rows[ids[follower]]["leader"] and not rows[ids[leader]]["leader"]
         assert rows[ids[follower]]["heartbeat_age"] < 2 * INTERVAL and rows[ids[follower]]["state"] == "alive"
+        assert rows[ids[leader]]["state"] == "stale"  # its process is gone (this machine): stale at once
         assert rows[ids[follower]]["http"].rstrip("/") == f"http://127.0.0.1:{c.ports[follower]}"
 
         assert c.procs.terminate(c.p[follower]) == 0

@@ -55,7 +55,10 @@ def _drive(system: PerfAlerts, clock: ManualClock, sim: Any, step: float, consol
                     acked = True
             t += step
 
-    asyncio.run(loop())
+    try:
+        asyncio.run(loop())
+    finally:
+        daemon.leadership.leave()  # the demo's daemon is no replica once it is done: no lease or row left behind
     return ticks
 
 

@@ -287,7 +287,7 @@ class ReplicaStatus:
     heartbeat_at: float
     heartbeat_age: float  # seconds since its last heartbeat (negative: its clock is ahead of ours)
     leader: bool
-    alive: bool  # heartbeat within `stale_after`; False: stale (killed, hung, or cut off)
+    alive: bool  # heartbeat within `stale_after` (and, on this machine, its process exists); False: stale
 
     @property
     def state(self) -> str:
@@ -331,9 +331,15 @@ def cluster_status(store: "Store", now: float, evaluation_interval: float = 60.0
     held = lease is not None and lease.held_at(now)
     leader = lease.holder if held and lease is not None else None
     limit = stale_after(evaluation_interval)
+    here = pid_scope()
+
+    def alive(r: ReplicaRecord) -> bool:  # a process of this machine that is gone is stale at once
+        gone = here is not None and r.pid_scope == here and r.pid != os.getpid() and not pid_alive(r.pid)
+        return now - r.heartbeat_at <= limit and not gone
+
     rows = [ReplicaStatus(id=r.id, host=r.host, pid=r.pid, http_url=r.http_url, version=r.version,
                           started_at=r.started_at, heartbeat_at=r.heartbeat_at, heartbeat_age=now - r.heartbeat_at,
-                          leader=r.id == leader, alive=now - r.heartbeat_at <= limit)
+                          leader=r.id == leader, alive=alive(r))
             for r in store.list_replicas()]
     return ClusterStatus(at=now, replicas=rows, leader=leader, term=lease.term if lease is not None else None,
                          leader_since=lease.held_since if held and lease is not None else None,

@@ -103,7 +103,7 @@ class Daemon:
                 log.warning("host metrics: %s", rep["collect_error"])
         rep["jobs"], rep["actions"], rep["planned"] = [], [], None
         if await self._leading():
-            runs = await asyncio.to_thread(self.scheduler.tick, now)
+            runs = await asyncio.to_thread(self.scheduler.tick, now, leading=self.leadership.still_leading)
             rep["jobs"] = [r.to_dict() for r in runs]
             for r in runs:
                 if r.status != "ok":

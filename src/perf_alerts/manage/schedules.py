@@ -18,7 +18,7 @@ import logging
 import math
 import time
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Callable
 
 from perf_alerts.config import Schedule
 from perf_alerts.store.management import ScheduleState
@@ -111,8 +111,11 @@ class Scheduler:
         return True, slot, missed
 
     # ------------------------------------------------------------------ ticking
-    def tick(self, now: float | None = None) -> list[JobRun]:
-        """Run every schedule whose slot has come (once per slot, however long the gap)."""
+    def tick(self, now: float | None = None, *, leading: Callable[[], bool] | None = None) -> list[JobRun]:
+        """Run every schedule whose slot has come (once per slot, however long the gap).
+
+        `leading`: asked before each job (the daemon's leadership check); when it says no, this
+        replica lost leadership and runs no further job (the new leader runs them)."""
         now = self.system.clock.now() if now is None else float(now)
         active = [s for s in self.schedules if s.enabled]
         store = self.system.store
@@ -123,6 +126,9 @@ class Scheduler:
             due, slot, missed = self._due(sch, states[sch.name], now)
             if not due:
                 continue
+            if leading is not None and not leading():
+                log.info("schedules: this replica no longer leads; %s and the rest are left to the leader", sch.name)
+                break
             if missed:
                 log.info("schedule %s: %d missed slot(s) since the last run; running once now", sch.name, missed)
             run = self.run_job(sch, now, slot)
