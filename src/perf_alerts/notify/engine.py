@@ -2,11 +2,14 @@
 
 Why one: Discord's rate limits are per webhook and per IP, so the state that respects them
 (bucket resets, a global 429) must outlive a single `deliver` call and be shared by every
-caller in the process — the CLI, the daemon, the crew tools, the HTTP API. HTTP clients
-are bound to the loop that first used them, so they must all live on one loop too.
+caller — the CLI, the daemon, the crew tools, the HTTP API. HTTP clients are bound to the
+loop that first used them, so they must all live on one loop too. (Across processes and
+machines the rate-limit state is the store's: the pipeline gives the engine's client a
+`SharedRateLimits` view, `notify/discord/ratelimit.py`; the client's own in-memory state
+serves callers that deliver without a store.)
 
-So the engine owns one event loop in a background thread, the Discord client (with its
-rate-limit state) and the generic HTTP client. Sync callers `run()` a coroutine on it and
+So the engine owns one event loop in a background thread, the Discord client (connections,
+per-webhook locks, counters) and the generic HTTP client. Sync callers `run()` a coroutine on it and
 wait on a future; async callers (the daemon's own loop) `await engine.wrap(coro)`; nobody
 calls `asyncio.run` or `time.sleep` inside a running loop. Store work inside those
 coroutines goes to worker threads (`asyncio.to_thread`), so a writer in another process

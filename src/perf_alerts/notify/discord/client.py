@@ -313,9 +313,10 @@ class DiscordClient:
                 except Exception as e:  # the shared state is out of reach: sending blind could break a wait
                     log.warning("discord webhook %s: rate-limit state unavailable: %s", hook,
                                 redact(f"{type(e).__name__}: {e}"))
+                    # counted as rate limited: not the message's fault, so its retry budget is not spent
                     return DeliveryResult("retry", error=f"webhook {hook}: rate-limit state unavailable "
-                                          f"({type(e).__name__})", retry_after=max(1.0, self._margin),
-                                          requests=requests, rate_limited=limited)
+                                          f"({type(e).__name__})", retry_after=1.0,
+                                          requests=requests, rate_limited=max(limited, 1))
                 if too_long is not None:
                     return DeliveryResult("retry", error=f"webhook {hook} rate limited; would wait {too_long:.1f}s",
                                           retry_after=too_long, requests=requests, rate_limited=limited)
