@@ -418,7 +418,7 @@ def run_shared(tmp: Path, mode: str = "cli", *, n: int = 24, limit: int = 3, per
     script.write_text(_SENDER)
     with fake_discord(limit=limit, per_seconds=per) as srv:
         url = srv.url_for(HOOK_ID, TOKEN)
-        start = time.time() + 2.0  # the processes are up (imports done) before the first is due
+        start = time.time() + 3.0  # the processes are up (imports done) before the first is due
         seed_stream(cfg, db, url, n, start, every)
         procs = Procs(tmp, {"TEST_HOOK": url, "PERF_ALERTS_TOKEN": ""})
         t0 = time.monotonic()
