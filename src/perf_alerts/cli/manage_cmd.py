@@ -51,6 +51,10 @@ def register(app: typer.Typer) -> None:
 
         Stops cleanly on SIGTERM/SIGINT; undelivered notifications stay in the outbox and a
         restart continues where it stopped. The API token comes from PERF_ALERTS_TOKEN.
+
+        Several daemons may share one store: all serve and deliver, one leads (evaluates, runs
+        schedules, policies and retention) and another takes over when it dies; see
+        `perf-alerts status`. A `--once` run while another daemon leads collects and delivers only.
         """
         from perf_alerts.manage.daemon import run_daemon
 
