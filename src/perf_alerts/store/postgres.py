@@ -48,6 +48,14 @@ MIGRATE_LOCK = 0x706D6967
 _PG_STEPS = {3: "PostgreSQL schema: series, samples, alerts, outbox, management, replicas, rate limits"}
 
 
+# A replica frozen or cut off inside an exclusive transaction would hold the write lock, and with
+# it every other replica's evaluation and delivery, for as long as its session lives: the server
+# ends a session idle inside a transaction after a minute (none of ours waits that long between
+# two statements), and asks a silent client's TCP peer after 10 s (every 5 s, 3 times).
+_SESSION_OPTIONS = ("-c idle_in_transaction_session_timeout=60s -c tcp_keepalives_idle=10 "
+                    "-c tcp_keepalives_interval=5 -c tcp_keepalives_count=3")
+
+
 @functools.lru_cache(maxsize=2048)
 def _pg(sql: str) -> str:
     """`?` parameters to psycopg's `%s` (a literal % doubled). The store's SQL has no `?` or `%`
@@ -165,7 +173,7 @@ class PostgresBackend:
         self._pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
             url, min_size=1, max_size=max(2, pool_size), open=True, timeout=retry_for, name="perf-alerts",
             kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout)),
-                    "application_name": "perf-alerts"})
+                    "application_name": "perf-alerts", "options": _SESSION_OPTIONS})
         self._reads = _Reads(self)
 
     # -- errors ---------------------------------------------------------------------------
