@@ -5,9 +5,15 @@ delivers notifications (the outbox is claimed row by row). Exactly one replica a
 *leader*, evaluates rules, runs schedules, policies, escalation checks and retention. Leadership
 is a lease row in the store (`store/cluster.py`): the leader renews it every cycle (and every
 third of its lifetime), a follower tries to take it every cycle and when it runs out, so a dead
-leader is replaced within `ttl` (1.5 evaluation intervals, at least `MIN_TTL`) plus a moment,
-that is within two evaluation intervals. A leader stopped cleanly resigns: a follower takes over
-at its next attempt. A single daemon takes the free lease at its first cycle and leads at once.
+leader is replaced within `ttl` (1.5 evaluation intervals, at least `MIN_TTL`) plus a moment:
+within two evaluation intervals (for intervals under 2 s, within `MIN_TTL` and a moment). A
+leader stopped cleanly resigns: a follower takes over at its next attempt. A single daemon
+takes the free lease at its first cycle and leads at once.
+
+The lease's `term` (a fencing number) is reported with each result and in the status; the
+leader-only steps are guarded by checking the lease before each step (and before each
+scheduled job), not by fencing their writes with the term: a leader frozen for longer than
+its lease in the middle of one step can still finish that one step after a successor started.
 
 A replica that finds the lease held by a process on its own machine (same host and PID
 namespace) that no longer exists takes it over at once instead of waiting for it to run out:
