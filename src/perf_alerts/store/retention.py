@@ -74,6 +74,10 @@ class RetentionQueries:
 
         def transaction(self) -> AbstractContextManager[Connection]: ...
 
+        def _write(self, exclusive: bool = True) -> AbstractContextManager[Connection]: ...
+
+        dialect: str
+
         def kv_get(self, key: str) -> Any: ...
 
         def kv_set(self, key: str, value: Any, con: Connection | None = None) -> None: ...
@@ -114,7 +118,9 @@ class RetentionQueries:
         rep.series = len(ids)
         i = 0
         while i < len(ids):
-            with self.transaction() as con:
+            # not exclusive: it touches samples (row by row on PostgreSQL) and its own watermark, so
+            # on PostgreSQL evaluations and deliveries go on beside it (on SQLite every write is)
+            with self._write(exclusive=False) as con:
                 t0 = time.monotonic()
                 if i == 0 and hi is not None:
                     # before any row is thinned: queries reaching before `hi` read the weights
@@ -128,7 +134,7 @@ class RetentionQueries:
                         rep.deleted += con.execute("DELETE FROM samples WHERE series_id = ? AND ts <= ?",
                                                    (sid, drop_before)).rowcount
                     if lo is not None and hi is not None:
-                        self._thin_series(con, sid, lo, hi, step, rep, sid in counters)
+                        self._thin_series(con, sid, lo, hi, step, rep, sid in counters, self.dialect == "postgresql")
                     if time.monotonic() - t0 >= max_lock_seconds:
                         break
                 if i >= len(ids) and hi is not None:
@@ -137,7 +143,7 @@ class RetentionQueries:
                 held = time.monotonic() - t0
             rep.transactions += 1
             rep.max_lock_seconds = max(rep.max_lock_seconds, held)
-            if i < len(ids) and pause > 0:
+            if i < len(ids) and pause > 0 and self.dialect != "postgresql":
                 # let the writers that queued behind this batch in: SQLite's busy handler sleeps up
                 # to 100 ms between tries, so a shorter pause could starve them
                 time.sleep(pause)
@@ -148,7 +154,7 @@ class RetentionQueries:
 
     @staticmethod
     def _thin_series(con: Connection, sid: int, lo: float, hi: float, step: float,
-                     rep: RetentionReport, counter: bool = False) -> None:
+                     rep: RetentionReport, counter: bool = False, arrays: bool = False) -> None:
         rows = con.execute("SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts",
                            (sid, lo, hi)).fetchall()
         if len(rows) < 2:
@@ -202,10 +208,17 @@ class RetentionQueries:
         hi_col = [None if r else x for r, x in zip(keep_raw.tolist(), new_hi.tolist())]
         # one range delete, one insert: a seek each
         con.execute("DELETE FROM samples WHERE series_id = ? AND ts >= ? AND ts < ?", (sid, lo, hi))
-        con.executemany("INSERT INTO samples (series_id, ts, value, n, lo, hi) VALUES (?, ?, ?, ?, ?, ?) "
+        if arrays:  # PostgreSQL: one statement over arrays, not a round trip per row
+            con.execute("INSERT INTO samples (series_id, ts, value, n, lo, hi) SELECT ?::bigint, * FROM unnest("
+                        "?::float8[], ?::float8[], ?::bigint[], ?::float8[], ?::float8[]) "
                         "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, n = excluded.n, "
                         "lo = excluded.lo, hi = excluded.hi",
-                        zip([sid] * len(new_ts), new_ts.tolist(), new_val.tolist(), new_n.astype(np.int64).tolist(),
-                            lo_col, hi_col))
+                        (sid, new_ts.tolist(), new_val.tolist(), new_n.astype(np.int64).tolist(), lo_col, hi_col))
+        else:
+            con.executemany("INSERT INTO samples (series_id, ts, value, n, lo, hi) VALUES (?, ?, ?, ?, ?, ?) "
+                            "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, n = excluded.n, "
+                            "lo = excluded.lo, hi = excluded.hi",
+                            zip([sid] * len(new_ts), new_ts.tolist(), new_val.tolist(), new_n.astype(np.int64).tolist(),
+                                lo_col, hi_col))
         rep.downsampled += int(counts[many].sum())
         rep.buckets += int(many.sum())
