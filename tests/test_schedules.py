@@ -266,3 +266,24 @@ def test_the_default_config_ships_the_useful_schedules() -> None:
     weekly = [s for s in cfg.schedules if s.every == "weekly"]
     assert weekly and weekly[0].job == "summary" and weekly[0].send
     assert cfg.policies and any("firing.critical" in p.when for p in cfg.policies)
+
+
+def test_a_slot_runs_once_across_processes_and_a_dead_runners_slot_is_not_lost(tmp_path: Path, monkeypatch: Any) -> None:
+    """Two replicas (other owners) tick the same slot: one runs it; the other skips it while the
+    first holds its claim, and runs it only when the first died mid-run and its claim ran out."""
+    import perf_alerts.manage.schedules as schedules_mod
+
+    s, _ = make(tmp_path, HIGH)
+    a, b = Scheduler(s), Scheduler(s)
+    monkeypatch.setattr(schedules_mod, "_owner", lambda: "host-a:1")
+    assert names(a.tick(T0)) == ["crit"]
+    monkeypatch.setattr(schedules_mod, "_owner", lambda: "host-b:2")
+    assert names(b.tick(T0)) == []  # the slot ran already
+    # the next slot: a claims it and dies before recording the run
+    st = s.store.schedule_states()["crit"]
+    slot = float(st.last_slot) + 900
+    assert s.store.claim_schedule_slot("crit", slot, "host-a:1", 1000.0, 900.0)
+    assert not s.store.claim_schedule_slot("crit", slot, "host-b:2", 1500.0, 900.0)  # a's claim is live
+    assert s.store.claim_schedule_slot("crit", slot, "host-b:2", 2000.0, 900.0)  # a's claim ran out
+    s.store.record_schedule_run("crit", at=slot, slot=slot, status="ok", result={}, seconds=0.1)
+    assert not s.store.claim_schedule_slot("crit", slot, "host-a:1", 2100.0, 900.0)  # done: never again

@@ -16,6 +16,8 @@ from __future__ import annotations
 import json
 import logging
 import math
+import os
+import socket
 import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
@@ -33,6 +35,13 @@ log = logging.getLogger("perf_alerts.schedules")
 JOB_ORDER = {"evaluate": 0, "predictive_analysis": 1, "optimization_review": 2, "summary": 3}
 DEFAULT_PERIOD = {"summary": 7 * 86400.0, "optimization_review": 86400.0, "predictive_analysis": 86400.0}
 IMPLICIT_NAME = "evaluate-all"
+# how long a started slot stays claimed by its process (wall clock): a process that died running
+# it leaves the slot to the next one after this, so the slot is neither run twice nor lost
+SLOT_CLAIM_LEASE = 900.0
+
+
+def _owner() -> str:
+    return f"{socket.gethostname()}:{os.getpid()}"
 
 
 def effective_schedules(config: Any) -> list[Schedule]:
@@ -129,6 +138,9 @@ class Scheduler:
             if leading is not None and not leading():
                 log.info("schedules: this replica no longer leads; %s and the rest are left to the leader", sch.name)
                 break
+            if not store.claim_schedule_slot(sch.name, slot, _owner(), time.time(), SLOT_CLAIM_LEASE):
+                log.info("schedule %s: this slot is being run (or was run) by another process", sch.name)
+                continue
             if missed:
                 log.info("schedule %s: %d missed slot(s) since the last run; running once now", sch.name, missed)
             run = self.run_job(sch, now, slot)

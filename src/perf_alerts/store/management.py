@@ -119,12 +119,25 @@ class ManagementQueries:
             con.executemany("INSERT INTO schedules (name, first_seen) VALUES (?, ?) ON CONFLICT (name) DO NOTHING",
                             [(n, now) for n in names])
 
+    def claim_schedule_slot(self, name: str, slot: float, owner: str, wall_now: float, lease: float) -> bool:
+        """Take the run of `slot` for `owner` (until `wall_now + lease`); False when it ran already or
+        another process (another replica, a cron `run --once`) is running it under a live claim.
+        A claim whose process died runs out, so a slot is neither run twice nor lost."""
+        with self.transaction() as con:
+            cur = con.execute(
+                "UPDATE schedules SET claimed_slot = ?, claimed_by = ?, claim_until = ? WHERE name = ? "
+                "AND (last_slot IS NULL OR last_slot < ?) "
+                "AND (claimed_slot IS NULL OR claimed_slot < ? OR claim_until < ? OR claimed_by = ?)",
+                (slot, owner, wall_now + lease, name, slot - 1e-6, slot - 1e-6, wall_now, owner))
+            return cur.rowcount == 1
+
     def record_schedule_run(self, name: str, *, at: float, slot: float, status: str, result: dict[str, Any],
                             seconds: float) -> None:
         """One run of a schedule (for `slot`) finished at `at`; `result` is stored as JSON."""
         with self.transaction() as con:
             con.execute("UPDATE schedules SET last_run = ?, last_slot = ?, last_status = ?, last_result = ?, "
-                        "last_seconds = ?, runs = runs + 1 WHERE name = ?",
+                        "last_seconds = ?, runs = runs + 1, claimed_slot = NULL, claimed_by = NULL, claim_until = NULL "
+                        "WHERE name = ?",
                         (at, slot, status, json.dumps(result, default=str), seconds, name))
 
     # -- policy state --------------------------------------------------------------------

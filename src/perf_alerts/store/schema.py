@@ -144,7 +144,11 @@ CREATE TABLE IF NOT EXISTS schedules (
     last_status  TEXT,
     last_result  TEXT,
     last_seconds REAL,
-    runs         INTEGER NOT NULL DEFAULT 0
+    runs         INTEGER NOT NULL DEFAULT 0,
+    -- the slot a process is running now (wall-clock lease): a slot runs once across replicas
+    claimed_slot REAL,
+    claimed_by   TEXT,
+    claim_until  REAL
 );
 CREATE TABLE IF NOT EXISTS policy_state (
     name           TEXT PRIMARY KEY,
