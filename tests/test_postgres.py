@@ -205,3 +205,29 @@ def test_daemon_rides_out_postgresql_restarts_without_losing_samples_or_notifica
     assert alive and rc == 0, info
     assert "PostgreSQL at 127.0.0.1" in logs and "retrying" in logs, info  # it said what happened
     assert not log_problems(logs), info
+
+
+@pytest.mark.slow
+def test_the_whole_demo_runs_on_postgresql(pg_url: str, tmp_path: Path) -> None:
+    """Every stage on PostgreSQL: ingest, rules, alert state, schedules, policies, the outbox,
+    escalations, the executive summary and the crew tool's actions (the demo's day, fast)."""
+    import os
+
+    out = tmp_path / "demo-output"
+    r = subprocess.run([*PY, "-m", "perf_alerts", "--db", pg_url, "demo", "--fast", "--out", str(out)],
+                       capture_output=True, text=True, cwd=tmp_path, timeout=300,
+                       env={**os.environ, "PERF_ALERTS_CONFIG": "", "DISCORD_WEBHOOK_URL": ""})
+    assert r.returncode == 0 and "Traceback" not in r.stderr, r.stderr[-3000:]
+    report = json.loads((out / "demo-report.json").read_text())
+    assert report["db"] == pg_url and not (out / "demo.db").exists()
+    s = Store(pg_url)
+    try:
+        fired = [e for e in s.events() if e["event"] == "firing"]
+        states = dict(s.con.execute("SELECT state, COUNT(*) FROM notifications GROUP BY state").fetchall())
+    finally:
+        s.close()
+    assert {"CriticalPerformanceDegradation", "CrewToolErrors"} <= {e["rule"] for e in fired}
+    summary = json.loads((out / "executive-summary.json").read_text())
+    assert summary["alerts"]["fired_total"] == len(fired)
+    assert set(states) == {"delivered"}, states
+    assert all(c["status"] == "ok" for c in report["tool_calls"]), report["tool_calls"]

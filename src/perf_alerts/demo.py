@@ -19,6 +19,7 @@ from perf_alerts.config import load_config
 from perf_alerts.core import PerfAlerts
 from perf_alerts.simulate import simulate_crew
 from perf_alerts.store import Store
+from perf_alerts.store.backend import is_postgres_url
 from perf_alerts.textsafe import plural
 from perf_alerts.timeutil import ManualClock, SystemClock, format_duration, iso
 
@@ -146,7 +147,8 @@ def run_demo(out_dir: Path = Path("demo-output"), db: str | None = None, config:
     say = echo or (lambda _s: None)
     t_wall = time.perf_counter()
     out_dir.mkdir(parents=True, exist_ok=True)
-    db_path = Path(db) if db else out_dir / "demo.db"
+    # a postgresql:// URL stays a URL (Path() would fold its "//" into a file name)
+    db_path: Path | str = (db if is_postgres_url(db) else Path(db)) if db else out_dir / "demo.db"
     if not db:
         for suffix in ("", "-wal", "-shm"):  # the demo's own scratch store starts empty each run
             Path(str(db_path) + suffix).unlink(missing_ok=True)
@@ -156,7 +158,8 @@ def run_demo(out_dir: Path = Path("demo-output"), db: str | None = None, config:
     start = end - hours * 3600.0
     sim = simulate_crew(start, hours)
     clock = ManualClock(start)
-    system = PerfAlerts(cfg, Store(db_path), clock)
+    store = Store(db_path)
+    system = PerfAlerts(cfg, store, clock)
 
     receivers = {r.name: r.kind for r in cfg.receivers}
     say(f"perf-alerts demo: {hours:g}h of a 3-agent crew ({len(sim.samples):,} samples), one daemon cycle every "
@@ -221,11 +224,11 @@ def run_demo(out_dir: Path = Path("demo-output"), db: str | None = None, config:
         "tool_calls": [{k: v for k, v in c.items() if k != "data"} for c in tool_calls],
         "summary_files": files,
         "summary_delivery": delivery.to_dict(),
-        "db": str(db_path),
+        "db": store.display,
         "wall_seconds": round(time.perf_counter() - t_wall, 2),
     }
     (out_dir / "demo-report.json").write_text(json.dumps(report, indent=2, default=str))
     (out_dir / "notifications.txt").write_text("\n\n".join(console_lines) + "\n", encoding="utf-8")
-    say(f"wrote {out_dir}/ (demo-report.json, notifications.txt, executive-summary.*) and the store {db_path} "
+    say(f"wrote {out_dir}/ (demo-report.json, notifications.txt, executive-summary.*) and the store {store.display} "
         f"in {report['wall_seconds']}s")
     return report
