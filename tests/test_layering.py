@@ -11,7 +11,7 @@ alerts → notifications), with the refinements the code needs:
 
  errors        perf_alerts.errors: the error hierarchy; imports nothing from perf_alerts
  basics        timeutil, catalog (metric names), aio (the I/O loop thread), textsafe (escaping
-               for terminals and Discord markdown)
+               for terminals and Discord markdown), selfmetrics (this process's own counters)
  model         samples, labels, alerts
  vocabulary    condition (the policy condition language), detectors (anomaly detector
                names and thresholds), template (annotation templates): what config
@@ -56,7 +56,8 @@ PKG = "perf_alerts"
 
 LAYERS: list[tuple[str, tuple[str, ...]]] = [
     ("errors", ("perf_alerts.errors",)),
-    ("basics", ("perf_alerts.timeutil", "perf_alerts.catalog", "perf_alerts.aio", "perf_alerts.textsafe")),
+    ("basics", ("perf_alerts.timeutil", "perf_alerts.catalog", "perf_alerts.aio", "perf_alerts.textsafe",
+                "perf_alerts.selfmetrics")),
     ("model", ("perf_alerts.model",)),
     ("vocabulary", ("perf_alerts.condition", "perf_alerts.detectors", "perf_alerts.template")),
     ("config", ("perf_alerts.config",)),

@@ -9,10 +9,12 @@ from __future__ import annotations
 import math
 import os
 import re
+import time
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Mapping
 
+from perf_alerts import selfmetrics
 from perf_alerts.alerts.state import Transition, apply_results
 from perf_alerts.config import Config, Rule, load_config
 from perf_alerts.errors import ConflictError, InputError, NotFoundError
@@ -141,13 +143,16 @@ class PerfAlerts:
                 continue
             good.append(s)
         report.accepted = self.store.insert_samples(good)
+        selfmetrics.inc("samples_rejected", report.rejected)
         return report
 
     def ingest(self, path: str | Path, fmt: str | None = None,
                progress: Callable[[int], None] | None = None) -> Any:
         from perf_alerts.sources.files import ingest_file
 
-        return ingest_file(self.store, path, fmt, progress)
+        report = ingest_file(self.store, path, fmt, progress)
+        selfmetrics.inc("samples_rejected", report.rejected)
+        return report
 
     def collect_host(self, cpu_interval: float | None = None) -> list[Sample]:
         from perf_alerts.sources.host import collect_host
@@ -160,6 +165,7 @@ class PerfAlerts:
     def evaluate(self, at: float | None = None, group: str | None = None,
                  rules: list[Rule] | None = None) -> EvaluationResult:
         """One evaluation cycle: every rule (of `group`) at time `at`, state persisted atomically."""
+        started = time.monotonic()
         at = self.clock.now() if at is None else at
         rules = rules if rules is not None else self.config.rules_in_group(group)
         if self._evaluator is None or self._evaluator.config is not self.config:
@@ -174,6 +180,7 @@ class PerfAlerts:
                 results = evaluator.evaluate(rule, at)
             except Exception as e:  # one broken rule must not stop the others
                 errors.append(f"rule {rule.name}: {type(e).__name__}: {e}")
+                selfmetrics.inc("rule_evaluation_errors", rule=rule.name)
                 continue
             metric = str(getattr(rule, "metric", None) or rule.name)
             seen_series.update((metric, tuple(sorted(r.labels.items()))) for r in results)
@@ -207,6 +214,10 @@ class PerfAlerts:
             others = sorted({r.name for r in self.config.alerting_rules()} - set(current))
             if others:
                 active += self.store.load_alerts(states=live, rules=others, con=con)
+        took = time.monotonic() - started  # GET /metrics: this process's evaluations
+        selfmetrics.inc("evaluations")
+        selfmetrics.observe("evaluation_duration_seconds", took)
+        selfmetrics.set_value("last_evaluation_duration_seconds", took)
         return EvaluationResult(at, len(rules) - n_slo, len(seen_series), transitions, sort_worst_first(active), errors, n_slo)
 
     def _retire_orphans(self, at: float, con: Any) -> list[Transition]:

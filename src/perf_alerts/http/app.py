@@ -437,7 +437,7 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
             o = urlsplit(origin)
             if o.netloc.lower() != request.headers.get("host", "").lower():
                 return _error(403, "cross-origin request refused")
-        if path.startswith("/api/") and token_bytes is not None:
+        if (path.startswith(("/api/", "/v1/")) or path == "/metrics") and token_bytes is not None:  # /metrics: a scrape sends the token too
             auth = request.headers.get("authorization", "")
             scheme, _, given = auth.partition(" ")
             if scheme.lower() != "bearer" or not hmac.compare_digest(given.strip().encode(), token_bytes):
@@ -455,7 +455,7 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         response.headers.setdefault("X-Content-Type-Options", "nosniff")
         response.headers.setdefault("Referrer-Policy", "no-referrer")
         response.headers.setdefault("X-Frame-Options", "DENY")
-        if path.startswith("/api/"):
+        if path.startswith("/api/") or path == "/metrics":
             response.headers.setdefault("Cache-Control", "no-store")
         else:
             response.headers.setdefault(
@@ -765,6 +765,24 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
     @app.get(f"{API_PREFIX}/policies", responses=_responses())
     def policies_ep() -> Any:
         return _status_of(policies, "policies")
+
+    # ---------------------------------------------------------------- Prometheus exposition (http/exposition.py)
+    collector: list[Any] = []
+
+    @app.get("/metrics", response_class=Response, responses={200: {
+                 "description": "perf-alerts' own health in the Prometheus text format (version 0.0.4)",
+                 "content": {"text/plain": {"schema": {"type": "string"}}}}, **_responses()})
+    def prometheus_metrics() -> Response:
+        """Alerts, outbox, deliveries, evaluation and ingest counters, replicas: read at scrape time."""
+        try:
+            from perf_alerts.http.exposition import CONTENT_TYPE, PerfAlertsCollector, exposition
+            if not collector:
+                collector.append(PerfAlertsCollector(system, replica=replica,
+                                                     disabled_receivers=lambda: get_notifier().disabled_receivers()))
+            body = exposition(collector[0])
+        except ImportError:
+            raise ApiError(503, "GET /metrics needs prometheus-client: pip install 'perf-alerts[prometheus]'") from None
+        return Response(body, media_type=CONTENT_TYPE)
 
     # ---------------------------------------------------------------- overview for the page
     @app.get(f"{API_PREFIX}/status", responses=_responses())

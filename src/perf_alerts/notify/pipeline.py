@@ -18,6 +18,7 @@ from collections import defaultdict
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
+from perf_alerts import selfmetrics
 from perf_alerts.config import Receiver
 from perf_alerts.model import Alert, AlertState, alert_from_snapshot, alert_snapshot, canonical_labels
 from perf_alerts.notify.discord import AlertGroup, SharedRateLimits
@@ -322,17 +323,24 @@ class Notifier:
             client = self._discord_client()
             before = client.stats()
             for url, batch in discord_batches.items():
+                sent_before = client.stats()
                 try:
                     outcomes = await send_discord(client, url, batch, self._discord_ctx(now, claim),
                                                   self.config.global_.dashboard_url)
                 except Exception as e:
                     outcomes = self._crashed(batch[0][1].name, [n for n, _ in batch], e)
+                sent_after = client.stats()  # GET /metrics: requests and 429s of this process, by receiver
+                selfmetrics.inc("discord_requests", sent_after["requests"] - sent_before["requests"],
+                                receiver=batch[0][1].name)
+                selfmetrics.inc("discord_rate_limited", sent_after["rate_limited"] - sent_before["rate_limited"],
+                                receiver=batch[0][1].name)
                 for n, rcv in batch:
                     o = outcomes[n.id]
                     if n.id in claim.lost:
                         continue  # another sender took it over: its outcome is theirs to record
                     if o.kind == "delivered" and n.id in claim.finished:
                         rep.delivered += 1  # recorded message by message while sending
+                        selfmetrics.inc("notifications_delivered", receiver=rcv.name)
                         continue
                     await self._settle(n, o, rcv, now, rep, claim)
             after = client.stats()
@@ -359,6 +367,7 @@ class Notifier:
         if o.kind == "delivered":
             if await asyncio.to_thread(self.outbox.delivered, n, now, o.message_ids):
                 rep.delivered += 1
+                selfmetrics.inc("notifications_delivered", receiver=name)
         elif o.kind == "retry":
             delay = o.retry_after if o.retry_after is not None else \
                 max(d.backoff_base / 2, backoff_delay(n.attempts, d.backoff_base, d.backoff_cap))
@@ -368,17 +377,24 @@ class Notifier:
                 rep.dead += 1
             elif state == "failed":
                 rep.failed += 1
+            selfmetrics.inc("notification_failures", receiver=name)
+            if state == "dead":
+                selfmetrics.inc("notifications_dead", receiver=name)
             rep.errors.append(f"{name}: {redact(o.error or 'retry')}")
         elif o.kind == "disabled" and rcv is not None:
             reason = redact(o.error or "the endpoint says it does not exist")
             await asyncio.to_thread(self._disable, rcv, now, reason)
             await asyncio.to_thread(self.outbox.dead, n, now, f"receiver {rcv.name} disabled: {reason}")
             rep.dead += 1
+            selfmetrics.inc("notification_failures", receiver=name)
+            selfmetrics.inc("notifications_dead", receiver=name)
             if rcv.name not in rep.disabled_receivers:
                 rep.disabled_receivers.append(rcv.name)
         else:
             await asyncio.to_thread(self.outbox.dead, n, now, o.error or "rejected")
             rep.dead += 1
+            selfmetrics.inc("notification_failures", receiver=name)
+            selfmetrics.inc("notifications_dead", receiver=name)
             rep.errors.append(f"{name}: {redact(o.error or 'rejected')}")
 
     def _disable(self, rcv: Receiver, now: float, reason: str) -> None:

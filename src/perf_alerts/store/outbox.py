@@ -265,6 +265,12 @@ class OutboxQueries:
         return int(self.con.execute(
             "SELECT COUNT(*) FROM notifications WHERE state IN ('pending', 'failed', 'sending')").fetchone()[0])
 
+    def outbox_state_counts(self) -> list[tuple[str, str, int]]:
+        """(receiver, state, count) of every notification row: the outbox depth `GET /metrics` shows."""
+        rows = self.con.execute(
+            "SELECT receiver, state, COUNT(*) FROM notifications GROUP BY receiver, state ORDER BY receiver, state").fetchall()
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
     # -- Discord message references ---------------------------------------------------------------
     def message_ids_for(self, receiver: str, fingerprint: str) -> list[str]:
         """Every message that announced this alert on this receiver (first post, repeats, escalations)."""

@@ -21,6 +21,7 @@ from typing import Any, Callable, Iterable, Sequence, TypeVar
 
 import numpy as np
 
+from perf_alerts import selfmetrics
 from perf_alerts.errors import StoreUnavailable
 from perf_alerts.model import Alert, AlertState, Sample, Severity, canonical_labels
 from perf_alerts.store.backend import Backend, Connection, is_postgres_url
@@ -215,7 +216,9 @@ class Store(OutboxQueries, ManagementQueries, RetentionQueries, ClusterQueries, 
         if not rows:
             return 0, 0
         if self.dialect == "postgresql":
-            return self._retrying(lambda: self._insert_rows_pg(rows))
+            counted = self._retrying(lambda: self._insert_rows_pg(rows))
+            selfmetrics.inc("samples_ingested", len(rows))  # this process's ingest, whatever the path (GET /metrics)
+            return counted
         with self._write() as con:
             assert isinstance(con, sqlite3.Connection)
             before = con.total_changes
@@ -223,6 +226,7 @@ class Store(OutboxQueries, ManagementQueries, RetentionQueries, ClusterQueries, 
             new = con.total_changes - before
             if new < len(rows):  # some instants were stored already: the later value wins, as before
                 con.executemany("INSERT OR REPLACE INTO samples (series_id, ts, value) VALUES (?, ?, ?)", rows)
+        selfmetrics.inc("samples_ingested", len(rows))
         return new, len(rows) - new
 
     def _insert_rows_pg(self, rows: Sequence[tuple[int, float, float]]) -> tuple[int, int]:
@@ -404,6 +408,13 @@ class Store(OutboxQueries, ManagementQueries, RetentionQueries, ClusterQueries, 
         if where:
             sql += " WHERE " + " AND ".join(where)
         return [self._alert_from_row(r) for r in con.execute(sql, args)]
+
+    def alert_counts(self) -> list[tuple[str, str, bool, int]]:
+        """(state, severity, acknowledged, count) over every stored alert: what `GET /metrics` shows."""
+        rows = self.con.execute(
+            "SELECT state, severity, acknowledged_at IS NOT NULL, COUNT(*) FROM alerts "
+            "GROUP BY state, severity, acknowledged_at IS NOT NULL").fetchall()
+        return [(str(r[0]), str(r[1]), bool(r[2]), int(r[3])) for r in rows]
 
     def get_alert(self, fingerprint: str) -> Alert | None:
         rows = self.con.execute(
