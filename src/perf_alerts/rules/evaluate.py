@@ -53,12 +53,16 @@ class Evaluator:
     read SQLite once.
     """
 
-    def __init__(self, store: Store, config: Config, index: SeriesIndex | None = None) -> None:
+    def __init__(self, store: Store, config: Config, index: SeriesIndex | None = None, *,
+                 keep_state: bool = False) -> None:
         self.store = store
         self.config = config
         self.index = index or SeriesIndex(store)
         self._fps: dict[tuple[str, int], str] = {}
         self._blocks: dict[tuple[Any, ...], SampleBlock] = {}
+        # history-based rules' state between cycles (rules/history.py); `keep_state`: also in the store
+        self._history: dict[str, Any] = {}
+        self.keep_state = keep_state
 
     def new_cycle(self) -> None:
         self.index = SeriesIndex(self.store)
@@ -152,6 +156,10 @@ class Evaluator:
 
         if not series:
             return []
+        from perf_alerts.rules.history import AnomalyHistory, anomaly_results
+
+        if AnomalyHistory.supports(rule):  # the default detector: incremental, from kept state
+            return anomaly_results(self._history, self.store, rule, series, at, self.keep_state)
         threshold = rule.threshold
         assert threshold is not None
         block = self._block(series, at - rule.lookback, at)

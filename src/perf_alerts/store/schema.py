@@ -21,6 +21,7 @@ import re
 
 from perf_alerts.store.cluster import CLUSTER_SCHEMA
 from perf_alerts.store.ratelimits import RATELIMIT_SCHEMA
+from perf_alerts.store.rulestate import RULESTATE_SCHEMA
 
 SCHEMA_VERSION = 3
 
@@ -174,7 +175,7 @@ CREATE TABLE IF NOT EXISTS action_audit (
     verification  TEXT
 );
 CREATE INDEX IF NOT EXISTS action_audit_verify ON action_audit (verification, verify_due_at);
-""" + CLUSTER_SCHEMA + RATELIMIT_SCHEMA
+""" + CLUSTER_SCHEMA + RATELIMIT_SCHEMA + RULESTATE_SCHEMA
 
 
 def postgres_ddl(ddl: str) -> str:

@@ -1,0 +1,313 @@
+"""History-based rules that keep state between cycles: a cycle reads and scores only new points.
+
+`AnomalyHistory` (an `anomaly` rule with the default detector) keeps every series' detector
+state (`analytics.streaming.LikelihoodBank`: one float64 matrix) and the scores of the points
+still inside the rule's `window`. A cycle reads the samples newer than each series' last
+scored point (plus, for the daily view, the few samples one day before them), advances all
+series together one point of time per numpy call, and reports each series' highest score in
+the window: time proportional to the new points, not to the lookback.
+
+What a score means: the detector is causal and streaming (SPEC §4); each series' state starts
+at the rule's first evaluation (`at - lookback`, or when the series appears) and then sees
+every later point once, so a score equals `anomaly_scores` (the batch form) over the series
+from that start: the same as recomputing over the lookback on the first cycle, and with a
+longer memory afterwards (the detector's filters forget with their own half-lives, not at the
+lookback's edge). Samples that arrive later than a series' last scored point are not scored
+(a stream does not go back). An evaluation earlier than the last one (a replay from the start)
+starts the state anew.
+
+The state is kept in the store (`store.rulestate`) under the rule's name and a hash of the
+parameters that shape it, so a restart continues where it stopped and a changed rule (another
+detector, sensitivity, lookback or window) rebuilds from history.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import io
+import json
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+
+from perf_alerts.alerts.state import SeriesResult
+from perf_alerts.analytics.streaming import LikelihoodBank, lag_values
+
+if TYPE_CHECKING:
+    from perf_alerts.config import Rule
+    from perf_alerts.store import SeriesInfo, Store
+
+__all__ = ["AnomalyHistory", "ScoredPoint", "anomaly_results", "decode_arrays", "encode_arrays", "state_key"]
+
+STATE_VERSION = 1
+WHOLE = -1          # the rule_state part of a state kept whole per rule
+#: how far behind the newest series a series may lag and still be read in the same query
+_SAME_QUERY = 3600.0
+
+
+def state_key(rule: Rule, *fields: str) -> str:
+    """Hash of the rule's parameters that shape its kept state (and the state format)."""
+    doc = {f: getattr(rule, f) for f in ("type", "metric", *fields)}
+    doc["v"] = STATE_VERSION
+    return hashlib.sha256(json.dumps(doc, sort_keys=True, default=str).encode()).hexdigest()[:32]
+
+
+def encode_arrays(arrays: dict[str, np.ndarray]) -> str:
+    """numpy arrays → TEXT (base64 of an uncompressed `.npz`; no pickles)."""
+    buf = io.BytesIO()
+    np.savez(buf, **arrays)  # type: ignore[arg-type]
+    return base64.b64encode(buf.getvalue()).decode("ascii")
+
+
+def decode_arrays(text: str) -> dict[str, np.ndarray]:
+    with np.load(io.BytesIO(base64.b64decode(text)), allow_pickle=False) as z:
+        return {k: z[k] for k in z.files}
+
+
+@dataclass(frozen=True)
+class ScoredPoint:
+    """A series' highest score inside the rule's window (the first such point)."""
+
+    sid: int
+    score: float
+    value: float
+    at: float
+    points: int        # points the detector has scored for this series
+
+
+class AnomalyHistory:
+    """The kept state of one anomaly rule (default detector) over all its series."""
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.key = state_key(rule, "detector", "sensitivity", "lookback", "window")
+        self.bank = LikelihoodBank(0, sensitivity=rule.sensitivity, max_period=rule.lookback)
+        self.sids = np.zeros(0, dtype=np.int64)      # sorted; column j of bank.state is sids[j]
+        self.origin = np.zeros(0)                    # the state starts after this time
+        self.last_t = np.zeros(0)                    # the last scored point (origin before any)
+        self.at: float | None = None
+        # scored points inside the window, sorted by (series id, time)
+        self.r_sid = np.zeros(0, dtype=np.int64)
+        self.r_t = np.zeros(0)
+        self.r_s = np.zeros(0)
+        self.r_x = np.zeros(0)
+        self.loaded = False
+
+    @staticmethod
+    def supports(rule: Rule) -> bool:
+        return rule.detector in ("default", "likelihood")
+
+    # -- persistence ---------------------------------------------------------------
+    def to_text(self) -> str:
+        return encode_arrays({
+            "names": np.array(self.bank.names), "sids": self.sids, "origin": self.origin, "last_t": self.last_t,
+            "state": self.bank.state, "at": np.array([np.nan if self.at is None else self.at]),
+            "r_sid": self.r_sid, "r_t": self.r_t, "r_s": self.r_s, "r_x": self.r_x,
+        })
+
+    def load_text(self, text: str) -> bool:
+        """Take a stored state; False (nothing changed) when it does not fit this code's layout."""
+        try:
+            a = decode_arrays(text)
+            if [str(n) for n in a["names"]] != self.bank.names or a["state"].shape[0] != len(self.bank.names):
+                return False
+            sids = a["sids"].astype(np.int64)
+            if a["state"].shape[1] != sids.size:
+                return False
+        except (ValueError, KeyError, OSError):
+            return False
+        self.sids, self.origin, self.last_t = sids, a["origin"].astype(float), a["last_t"].astype(float)
+        self.bank.state = np.ascontiguousarray(a["state"], dtype=float)
+        at = float(a["at"][0])
+        self.at = None if np.isnan(at) else at
+        self.r_sid, self.r_t = a["r_sid"].astype(np.int64), a["r_t"].astype(float)
+        self.r_s, self.r_x = a["r_s"].astype(float), a["r_x"].astype(float)
+        return True
+
+    def load(self, store: Store) -> None:
+        if self.loaded:
+            return
+        self.loaded = True
+        row = store.rule_state_load(self.rule.name, self.key).get(WHOLE)
+        if row is not None:
+            self.load_text(row[1])
+
+    def save(self, store: Store) -> None:
+        store.rule_state_save(self.rule.name, self.key, [(WHOLE, self.at or 0.0, self.to_text())], fresh=True)
+
+    def reset(self) -> None:
+        self.bank.state = self.bank.init(0)
+        self.sids = np.zeros(0, dtype=np.int64)
+        self.origin = self.last_t = np.zeros(0)
+        self.at = None
+        self.r_sid = np.zeros(0, dtype=np.int64)
+        self.r_t = self.r_s = self.r_x = np.zeros(0)
+
+    # -- a cycle -----------------------------------------------------------------------
+    def _columns(self, ids: np.ndarray, at: float) -> np.ndarray:
+        """Columns of `ids` (sorted), adding fresh state for series seen for the first time."""
+        new = np.setdiff1d(ids, self.sids, assume_unique=True)
+        if new.size:
+            start = at - self.rule.lookback
+            sids = np.concatenate([self.sids, new])
+            order = np.argsort(sids, kind="stable")
+            self.sids = sids[order]
+            self.origin = np.concatenate([self.origin, np.full(new.size, start)])[order]
+            self.last_t = np.concatenate([self.last_t, np.full(new.size, start)])[order]
+            self.bank.state = np.ascontiguousarray(
+                np.concatenate([self.bank.state, self.bank.init(new.size)], axis=1)[:, order])
+        return np.searchsorted(self.sids, ids)
+
+    def advance(self, store: Store, series: list[SeriesInfo], at: float) -> list[ScoredPoint]:
+        """Score every new point of `series` up to `at`; each series' highest score in the window."""
+        if self.at is not None and at < self.at:
+            self.reset()   # a replay that starts over: a stream does not go back
+        ids = np.unique(np.fromiter((s.id for s in series), dtype=np.int64, count=len(series)))
+        cols = self._columns(ids, at)
+        last = self.last_t[cols]
+        # one query for the series that are up to date, one for the ones far behind (new or silent)
+        newest = float(last.max()) if last.size else at
+        near = last >= newest - _SAME_QUERY
+        parts = []
+        for sel in (near, ~near):
+            if sel.any():
+                blk = store.query(ids[sel].tolist(), float(last[sel].min()), at)
+                parts.append((blk.series_id, blk.ts, blk.value))
+        if parts:
+            b_sid = np.concatenate([p[0] for p in parts])
+            b_t = np.concatenate([p[1] for p in parts])
+            b_x = np.concatenate([p[2] for p in parts])
+        else:
+            b_sid, b_t, b_x = np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)
+        col_of = np.searchsorted(self.sids, b_sid)
+        keep = (b_t > self.last_t[col_of]) & np.isfinite(b_x) & np.isfinite(b_t)
+        b_sid, b_t, b_x, col_of = b_sid[keep], b_t[keep], b_x[keep], col_of[keep]
+        if b_t.size:
+            order = np.lexsort((b_t, b_sid))
+            b_sid, b_t, b_x, col_of = b_sid[order], b_t[order], b_x[order], col_of[order]
+            self._score(store, b_sid, b_t, b_x, col_of, at)
+        self.at = at
+        # the window: drop what left it
+        win = self.r_t > at - self.rule.window
+        self.r_sid, self.r_t, self.r_s, self.r_x = self.r_sid[win], self.r_t[win], self.r_s[win], self.r_x[win]
+        return self._peaks(ids)
+
+    def _score(self, store: Store, b_sid: np.ndarray, b_t: np.ndarray, b_x: np.ndarray, col_of: np.ndarray,
+               at: float) -> None:
+        u_cols, start, count = np.unique(col_of, return_index=True, return_counts=True)
+        rows, k_max = u_cols.size, int(count.max())
+        pos = np.arange(b_t.size) - np.repeat(start, count)
+        row_of = np.repeat(np.arange(rows), count)
+        X = np.zeros((rows, k_max))
+        T = np.zeros((rows, k_max))
+        V = np.zeros((rows, k_max), dtype=bool)
+        X[row_of, pos], T[row_of, pos], V[row_of, pos] = b_x, b_t, True
+        lags = self._lags(store, u_cols, b_t, b_x, start, count, row_of, pos, (rows, k_max))
+        S = self.bank.run(u_cols, X, T, V, lags)
+        self.last_t[u_cols] = b_t[start + count - 1]
+        # keep the new points still inside the window
+        inwin = b_t > at - self.rule.window
+        r_sid = np.concatenate([self.r_sid, b_sid[inwin]])
+        r_t = np.concatenate([self.r_t, b_t[inwin]])
+        r_s = np.concatenate([self.r_s, S[row_of, pos][inwin]])
+        r_x = np.concatenate([self.r_x, b_x[inwin]])
+        order = np.lexsort((r_t, r_sid))
+        self.r_sid, self.r_t, self.r_s, self.r_x = r_sid[order], r_t[order], r_s[order], r_x[order]
+
+    def _lags(self, store: Store, u_cols: np.ndarray, b_t: np.ndarray, b_x: np.ndarray, start: np.ndarray,
+              count: np.ndarray, row_of: np.ndarray, pos: np.ndarray,
+              shape: tuple[int, int]) -> dict[str, np.ndarray] | None:
+        """The value one period before each new point, per seasonal view: from the new points
+        themselves and the stored samples of the series since its state began."""
+        fams = self.bank.families[1:]
+        if not fams:
+            return None
+        tol = float(self.bank.p["lag_tol"])
+        sids = self.sids[u_cols]
+        out: dict[str, np.ndarray] = {}
+        first_t, last_t = b_t[start], b_t[start + count - 1]
+        origin = self.origin[u_cols]
+        for fam in fams:
+            period = self.bank.periods[fam]
+            lag = np.full(shape, np.nan)
+            # per series, the stored samples one period back that precede this cycle's points
+            need = last_t - period + 1.0 > origin          # some point can have a lag since the state began
+            lo = np.maximum(origin, first_t - period * (1.0 + tol) - 2.0)
+            hi = np.minimum(last_t - period + 1.0, first_t)
+            o_sid, o_t, o_x = self._query_rows(store, sids, lo, hi, need & (hi > lo))
+            o_lo = np.searchsorted(o_sid, sids, "left")
+            o_hi = np.searchsorted(o_sid, sids, "right")
+            for r in np.flatnonzero(need).tolist():
+                a, n = int(start[r]), int(count[r])
+                t_new, x_new = b_t[a:a + n], b_x[a:a + n]
+                ot, ox = o_t[o_lo[r]:o_hi[r]], o_x[o_lo[r]:o_hi[r]]
+                ok = (ot > origin[r]) & (ot < t_new[0])
+                src_t = np.concatenate([ot[ok], t_new]) if ot.size else t_new
+                src_x = np.concatenate([ox[ok], x_new]) if ot.size else x_new
+                lag[r, :n] = lag_values(src_t, src_x, t_new, period, tol)
+            out[fam] = lag
+        return out
+
+    @staticmethod
+    def _query_rows(store: Store, sids: np.ndarray, lo: np.ndarray, hi: np.ndarray,
+                    sel: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """Samples of the series `sids[sel]` in their ranges (lo, hi], read in at most two queries
+        (the series whose range starts near the latest one, and the others), sorted by series."""
+        parts = []
+        if sel.any():
+            top = float(lo[sel].max())
+            near = sel & (lo >= top - _SAME_QUERY)
+            for g in (near, sel & ~near):
+                if g.any():
+                    blk = store.query(sids[g].tolist(), float(lo[g].min()), float(hi[g].max()))
+                    parts.append((blk.series_id, blk.ts, blk.value))
+        if not parts:
+            return np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)
+        sid = np.concatenate([p[0] for p in parts])
+        order = np.argsort(sid, kind="stable")    # each part is sorted by (series, time); series are disjoint
+        return sid[order], np.concatenate([p[1] for p in parts])[order], np.concatenate([p[2] for p in parts])[order]
+
+    def _peaks(self, ids: np.ndarray) -> list[ScoredPoint]:
+        sel = np.isin(self.r_sid, ids)
+        sid, t, s, x = self.r_sid[sel], self.r_t[sel], self.r_s[sel], self.r_x[sel]
+        if sid.size == 0:
+            return []
+        u, start = np.unique(sid, return_index=True)
+        peak = np.maximum.reduceat(s, start)
+        group = np.repeat(np.arange(u.size), np.diff(np.r_[start, sid.size]))
+        idx = np.arange(sid.size)
+        first = np.minimum.reduceat(np.where(s == peak[group], idx, sid.size), start)
+        n = self.bank.state[self.bank.ix["n"], np.searchsorted(self.sids, u)]
+        return [ScoredPoint(int(a), float(b), float(c), float(d), int(e))
+                for a, b, c, d, e in zip(u.tolist(), s[first].tolist(), x[first].tolist(), t[first].tolist(),
+                                         n.tolist())]
+
+
+def anomaly_history_for(rule: Rule, cache: dict[str, Any]) -> AnomalyHistory:
+    """The evaluator's `AnomalyHistory` for `rule` (a new one when its parameters changed)."""
+    key = state_key(rule, "detector", "sensitivity", "lookback", "window")
+    h = cache.get(rule.name)
+    if not isinstance(h, AnomalyHistory) or h.key != key:
+        h = cache[rule.name] = AnomalyHistory(rule)
+    return h
+
+
+def anomaly_results(cache: dict[str, Any], store: Store, rule: Rule, series: list[SeriesInfo], at: float,
+                    keep: bool) -> list[SeriesResult]:
+    """An anomaly rule's results at `at` from its kept state (`keep`: the state is read from and
+    written to the store; else it lives in `cache` only, e.g. a backtest's)."""
+    h = anomaly_history_for(rule, cache)
+    if keep:
+        h.load(store)
+    peaks = h.advance(store, series, at)
+    if keep:
+        h.save(store)
+    threshold = rule.threshold
+    assert threshold is not None
+    recovery = rule.recovery if rule.recovery is not None else threshold
+    by_id = {s.id: s for s in series}
+    return [SeriesResult(by_id[p.sid].labels, p.score, p.score >= threshold, p.score >= recovery,
+                         {"observed": p.value, "observed_at": p.at, "points": p.points})
+            for p in peaks]
