@@ -48,6 +48,15 @@ def test_unreachable_server_is_one_line_naming_the_host_exit_2() -> None:
     assert "hunter2secret" not in r.stderr + r.stdout and "Traceback" not in r.stderr
 
 
+@pytest.mark.parametrize("secret", ["Xy?Z9secret", "a[b#c/dsecret", "pa%zzsecret"])
+def test_a_password_with_url_characters_never_shows(secret: str) -> None:
+    port = free_port()
+    for url in (f"postgresql://bob:{secret}@127.0.0.1:{port}/perf", f"postgresql://bob@127.0.0.1:{port}/perf?password={secret}"):
+        r = _cli("--db", url, "alerts")
+        assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r
+        assert secret not in r.stderr + r.stdout and "Traceback" not in r.stderr, r.stderr
+
+
 def test_wrong_password_is_one_line_naming_the_host_never_the_password(pg_server: Any, pg_url: str) -> None:
     if not getattr(pg_server, "owned", False):
         pytest.skip("needs the test's own server (it changes pg_hba.conf)")

@@ -15,7 +15,6 @@ from __future__ import annotations
 
 import re
 from typing import Any, ContextManager, Iterable, Iterator, Protocol, Sequence
-from urllib.parse import urlsplit, urlunsplit
 
 
 class Cursor(Protocol):
@@ -63,17 +62,18 @@ def is_postgres_url(target: object) -> bool:
 
 def redact_url(url: str) -> str:
     """The URL with its password (and any `password=` parameter) replaced by `***`."""
-    try:
-        parts = urlsplit(url)
-    except ValueError:
+    # by hand, not urlsplit: a password may hold ? # / [ (libpq accepts them), which urlsplit
+    # would read as the start of the query, fragment or path, or refuse
+    m = re.match(r"^([A-Za-z][\w+.-]*://)(.*)$", url, re.S)
+    if not m:
         return "postgresql://***"
-    netloc = parts.netloc
-    if "@" in netloc:
-        cred, host = netloc.rsplit("@", 1)
+    scheme, rest = m.groups()
+    at = rest.rfind("@")
+    if at >= 0:
+        cred, rest = rest[:at], rest[at + 1:]
         user = cred.split(":", 1)[0]
-        netloc = f"{user}:***@{host}" if ":" in cred else f"{user}@{host}"
-    query = re.sub(r"(?i)(password=)[^&]*", r"\1***", parts.query)
-    return urlunsplit((parts.scheme, netloc, parts.path, query, ""))
+        rest = (f"{user}:***@" if ":" in cred else f"{user}@") + rest
+    return scheme + re.sub(r"(?i)(password=)[^&]*", r"\1***", rest)
 
 
 __all__ = ["Backend", "Connection", "Cursor", "is_postgres_url", "redact_url"]

@@ -19,14 +19,15 @@ perf_alerts` and the SQLite default stay free of it.
 from __future__ import annotations
 
 import functools
+import hashlib
 import logging
+import os
 import re
 import sqlite3
 import threading
 import time
 from contextlib import contextmanager
 from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, TypeVar
-from urllib.parse import urlsplit
 
 from perf_alerts.errors import StoreError, StoreUnavailable
 from perf_alerts.store.backend import redact_url
@@ -40,6 +41,8 @@ log = logging.getLogger("perf_alerts.store")
 
 T = TypeVar("T")
 
+ENV_POOL = "PERF_ALERTS_DB_POOL"  # connections per process (default 20)
+
 # pg_advisory_xact_lock keys: b"perf" and b"pmig" as integers
 WRITE_LOCK = 0x70657266
 MIGRATE_LOCK = 0x706D6967
@@ -50,9 +53,9 @@ _PG_STEPS = {3: "PostgreSQL schema: series, samples, alerts, outbox, management,
 
 # A replica frozen or cut off inside an exclusive transaction would hold the write lock, and with
 # it every other replica's evaluation and delivery, for as long as its session lives: the server
-# ends a session idle inside a transaction after a minute (none of ours waits that long between
+# ends a session idle inside a transaction after 30 s (none of ours waits that long between
 # two statements), and asks a silent client's TCP peer after 10 s (every 5 s, 3 times).
-_SESSION_OPTIONS = ("-c idle_in_transaction_session_timeout=60s -c tcp_keepalives_idle=10 "
+_SESSION_OPTIONS = ("-c idle_in_transaction_session_timeout=30s -c tcp_keepalives_idle=10 "
                     "-c tcp_keepalives_interval=5 -c tcp_keepalives_count=3")
 
 
@@ -136,33 +139,56 @@ class _Reads:
         return self._b.retrying(run)
 
 
-def _where(url: str) -> str:
-    """host:port/database of a URL, for messages."""
+def _conninfo(url: str) -> dict[str, Any]:
+    """libpq's own reading of the URL (host, port, dbname, password …); {} if it cannot read it."""
     try:
-        p = urlsplit(url)
-        host = p.hostname or "localhost"
-        port = p.port or 5432
-    except ValueError:
-        return redact_url(url)
-    db = p.path.lstrip("/") or "(default database)"
+        from psycopg.conninfo import conninfo_to_dict
+
+        return dict(conninfo_to_dict(url))
+    except Exception:
+        return {}
+
+
+def _where(info: dict[str, Any]) -> str:
+    """host:port/database, for messages (never the URL itself: it may hold the password)."""
+    host = str(info.get("host") or "localhost")
+    port = str(info.get("port") or 5432)
+    db = str(info.get("dbname") or "(default database)")
     return f"{host}:{port}/{db}"
+
+
+def _secrets(url: str, info: dict[str, Any]) -> list[str]:
+    """Every spelling of the password a message could carry: as given (percent-encoded or not)
+    and as libpq decoded it; longest first, so a longer spelling is masked whole."""
+    found = {str(info["password"])} if info.get("password") else set()
+    m = re.search(r"://[^/?#]*?:(.*)@", url)  # user:PASSWORD@ (greedy: a password may hold @ ? # /)
+    if m:
+        found.add(m.group(1))
+    found.update(re.findall(r"(?i)password=([^&\s]*)", url))
+    return sorted((x for x in found if x), key=len, reverse=True)
 
 
 class PostgresBackend:
     dialect = "postgresql"
 
-    def __init__(self, url: str, *, pool_size: int = 10, connect_timeout: float = 5.0,
+    def __init__(self, url: str, *, pool_size: int | None = None, connect_timeout: float = 5.0,
                  retry_for: float = 30.0) -> None:
         try:
             import psycopg  # noqa: F401
             import psycopg_pool
         except ImportError:
             raise StoreError("a PostgreSQL store needs psycopg 3: pip install 'perf-alerts[postgres]'") from None
+        if pool_size is None:  # the daemon's worker threads and HTTP handlers each may hold one
+            try:
+                pool_size = int(os.environ.get(ENV_POOL) or 20)
+            except ValueError:
+                raise StoreError(f"{ENV_POOL}: not a number of connections") from None
         self.url = url
-        self.display = redact_url(url)
-        self.where = _where(url)
+        info = _conninfo(url)
+        self._secrets = _secrets(url, info)
+        self.display = self.scrub(redact_url(url))
+        self.where = self.scrub(_where(info))
         self.retry_for = retry_for
-        self._password = urlsplit(url).password if "://" in url else None
         self._closed = False
         self._warned = threading.Event()
         conn = self._connect_once(connect_timeout)
@@ -177,12 +203,16 @@ class PostgresBackend:
         self._reads = _Reads(self)
 
     # -- errors ---------------------------------------------------------------------------
+    def scrub(self, text: str) -> str:
+        """`text` with every spelling of the password masked."""
+        for secret in self._secrets:
+            text = text.replace(secret, "***")
+        return text
+
     def _reason(self, e: BaseException) -> str:
         text = (str(e).strip().splitlines() or [type(e).__name__])[0]
         text = re.sub(r"^connection failed: ", "", text)
-        if self._password:
-            text = text.replace(self._password, "***")
-        return text.strip() or type(e).__name__
+        return self.scrub(text).strip() or type(e).__name__
 
     def unavailable(self, e: BaseException) -> StoreUnavailable:
         return StoreUnavailable(f"PostgreSQL at {self.where}: {self._reason(e)}")
@@ -196,7 +226,7 @@ class PostgresBackend:
         except psycopg.Error as e:
             raise StoreUnavailable(f"cannot connect to PostgreSQL at {self.where}: {self._reason(e)}") from None
         except ValueError as e:  # a malformed URL or option
-            raise StoreError(f"{self.display}: not a usable PostgreSQL URL: {e}") from None
+            raise StoreError(f"{self.display}: not a usable PostgreSQL URL: {self.scrub(str(e))}") from None
 
     # -- connections ----------------------------------------------------------------------
     @property
@@ -214,7 +244,8 @@ class PostgresBackend:
             try:
                 with self._pool.connection(timeout=max(0.1, deadline - time.monotonic())) as conn:
                     return fn(conn)
-            except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as e:
+            except (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout,
+                    psycopg_pool.PoolTimeout) as e:
                 if self._closed or time.monotonic() + delay >= deadline:
                     raise self.unavailable(e) from None
                 self._note_retry(e)
@@ -241,7 +272,8 @@ class PostgresBackend:
                 if exclusive:
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
                 break
-            except (psycopg.OperationalError, psycopg_pool.PoolTimeout) as e:
+            except (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout,
+                    psycopg_pool.PoolTimeout) as e:
                 if conn is not None:
                     self._putconn(conn)
                 if self._closed or time.monotonic() + delay >= deadline:
@@ -260,7 +292,7 @@ class PostgresBackend:
                     except psycopg.Error:
                         pass
                 raise
-        except psycopg.OperationalError as e:
+        except (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout) as e:
             raise self.unavailable(e) from None
         finally:
             self._putconn(conn)
@@ -290,27 +322,44 @@ class PostgresBackend:
         the numbered steps this store has not had."""
         import psycopg
 
+        ddl = postgres_ddl(SCHEMA)
+        digest = hashlib.sha256(ddl.encode()).hexdigest()[:16]
         try:
+            # the common case, a store already at this schema: one read, no DDL and no lock (DDL on
+            # every open would take share locks on busy tables, and needs CREATE rights that a
+            # role with only DML rights, say for `perf-alerts status`, does not have)
+            if self._schema_state(conn) == (SCHEMA_VERSION, digest):
+                return
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
                 conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, "
-                             "applied_at DOUBLE PRECISION NOT NULL, description TEXT NOT NULL)")
-                row = conn.execute("SELECT MAX(version) FROM schema_version").fetchone()
-                current = int(row[0]) if row and row[0] is not None else 0
+                             "applied_at DOUBLE PRECISION NOT NULL, description TEXT NOT NULL, ddl_hash TEXT)")
+                current, _ = self._schema_state(conn) or (0, None)
                 if current > SCHEMA_VERSION:
                     raise StoreError(f"PostgreSQL at {self.where}: the store is at schema version {current}, "
                                      f"this perf-alerts knows up to {SCHEMA_VERSION}: upgrade perf-alerts")
-                conn.execute(postgres_ddl(SCHEMA))
+                conn.execute(ddl)
                 self._add_missing_columns(conn)
                 for v, what in sorted(_PG_STEPS.items()):
                     if v > current:
                         conn.execute("INSERT INTO schema_version (version, applied_at, description) "
                                      "VALUES (%s, %s, %s)", (v, time.time(), what))
+                conn.execute("UPDATE schema_version SET ddl_hash = %s WHERE version = "
+                             "(SELECT MAX(version) FROM schema_version)", (digest,))
         except psycopg.OperationalError as e:
             raise self.unavailable(e) from None
         except psycopg.errors.InsufficientPrivilege as e:
             raise StoreError(f"PostgreSQL at {self.where}: cannot create the store's tables: "
                              f"{self._reason(e)}") from None
+
+    @staticmethod
+    def _schema_state(conn: "psycopg.Connection[Any]") -> tuple[int, str | None] | None:
+        """(version, hash of the DDL it was created with) of the store, None before the first one."""
+        reg = conn.execute("SELECT to_regclass('schema_version')").fetchone()
+        if reg is None or reg[0] is None:
+            return None
+        row = conn.execute("SELECT version, ddl_hash FROM schema_version ORDER BY version DESC LIMIT 1").fetchone()
+        return None if row is None else (int(row[0]), row[1])
 
     @staticmethod
     def _add_missing_columns(conn: "psycopg.Connection[Any]") -> None:
