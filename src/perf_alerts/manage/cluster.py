@@ -71,9 +71,11 @@ def _version() -> str:
 
 
 def pid_scope() -> str | None:
-    """What a PID means here: the host and (on Linux) the PID namespace; None when unknown (then no
-    replica ever judges another's PID). Two containers with the same host name and PID 7 are two
-    processes: their namespaces differ."""
+    """What a PID means here: this boot of this machine and (on Linux) the PID namespace; None when
+    unknown (then no replica ever judges another's PID). Host names repeat (cloned VMs, containers
+    on the host network) and every Linux host's first PID namespace has the same inode, so the
+    kernel's boot id (random per boot) says whether a PID is ours to judge; two containers with
+    PID 7 are two processes: their namespaces differ."""
     if os.name != "posix":
         return None
     try:
@@ -83,8 +85,13 @@ def pid_scope() -> str | None:
     if ns is None:
         if sys.platform.startswith("linux"):  # no /proc: cannot tell namespaces apart
             return None
-        ns = "host"  # macOS and BSDs have no PID namespaces
-    return f"{socket.gethostname()}|{ns}"
+        return None  # macOS and BSDs: no boot id to tell two machines of the same name apart
+    try:
+        with open("/proc/sys/kernel/random/boot_id") as fh:
+            boot = fh.read().strip()
+    except OSError:
+        return None
+    return f"{socket.gethostname()}|{boot}|{ns}"
 
 
 def pid_alive(pid: int) -> bool:

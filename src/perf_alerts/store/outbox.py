@@ -186,8 +186,10 @@ class OutboxQueries:
 
         def progress() -> list[int]:
             lost: list[int] = []
-            with self.transaction() as con:
-                for nid, mid, fps in accepted:
+            # not exclusive: every statement is guarded by the claim (and the row read is locked), so
+            # one replica's outcomes never wait behind another's evaluation
+            with self._write(exclusive=False) as con:
+                for nid, mid, fps in sorted(accepted, key=lambda a: a[0]):
                     row = con.execute("SELECT message_ids, sent FROM notifications WHERE id = ? AND state = 'sending' "
                                       f"AND claimed_by = ?{lock}", (nid, owner)).fetchone()
                     if row is None:
@@ -198,7 +200,7 @@ class OutboxQueries:
                     sent += [fp for fp in fps if fp not in sent]
                     con.execute("UPDATE notifications SET message_ids = ?, sent = ? WHERE id = ?",
                                 (json.dumps(mids), json.dumps(sent), nid))
-                for nid in done:
+                for nid in sorted(done):
                     cur = con.execute(
                         "UPDATE notifications SET state = 'delivered', attempts = attempts + 1, delivered_at = ?, "
                         "last_error = NULL, claimed_by = NULL, claim_until = NULL "
@@ -217,7 +219,7 @@ class OutboxQueries:
 
     def outbox_retry(self, owner: str, nid: int, attempts: int, next_at: float, error: str) -> bool:
         def run() -> bool:
-            with self.transaction() as con:
+            with self._write(exclusive=False) as con:  # one guarded statement
                 cur = con.execute(
                     "UPDATE notifications SET state = 'failed', attempts = ?, next_attempt_at = ?, last_error = ?, "
                     "claimed_by = NULL, claim_until = NULL WHERE id = ? AND state = 'sending' AND claimed_by = ?",
@@ -228,7 +230,7 @@ class OutboxQueries:
 
     def outbox_dead(self, owner: str, nid: int, attempts: int, at: float, reason: str) -> bool:
         def run() -> bool:
-            with self.transaction() as con:
+            with self._write(exclusive=False) as con:  # one guarded statement
                 cur = con.execute(
                     "UPDATE notifications SET state = 'dead', attempts = ?, last_error = ?, next_attempt_at = ?, "
                     "claimed_by = NULL, claim_until = NULL WHERE id = ? AND state = 'sending' AND claimed_by = ?",

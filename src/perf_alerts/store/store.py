@@ -30,6 +30,7 @@ from perf_alerts.store.management import ManagementQueries
 from perf_alerts.store.outbox import OutboxQueries
 from perf_alerts.store.ratelimits import RateLimitQueries
 from perf_alerts.store.retention import DOWNSAMPLED_KEY, RetentionQueries
+from perf_alerts.store.rulestate import RuleStateQueries
 from perf_alerts.store.sqlite import SQLiteBackend
 
 T = TypeVar("T")
@@ -124,7 +125,7 @@ def resolve_db_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return target if isinstance(target, Path) else Path(DEFAULT_DB)
 
 
-class Store(OutboxQueries, ManagementQueries, RetentionQueries, ClusterQueries, RateLimitQueries):
+class Store(OutboxQueries, ManagementQueries, RetentionQueries, ClusterQueries, RateLimitQueries, RuleStateQueries):
     """Thread-safe handle on the store, SQLite or PostgreSQL (`Store("postgresql://…")`)."""
 
     def __init__(self, path: str | os.PathLike[str] | None = None) -> None:
@@ -193,9 +194,12 @@ class Store(OutboxQueries, ManagementQueries, RetentionQueries, ClusterQueries, 
         if missing:
             def create() -> None:
                 # not exclusive: a series another process creates meanwhile is skipped, then read
+                # PostgreSQL locks rows in the order given: every process inserts in the same
+                # (sorted) order, so two concurrent ingests cannot deadlock on each other's series
+                order = sorted(missing) if self.dialect == "postgresql" else missing
                 with self._write(exclusive=False) as con:
                     con.executemany("INSERT INTO series (metric, labels) VALUES (?, ?) "
-                                    "ON CONFLICT (metric, labels) DO NOTHING", missing)
+                                    "ON CONFLICT (metric, labels) DO NOTHING", order)
                     for k in missing:
                         row = con.execute("SELECT id FROM series WHERE metric = ? AND labels = ?", k).fetchone()
                         out[k] = int(row[0])
@@ -232,9 +236,10 @@ class Store(OutboxQueries, ManagementQueries, RetentionQueries, ClusterQueries, 
     def _insert_rows_pg(self, rows: Sequence[tuple[int, float, float]]) -> tuple[int, int]:
         """One statement over three arrays (not a round trip per row); not exclusive: inserts of
         other processes go on beside it. An instant given twice keeps its last value, as on SQLite."""
-        sid = [int(r[0]) for r in rows]
-        ts = [float(r[1]) for r in rows]
-        val = [float(r[2]) for r in rows]
+        ordered = sorted(rows, key=lambda r: (int(r[0]), float(r[1])))  # one lock order for every process
+        sid = [int(r[0]) for r in ordered]
+        ts = [float(r[1]) for r in ordered]
+        val = [float(r[2]) for r in ordered]
         with self._write(exclusive=False) as con:
             new = con.execute("INSERT INTO samples (series_id, ts, value) SELECT * FROM unnest(?::bigint[], "
                               "?::float8[], ?::float8[]) ON CONFLICT (series_id, ts) DO NOTHING",
@@ -473,5 +478,5 @@ class Store(OutboxQueries, ManagementQueries, RetentionQueries, ClusterQueries, 
         if con is not None:
             con.execute(sql, (key, json.dumps(value)))
         else:
-            with self._write() as c:
+            with self._write(exclusive=False) as c:  # one statement: it needs no one else to wait
                 c.execute(sql, (key, json.dumps(value)))
