@@ -816,15 +816,27 @@ def breach_outlook(timestamps, values, at: float, horizon: float, threshold: flo
     t, y = t[order], y[order]
     t_last = float(t[-1])
     last = float(np.mean(y[t == t_last]))
-    thr = float(threshold)
-    up = op in (">", ">=")
-    if _OPS[op](last, thr):
-        return BreachOutlook("breaching", op, thr, at, horizon, last, at, 1.0, at, last, t_last, int(t.size),
-                             "observed")
-    if fc is None:
+    if _OPS[op](last, float(threshold)):
+        fc = None
+    elif fc is None:
         fc = forecast_until(t, y, at + horizon)
         if fc is None:
             return None
+    return outlook_from(fc, t_last, last, int(t.size), at, horizon, threshold, op, min_probability)
+
+
+def outlook_from(fc: Forecast | None, t_last: float, last: float, points: int, at: float, horizon: float,
+                 threshold: float, op: str, min_probability: float = 0.5) -> BreachOutlook | None:
+    """`breach_outlook` from its parts: the series' last sample (`t_last`, `last`), how many samples
+    it has, and a forecast (None only when `last` breaches already). A rule with kept state
+    (`rules/history.py`) calls it with the forecast of its last fit and the newest sample."""
+    thr = float(threshold)
+    up = op in (">", ">=")
+    if _OPS[op](last, thr):
+        return BreachOutlook("breaching", op, thr, at, horizon, last, at, 1.0, at, last, t_last, points,
+                             "observed")
+    if fc is None:
+        return None
     # only the part of the forecast from `at` to `at + horizon` counts
     keep = (fc.timestamps >= at) & (fc.timestamps <= at + horizon + 1e-6)
     if not keep.any():  # a step longer than the horizon: the first point past `at`
@@ -844,7 +856,7 @@ def breach_outlook(timestamps, values, at: float, horizon: float, threshold: flo
         bound = part.upper if up else part.lower
         value = float(bound.max() if up else bound.min())
     return BreachOutlook(status, op, thr, at, horizon, value, breach_at, float(br.probability), bound_at, last,
-                         t_last, int(t.size), fc.method)
+                         t_last, points, fc.method)
 
 
 def forecast_until(timestamps, values, until: float) -> Forecast | None:

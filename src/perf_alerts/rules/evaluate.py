@@ -8,7 +8,7 @@ turns results into transitions.
 from __future__ import annotations
 
 import operator
-from typing import Any, Callable
+from typing import Any, Callable, cast
 
 import numpy as np
 
@@ -63,6 +63,7 @@ class Evaluator:
         # history-based rules' state between cycles (rules/history.py); `keep_state`: also in the store
         self._history: dict[str, Any] = {}
         self.keep_state = keep_state
+        self._prometheus: Evaluator | None = None  # `source: prometheus` rules (rules/prometheus.py)
 
     def new_cycle(self) -> None:
         self.index = SeriesIndex(self.store)
@@ -74,6 +75,8 @@ class Evaluator:
         self._blocks.clear()
 
     def evaluate(self, rule: Rule, at: float) -> list[SeriesResult]:
+        if rule.source == "prometheus" and not getattr(self.store, "is_prometheus_view", False):
+            return self._evaluate_prometheus(rule, at)
         series = self.index.select(rule)
         fn = getattr(self, f"_eval_{rule.type}")
         results: list[SeriesResult] = fn(rule, series, at)
@@ -88,6 +91,18 @@ class Evaluator:
                 fp = self._fps[key] = fingerprint(rule.name, alert_labels(rule, r.labels))
             r.fingerprint = fp
         return results
+
+    def _evaluate_prometheus(self, rule: Rule, at: float) -> list[SeriesResult]:
+        """A `source: prometheus` rule: this same evaluation over a view of the store whose series and
+        samples are the rule's PromQL result (raises PrometheusError: the rule's error, not the cycle's)."""
+        from perf_alerts.rules.prometheus import PrometheusView
+
+        if self._prometheus is None:
+            view = PrometheusView(self.store, self.config)
+            self._prometheus = Evaluator(cast(Store, view), self.config, keep_state=self.keep_state)
+        cast(PrometheusView, self._prometheus.store).prepare(rule, at)
+        self._prometheus.new_cycle()
+        return self._prometheus.evaluate(rule, at)
 
     # -- helpers ----------------------------------------------------------------------
     def _block(self, series: list[SeriesInfo], start: float, end: float) -> SampleBlock:
@@ -185,17 +200,16 @@ class Evaluator:
         """Each series' breach outlook (`analytics.forecast.breach_outlook`, the same as `predict`'s):
         active when breaching now or predicted to within the horizon; the value is in the metric's
         unit (the last sample, or the forecast's peak), so it reads against the threshold."""
-        from perf_alerts.analytics.forecast import breach_outlook
         from perf_alerts.timeutil import format_duration
 
         assert rule.op is not None and rule.value is not None
         if not series:
             return []
-        block = self._block(series, at - rule.lookback, at)
+        from perf_alerts.rules.history import forecast_outlooks
+
         out: list[SeriesResult] = []
-        for s in series:
-            t, v = block.of(s.id)
-            o = breach_outlook(t, v, at, rule.horizon, rule.value, rule.op, rule.min_probability)
+        # each series refitted once per refit interval, from kept fits in between (rules/history.py)
+        for s, o in forecast_outlooks(self._history, self.store, rule, series, at, self.keep_state):
             if o is None:
                 continue
             out.append(SeriesResult(

@@ -33,13 +33,15 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 
 from perf_alerts.alerts.state import SeriesResult
+from perf_alerts.analytics.forecast import Forecast
 from perf_alerts.analytics.streaming import LikelihoodBank, lag_values
 
 if TYPE_CHECKING:
     from perf_alerts.config import Rule
     from perf_alerts.store import SeriesInfo, Store
 
-__all__ = ["AnomalyHistory", "ScoredPoint", "anomaly_results", "decode_arrays", "encode_arrays", "state_key"]
+__all__ = ["AnomalyHistory", "ForecastHistory", "ScoredPoint", "anomaly_results", "decode_arrays", "encode_arrays",
+           "forecast_outlooks", "state_key"]
 
 STATE_VERSION = 1
 WHOLE = -1          # the rule_state part of a state kept whole per rule
@@ -311,3 +313,166 @@ def anomaly_results(cache: dict[str, Any], store: Store, rule: Rule, series: lis
     return [SeriesResult(by_id[p.sid].labels, p.score, p.score >= threshold, p.score >= recovery,
                          {"observed": p.value, "observed_at": p.at, "points": p.points})
             for p in peaks]
+
+
+# --------------------------------------------------------------------------- forecast rules
+
+#: a forecast rule's series is refitted at most this often (and at least every half horizon)
+REFIT_EVERY = 3600.0
+
+
+@dataclass
+class _Fit:
+    fc: Forecast
+    fit_at: float            # when it was fitted
+    due: float               # when it is fitted again
+    t_last: float            # the last sample seen (at the fit or since)
+    last: float
+    points: int              # samples in the lookback at the fit, plus those seen since
+
+
+class ForecastHistory:
+    """The kept fits of one forecast rule: a series is refitted (from its lookback, exactly as
+    `breach_outlook`) once per refit interval, the refits of many series spread over the
+    interval; in between, a cycle reads only the samples since the last one, and the outlook is
+    the last fit's forecast (at most one refit interval old) judged from the newest sample
+    (`analytics.forecast.outlook_from`): "breaching now" is always exact, a prediction can lag
+    by up to the interval (tests/test_history_rules.py measures the agreement). Fits are kept
+    in the store one row per series, written only when the series is refitted."""
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.key = state_key(rule, "lookback", "horizon")
+        self.refit = min(REFIT_EVERY, max(rule.horizon / 2.0, 60.0))
+        self.fits: dict[int, _Fit] = {}
+        self.at: float | None = None
+        self.loaded = False
+        self.dirty: set[int] = set()
+
+    # -- persistence -----------------------------------------------------------------
+    @staticmethod
+    def _encode(f: _Fit) -> str:
+        fc = f.fc
+        meta = {"fit_at": f.fit_at, "due": f.due, "t_last": f.t_last, "last": f.last, "points": f.points,
+                "level": fc.level, "step": fc.step, "method": fc.method, "season_period": fc.season_period,
+                "last_timestamp": fc.last_timestamp, "last_value": fc.last_value, "last_observed": fc.last_observed,
+                "params": fc.params}
+        return encode_arrays({"meta": np.array(json.dumps(meta, default=float)), "timestamps": fc.timestamps,
+                              "mean": fc.mean, "lower": fc.lower, "upper": fc.upper})
+
+    @staticmethod
+    def _decode(text: str) -> _Fit | None:
+        try:
+            a = decode_arrays(text)
+            m = json.loads(str(a["meta"]))
+            fc = Forecast(a["timestamps"], a["mean"], a["lower"], a["upper"], float(m["level"]), float(m["step"]),
+                          str(m["method"]), m["season_period"], float(m["last_timestamp"]), float(m["last_value"]),
+                          m["last_observed"], dict(m["params"]))
+            return _Fit(fc, float(m["fit_at"]), float(m["due"]), float(m["t_last"]), float(m["last"]),
+                        int(m["points"]))
+        except (ValueError, KeyError, TypeError, OSError):
+            return None
+
+    def load(self, store: Store) -> None:
+        if self.loaded:
+            return
+        self.loaded = True
+        for part, (_, text) in store.rule_state_load(self.rule.name, self.key).items():
+            f = self._decode(text)
+            if f is not None:
+                self.fits[part] = f
+
+    def save(self, store: Store) -> None:
+        if self.dirty:
+            store.rule_state_save(self.rule.name, self.key,
+                                  [(sid, self.fits[sid].fit_at, self._encode(self.fits[sid]))
+                                   for sid in sorted(self.dirty) if sid in self.fits],
+                                  drop=[sid for sid in self.dirty if sid not in self.fits], fresh=True)
+            self.dirty.clear()
+
+    # -- a cycle -----------------------------------------------------------------------
+    def _phase(self, sid: int) -> float:
+        """Where in the refit interval a series' first refit falls (spreads the refits)."""
+        return ((sid * 2654435761) % 1000) / 1000.0 * self.refit
+
+    def outlooks(self, store: Store, series: list[SeriesInfo], at: float) -> list[tuple[SeriesInfo, Any]]:
+        from perf_alerts.analytics.forecast import breach_outlook, forecast_until, outlook_from
+
+        rule = self.rule
+        assert rule.op is not None and rule.value is not None
+        if self.at is not None and at < self.at:
+            self.dirty.update(self.fits)
+            self.fits.clear()   # a replay that starts over
+        self.at = at
+        due, kept = [], []
+        for s in series:
+            f = self.fits.get(s.id)
+            if f is None or at >= f.due or at < f.fit_at or float(f.fc.timestamps[-1]) <= at + 60.0:
+                due.append(s)
+            else:
+                kept.append(s)
+        out: list[tuple[SeriesInfo, Any]] = []
+        if due:
+            blk = store.query([s.id for s in due], at - rule.lookback, at)
+            for s in due:
+                t, v = blk.of(s.id)
+                prev = self.fits.pop(s.id, None)
+                self.dirty.add(s.id)
+                fc = forecast_until(t, v, at + rule.horizon) if t.size >= 10 else None
+                o = breach_outlook(t, v, at, rule.horizon, rule.value, rule.op, rule.min_probability, fc=fc)
+                if fc is not None and o is not None:
+                    nxt = at + self.refit if prev is not None else at + self._phase(s.id) + 1.0
+                    self.fits[s.id] = _Fit(fc, at, nxt, o.last_timestamp, o.last_value, o.points)
+                out.append((s, o))
+        if kept:
+            since = min(self.fits[s.id].t_last for s in kept)
+            blk = store.query([s.id for s in kept], since, at)
+            for s in kept:
+                f = self.fits[s.id]
+                t, v = blk.of(s.id)
+                new = t > f.t_last
+                if new.any():
+                    f.t_last, f.last = float(t[new][-1]), float(v[new][-1])
+                    f.points += int(new.sum())
+                out.append((s, outlook_from(_extended(f.fc, at + rule.horizon), f.t_last, f.last, f.points, at,
+                                            rule.horizon, rule.value, rule.op, rule.min_probability)))
+        order = {s.id: i for i, s in enumerate(series)}
+        out.sort(key=lambda p: order[p[0].id])
+        return out
+
+
+def _extended(fc: Forecast, until: float) -> Forecast:
+    """`fc` reaching `until`: a fit made up to one refit interval ago ends that much before the
+    horizon's end; its last step (mean and interval half-widths) is continued in a straight line."""
+    ts = fc.timestamps
+    if ts.size < 2 or ts[-1] >= until:
+        return fc
+    k = np.arange(1, int(np.ceil((until - ts[-1]) / fc.step)) + 1, dtype=float)
+    mean = fc.mean[-1] + k * (fc.mean[-1] - fc.mean[-2])
+    up = (fc.upper[-1] - fc.mean[-1]) + k * max(0.0, (fc.upper[-1] - fc.mean[-1]) - (fc.upper[-2] - fc.mean[-2]))
+    lo = (fc.mean[-1] - fc.lower[-1]) + k * max(0.0, (fc.mean[-1] - fc.lower[-1]) - (fc.mean[-2] - fc.lower[-2]))
+    return Forecast(np.r_[ts, ts[-1] + k * fc.step], np.r_[fc.mean, mean], np.r_[fc.lower, mean - lo],
+                    np.r_[fc.upper, mean + up], fc.level, fc.step, fc.method, fc.season_period, fc.last_timestamp,
+                    fc.last_value, fc.last_observed, fc.params)
+
+
+def forecast_history_for(rule: Rule, cache: dict[str, Any]) -> ForecastHistory:
+    key = state_key(rule, "lookback", "horizon")
+    h = cache.get(rule.name)
+    if not isinstance(h, ForecastHistory) or h.key != key:
+        h = cache[rule.name] = ForecastHistory(rule)
+    return h
+
+
+def forecast_outlooks(cache: dict[str, Any], store: Store, rule: Rule, series: list[SeriesInfo], at: float,
+                      keep: bool) -> list[tuple[SeriesInfo, Any]]:
+    """Each series' breach outlook at `at` from the rule's kept fits (`keep`: kept in the store too)."""
+    h = forecast_history_for(rule, cache)
+    if keep:
+        h.load(store)
+    out = h.outlooks(store, series, at)
+    if keep:
+        h.save(store)
+    else:
+        h.dirty.clear()
+    return out
