@@ -169,7 +169,7 @@ class PerfAlerts:
         at = self.clock.now() if at is None else at
         rules = rules if rules is not None else self.config.rules_in_group(group)
         if self._evaluator is None or self._evaluator.config is not self.config:
-            self._evaluator = Evaluator(self.store, self.config)
+            self._evaluator = Evaluator(self.store, self.config, keep_state=True)  # history rules resume after a restart
         evaluator = self._evaluator
         evaluator.new_cycle()
         computed = []
