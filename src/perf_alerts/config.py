@@ -339,6 +339,22 @@ class Rule(_Strict):
     # absent / grouping of series
     by: list[str] | None = None
     description: str | None = None
+    # where the series come from: the store (default), or a PromQL query on the `prometheus:` server
+    source: Literal["store", "prometheus"] = "store"
+    query: str | None = Field(default=None, min_length=1, max_length=10_000)
+    step: Duration | None = None  # resolution of the range query (prometheus rules that read history)
+
+    @model_validator(mode="before")
+    @classmethod
+    def _prometheus_defaults(cls, data: Any) -> Any:
+        """A `source: prometheus` rule's `metric` only names the result for metadata (unit, direction);
+        without one it is the rule's name. Its value is whatever the PromQL computes (aggregate `last`)."""
+        if isinstance(data, dict) and data.get("source") == "prometheus":
+            data = dict(data)
+            if "metric" not in data and isinstance(data.get("name"), str):
+                data["metric"] = data["name"]
+            data.setdefault("aggregate", "last")
+        return data
 
     @field_validator("name")
     @classmethod
@@ -377,6 +393,16 @@ class Rule(_Strict):
     def _durations(cls, v: Any) -> float:
         return _duration(v)
 
+    @field_validator("step", mode="before")
+    @classmethod
+    def _step(cls, v: Any) -> float | None:
+        if v is None:
+            return None
+        d = _duration(v)
+        if d <= 0:
+            raise ValueError("step must be > 0 (e.g. step: 1m)")
+        return d
+
     @field_validator("op")
     @classmethod
     def _op(cls, v: Operator | None, info: ValidationInfo) -> Operator | None:
@@ -395,6 +421,18 @@ class Rule(_Strict):
     @model_validator(mode="after")
     def _per_type(self) -> "Rule":
         t = self.type
+        if self.query is not None and self.source != "prometheus":
+            raise ValueError("query (PromQL) needs source: prometheus; a rule on the store's samples names "
+                             "metric and matchers instead")
+        if self.source == "prometheus":
+            if self.query is None:
+                raise ValueError("a source: prometheus rule needs query (PromQL), e.g. "
+                                 "query: 'histogram_quantile(0.95, sum by (le, agent) (rate(llm_seconds_bucket[5m])))'")
+            if self.aggregate != "last":
+                raise ValueError(f"aggregate: {self.aggregate} on a source: prometheus rule; the PromQL query computes "
+                                 "the value (e.g. avg_over_time(x[5m]), quantile_over_time(0.95, x[5m])): drop aggregate")
+        elif self.step is not None:
+            raise ValueError("step is the resolution of a Prometheus range query: it needs source: prometheus")
         if t in ("threshold", "trend", "forecast"):
             missing = [f for f in ("op", "value") if getattr(self, f) is None]
             if missing:
@@ -1123,8 +1161,46 @@ def slo_burn_rule(w: BurnWindow) -> "Rule":
     })
 
 
+ENV_PROMETHEUS_URL = "PERF_ALERTS_PROMETHEUS_URL"
+
+
+class PrometheusSettings(_Strict):
+    """The Prometheus server `source: prometheus` rules query (its HTTP API: /api/v1/query, query_range).
+
+    `url` (PERF_ALERTS_PROMETHEUS_URL overrides it); `bearer_token_env`: the name of the environment
+    variable holding a bearer token (never the token itself); `timeout` per request; `step`: the
+    default resolution of range queries (a rule's `step` overrides it)."""
+
+    url: str | None = None
+    bearer_token_env: str | None = None
+    timeout: Duration = 10.0
+    step: Duration = 60.0
+
+    @field_validator("url")
+    @classmethod
+    def _url(cls, v: str | None) -> str | None:
+        return check_url(v) or None if v is not None else None
+
+    @field_validator("bearer_token_env")
+    @classmethod
+    def _env_name(cls, v: str | None) -> str | None:
+        if v is not None and not re.fullmatch(r"[A-Za-z_][A-Za-z0-9_]*", v):
+            raise ValueError("bearer_token_env is the NAME of an environment variable (e.g. PROMETHEUS_TOKEN), "
+                             "not the token")
+        return v
+
+    @field_validator("timeout", "step", mode="before")
+    @classmethod
+    def _durations(cls, v: Any) -> float:
+        d = _duration(v)
+        if d <= 0:
+            raise ValueError("must be > 0 (e.g. 10s)")
+        return d
+
+
 class Config(_Strict):
     global_: GlobalSettings = Field(default_factory=GlobalSettings, alias="global")
+    prometheus: PrometheusSettings = Field(default_factory=PrometheusSettings)
     metrics: dict[str, MetricMeta] = Field(default_factory=dict)
     rules: list[Rule] = Field(default_factory=list)
     pricing: dict[str, ModelPrice] = Field(default_factory=dict)
@@ -1623,6 +1699,7 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         problems += duplicates
         raise ConfigError(problems[0] if len(problems) == 1 else f"{len(problems)} problems in {source}:\n  " + "\n  ".join(problems), problems) from None
     cfg.source = source
+    _prometheus_from_env(cfg, env, source, marks)
     for where in literal_secrets:
         cfg.warnings.append(f"{source}: {where} is written in the file; secrets belong in the environment "
                             f"(e.g. webhook_url: ${{DISCORD_WEBHOOK_URL}})")
@@ -1635,6 +1712,27 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
         if r.webhook is not None and not r.webhook.url:
             cfg.warnings.append(f"receiver {r.name!r}: no webhook URL; its notifications go to the console instead")
     return cfg
+
+
+def _prometheus_from_env(cfg: Config, env: Mapping[str, str], source: str,
+                         marks: Mapping[tuple[Any, ...], int]) -> None:
+    """PERF_ALERTS_PROMETHEUS_URL overrides `prometheus.url`; a `source: prometheus` rule without a
+    server is a config error (naming the rule's line); an unset `bearer_token_env` a warning."""
+    p = cfg.prometheus
+    if env.get(ENV_PROMETHEUS_URL):
+        try:
+            p.url = check_url(env[ENV_PROMETHEUS_URL])
+        except ValueError as e:
+            raise ConfigError(f"{source}: environment variable {ENV_PROMETHEUS_URL}: {e}") from None
+    prom_rules = [i for i, r in enumerate(cfg.rules) if r.source == "prometheus"]
+    if prom_rules and not p.url:
+        i = prom_rules[0]
+        line = marks.get(("rules", i, "source")) or marks.get(("rules", i))
+        raise ConfigError(f"{source}{f':{line}' if line else ''}: rules[{i}] ({cfg.rules[i].name}): source: prometheus "
+                          f"needs a server: set prometheus: {{url: http://host:9090}} or {ENV_PROMETHEUS_URL}")
+    if prom_rules and p.bearer_token_env and not env.get(p.bearer_token_env):
+        cfg.warnings.append(f"{source}: prometheus.bearer_token_env: environment variable {p.bearer_token_env} is not "
+                            "set; queries go without a token")
 
 
 def yaml_lines(text: str) -> tuple[dict[tuple[Any, ...], int], Any]:
