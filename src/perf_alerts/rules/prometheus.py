@@ -24,6 +24,7 @@ from `metrics:`.
 from __future__ import annotations
 
 import hashlib
+import math
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -114,7 +115,10 @@ class PrometheusView:
     def _range(self, rule: "Rule", start: float, end: float) -> list[PromSeries]:
         assert rule.query is not None
         step = rule.step if rule.step is not None else float(self.config.prometheus.step)
-        return self.client.query_range(rule.query, start, end, step)
+        # on the step's grid (Grafana does the same): the same points from one cycle to the next, so a
+        # history-based rule's kept state sees one consistent stream and Prometheus' cache is reused
+        lo, hi = math.floor(start / step) * step, math.floor(end / step) * step
+        return self.client.query_range(rule.query, lo, hi if hi > lo else end, step)
 
     def _keep(self, rule: "Rule", result: list[PromSeries]) -> list[SeriesInfo]:
         out: list[SeriesInfo] = []
