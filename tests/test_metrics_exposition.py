@@ -196,3 +196,48 @@ def test_a_real_prometheus_scrapes_metrics(system: PerfAlerts, tmp_path: Path) -
             # without the token the same scrape is refused
             r = httpx.get(f"{live.url}/metrics", timeout=5)
             assert r.status_code == 401
+
+
+def test_each_replica_serves_metrics_one_says_it_leads(tmp_path: Path) -> None:
+    """Two daemons on one store, each serving the app on its own port (`serve_for_daemon`): the
+    shared state is the same on both, `perf_alerts_leader` is 1 on the leader only."""
+    require("prometheus_client")
+    import asyncio
+
+    from perf_alerts.http.app import serve_for_daemon
+    from perf_alerts.manage.daemon import Daemon
+
+    selfmetrics.reset()
+    cfg = parse_config(CONFIG % (tmp_path / "out.jsonl"), "m.yaml", env={})
+    systems = [PerfAlerts(cfg, tmp_path / "shared.db", ManualClock(NOW)) for _ in range(2)]
+    systems[0].record("crew_task_seconds", 45.0, {"agent": "researcher"}, ts=NOW - 5)
+
+    async def scenario() -> list[dict[str, Any]]:
+        ds = [Daemon(s, port=0, collect_host=False, serve_http=serve_for_daemon) for s in systems]
+        out = []
+        try:
+            for d in ds:
+                await d._start_http()
+                await d.tick()
+            await asyncio.to_thread(systems[0].evaluate)
+            async with httpx.AsyncClient(timeout=10) as c:
+                for d in ds:
+                    r = await c.get(f"{d.url}metrics")
+                    assert r.status_code == 200, r.text
+                    out.append({"id": d.replica.id, "fams": parse(r.text)})
+        finally:
+            for d in ds:
+                await d._stop_http()
+                await asyncio.to_thread(d.leadership.leave)
+            from perf_alerts.notify.engine import close_engine
+
+            await asyncio.to_thread(close_engine)
+        return out
+
+    a, b = asyncio.run(scenario())
+    assert value(a["fams"], "perf_alerts_leader", replica=a["id"]) == 1
+    assert value(b["fams"], "perf_alerts_leader", replica=b["id"]) == 0
+    for x in (a, b):
+        assert value(x["fams"], "perf_alerts_replicas", state="alive") == 2
+        assert value(x["fams"], "perf_alerts_leader_present") == 1
+        assert value(x["fams"], "perf_alerts_alerts", state="firing", severity="critical") == 1
