@@ -41,6 +41,7 @@ from perf_alerts.store.cluster import LeaseRecord, ReplicaRecord
 from perf_alerts.timeutil import Clock, SystemClock, format_duration, iso
 
 if TYPE_CHECKING:
+    from perf_alerts.store import Fence
     from perf_alerts.store import Store
 
 log = logging.getLogger("perf_alerts.cluster")
@@ -182,6 +183,15 @@ class Leadership:
     def term(self) -> int | None:
         lease = self._lease
         return None if lease is None else lease.term
+
+    def fence(self) -> "Fence | None":
+        """What this replica's leader-only writes must still find in the store (None: not leading)."""
+        from perf_alerts.store import Fence
+
+        lease = self._lease
+        if not self._leading or lease is None or lease.term is None:
+            return None
+        return Fence(self.name, self.replica.id, int(lease.term), self.clock.now)
 
     def set_http_url(self, url: str | None) -> None:
         """The address this replica serves HTTP on (known once the server started), for `status`."""

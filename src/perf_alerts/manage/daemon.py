@@ -33,11 +33,14 @@ import logging
 import os
 import signal
 import time
-from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, TypeVar
 
 from perf_alerts.errors import DaemonError
 from perf_alerts.manage.cluster import Leadership, Replica
+from perf_alerts.store import LeadershipLost
 from perf_alerts.timeutil import Clock, format_duration, iso
+
+T = TypeVar("T")
 
 if TYPE_CHECKING:
     from perf_alerts.core import PerfAlerts
@@ -102,26 +105,15 @@ class Daemon:
                 rep["collect_error"] = f"{type(e).__name__}: {e}"
                 log.warning("host metrics: %s", rep["collect_error"])
         rep["jobs"], rep["actions"], rep["planned"] = [], [], None
-        if await self._leading():
-            runs = await asyncio.to_thread(self.scheduler.tick, now, leading=self.leadership.still_leading)
-            rep["jobs"] = [r.to_dict() for r in runs]
-            for r in runs:
-                if r.status != "ok":
-                    log.warning("schedule %s (%s): %s %s", r.schedule, r.job, r.status, r.result.get("error", ""))
-        if await self._leading():
-            try:
-                execs = await asyncio.to_thread(self.policies.evaluate, now)
-                rep["actions"] = [e.to_dict() for e in execs]
-            except Exception as e:
-                log.exception("policies failed")
-                rep["policy_error"] = f"{type(e).__name__}: {e}"
-        if await self._leading():  # grouping, repeats and escalations: the leader's
-            plan = await asyncio.to_thread(self.notifier.plan, now)
-            rep["planned"] = plan.to_dict()
+        try:
+            await self._leader_steps(now, rep)
+        except LeadershipLost as e:  # the lease went away mid-step: nothing of that step was written
+            log.warning("leadership: %s; the new leader takes over", e)
+            rep["leadership_lost"] = str(e)
         rep["delivery"] = (await self.deliver(now)).to_dict()
         if (self._last_retention is None or now - self._last_retention >= RETENTION_EVERY) and await self._leading():
             try:
-                rep["retention"] = (await asyncio.to_thread(s.apply_retention)).to_dict()
+                rep["retention"] = (await self._as_leader(s.apply_retention)).to_dict()
                 await asyncio.to_thread(self.leadership.forget_silent)
             except Exception as e:
                 log.warning("retention: %s: %s", type(e).__name__, e)
@@ -130,6 +122,38 @@ class Daemon:
         await asyncio.to_thread(s.store.kv_set, "daemon", {"pid": os.getpid(), "last_tick": now, "ticks": self.ticks,
                                                            "url": self.url, "replica": self.replica.id})
         return rep
+
+    async def _leader_steps(self, now: float, rep: dict[str, Any]) -> None:
+        """Schedules, policies and the plan, each only while this replica leads; their writes are
+        fenced (store.fenced): a step that outlives the lease writes nothing."""
+        if await self._leading():
+            runs = await self._as_leader(self.scheduler.tick, now, leading=self.leadership.still_leading)
+            rep["jobs"] = [r.to_dict() for r in runs]
+            for r in runs:
+                if r.status != "ok":
+                    log.warning("schedule %s (%s): %s %s", r.schedule, r.job, r.status, r.result.get("error", ""))
+        if await self._leading():
+            try:
+                execs = await self._as_leader(self.policies.evaluate, now)
+                rep["actions"] = [e.to_dict() for e in execs]
+            except LeadershipLost:
+                raise
+            except Exception as e:
+                log.exception("policies failed")
+                rep["policy_error"] = f"{type(e).__name__}: {e}"
+        if await self._leading():  # grouping, repeats and escalations: the leader's
+            plan = await self._as_leader(self.notifier.plan, now)
+            rep["planned"] = plan.to_dict()
+
+    async def _as_leader(self, fn: Callable[..., T], *args: Any, **kwargs: Any) -> T:
+        """`fn` in a worker thread with this replica's fence on every exclusive write it makes."""
+        fence = self.leadership.fence()
+
+        def run() -> T:
+            with self.system.store.fenced(fence):
+                return fn(*args, **kwargs)
+
+        return await asyncio.to_thread(run)
 
     async def _leading(self) -> bool:
         """Before each leader-only step: does this replica still hold a live lease? (A store call

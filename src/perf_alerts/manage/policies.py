@@ -14,6 +14,7 @@ import time
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from perf_alerts.store import LeadershipLost
 from perf_alerts.config import Policy
 from perf_alerts.manage import actions as A
 from perf_alerts.condition import Condition, parse_condition
@@ -215,6 +216,8 @@ class PolicyEngine:
         if apply:
             try:
                 A.verify_due(self.system, now)
+            except LeadershipLost:
+                raise
             except Exception:  # verification must never stop the policies
                 log.exception("verifying past actions failed")
         variables = Variables(self.system, now, self._cache)

@@ -23,6 +23,7 @@ from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any, Callable
 
 from perf_alerts.config import Schedule
+from perf_alerts.store import LeadershipLost
 from perf_alerts.store.management import ScheduleState
 from perf_alerts.timeutil import format_duration, iso
 
@@ -153,6 +154,8 @@ class Scheduler:
         t0 = time.perf_counter()
         try:
             status, result = getattr(self, f"_job_{sch.job}")(sch, now)
+        except LeadershipLost:  # this replica's lease went away mid-job: the new leader runs it
+            raise
         except Exception as e:  # a failing job must not stop the others, nor the daemon
             log.exception("schedule %s (%s) failed", sch.name, sch.job)
             status, result = "error", {"error": f"{type(e).__name__}: {e}"}

@@ -2,8 +2,8 @@
 default, or a PostgreSQL database for several daemons (`postgresql://…`)."""
 
 from perf_alerts.errors import StoreError, StoreUnavailable
-from perf_alerts.store.store import (DEFAULT_DB, ENV_DB, SampleBlock, SeriesInfo, Store, resolve_db_path,
-                                     resolve_db_target)
+from perf_alerts.store.store import (DEFAULT_DB, ENV_DB, Fence, LeadershipLost, SampleBlock, SeriesInfo, Store,
+                                     resolve_db_path, resolve_db_target)
 
-__all__ = ["DEFAULT_DB", "ENV_DB", "SampleBlock", "SeriesInfo", "Store", "StoreError", "StoreUnavailable",
+__all__ = ["DEFAULT_DB", "ENV_DB", "Fence", "LeadershipLost", "SampleBlock", "SeriesInfo", "Store", "StoreError", "StoreUnavailable",
            "resolve_db_path", "resolve_db_target"]

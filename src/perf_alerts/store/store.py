@@ -14,15 +14,16 @@ import os
 import sqlite3
 import threading
 import time
-from contextlib import AbstractContextManager
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Iterable, Sequence, TypeVar
+from typing import Any, Callable, Iterable, Iterator, Sequence, TypeVar
 
 import numpy as np
 
 from perf_alerts import selfmetrics
-from perf_alerts.errors import StoreUnavailable
+from perf_alerts.errors import StoreError, StoreUnavailable
 from perf_alerts.model import Alert, AlertState, Sample, Severity, canonical_labels
 from perf_alerts.store.backend import Backend, Connection, is_postgres_url
 from perf_alerts.store.cluster import ClusterQueries
@@ -34,6 +35,29 @@ from perf_alerts.store.rulestate import RuleStateQueries
 from perf_alerts.store.sqlite import SQLiteBackend
 
 T = TypeVar("T")
+
+
+class LeadershipLost(StoreError):
+    """A leader-only write was refused: this replica's lease ran out or another replica took it.
+
+    Leadership is checked before each leader-only step, but a step can outlive the lease (a
+    pause, a store outage); the check inside the write makes sure such a step changes nothing."""
+
+
+@dataclass(frozen=True)
+class Fence:
+    """What a leader-only write must find in the store: `holder` holds `lease` at `term`, live
+    at `now()` (the lease's own clock: wall time)."""
+
+    lease: str
+    holder: str
+    term: int
+    now: Callable[[], float]
+
+
+# the fence of the leader-only step running in this context (a daemon sets it around each step;
+# asyncio.to_thread carries it into the worker thread)
+_FENCE: ContextVar[Fence | None] = ContextVar("perf_alerts_fence", default=None)
 
 ENV_DB = "PERF_ALERTS_DB"
 DEFAULT_DB = "perf_alerts.db"
@@ -152,11 +176,35 @@ class Store(OutboxQueries, ManagementQueries, RetentionQueries, ClusterQueries, 
 
     def _write(self, exclusive: bool = True) -> AbstractContextManager[Connection]:
         """A write transaction; exclusive ones are serialised across every process (see backend.py)."""
-        return self._backend.write(exclusive)
+        return self._exclusive() if exclusive else self._backend.write(False)
 
     def transaction(self) -> AbstractContextManager[Connection]:
         """An exclusive write transaction, for callers that change state in several steps."""
-        return self._backend.write(True)
+        return self._exclusive()
+
+    @contextmanager
+    def _exclusive(self) -> Iterator[Connection]:
+        with self._backend.write(True) as con:
+            fence = _FENCE.get()
+            if fence is not None:  # a leader-only step: its writes land only while the lease is its own
+                row = con.execute("SELECT holder, term, expires_at FROM leases WHERE name = ?",
+                                  (fence.lease,)).fetchone()
+                if row is None or row[0] != fence.holder or int(row[1]) != fence.term or \
+                        float(row[2]) <= fence.now():
+                    raise LeadershipLost(f"this replica ({fence.holder}) no longer holds the {fence.lease} lease "
+                                         f"(term {fence.term}); its leader-only write was not made")
+            yield con
+
+    @contextmanager
+    def fenced(self, fence: Fence | None) -> Iterator[None]:
+        """Run leader-only work: every exclusive write inside checks, under the write lock, that
+        `fence` still holds (else `LeadershipLost`), so a replica that lost its lease mid-step
+        (paused, cut off) changes nothing the new leader relies on. `None`: no check."""
+        token = _FENCE.set(fence)
+        try:
+            yield
+        finally:
+            _FENCE.reset(token)
 
     def change_marker(self) -> int:
         """Equal between two calls iff (as far as the backend can tell) nothing was committed between."""
