@@ -356,18 +356,25 @@ class Buckets:
         return Buckets(self.lo, self.hi, d)
 
 
+_BOUNDS_CACHE: dict[tuple[float, ...], tuple[np.ndarray, np.ndarray]] = {}
+
+
 def explicit_buckets(bounds: Iterable[float], counts: Iterable[int]) -> Buckets:
-    b = np.asarray(list(bounds), dtype=np.float64)
+    key = tuple(bounds)
     c = np.asarray(list(counts), dtype=np.int64)
     if c.size == 0:
         return Buckets(np.empty(0), np.empty(0), c)
-    if c.size != b.size + 1:
-        raise SampleError(f"{c.size} bucket counts for {b.size} bounds (expected {b.size + 1})")
-    if b.size and (not np.isfinite(b).all() or (np.diff(b) <= 0).any()):
-        raise SampleError("explicit bounds are not finite and strictly increasing")
-    lo = np.concatenate(([-np.inf], b))
-    hi = np.concatenate((b, [np.inf]))
-    return Buckets(lo, hi, c)
+    if c.size != len(key) + 1:
+        raise SampleError(f"{c.size} bucket counts for {len(key)} bounds (expected {len(key) + 1})")
+    hit = _BOUNDS_CACHE.get(key)
+    if hit is None:
+        b = np.asarray(key, dtype=np.float64)
+        if b.size and (not np.isfinite(b).all() or (np.diff(b) <= 0).any()):
+            raise SampleError("explicit bounds are not finite and strictly increasing")
+        hit = (np.concatenate(([-np.inf], b)), np.concatenate((b, [np.inf])))
+        if len(_BOUNDS_CACHE) < 1000:  # a handful of bucket layouts in practice
+            _BOUNDS_CACHE[key] = hit
+    return Buckets(hit[0], hit[1], c)
 
 
 def exponential_buckets(scale: int, zero_count: int, zero_threshold: float, positive: Any, negative: Any) -> Buckets:
@@ -411,14 +418,14 @@ def expand(b: Buckets, total: float | None, vmin: float | None, vmax: float | No
         lo = np.maximum(lo, vmin)
         hi = np.maximum(hi, vmin)
     elif nonnegative:
-        lo = np.where(np.isneginf(lo), np.minimum(0.0, hi), lo)
+        lo = np.where((lo == -np.inf), np.minimum(0.0, hi), lo)
     if vmax is not None and math.isfinite(vmax):
         hi = np.minimum(hi, vmax)
         lo = np.minimum(lo, vmax)
-    open_lo = np.isneginf(lo)[nz]  # no lower end known: the value sits at the upper one
-    open_hi = np.isposinf(hi)[nz]
-    lo = np.where(np.isneginf(lo), hi, lo)
-    hi = np.where(np.isposinf(hi), lo, hi)
+    open_lo = (lo == -np.inf)[nz]  # no lower end known: the value sits at the upper one
+    open_hi = (hi == np.inf)[nz]
+    lo = np.where((lo == -np.inf), hi, lo)
+    hi = np.where((hi == np.inf), lo, hi)
     counts = b.count[nz]
     blo, bhi = lo[nz], hi[nz]
     rep_lo = np.repeat(blo, counts)
@@ -440,6 +447,63 @@ def expand(b: Buckets, total: float | None, vmin: float | None, vmax: float | No
         open_side = np.repeat(open_hi if diff > 0 else open_lo, counts)
         if diff != 0 and open_side.any() and abs(diff) > 1e-12 * max(1.0, abs(total)):
             vals[open_side] += diff / int(open_side.sum())
+    return vals
+
+
+SMALL_POINT = 64  # points of at most this many observations are expanded without numpy (per-call overhead)
+
+
+def expand_small(b: Buckets, total: float | None, vmin: float | None, vmax: float | None,
+                 nonnegative: bool = True) -> list[float]:
+    """`expand` in plain Python, for the small points that are most of an export (same results)."""
+    counts = b.count.tolist()
+    n = sum(counts)
+    if n <= 0:
+        return []
+    if n == 1 and total is not None and math.isfinite(total):
+        return [float(total)]
+    has_min = vmin is not None and math.isfinite(vmin)
+    has_max = vmax is not None and math.isfinite(vmax)
+    inf = math.inf
+    vals: list[float] = []
+    rlo: list[float] = []
+    rhi: list[float] = []
+    olo: list[bool] = []
+    ohi: list[bool] = []
+    for lo, hi, c in zip(b.lo.tolist(), b.hi.tolist(), counts):
+        if c <= 0:
+            continue
+        if has_min:
+            lo, hi = max(lo, vmin), max(hi, vmin)  # type: ignore[type-var]
+        elif nonnegative and lo == -inf:
+            lo = min(0.0, hi)
+        if has_max:
+            hi, lo = min(hi, vmax), min(lo, vmax)  # type: ignore[type-var]
+        open_lo, open_hi = lo == -inf, hi == inf
+        if open_lo:
+            lo = hi
+        if open_hi:
+            hi = lo
+        for k in range(c):
+            vals.append(lo + (hi - lo) * (k + 0.5) / c)
+        rlo.extend([lo] * c)
+        rhi.extend([hi] * c)
+        olo.extend([open_lo] * c)
+        ohi.extend([open_hi] * c)
+    if total is not None and math.isfinite(total):
+        diff = total - math.fsum(vals)
+        room = [h - v for h, v in zip(rhi, vals)] if diff > 0 else [v - lo_ for lo_, v in zip(rlo, vals)]
+        r = math.fsum(room)
+        if r > 0 and diff != 0:
+            f = min(1.0, abs(diff) / r)
+            sign = math.copysign(1.0, diff)
+            vals = [v + sign * f * x for v, x in zip(vals, room)]
+            diff = total - math.fsum(vals)
+        side = ohi if diff > 0 else olo
+        k_open = sum(side)
+        if diff != 0 and k_open and abs(diff) > 1e-12 * max(1.0, abs(total)):
+            share = diff / k_open
+            vals = [v + share if o else v for v, o in zip(vals, side)]
     return vals
 
 
@@ -482,11 +546,11 @@ class _Placer:
     def __init__(self) -> None:
         self.used: dict[tuple[str, tuple[tuple[str, str], ...]], set[float]] = {}
 
-    def place(self, metric: str, labels: Mapping[str, str], times: np.ndarray) -> list[float]:
+    def place(self, metric: str, labels: Mapping[str, str], times: Iterable[float]) -> list[float]:
         key = (metric, tuple(sorted(labels.items())))
         used = self.used.setdefault(key, set())
         out: list[float] = []
-        for t in times.tolist():
+        for t in times:
             while t in used:
                 t -= 1e-5
             used.add(t)
@@ -494,11 +558,25 @@ class _Placer:
         return out
 
 
-def _spread(n: int, t0: float, t1: float) -> np.ndarray:
+_STEPS = (7, 11, 13, 17, 19, 23, 29, 31)
+
+
+def _interleave(n: int, seed: int) -> list[int]:
+    """A fixed permutation of range(n) that scatters the bucket order (so the samples of one point
+    do not climb through the interval): i → (i·step + offset) mod n, step coprime with n."""
+    if n <= 2:
+        return list(range(n))
+    step = next((k for k in _STEPS if n % k), 1)
+    off = seed % n
+    return [(i * step + off) % n for i in range(n)]
+
+
+def _spread(n: int, t0: float, t1: float) -> list[float]:
     """n instants evenly over (t0, t1], at least 1 ms apart."""
     if t1 - t0 < n * 1e-3:
         t0 = t1 - n * 1e-3
-    return t0 + (t1 - t0) * (np.arange(1, n + 1) / n)
+    w = t1 - t0
+    return [t0 + w * (i / n) for i in range(1, n + 1)]
 
 
 class MetricsReceiver:
@@ -598,18 +676,18 @@ class MetricsReceiver:
                     raise SampleError(f"{n:,} observations in one point is more than this receiver expands "
                                       f"(limit {min(MAX_OBSERVATIONS_PER_POINT, budget[0]):,})")
                 budget[0] -= n
-                vals = expand(b, total, vmin, vmax, nonnegative=bool((b.hi[np.isfinite(b.hi)] >= 0).all()))
-                vals = vals * scale
+                nonneg = bool(b.hi.size == 0 or b.hi[-2 if b.hi.size > 1 else -1] >= 0)
+                got = (expand_small(b, total, vmin, vmax, nonneg) if n <= SMALL_POINT
+                       else expand(b, total, vmin, vmax, nonnegative=nonneg).tolist())
                 t0 = max(t0 if t0 > 0 else t1, t1 - 3600.0)
                 times = _spread(n, t0, t1)
-                order = np.random.default_rng(zlib.crc32(repr((stream, name, t1)).encode())).permutation(n)
-                vals = vals[order]
+                vals = [got[i] * scale for i in _interleave(n, int(p.time_unix_nano))]
                 self._emit_histogram(name, attrs, vals, times, res, placer, costs)
                 res.accepted += 1
             except (SampleError, ValueError, OverflowError) as e:
                 res.error(f"{where}: {e}")
 
-    def _emit_histogram(self, name: str, attrs: Mapping[str, Any], vals: np.ndarray, times: np.ndarray,
+    def _emit_histogram(self, name: str, attrs: Mapping[str, Any], vals: list[float], times: list[float],
                         res: IngestResult, placer: _Placer, costs: dict[tuple[Any, ...], dict[str, Any]]) -> None:
         target = genai_target(name, attrs)
         if target is None:
@@ -618,17 +696,17 @@ class MetricsReceiver:
         else:
             metric = target
             labels = _crew_labels(target, attrs)
-        if metric.endswith("_seconds") and (vals < 0).any():
+        if metric.endswith("_seconds") and min(vals) < 0:
             raise SampleError(f"{metric} is a duration and cannot be negative")
         ts = placer.place(metric, labels, times)
-        res.samples.extend(Sample(metric, labels, t, float(v)) for t, v in zip(ts, vals.tolist()))
+        res.samples.extend(Sample(metric, labels, t, v) for t, v in zip(ts, vals))
         if target in _ERROR_OF and attrs.get("error.type") not in (None, ""):
             err = _ERROR_OF[target]
             res.samples.extend(Sample(err, labels, t, 1.0) for t in ts)
         if target in (catalog.LLM_PROMPT_TOKENS, catalog.LLM_COMPLETION_TOKENS) and self.cost is not None:
             key = (tuple(sorted(labels.items())), float(times[-1]))
             slot = costs.setdefault(key, {"labels": labels, "model": labels.get("model")})
-            slot["in" if target == catalog.LLM_PROMPT_TOKENS else "out"] = (float(vals.sum()), ts)
+            slot["in" if target == catalog.LLM_PROMPT_TOKENS else "out"] = (float(sum(vals)), ts)
 
     def _costs(self, costs: dict[tuple[Any, ...], dict[str, Any]], res: IngestResult, placer: _Placer) -> None:
         """One export's token points → the cost of its calls (spread over the calls of the larger side)."""
@@ -645,7 +723,7 @@ class MetricsReceiver:
             ts = t_in if len(t_in) >= len(t_out) else t_out
             if not ts:
                 continue
-            times = placer.place(catalog.COST_USD, slot["labels"], np.asarray(ts))
+            times = placer.place(catalog.COST_USD, slot["labels"], ts)
             res.samples.extend(Sample(catalog.COST_USD, slot["labels"], t, c / len(times)) for t in times)
 
     def _numbers(self, m: Any, which: str, stream: tuple[Any, ...], res: IngestResult, placer: _Placer) -> None:
@@ -672,7 +750,7 @@ class MetricsReceiver:
                 validate_metric_name(metric)
                 if metric.endswith("_seconds") and v < 0:
                     raise SampleError(f"{metric} is a duration and cannot be negative")
-                (t,) = placer.place(metric, labels, np.asarray([t]))
+                (t,) = placer.place(metric, labels, [t])
                 res.samples.append(Sample(metric, labels, t, v))
                 res.accepted += 1
             except (SampleError, ValueError, OverflowError) as e:
@@ -811,7 +889,6 @@ class TracesReceiver:
                         res.accepted += 1
                     except (SampleError, ValueError, OverflowError) as e:
                         res.error(f"span {i} ({sp.name[:80]!r}): {e}")
-        ready: list[_Span] = []
         chains: list[tuple[_Span, list[_Span]]] = []
         with self._lock:
             touched: set[bytes] = set()
@@ -841,9 +918,9 @@ class TracesReceiver:
                 self._pending -= len(tr.pending) - len(still)
                 tr.pending = still
             chains.extend(self._expire(now))
+        placer = _Placer()
         for s, chain in chains:
-            ready.append(s)
-            res.samples.extend(self._samples(s, chain))
+            res.samples.extend(self._samples(s, chain, placer))
         return res
 
     def _expire(self, now: float) -> list[tuple[_Span, list[_Span]]]:
@@ -876,7 +953,7 @@ class TracesReceiver:
         return _Span(bytes(sp.span_id), bytes(sp.parent_span_id), c.pop("role"), start, end,
                      int(sp.status.code) == 2, received=now, **c)
 
-    def _samples(self, s: _Span, chain: list[_Span]) -> list[Sample]:
+    def _samples(self, s: _Span, chain: list[_Span], placer: _Placer) -> list[Sample]:
         def up(attr: str) -> str | None:
             for a in chain:
                 v = getattr(a, attr)
@@ -894,7 +971,9 @@ class TracesReceiver:
         out: list[Sample] = []
 
         def add(metric: str, value: float) -> None:
-            out.append(Sample(metric, {k: values[k] for k in _KEYS[metric]}, s.end, float(value)))
+            labels = {k: values[k] for k in _KEYS[metric]}
+            (t,) = placer.place(metric, labels, [s.end])  # two spans ending at one instant: both kept
+            out.append(Sample(metric, labels, t, float(value)))
 
         if s.role == "kickoff":
             add(catalog.KICKOFF_SECONDS, dur)
