@@ -434,3 +434,41 @@ def test_cumulative_streams_baseline_reset_and_delta(tmp_path: Path) -> None:
     s = MetricsReceiver(started=fresh - 1).ingest(histogram_request(name, [1, 2], [0, 0, 2], 9.0, temporality=2,
                                                                     start=fresh, end=fresh + 1))
     assert len(s.samples) == 2 and sum(x.value for x in s.samples) == pytest.approx(9.0)
+
+
+def test_one_environment_variable_and_the_token_header(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """The README's set-up: OTEL_EXPORTER_OTLP_ENDPOINT (and the token in OTEL_EXPORTER_OTLP_HEADERS) is all
+    the SDK exporters need; the signal paths /v1/traces and /v1/metrics are appended by them."""
+    require("opentelemetry.sdk")
+    require("opentelemetry.exporter.otlp.proto.http")
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    from opentelemetry.exporter.otlp.proto.http.metric_exporter import OTLPMetricExporter
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.sdk.metrics import MeterProvider
+    from opentelemetry.sdk.metrics.export import PeriodicExportingMetricReader
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+
+    system = make_system(tmp_path)
+    with LiveServer(system, token="tok-123") as srv:
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_ENDPOINT", srv.url)
+        monkeypatch.setenv("OTEL_EXPORTER_OTLP_HEADERS", "authorization=Bearer%20tok-123")
+        tp = TracerProvider()
+        tp.add_span_processor(SimpleSpanProcessor(OTLPSpanExporter()))
+        mp = MeterProvider(metric_readers=[PeriodicExportingMetricReader(OTLPMetricExporter(),
+                                                                         export_interval_millis=3_600_000)])
+        try:
+            with tp.get_tracer("t").start_as_current_span("ops_crew.kickoff", attributes={
+                    "openinference.span.kind": "CHAIN", "crew_key": "k"}):
+                time.sleep(0.01)
+            mp.get_meter("m").create_histogram("gen_ai.execute_tool.duration", unit="s").record(
+                0.25, {"gen_ai.tool.name": "search", "gen_ai.agent.name": "ops"})
+            assert mp.force_flush(10_000)
+        finally:
+            tp.shutdown()
+            mp.shutdown()
+    got = series(system)
+    (kick,) = got[(catalog.KICKOFF_SECONDS, (("crew", "ops_crew"),))]
+    assert 0.01 <= kick < 5
+    tool = (catalog.TOOL_SECONDS, (("agent", "ops"), ("crew", "unknown"), ("task", "unknown"), ("tool", "search")))
+    assert got[tool] == [0.25]
