@@ -3,8 +3,8 @@
 The backend says how (`Store.change_marker`): on SQLite, `PRAGMA data_version` of a connection
 of its own that never writes, which moves whenever *another* connection commits (another
 thread's, another process's: the daemon, the CLI, the crew tool) and costs a few microseconds;
-on PostgreSQL, the server's WAL insert position, which moves with every commit of every
-replica. That covers what a derived result can depend on: new samples, a new evaluation
+on PostgreSQL, the server's current snapshot, which moves whenever a writing transaction
+of any replica starts or ends. That covers what a derived result can depend on: new samples, a new evaluation
 (`kv['last_evaluation']` and the alerts it wrote), acknowledgements, silences, retention.
 """
 
