@@ -331,12 +331,16 @@ class PostgresBackend:
             # the common case, a store already at this schema: one read, no DDL and no lock (DDL on
             # every open would take share locks on busy tables, and needs CREATE rights that a
             # role with only DML rights, say for `perf-alerts status`, does not have)
-            if self._schema_state(conn) == (SCHEMA_VERSION, digest):
-                return
+            try:
+                if self._schema_state(conn) == (SCHEMA_VERSION, digest):
+                    return
+            except psycopg.errors.UndefinedColumn:  # a store from before the DDL hash
+                pass
             with conn.transaction():
                 conn.execute("SELECT pg_advisory_xact_lock(%s)", (MIGRATE_LOCK,))
                 conn.execute("CREATE TABLE IF NOT EXISTS schema_version (version BIGINT PRIMARY KEY, "
                              "applied_at DOUBLE PRECISION NOT NULL, description TEXT NOT NULL, ddl_hash TEXT)")
+                conn.execute("ALTER TABLE schema_version ADD COLUMN IF NOT EXISTS ddl_hash TEXT")
                 current, _ = self._schema_state(conn) or (0, None)
                 if current > SCHEMA_VERSION:
                     raise StoreError(f"PostgreSQL at {self.where}: the store is at schema version {current}, "
