@@ -22,7 +22,7 @@ from fake_discord import fake_discord
 from test_delivery_concurrency import (HOOK_ID, PAD, TOKEN, Procs, agent, free_port, log_problems, tally,
                                        wait_until)
 
-INTERVAL = 2.0  # evaluation interval (s): takeover must happen within two of them
+INTERVAL = 3.0  # evaluation interval (s): takeover must happen within two of them (the lease: 4.5 s)
 
 _CONFIG = f"""\
 global: {{evaluation_interval: {INTERVAL}s}}
@@ -49,34 +49,35 @@ schedules:
 """
 
 
-def _status(pg_url: str) -> Any:
+def _status(store: Any) -> Any:
     from perf_alerts.manage.cluster import cluster_status
-    from perf_alerts.store import Store
 
-    s = Store(pg_url)
-    try:
-        return cluster_status(s, time.time(), INTERVAL)
-    finally:
-        s.close()
+    return cluster_status(store, time.time(), INTERVAL)
 
 
-def _outbox(pg_url: str) -> dict[str, int]:
-    from perf_alerts.store import Store
-
-    s = Store(pg_url)
-    try:
-        return {str(k): int(v) for k, v in s.con.execute("SELECT state, COUNT(*) FROM notifications GROUP BY state")}
-    finally:
-        s.close()
+def _outbox(store: Any) -> dict[str, int]:
+    return {str(k): int(v) for k, v in store.con.execute("SELECT state, COUNT(*) FROM notifications GROUP BY state")}
 
 
 @pytest.mark.slow
 def test_three_daemons_leader_killed_mid_storm(pg_url: str, tmp_path: Path) -> None:
+    from perf_alerts.store import Store
+
     cfg = tmp_path / "alerting.yaml"
     cfg.write_text(_CONFIG)
     wave1 = [agent(i) for i in range(24)]
     wave2 = [agent(i) for i in range(100, 110)]
     res: dict[str, Any] = {}
+    watch = Store(pg_url)  # one handle for every look at the store (not a new pool per poll)
+    try:
+        _run(watch, pg_url, cfg, wave1, wave2, res)
+    finally:
+        watch.close()
+    _check(res)
+
+
+def _run(watch: Any, pg_url: str, cfg: Path, wave1: list[str], wave2: list[str], res: dict[str, Any]) -> None:
+    tmp_path = cfg.parent
     with fake_discord(limit=5, per_seconds=2.0) as srv:
         url = srv.url_for(HOOK_ID, TOKEN)
         procs = Procs(tmp_path, {"TEST_HOOK": url, "PERF_ALERTS_TOKEN": ""})
@@ -93,7 +94,7 @@ def test_three_daemons_leader_killed_mid_storm(pg_url: str, tmp_path: Path) -> N
                         return daemons[port].poll() is not None
 
                 assert all(wait_until(lambda p=p: up(p), 40, 0.1) for p in ports), procs.logs()
-                assert wait_until(lambda: _status(pg_url).leader is not None and _status(pg_url).alive == 3,
+                assert wait_until(lambda: _status(watch).leader is not None and _status(watch).alive == 3,
                                   20, 0.2), procs.logs()
 
                 def push(agents: list[str], to: list[int]) -> None:
@@ -105,7 +106,7 @@ def test_three_daemons_leader_killed_mid_storm(pg_url: str, tmp_path: Path) -> N
                 push(wave1, ports)
                 # the storm is being delivered (5 messages per 2 s): kill the leader in its middle
                 assert wait_until(lambda: srv.stats.messages_created >= 6, 60, 0.05), procs.logs()
-                st = _status(pg_url)
+                st = _status(watch)
                 leader = next(r for r in st.replicas if r.leader)
                 victim = next(p for p, d in daemons.items() if d.pid == leader.pid)
                 daemons[victim].send_signal(signal.SIGKILL)
@@ -115,7 +116,7 @@ def test_three_daemons_leader_killed_mid_storm(pg_url: str, tmp_path: Path) -> N
                 survivors = [p for p in ports if p != victim]
 
                 def new_leader() -> bool:
-                    s = _status(pg_url)
+                    s = _status(watch)
                     return s.leader is not None and s.leader != leader.id
 
                 took_over = wait_until(new_leader, 30, 0.05)
@@ -124,18 +125,23 @@ def test_three_daemons_leader_killed_mid_storm(pg_url: str, tmp_path: Path) -> N
                 push(wave2, survivors)
                 everyone = set(wave1) | set(wave2)
                 done = wait_until(lambda: tally(srv, everyone, set())["lost"] == 0 and
-                                  set(_outbox(pg_url)) <= {"delivered"}, 90, 0.25)
+                                  set(_outbox(watch)) <= {"delivered"}, 90, 0.25)
                 time.sleep(1.0)  # a second copy, if any, arrives now
-                st2 = _status(pg_url)
+                st2 = _status(watch)
                 codes = {p: procs.terminate(d) for p, d in daemons.items() if p != victim}
         finally:
             procs.cleanup()
-        res = tally(srv, set(wave1) | set(wave2), set())
+        res.update(tally(srv, set(wave1) | set(wave2), set()))
         res.update(took_over=took_over, takeover_s=round(takeover_s, 2), posted_at_kill=posted_at_kill,
                    inside_wait=srv.stats.inside_wait, rate_limited=srv.stats.rate_limited, requests=srv.stats.requests,
-                   completed=done, codes=codes, outbox=_outbox(pg_url),
+                   completed=done, codes=codes, outbox=_outbox(watch),
                    leader_after=st2.leader, alive_after=st2.alive)
-    logs = procs.logs()
+    res["logs"] = procs.logs()
+
+
+def _check(res: dict[str, Any]) -> None:
+    logs = res.pop("logs")
+    codes = res["codes"]
     info = json.dumps(res, indent=1, default=str) + "\n" + logs[-8000:]
     print(json.dumps({k: v for k, v in res.items() if k != "copies"}, default=str))  # pytest -s shows the figures
     assert res["took_over"] and res["takeover_s"] <= 2 * INTERVAL, info
@@ -144,5 +150,5 @@ def test_three_daemons_leader_killed_mid_storm(pg_url: str, tmp_path: Path) -> N
     assert res["inside_wait"] == 0, info  # three senders, one budget
     assert set(res["outbox"]) == {"delivered"}, info
     assert all(c == 0 for c in codes.values()), info
-    assert 0 < res["posted_at_kill"] < len(wave1), info  # it really died mid-storm
+    assert 0 < res["posted_at_kill"] < 24, info  # it really died mid-storm
     assert not log_problems(logs), info
