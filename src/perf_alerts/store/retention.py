@@ -153,18 +153,48 @@ class RetentionQueries:
         return rep
 
     @staticmethod
+    def _insert_pg(con: Connection, sid: int, ts: np.ndarray, val: np.ndarray, n: np.ndarray,
+                   lo: np.ndarray, hi: np.ndarray) -> None:
+        """Rows of one series in one statement over arrays (PostgreSQL); lo/hi NULL on raw rows."""
+        raw = (n == 1).tolist()
+        con.execute("INSERT INTO samples (series_id, ts, value, n, lo, hi) SELECT ?::bigint, * FROM unnest("
+                    "?::float8[], ?::float8[], ?::bigint[], ?::float8[], ?::float8[]) "
+                    "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, n = excluded.n, "
+                    "lo = excluded.lo, hi = excluded.hi",
+                    (sid, ts.tolist(), val.tolist(), n.astype(np.int64).tolist(),
+                     [None if r else x for r, x in zip(raw, lo.tolist())],
+                     [None if r else x for r, x in zip(raw, hi.tolist())]))
+
+    @staticmethod
     def _thin_series(con: Connection, sid: int, lo: float, hi: float, step: float,
                      rep: RetentionReport, counter: bool = False, arrays: bool = False) -> None:
-        rows = con.execute("SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts",
-                           (sid, lo, hi)).fetchall()
-        if len(rows) < 2:
-            return
-        arr = np.asarray(rows, dtype=np.float64)
-        ts, vals = arr[:, 0], arr[:, 1]
-        n, vlo, vhi = np.ones(len(rows)), vals.copy(), vals.copy()
-        # the few rows that already stand for several samples (a late run over a thinned range)
-        weighted = con.execute("SELECT ts, n, lo, hi FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? "
-                               "AND n != 1 ORDER BY ts", (sid, lo, hi)).fetchall()
+        if arrays:
+            # PostgreSQL at READ COMMITTED: a sample committed between a SELECT and the range DELETE
+            # would be deleted unread; taking the rows with the DELETE itself thins exactly them
+            got = con.execute("DELETE FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? "
+                              "RETURNING ts, value, n, COALESCE(lo, value), COALESCE(hi, value)",
+                              (sid, lo, hi)).fetchall()
+            if not got:
+                return
+            arr = np.asarray(sorted(got), dtype=np.float64)
+            ts, vals = arr[:, 0].copy(), arr[:, 1].copy()
+            n, vlo, vhi = arr[:, 2].copy(), arr[:, 3].copy(), arr[:, 4].copy()
+            rows: list[Any] = list(range(len(got)))
+            if len(got) < 2:
+                RetentionQueries._insert_pg(con, sid, ts, vals, n, vlo, vhi)
+                return
+            weighted: list[Any] = []
+        else:
+            rows = con.execute("SELECT ts, value FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? ORDER BY ts",
+                               (sid, lo, hi)).fetchall()
+            if len(rows) < 2:
+                return
+            arr = np.asarray(rows, dtype=np.float64)
+            ts, vals = arr[:, 0], arr[:, 1]
+            n, vlo, vhi = np.ones(len(rows)), vals.copy(), vals.copy()
+            # the few rows that already stand for several samples (a late run over a thinned range)
+            weighted = con.execute("SELECT ts, n, lo, hi FROM samples WHERE series_id = ? AND ts >= ? AND ts < ? "
+                                   "AND n != 1 ORDER BY ts", (sid, lo, hi)).fetchall()
         if weighted:
             w = np.asarray([(t, k, vals[0] if a is None else a, vals[0] if z is None else z)
                             for t, k, a, z in weighted], dtype=np.float64)
@@ -187,8 +217,10 @@ class RetentionQueries:
             ends = np.flatnonzero(last_in_bucket | before_drop | after_drop)
         else:
             ends = np.flatnonzero(last_in_bucket)
-        if ends.size == len(rows):
-            return  # already thinned: nothing to merge
+        if ends.size == len(rows):  # already thinned: nothing to merge
+            if arrays:  # (what the DELETE took goes back as it was)
+                RetentionQueries._insert_pg(con, sid, ts, vals, n, vlo, vhi)
+            return
         starts = np.r_[0, ends[:-1] + 1]
         counts = ends - starts + 1
         many = counts > 1
@@ -206,15 +238,11 @@ class RetentionQueries:
         keep_raw = new_n == 1
         lo_col = [None if r else x for r, x in zip(keep_raw.tolist(), new_lo.tolist())]
         hi_col = [None if r else x for r, x in zip(keep_raw.tolist(), new_hi.tolist())]
-        # one range delete, one insert: a seek each
-        con.execute("DELETE FROM samples WHERE series_id = ? AND ts >= ? AND ts < ?", (sid, lo, hi))
-        if arrays:  # PostgreSQL: one statement over arrays, not a round trip per row
-            con.execute("INSERT INTO samples (series_id, ts, value, n, lo, hi) SELECT ?::bigint, * FROM unnest("
-                        "?::float8[], ?::float8[], ?::bigint[], ?::float8[], ?::float8[]) "
-                        "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, n = excluded.n, "
-                        "lo = excluded.lo, hi = excluded.hi",
-                        (sid, new_ts.tolist(), new_val.tolist(), new_n.astype(np.int64).tolist(), lo_col, hi_col))
+        if arrays:
+            RetentionQueries._insert_pg(con, sid, new_ts, new_val, new_n, new_lo, new_hi)
         else:
+            # one range delete, one insert: a seek each
+            con.execute("DELETE FROM samples WHERE series_id = ? AND ts >= ? AND ts < ?", (sid, lo, hi))
             con.executemany("INSERT INTO samples (series_id, ts, value, n, lo, hi) VALUES (?, ?, ?, ?, ?, ?) "
                             "ON CONFLICT (series_id, ts) DO UPDATE SET value = excluded.value, n = excluded.n, "
                             "lo = excluded.lo, hi = excluded.hi",

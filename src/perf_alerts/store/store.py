@@ -242,12 +242,12 @@ class Store(OutboxQueries, ManagementQueries, RetentionQueries, ClusterQueries, 
         if missing:
             def create() -> None:
                 # not exclusive: a series another process creates meanwhile is skipped, then read
-                # PostgreSQL locks rows in the order given: every process inserts in the same
-                # (sorted) order, so two concurrent ingests cannot deadlock on each other's series
-                order = sorted(missing) if self.dialect == "postgresql" else missing
+                # in the order the samples name them (ids must not depend on anything else); two
+                # processes creating the same new series in other orders may deadlock on PostgreSQL:
+                # the server breaks it at once and the transaction is run again (_retrying)
                 with self._write(exclusive=False) as con:
                     con.executemany("INSERT INTO series (metric, labels) VALUES (?, ?) "
-                                    "ON CONFLICT (metric, labels) DO NOTHING", order)
+                                    "ON CONFLICT (metric, labels) DO NOTHING", missing)
                     for k in missing:
                         row = con.execute("SELECT id FROM series WHERE metric = ? AND labels = ?", k).fetchone()
                         out[k] = int(row[0])
