@@ -517,6 +517,11 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
             raise ApiError(400, "no valid samples in the request", result)
         return result
 
+    # ---------------------------------------------------------------- OTLP in: POST /v1/metrics, /v1/traces (http/otlp.py)
+    from perf_alerts.http.otlp import add_otlp_routes
+
+    add_otlp_routes(app, system)
+
     # ---------------------------------------------------------------- health and analysis
     health_cache: dict[tuple[float, str | None], tuple[float, dict[str, Any]]] = {}
     health_lock = threading.Lock()
