@@ -70,6 +70,9 @@ class OtlpReceivers:
     def handle(self, kind: str, body: bytes, content_type: str | None, encoding: str | None) -> Response:
         """Decode, map, store; the OTLP answer (sync: runs on the thread pool)."""
         try:
+            import google.protobuf  # noqa: F401
+            import opentelemetry.proto  # noqa: F401
+
             from perf_alerts.sources.otlp import OtlpError, decode, response_body, status_body
         except ImportError:
             return Response(b'{"code":12,"message":"OTLP ingest needs the otlp extra: pip install '
