@@ -174,3 +174,36 @@ def test_a_failing_tool_seen_over_otlp_fires_the_tool_rule(tmp_path: Path, traci
     res = system.evaluate()
     firing = [a for a in res.active if a.rule == "ToolFailing" and a.state.value == "firing"]
     assert len(firing) == 1 and firing[0].labels["tool"] == "file_writer" and firing[0].labels["crew"] == "docs_crew"
+
+
+def test_traceloop_instrumentation_gives_kickoff_and_task_series(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """Traceloop's `opentelemetry-instrumentation-crewai` on the same crew: its workflow and task spans (it
+    traces `LLM.call`, which a custom BaseLLM does not go through, so no LLM spans here) become the kickoff
+    and task series; its task spans carry the description, not the task name, so that is the task label."""
+    require("opentelemetry.instrumentation.crewai")
+    monkeypatch.delenv("OTEL_SDK_DISABLED", raising=False)
+    from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
+    from opentelemetry.instrumentation.crewai import CrewAIInstrumentor as TraceloopInstrumentor
+    from opentelemetry.sdk.trace import TracerProvider
+    from opentelemetry.sdk.trace.export import BatchSpanProcessor
+
+    system = PerfAlerts(parse_config(CONFIG), Store(tmp_path / "otlp.db"))
+    with LiveServer(system) as srv:
+        provider = TracerProvider()
+        provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter(endpoint=srv.url + "/v1/traces")))
+        instrumentor = TraceloopInstrumentor()
+        instrumentor.instrument(tracer_provider=provider)
+        try:
+            local = _kickoff(tmp_path, provider, tool_failures=0)
+        finally:
+            instrumentor.uninstrument()
+            provider.shutdown()
+    ours, theirs = _series(system), _series(local)
+    kick = (catalog.KICKOFF_SECONDS, (("crew", "docs_crew"),))
+    assert ours[kick] == pytest.approx(theirs[kick], abs=0.05)
+    (task_s,) = ours[(catalog.TASK_SECONDS, (("agent", "writer"), ("crew", "docs_crew"),
+                                             ("task", "Write hello to a file.")))]
+    (listener_task_s,) = theirs[(catalog.TASK_SECONDS, (("agent", "writer"), ("crew", "docs_crew"),
+                                                        ("task", "write_report")))]
+    assert task_s == pytest.approx(listener_task_s, abs=0.05) and task_s <= ours[kick][0]
+    assert {m for m, _ in ours} == {catalog.KICKOFF_SECONDS, catalog.TASK_SECONDS}
