@@ -240,3 +240,13 @@ def test_the_whole_demo_runs_on_postgresql(pg_url: str, tmp_path: Path) -> None:
     assert summary["alerts"]["fired_total"] == len(fired)
     assert set(states) == {"delivered"}, states
     assert all(c["status"] == "ok" for c in report["tool_calls"]), report["tool_calls"]
+
+
+@pytest.mark.parametrize("target", ["postgresq://perf:Secret9@127.0.0.1:1/db", "mysql://root:Secret9@h/db",
+                                    "host=127.0.0.1 port=5432 dbname=x user=perf password=Secret9"])
+def test_a_store_that_is_not_a_postgresql_url_or_a_path_is_refused(target: str, tmp_path: Path) -> None:
+    r = subprocess.run([*PY, "-m", "perf_alerts", "--db", target, "status"], capture_output=True, text=True,
+                       timeout=60, cwd=tmp_path)
+    assert r.returncode == 2 and len(r.stderr.strip().splitlines()) == 1, r
+    assert "Secret9" not in r.stderr + r.stdout
+    assert list(tmp_path.iterdir()) == []  # no SQLite file named after it

@@ -222,6 +222,11 @@ class Leadership:
             now = self.clock.now()
             me = self.replica.id
             lease = self.store.claim_lease(self.name, me, self.ttl, now)
+            if lease is not None and lease.holder == me and self.clock.now() - now > self.ttl / 3:
+                # the store was slow to answer (an outage): the lease was written from a stale
+                # `now`, maybe already run out; renew it from the time it is now
+                now = self.clock.now()
+                lease = self.store.claim_lease(self.name, me, self.ttl, now)
             if lease is None:
                 current = self.store.lease(self.name)
                 dead = self._dead_local_holder(current, now)

@@ -37,7 +37,7 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, TypeVar
 
 from perf_alerts.errors import DaemonError
 from perf_alerts.manage.cluster import Leadership, Replica
-from perf_alerts.store import LeadershipLost
+from perf_alerts.store import LeadershipLost, StoreUnavailable
 from perf_alerts.timeutil import Clock, format_duration, iso
 
 T = TypeVar("T")
@@ -214,6 +214,9 @@ class Daemon:
                 started = time.monotonic()
                 try:
                     await self.tick()
+                except StoreUnavailable as e:  # the store's server is away: one line, the next cycle retries
+                    log.warning("cycle skipped: %s; the next cycle tries again", e)
+                    failed_cycle = True
                 except Exception:  # bad input never crashes the daemon: log, wait, go on
                     log.exception("cycle failed")
                     failed_cycle = True

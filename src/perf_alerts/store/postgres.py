@@ -196,11 +196,57 @@ class PostgresBackend:
             self._migrate(conn)
         finally:
             conn.close()
-        self._pool: psycopg_pool.ConnectionPool[Any] = psycopg_pool.ConnectionPool(
-            url, min_size=1, max_size=max(2, pool_size), open=True, timeout=retry_for, name="perf-alerts",
-            kwargs={"autocommit": True, "connect_timeout": max(1, int(connect_timeout)),
-                    "application_name": "perf-alerts", "options": _SESSION_OPTIONS})
+        self._pool_size = max(2, pool_size)
+        self._connect_timeout = connect_timeout
+        self._pool: psycopg_pool.ConnectionPool[Any] = self._make_pool()
+        self._recover_lock = threading.Lock()
+        self._last_probe = 0.0
+        self._down_since: float | None = None
+        # the pool's own messages (each failed reconnect, each discarded connection) would flood a
+        # daemon's log during an outage; this backend says once what happened and when it ended
+        logging.getLogger("psycopg.pool").setLevel(logging.CRITICAL)
         self._reads = _Reads(self)
+
+    def _make_pool(self) -> "psycopg_pool.ConnectionPool[Any]":
+        import psycopg_pool
+
+        return psycopg_pool.ConnectionPool(
+            self.url, min_size=1, max_size=self._pool_size, open=True, timeout=self.retry_for, name="perf-alerts",
+            kwargs={"autocommit": True, "connect_timeout": max(1, int(self._connect_timeout)),
+                    "application_name": "perf-alerts", "options": _SESSION_OPTIONS})
+
+    def _recover(self, e: BaseException) -> None:
+        """After a failure: note the outage; when the pool itself could not give a connection, see
+        (at most once a second) whether the server answers again and, if so, start a fresh pool:
+        the pool's own reconnect attempts back off exponentially (1, 2, 4 … 32 s after a minute
+        down), which kept a recovered server unused for up to half a minute."""
+        import psycopg
+        import psycopg_pool
+
+        if self._down_since is None:
+            self._down_since = time.monotonic()
+        self._note_retry(e)
+        if not isinstance(e, psycopg_pool.PoolTimeout) or self._closed:
+            return
+        with self._recover_lock:
+            now = time.monotonic()
+            if now - self._last_probe < 1.0:
+                return
+            self._last_probe = now
+            try:
+                probe = psycopg.connect(self.url, autocommit=True, connect_timeout=2, application_name="perf-alerts")
+            except psycopg.Error:
+                return
+            probe.close()
+            old, self._pool = self._pool, self._make_pool()
+            threading.Thread(target=old.close, kwargs={"timeout": 1.0}, daemon=True).start()
+
+    def _recovered(self) -> None:
+        if self._down_since is not None:
+            log.warning("PostgreSQL at %s: reachable again after %.1f s", self.where,
+                        time.monotonic() - self._down_since)
+            self._down_since = None
+            self._warned.clear()
 
     # -- errors ---------------------------------------------------------------------------
     def scrub(self, text: str) -> str:
@@ -242,15 +288,17 @@ class PostgresBackend:
         delay = 0.05
         while True:
             try:
-                with self._pool.connection(timeout=max(0.1, deadline - time.monotonic())) as conn:
-                    return fn(conn)
+                with self._pool.connection(timeout=min(2.0, max(0.1, deadline - time.monotonic()))) as conn:
+                    out = fn(conn)
+                self._recovered()
+                return out
             except (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout,
                     psycopg_pool.PoolTimeout) as e:
                 if self._closed or time.monotonic() + delay >= deadline:
                     raise self.unavailable(e) from None
-                self._note_retry(e)
+                self._recover(e)
                 time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, 1.0)
 
     def _note_retry(self, e: BaseException) -> None:
         if not self._warned.is_set():
@@ -267,7 +315,7 @@ class PostgresBackend:
         while True:  # a connection, BEGIN and the lock; retried while the server is away
             conn = None
             try:
-                conn = self._pool.getconn(timeout=max(0.1, deadline - time.monotonic()))
+                conn = self._pool.getconn(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
                 conn.execute("BEGIN")
                 if exclusive:
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
@@ -278,9 +326,9 @@ class PostgresBackend:
                     self._putconn(conn)
                 if self._closed or time.monotonic() + delay >= deadline:
                     raise self.unavailable(e) from None
-                self._note_retry(e)
+                self._recover(e)
                 time.sleep(delay)
-                delay = min(delay * 2, 2.0)
+                delay = min(delay * 2, 1.0)
         try:
             try:
                 yield _Tx(conn)
@@ -296,7 +344,7 @@ class PostgresBackend:
             raise self.unavailable(e) from None
         finally:
             self._putconn(conn)
-        self._warned.clear()
+        self._recovered()
 
     def _putconn(self, conn: "psycopg.Connection[Any]") -> None:
         try:

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import sqlite3
 import threading
 import time
@@ -140,7 +141,15 @@ def resolve_db_target(explicit: str | os.PathLike[str] | None = None) -> str | P
     """The store to open: `explicit`, else `PERF_ALERTS_DB`, else ./perf_alerts.db. A
     postgresql:// URL stays a string; anything else is a SQLite file path."""
     target = os.fspath(explicit) if explicit else (os.environ.get(ENV_DB) or DEFAULT_DB)
-    return target if is_postgres_url(target) else Path(target)
+    if is_postgres_url(target):
+        return target
+    scheme = re.match(r"^([A-Za-z][\w+.-]*)://", target)
+    if scheme:  # a URL, but not one of ours: never a file name (nor echoed: it may hold a password)
+        raise StoreError(f"unsupported store URL scheme {scheme.group(1)!r}: use postgresql://user@host/db "
+                         "or a SQLite file path")
+    if re.match(r"^\s*(host|dbname|user|port|password|hostaddr|service)\s*=", target):
+        raise StoreError("--db looks like a libpq key=value string: use a postgresql://user@host:port/db URL")
+    return Path(target)
 
 
 def resolve_db_path(explicit: str | os.PathLike[str] | None = None) -> Path:
