@@ -278,3 +278,29 @@ def test_the_url_comes_from_the_environment_too() -> None:
     over = parse_config("prometheus: {url: 'http://a:1'}\n" + text, "c.yaml",
                         env={"PERF_ALERTS_PROMETHEUS_URL": "http://127.0.0.1:9092"})
     assert over.prometheus.url == "http://127.0.0.1:9092"
+
+
+def test_the_dashboard_charts_a_prometheus_alert_from_promql(prometheus: Any, tmp_path: Path) -> None:
+    """GET /api/v1/alerts/{fp}/series of a `source: prometheus` alert: the query over the lookback,
+    the alert's own series, with the threshold; a server that is down is a note, not an error."""
+    from fastapi.testclient import TestClient
+
+    from perf_alerts.http.app import create_app
+
+    s = system_for(config(prometheus.url, tmp_path / "o.jsonl"), tmp_path)
+    assert s.evaluate().errors == []
+    slow = next(a for a in s.alerts(["firing"]) if a.rule == "SlowLLM")
+    with TestClient(create_app(s)) as c:
+        r = c.get(f"/api/v1/alerts/{slow.fingerprint}/series", params={"lookback": "2h"})
+    assert r.status_code == 200, r.text
+    body = r.json()
+    assert body["source"] == "prometheus" and body["threshold"] == 5 and body["unit"] == "s"
+    assert [x["labels"]["agent"] for x in body["series"]] == ["researcher"]
+    points = body["series"][0]["points"]
+    assert len(points) > 50 and points[-1][1] > 8.5 and points[0][1] < 3
+
+    down = system_for(config(f"http://127.0.0.1:{free_port()}", tmp_path / "o2.jsonl"), tmp_path)
+    with TestClient(create_app(down)) as c:
+        r = c.get(f"/api/v1/alerts/{slow.fingerprint}/series")
+    assert r.status_code == 200 and r.json()["series"] == []
+    assert "is not reachable" in r.json()["note"]

@@ -609,6 +609,8 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
         if rule is None:
             return {"fingerprint": a.fingerprint, "rule": a.rule, "metric": None, "series": [],
                     "threshold": a.threshold, "op": None, "note": f"rule {a.rule} is no longer configured"}
+        if rule.source == "prometheus":  # its samples are in Prometheus, not in the store
+            return _prometheus_points(a, rule, lb)
         skip = set(rule.labels) | {"alertname", "severity"}
         series = [s for s in system.store.list_series(rule.metric)
                   if all(m.matches(s.labels) for m in rule.matchers)
@@ -631,6 +633,36 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
             for s, d in zip(series[:MAX_SERIES], out["series"]):
                 t, v = blk.of(s.id)
                 d["aggregated"] = rolling_aggregate(t, v, rule.aggregate, rule.window, kind, end - lb, end)
+        return out
+
+    def _prometheus_points(a: Any, rule: Any, lb: float) -> dict[str, Any]:
+        """The chart of a `source: prometheus` rule's alert: its PromQL over the lookback (query_range),
+        the alert's series only; a failed query is a note, not an error of the page."""
+        from perf_alerts.sources.prometheus import PrometheusClient, PrometheusError
+
+        end = system.clock.now()
+        on_values = rule.type in ("threshold", "forecast")
+        out: dict[str, Any] = {
+            "fingerprint": a.fingerprint, "rule": a.rule, "rule_type": rule.type, "metric": rule.metric, "op": rule.op,
+            "threshold": (a.threshold if a.threshold is not None else rule.threshold) if on_values else None,
+            "rule_threshold": rule.threshold, "value": a.value, "aggregate": rule.aggregate, "window": rule.window,
+            "unit": system.config.metric_meta(rule.metric).unit, "source": "prometheus", "query": rule.query,
+            "start": end - lb, "end": end, "series": []}
+        try:
+            client = PrometheusClient.from_settings(system.config.prometheus)
+            result = client.query_range(rule.query, end - lb, end, max(lb / MAX_POINTS, 1.0))
+        except PrometheusError as e:
+            out["note"] = redact(str(e))
+            return out
+        skip = set(rule.labels) | {"alertname", "severity"}
+        for ps in result:
+            if all(m.matches(ps.labels) for m in rule.matchers) and \
+                    all(a.labels.get(k) == v for k, v in ps.labels.items() if k not in skip):
+                dt, dv = downsample(ps.ts, ps.values)
+                out["series"].append({"labels": ps.labels, "count": int(ps.ts.size),
+                                      "points": [[round(float(x), 3), float(y)] for x, y in zip(dt, dv)]})
+                if len(out["series"]) >= MAX_SERIES:
+                    break
         return out
 
     def _series_points(series: list[Any], start: float, end: float) -> dict[str, Any]:
