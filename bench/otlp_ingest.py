@@ -13,7 +13,8 @@ each:
 - OTLP cumulative: the same points with cumulative temporality (each request's points are the next
   state of the same streams: the receiver subtracts the previous state);
 - OTLP spans: ExportTraceServiceRequests of `--points` OpenInference LLM spans with their task and
-  kickoff spans (one trace per 10 LLM spans); spans/s;
+  kickoff spans (one trace per 10 LLM spans); spans/s (each LLM span stores its duration, its two
+  token counts and, the default config pricing the model, its cost);
 - JSON API: `POST /api/v1/metrics` of `--points × --observations` samples per request; samples/s.
 
 Prints one line per case: requests, points (or samples) per second, samples stored per second.
