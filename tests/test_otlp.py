@@ -472,3 +472,67 @@ def test_one_environment_variable_and_the_token_header(tmp_path: Path, monkeypat
     assert 0.01 <= kick < 5
     tool = (catalog.TOOL_SECONDS, (("agent", "ops"), ("crew", "unknown"), ("task", "unknown"), ("tool", "search")))
     assert got[tool] == [0.25]
+
+
+def test_the_daemon_receives_spans_and_a_rule_on_them_reaches_discord(tmp_path: Path) -> None:
+    """`perf-alerts run` with a token: OTLP spans of a slow LLM call (protobuf, gzip, the token header) become
+    crew_llm_call_seconds, the daemon's own evaluation fires the rule, and the alert is delivered to Discord."""
+    import textwrap
+
+    from fake_discord import fake_discord
+    from test_daemon import HOOK_ID, api_up, free_port, start, stop, wait_for
+
+    cfg = tmp_path / "alerting.yaml"
+    cfg.write_text(textwrap.dedent("""
+    global: {evaluation_interval: 0.5s}
+    rules:
+      - name: SlowLLM
+        type: threshold
+        metric: crew_llm_call_seconds
+        aggregate: max
+        window: 10m
+        op: ">"
+        value: 20
+        severity: critical
+        annotations: {summary: "{{ labels.agent }} LLM call took {{ value }}s"}
+    receivers:
+      - name: oncall
+        discord: {webhook_url: "${TEST_HOOK}"}
+    route: {receiver: oncall, group_by: [agent], group_wait: 0s, group_interval: 1s}
+    """))
+    db, log = tmp_path / "store.db", tmp_path / "daemon.log"
+    t = time.time() - 40
+    trace = bytes(range(16))
+    req = ExportTraceServiceRequest()
+    sc = req.resource_spans.add().scope_spans.add()
+    _span(sc, trace, 1, None, "support_crew.kickoff", t, t + 35, openinference__span__kind="CHAIN", crew_key="k")
+    _span(sc, trace, 2, 1, "triage.classify.execute", t + 1, t + 34, openinference__span__kind="AGENT",
+          graph__node__id="triage", task_name="classify")
+    _span(sc, trace, 3, 2, "gpt-4o.llm_call", t + 2, t + 32, openinference__span__kind="LLM", llm__model_name="gpt-4o")
+    body = gzip.compress(req.SerializeToString())
+    with fake_discord() as discord:
+        port = free_port()
+        p = start(cfg, db, port, {"TEST_HOOK": discord.url_for(HOOK_ID, "otlp-hook-secret"),
+                                  "PERF_ALERTS_TOKEN": "daemon-otlp-token"}, log)
+        try:
+            wait_for(lambda: p.poll() is not None or _port_open(port), 20, "the daemon's HTTP server")
+            assert p.poll() is None, log.read_text()
+            headers = {**PB, "content-encoding": "gzip", "authorization": "Bearer daemon-otlp-token"}
+            assert httpx.post(f"http://127.0.0.1:{port}/v1/traces", content=body, headers={**PB}, timeout=10
+                              ).status_code == 401
+            r = httpx.post(f"http://127.0.0.1:{port}/v1/traces", content=body, headers=headers, timeout=10)
+            assert r.status_code == 200 and r.content == b""
+            msgs = wait_for(lambda: discord.messages(HOOK_ID), 20, "the Discord message")
+            text = json.dumps(msgs[0])
+            assert "SlowLLM" in text and "triage" in text
+        finally:
+            stop(p, log)
+    assert not api_up(port)
+
+
+def _port_open(port: int) -> bool:
+    import socket
+
+    with socket.socket() as s:
+        s.settimeout(0.2)
+        return s.connect_ex(("127.0.0.1", port)) == 0
