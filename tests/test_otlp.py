@@ -536,3 +536,10 @@ def _port_open(port: int) -> bool:
     with socket.socket() as s:
         s.settimeout(0.2)
         return s.connect_ex(("127.0.0.1", port)) == 0
+
+
+def test_a_point_of_too_many_observations_is_refused_not_expanded() -> None:
+    rec = MetricsReceiver()
+    res = rec.ingest(histogram_request("gen_ai.client.operation.duration", [1, 2], [0, 150_000, 0], 200_000.0))
+    assert (res.accepted, res.rejected, res.samples) == (0, 1, [])
+    assert "150,000 observations in one point" in res.errors[0] and "limit 100,000" in res.errors[0]
