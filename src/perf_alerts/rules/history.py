@@ -34,7 +34,7 @@ import numpy as np
 
 from perf_alerts.alerts.state import SeriesResult
 from perf_alerts.analytics.forecast import Forecast
-from perf_alerts.analytics.streaming import LikelihoodBank, lag_values
+from perf_alerts.analytics.streaming import LikelihoodBank
 
 if TYPE_CHECKING:
     from perf_alerts.config import Rule
@@ -47,6 +47,34 @@ STATE_VERSION = 1
 WHOLE = -1          # the rule_state part of a state kept whole per rule
 #: how far behind the newest series a series may lag and still be read in the same query
 _SAME_QUERY = 3600.0
+#: series rebuilt from history together (bounds the memory of a rebuild)
+REBUILD_SERIES = 500
+#: a seasonal lag is first looked for this far before one period back (then within its tolerance)
+_NEAR_LAG = 600.0
+
+
+def _lags_by_row(src_row: np.ndarray, src_t: np.ndarray, src_x: np.ndarray, q_row: np.ndarray, q_t: np.ndarray,
+                 period: float, tol: float) -> np.ndarray:
+    """`lag_values` for many series at once: the points (`src_row`, `src_t`, `src_x`) and the
+    query times (`q_row`, `q_t`) of each series (row), any order; NaN where there is no lag."""
+    out = np.full(q_t.shape[0], np.nan)
+    if src_t.size == 0 or q_t.size == 0:
+        return out
+    base = float(min(src_t.min(), q_t.min())) - period * (1.0 + tol) - 10.0
+    width = float(max(src_t.max(), q_t.max())) - base + 10.0
+    order = np.lexsort((src_t, src_row))
+    s_row, s_t, s_x = src_row[order], src_t[order], src_x[order]
+    keys = s_row * width + (s_t - base)
+    target = q_t - period
+    k = np.searchsorted(keys, q_row * width + (target + 1.0 - base), side="right") - 1
+    kk = np.maximum(k, 0)
+    # the composite key can round at the boundary: step back once where the point is past it
+    back = (k >= 0) & (s_row[kk] == q_row) & (s_t[kk] > target + 1.0)
+    k = np.where(back, k - 1, k)
+    kk = np.maximum(k, 0)
+    ok = (k >= 0) & (s_row[kk] == q_row) & (s_t[kk] >= target - tol * period) & (s_t[kk] < q_t)
+    out[ok] = s_x[kk[ok]]
+    return out
 
 
 def state_key(rule: Rule, *fields: str) -> str:
@@ -169,27 +197,21 @@ class AnomalyHistory:
         ids = np.unique(np.fromiter((s.id for s in series), dtype=np.int64, count=len(series)))
         cols = self._columns(ids, at)
         last = self.last_t[cols]
-        # one query for the series that are up to date, one for the ones far behind (new or silent)
+        # one query for the series that are up to date; the ones far behind (new, or silent for a
+        # while: a rebuild from history) in groups of REBUILD_SERIES, so memory stays bounded
         newest = float(last.max()) if last.size else at
         near = last >= newest - _SAME_QUERY
-        parts = []
-        for sel in (near, ~near):
-            if sel.any():
-                blk = store.query(ids[sel].tolist(), float(last[sel].min()), at)
-                parts.append((blk.series_id, blk.ts, blk.value))
-        if parts:
-            b_sid = np.concatenate([p[0] for p in parts])
-            b_t = np.concatenate([p[1] for p in parts])
-            b_x = np.concatenate([p[2] for p in parts])
-        else:
-            b_sid, b_t, b_x = np.zeros(0, dtype=np.int64), np.zeros(0), np.zeros(0)
-        col_of = np.searchsorted(self.sids, b_sid)
-        keep = (b_t > self.last_t[col_of]) & np.isfinite(b_x) & np.isfinite(b_t)
-        b_sid, b_t, b_x, col_of = b_sid[keep], b_t[keep], b_x[keep], col_of[keep]
-        if b_t.size:
-            order = np.lexsort((b_t, b_sid))
-            b_sid, b_t, b_x, col_of = b_sid[order], b_t[order], b_x[order], col_of[order]
-            self._score(store, b_sid, b_t, b_x, col_of, at)
+        far = np.flatnonzero(~near)
+        groups = [np.flatnonzero(near)] + [far[i:i + REBUILD_SERIES] for i in range(0, far.size, REBUILD_SERIES)]
+        for g in groups:
+            if g.size == 0:
+                continue
+            blk = store.query(ids[g].tolist(), float(last[g].min()), at)
+            b_sid, b_t, b_x = blk.series_id, blk.ts, blk.value
+            col_of = np.searchsorted(self.sids, b_sid)
+            keep = (b_t > self.last_t[col_of]) & np.isfinite(b_x) & np.isfinite(b_t)
+            if keep.any():
+                self._score(store, b_sid[keep], b_t[keep], b_x[keep], col_of[keep], at)  # sorted by (series, time)
         self.at = at
         # the window: drop what left it
         win = self.r_t > at - self.rule.window
@@ -233,22 +255,27 @@ class AnomalyHistory:
         origin = self.origin[u_cols]
         for fam in fams:
             period = self.bank.periods[fam]
-            lag = np.full(shape, np.nan)
-            # per series, the stored samples one period back that precede this cycle's points
+            # per series, the stored samples one period back that precede this cycle's points:
+            # first the few minutes around the lags (regular data has its lag there), then the
+            # whole tolerance for the series that had none there
             need = last_t - period + 1.0 > origin          # some point can have a lag since the state began
             lo = np.maximum(origin, first_t - period * (1.0 + tol) - 2.0)
             hi = np.minimum(last_t - period + 1.0, first_t)
-            o_sid, o_t, o_x = self._query_rows(store, sids, lo, hi, need & (hi > lo))
-            o_lo = np.searchsorted(o_sid, sids, "left")
-            o_hi = np.searchsorted(o_sid, sids, "right")
-            for r in np.flatnonzero(need).tolist():
-                a, n = int(start[r]), int(count[r])
-                t_new, x_new = b_t[a:a + n], b_x[a:a + n]
-                ot, ox = o_t[o_lo[r]:o_hi[r]], o_x[o_lo[r]:o_hi[r]]
-                ok = (ot > origin[r]) & (ot < t_new[0])
-                src_t = np.concatenate([ot[ok], t_new]) if ot.size else t_new
-                src_x = np.concatenate([ox[ok], x_new]) if ot.size else x_new
-                lag[r, :n] = lag_values(src_t, src_x, t_new, period, tol)
+            mid = np.minimum(np.maximum(lo, first_t - period - _NEAR_LAG), hi)
+            o_sid, o_t, o_x = self._query_rows(store, sids, mid, hi, need & (hi > mid))
+            row = np.asarray(np.searchsorted(sids, o_sid))
+            found = np.zeros(sids.size, dtype=bool)
+            found[row[o_t <= first_t[row] - period + 1.0]] = True
+            far = need & ~found & (mid > lo)
+            if far.any():
+                f_sid, f_t, f_x = self._query_rows(store, sids, lo, mid, far)
+                o_sid, o_t, o_x = np.r_[o_sid, f_sid], np.r_[o_t, f_t], np.r_[o_x, f_x]
+                row = np.asarray(np.searchsorted(sids, o_sid))
+            ok = need[row] & (o_t > origin[row]) & (o_t < first_t[row])
+            lag = np.full(shape, np.nan)
+            sel = need[row_of]
+            lag[row_of[sel], pos[sel]] = _lags_by_row(np.r_[row[ok], row_of], np.r_[o_t[ok], b_t],
+                                                      np.r_[o_x[ok], b_x], row_of[sel], b_t[sel], period, tol)
             out[fam] = lag
         return out
 
