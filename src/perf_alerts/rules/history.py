@@ -478,8 +478,9 @@ def _extended(fc: Forecast, until: float) -> Forecast:
     mean = fc.mean[-1] + k * (fc.mean[-1] - fc.mean[-2])
     up = (fc.upper[-1] - fc.mean[-1]) + k * max(0.0, (fc.upper[-1] - fc.mean[-1]) - (fc.upper[-2] - fc.mean[-2]))
     lo = (fc.mean[-1] - fc.lower[-1]) + k * max(0.0, (fc.mean[-1] - fc.lower[-1]) - (fc.mean[-2] - fc.lower[-2]))
-    return Forecast(np.r_[ts, ts[-1] + k * fc.step], np.r_[fc.mean, mean], np.r_[fc.lower, mean - lo],
-                    np.r_[fc.upper, mean + up], fc.level, fc.step, fc.method, fc.season_period, fc.last_timestamp,
+    cat = np.concatenate
+    return Forecast(cat((ts, ts[-1] + k * fc.step)), cat((fc.mean, mean)), cat((fc.lower, mean - lo)),
+                    cat((fc.upper, mean + up)), fc.level, fc.step, fc.method, fc.season_period, fc.last_timestamp,
                     fc.last_value, fc.last_observed, fc.params)
 
 
