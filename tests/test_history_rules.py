@@ -229,3 +229,53 @@ def test_forecast_rule_kept_fits_agree_with_the_batch_outlook(make_store: Any) -
     assert refits >= 12 + 6   # every series fitted at first, some refitted during the run
     assert agree / compared >= 0.95, (agree, compared)
     assert len(diffs) >= 20 and max(diffs) <= 600.0, sorted(diffs)[-5:]
+
+
+TREND = """
+rules:
+  - name: CostDrift
+    type: trend
+    metric: cost
+    trend_measure: change_pct
+    lookback: 2h
+    op: ">"
+    value: 25
+"""
+
+
+def test_change_pct_trend_kept_sums_equal_the_batch_trend(make_store: Any) -> None:
+    """Cycles at uneven steps (and one longer than the lookback: a fresh state) give the batch
+    `trend(...).change_pct` of both windows; the rule's holding series carry the full trend."""
+    from perf_alerts.analytics.trend import trend
+
+    rng = np.random.default_rng(4)
+    t = T0 + np.cumsum(rng.uniform(30, 200, 3000))
+    store = make_store()
+    xs = [1.0 + 0.2 * k * (t > T0 + 4 * 3600) + rng.normal(0, 0.05, t.size) for k in range(3)]
+    store.insert_samples(Sample("cost", {"agent": f"a{k}"}, float(tt), float(v))
+                         for k, x in enumerate(xs) for tt, v in zip(t, x))
+    cfg = parse_config(textwrap.dedent(TREND))
+    rule = cfg.rules[0]
+    ev = Evaluator(store, cfg, keep_state=True)
+    sids = {s.labels["agent"]: s.id for s in store.list_series("cost")}
+    fired = 0
+    ats = [T0 + 3 * 3600.0 + k * 437.0 for k in range(30)] + [T0 + 12 * 3600.0, T0 + 12 * 3600.0 + 60]
+    for i, at in enumerate(ats):
+        if i == 15:
+            ev = Evaluator(make_store(), cfg, keep_state=True)   # a restart: the sums read back
+        ev.new_cycle()
+        got = {r.labels["agent"]: r for r in ev.evaluate(rule, at)}
+        for agent, sid in sids.items():
+            ts, v = store.query([sid], at - 2 * rule.lookback, at).of(sid)
+            cur = ts > at - rule.lookback
+            ref = trend(ts[cur], v[cur], previous=v[~cur]).change_pct
+            if ref is None:
+                assert agent not in got
+                continue
+            r = got[agent]
+            assert r.value == pytest.approx(ref, rel=1e-9, abs=1e-9)
+            assert r.active == (ref > 25)
+            if r.active:
+                fired += 1
+                assert r.detail["trend"]["verdict"] in ("worsening", "improving", "changing", "stable")
+    assert fired > 0

@@ -143,9 +143,13 @@ class Evaluator:
         assert rule.op is not None and rule.value is not None
         if not series:
             return []
+        better = self.config.metric_meta(rule.metric).better
+        from perf_alerts.rules.history import TrendHistory, trend_results
+
+        if TrendHistory.supports(rule):  # change_pct: kept sums of both windows (rules/history.py)
+            return trend_results(self._history, self.store, rule, series, at, self.keep_state, better, self._holding)
         lb = rule.lookback
         block = self._block(series, at - 2 * lb, at)
-        better = self.config.metric_meta(rule.metric).better
         out: list[SeriesResult] = []
         for s in series:
             t, v = block.of(s.id)

@@ -40,8 +40,8 @@ if TYPE_CHECKING:
     from perf_alerts.config import Rule
     from perf_alerts.store import SeriesInfo, Store
 
-__all__ = ["AnomalyHistory", "ForecastHistory", "ScoredPoint", "anomaly_results", "decode_arrays", "encode_arrays",
-           "forecast_outlooks", "state_key"]
+__all__ = ["AnomalyHistory", "ForecastHistory", "ScoredPoint", "TrendHistory", "anomaly_results", "decode_arrays",
+           "encode_arrays", "forecast_outlooks", "state_key", "trend_results"]
 
 STATE_VERSION = 1
 WHOLE = -1          # the rule_state part of a state kept whole per rule
@@ -504,3 +504,136 @@ def forecast_outlooks(cache: dict[str, Any], store: Store, rule: Rule, series: l
     else:
         h.dirty.clear()
     return out
+
+
+# --------------------------------------------------------------------------- trend rules (change_pct)
+
+class TrendHistory:
+    """The kept sums of a `trend` rule that measures `change_pct` (the mean of the last `lookback`
+    against the mean of the one before): per series the sum and count of each window, updated
+    each cycle from three thin slices (the new samples, the ones crossing from the current into
+    the previous window, the ones leaving the previous window) instead of rereading both windows.
+    The value equals `analytics.trend.trend(...).change_pct` (to float rounding); the full trend
+    (Theil–Sen slope, Mann–Kendall) is computed for the series whose rule holds, for the detail."""
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.key = state_key(rule, "lookback", "trend_measure")
+        self.sids = np.zeros(0, dtype=np.int64)
+        self.sums = np.zeros((4, 0))       # current sum, current count, previous sum, previous count
+        self.at: float | None = None
+        self.loaded = False
+
+    @staticmethod
+    def supports(rule: Rule) -> bool:
+        return rule.trend_measure == "change_pct"
+
+    def load(self, store: Store) -> None:
+        if self.loaded:
+            return
+        self.loaded = True
+        row = store.rule_state_load(self.rule.name, self.key).get(WHOLE)
+        if row is None:
+            return
+        try:
+            a = decode_arrays(row[1])
+            sids, sums, at = a["sids"].astype(np.int64), a["sums"].astype(float), float(a["at"][0])
+        except (ValueError, KeyError, OSError):
+            return
+        if sums.shape == (4, sids.size):
+            self.sids, self.sums, self.at = sids, sums, at
+
+    def save(self, store: Store) -> None:
+        store.rule_state_save(self.rule.name, self.key, [(WHOLE, self.at or 0.0, encode_arrays(
+            {"sids": self.sids, "sums": self.sums, "at": np.array([self.at or 0.0])}))], fresh=True)
+
+    def _add(self, store: Store, ids: np.ndarray, lo: float, hi: float, rows: tuple[tuple[int, float], ...]) -> None:
+        """Add the samples of `ids` in (lo, hi] to the sums: (row, sign) for each."""
+        if hi <= lo or ids.size == 0:
+            return
+        blk = store.query(ids.tolist(), lo, hi)
+        ok = np.isfinite(blk.value)
+        col = np.searchsorted(self.sids, blk.series_id[ok])
+        v = blk.value[ok]
+        n = self.sids.size
+        s, c = np.bincount(col, weights=v, minlength=n), np.bincount(col, minlength=n).astype(float)
+        for row, sign in rows:
+            self.sums[row] += sign * (s if row % 2 == 0 else c)
+
+    def advance(self, store: Store, series: list[SeriesInfo], at: float) -> None:
+        lb = self.rule.lookback
+        ids = np.unique(np.fromiter((s.id for s in series), dtype=np.int64, count=len(series)))
+        if self.at is None or at < self.at or at - self.at >= lb:
+            self.sids, self.sums, self.at = np.zeros(0, dtype=np.int64), np.zeros((4, 0)), None
+        new = np.setdiff1d(ids, self.sids, assume_unique=True)
+        if new.size:
+            sids = np.concatenate([self.sids, new])
+            order = np.argsort(sids, kind="stable")
+            self.sids = sids[order]
+            self.sums = np.concatenate([self.sums, np.zeros((4, new.size))], axis=1)[:, order]
+        old = np.setdiff1d(ids, new, assume_unique=True)
+        if self.at is not None and old.size:
+            prev = self.at
+            self._add(store, old, prev, at, ((0, 1.0), (1, 1.0)))                               # new samples
+            self._add(store, old, prev - lb, at - lb, ((0, -1.0), (1, -1.0), (2, 1.0), (3, 1.0)))  # current → previous
+            self._add(store, old, prev - 2 * lb, at - 2 * lb, ((2, -1.0), (3, -1.0)))          # leave the previous
+        if new.size:  # first seen (or a fresh state): both windows read once
+            self._add(store, new, at - lb, at, ((0, 1.0), (1, 1.0)))
+            self._add(store, new, at - 2 * lb, at - lb, ((2, 1.0), (3, 1.0)))
+        self.at = at
+
+    def results(self, store: Store, series: list[SeriesInfo], at: float, better: str,
+                holding: Any) -> list[SeriesResult]:
+        from perf_alerts.analytics.trend import MIN_PREVIOUS_SAMPLES, trend
+
+        rule = self.rule
+        assert rule.op is not None and rule.value is not None
+        col = np.searchsorted(self.sids, [s.id for s in series])
+        cs, cn, ps, pn = (self.sums[r, col] for r in range(4))
+        cn, pn = np.rint(cn), np.rint(pn)
+        out: list[SeriesResult] = []
+        full: list[int] = []
+        for i, s in enumerate(series):
+            if cn[i] <= 0:
+                continue
+            cur_mean = cs[i] / cn[i]
+            prev_mean = ps[i] / pn[i] if pn[i] > 0 else None
+            if prev_mean is None or prev_mean == 0 or pn[i] < MIN_PREVIOUS_SAMPLES or cn[i] < MIN_PREVIOUS_SAMPLES:
+                continue
+            value = float((cur_mean - prev_mean) / abs(prev_mean) * 100.0)
+            active = bool(_OPS_CMP[rule.op](value, rule.value))
+            hold = bool(holding(rule, value))
+            detail = {"trend": {"n": int(cn[i]), "change_pct": round(value, 4), "current_mean": round(cur_mean, 4),
+                                "previous_mean": round(prev_mean, 4)}}
+            if active or hold:
+                full.append(len(out))
+            out.append(SeriesResult(s.labels, value, active, hold, detail))
+        if full:  # the whole trend (slope, significance, verdict) for the series whose rule holds
+            by_labels = {id(s.labels): s.id for s in series}
+            sids = [by_labels[id(out[k].labels)] for k in full]
+            blk = store.query(sids, at - 2 * rule.lookback, at)
+            for k, sid in zip(full, sids):
+                t, v = blk.of(sid)
+                cur = t > at - rule.lookback
+                out[k].detail = {"trend": trend(t[cur], v[cur], better=better, confidence=rule.confidence,
+                                                previous=v[~cur]).to_dict()}
+        return out
+
+
+_OPS_CMP = {">": np.greater, ">=": np.greater_equal, "<": np.less, "<=": np.less_equal,
+            "==": np.equal, "!=": np.not_equal}
+
+
+def trend_results(cache: dict[str, Any], store: Store, rule: Rule, series: list[SeriesInfo], at: float, keep: bool,
+                  better: str, holding: Any) -> list[SeriesResult]:
+    """A `change_pct` trend rule's results at `at` from its kept window sums."""
+    key = state_key(rule, "lookback", "trend_measure")
+    h = cache.get(rule.name)
+    if not isinstance(h, TrendHistory) or h.key != key:
+        h = cache[rule.name] = TrendHistory(rule)
+    if keep:
+        h.load(store)
+    h.advance(store, series, at)
+    if keep:
+        h.save(store)
+    return h.results(store, series, at, better, holding)
