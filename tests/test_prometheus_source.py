@@ -304,3 +304,30 @@ def test_the_dashboard_charts_a_prometheus_alert_from_promql(prometheus: Any, tm
         r = c.get(f"/api/v1/alerts/{slow.fingerprint}/series")
     assert r.status_code == 200 and r.json()["series"] == []
     assert "is not reachable" in r.json()["note"]
+
+
+def test_test_rules_says_a_prometheus_rule_is_for_promtool(tmp_path: Path) -> None:
+    """`perf-alerts test-rules` feeds input_series to a scratch store; a `source: prometheus` rule's
+    PromQL runs on the server, so a test of it fails saying so (never a silent pass, never a query)
+    and the store's rules in the same file are tested as usual."""
+    from perf_alerts.rules.testing import run_rule_tests
+
+    (tmp_path / "alerting.yaml").write_text("""\
+prometheus: {url: "http://127.0.0.1:9"}
+rules:
+  - {name: FromProm, type: threshold, source: prometheus, query: up, op: "<", value: 1}
+  - {name: Local, type: threshold, metric: lat, aggregate: last, window: 5m, op: ">", value: 1}
+""")
+    (tmp_path / "t.yaml").write_text("""\
+rule_files: [alerting.yaml]
+tests:
+  - interval: 1m
+    input_series:
+      - {series: 'lat{agent="a"}', values: '5x5'}
+    alert_rule_test:
+      - {eval_time: 3m, alertname: Local, exp_alerts: [{exp_labels: {agent: a, severity: warning}}]}
+      - {eval_time: 3m, alertname: FromProm, exp_alerts: []}
+""")
+    (outcome,) = run_rule_tests(tmp_path / "t.yaml")
+    assert not outcome.passed
+    assert len(outcome.failures) == 1 and "FromProm is a source: prometheus rule" in outcome.failures[0]

@@ -228,6 +228,8 @@ def _run_one(name: str, test: dict[str, Any], config: Config, eval_interval: flo
         step_times = sorted(set([k * eval_interval for k in range(int(end // eval_interval) + 1)] + eval_times))
         for t in step_times:
             for rule in config.rules:
+                if rule.source == "prometheus":  # its PromQL runs on the server, which holds no input_series
+                    continue
                 save, delete, _ = apply_results(rule, evaluator.evaluate(rule, t), state[rule.name], t)
                 for fp in delete:
                     state[rule.name].pop(fp, None)
@@ -247,6 +249,10 @@ def _run_one(name: str, test: dict[str, Any], config: Config, eval_interval: flo
         alertname = str(c.get("alertname", ""))
         if alertname not in known:
             failures.append(f"eval_time {c.get('eval_time')}: unknown alertname {alertname!r}")
+            continue
+        if any(r.name == alertname and r.source == "prometheus" for r in config.rules):
+            failures.append(f"eval_time {c.get('eval_time')}: {alertname} is a source: prometheus rule: its PromQL "
+                            "runs on the Prometheus server, not on input_series; test the expression with promtool")
             continue
         got = snapshots.get(at, {}).get(alertname, [])
         expected = _mappings(c.get("exp_alerts"), "exp_alerts")
