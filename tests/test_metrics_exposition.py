@@ -51,10 +51,11 @@ def value(fams: dict[str, Any], family: str, sample: str | None = None, **labels
 
 
 @pytest.fixture
-def system(tmp_path: Path) -> PerfAlerts:
+def system(tmp_path: Path, make_store: Any) -> PerfAlerts:
+    """On SQLite and on PostgreSQL (the store's counts are read by GROUP BY queries on both)."""
     selfmetrics.reset()
     cfg = parse_config(CONFIG % (tmp_path / "out.jsonl"), "m.yaml", env={})
-    s = PerfAlerts(cfg, Store(tmp_path / "m.db"), ManualClock(NOW))
+    s = PerfAlerts(cfg, make_store(), ManualClock(NOW))
     recs = [{"metric": "crew_task_seconds", "value": 45.0 if a == "researcher" else 5.0, "timestamp": NOW - i * 10,
              "labels": {"agent": a}} for i in range(10) for a in ("researcher", "writer")]
     recs.append({"metric": "bad metric", "value": 1})
