@@ -60,7 +60,6 @@ class PrometheusView:
         self._points: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._span: dict[str, tuple[float, float]] = {}  # rule name → the fetched (start, end]
         self._rule_of: dict[int, "Rule"] = {}
-        self._at: dict[str, float] = {}
 
     @property
     def client(self) -> PrometheusClient:
@@ -78,7 +77,7 @@ class PrometheusView:
         self._points.clear()
         self._span.clear()
         self._rule_of.clear()
-        self._at.clear()
+        self._client = None  # from the config and environment each time: a rotated token is used at once
         self._current = []
         self._current = self.select(rule, at)
 
@@ -109,7 +108,6 @@ class PrometheusView:
             result = self._range(rule, *span)
             fetched = span
         self._span[rule.name] = fetched
-        self._at[rule.name] = at
         return self._keep(rule, result)
 
     def _range(self, rule: "Rule", start: float, end: float) -> list[PromSeries]:
