@@ -215,7 +215,7 @@ class PostgresBackend:
             kwargs={"autocommit": True, "connect_timeout": max(1, int(self._connect_timeout)),
                     "application_name": "perf-alerts", "options": _SESSION_OPTIONS})
 
-    def _recover(self, e: BaseException) -> None:
+    def _recover(self, e: BaseException) -> bool:
         """After a failure: note the outage; when the pool itself could not give a connection, see
         (at most once a second) whether the server answers again and, if so, start a fresh pool:
         the pool's own reconnect attempts back off exponentially (1, 2, 4 … 32 s after a minute
@@ -227,19 +227,20 @@ class PostgresBackend:
             self._down_since = time.monotonic()
         self._note_retry(e)
         if not isinstance(e, psycopg_pool.PoolTimeout) or self._closed:
-            return
+            return False
         with self._recover_lock:
             now = time.monotonic()
             if now - self._last_probe < 1.0:
-                return
+                return False
             self._last_probe = now
             try:
                 probe = psycopg.connect(self.url, autocommit=True, connect_timeout=2, application_name="perf-alerts")
             except psycopg.Error:
-                return
+                return False
             probe.close()
             old, self._pool = self._pool, self._make_pool()
             threading.Thread(target=old.close, kwargs={"timeout": 1.0}, daemon=True).start()
+            return True
 
     def _recovered(self) -> None:
         if self._down_since is not None:
@@ -294,9 +295,9 @@ class PostgresBackend:
                 return out
             except (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout,
                     psycopg_pool.PoolTimeout) as e:
-                if self._closed or time.monotonic() + delay >= deadline:
+                fresh = self._recover(e)  # a fresh pool for a server that is back: one more try
+                if self._closed or (time.monotonic() + delay >= deadline and not fresh):
                     raise self.unavailable(e) from None
-                self._recover(e)
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
 
@@ -324,9 +325,9 @@ class PostgresBackend:
                     psycopg_pool.PoolTimeout) as e:
                 if conn is not None:
                     self._putconn(conn)
-                if self._closed or time.monotonic() + delay >= deadline:
+                fresh = self._recover(e)  # a fresh pool for a server that is back: one more try
+                if self._closed or (time.monotonic() + delay >= deadline and not fresh):
                     raise self.unavailable(e) from None
-                self._recover(e)
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
         try:
