@@ -279,3 +279,26 @@ def test_change_pct_trend_kept_sums_equal_the_batch_trend(make_store: Any) -> No
                 fired += 1
                 assert r.detail["trend"]["verdict"] in ("worsening", "improving", "changing", "stable")
     assert fired > 0
+
+
+def test_forecast_fits_survive_a_restart(make_store: Any) -> None:
+    """A second process continues from the stored fits: no refit before they are due, and the
+    same outlooks as the process that made them."""
+    from perf_alerts.rules.history import ForecastHistory
+
+    rng = np.random.default_rng(8)
+    t = np.arange(T0 - 12 * 3600.0, T0 + 1800.0 + 1, 60.0)
+    store = make_store()
+    store.insert_samples(Sample("disk", {"host": f"h{k}"}, float(tt), float(50 + k * (tt - T0) / 3600.0 + rng.normal(0, 0.5)))
+                         for k in range(6) for tt in t)
+    cfg = parse_config(textwrap.dedent(FORECAST))
+    rule = cfg.rules[0]
+    a = Evaluator(store, cfg, keep_state=True)
+    a.evaluate(rule, T0)
+    b = Evaluator(make_store(), cfg, keep_state=True)
+    for at in (T0 + 600.0, T0 + 1200.0):
+        ra, rb = a.evaluate(rule, at), b.evaluate(rule, at)
+        assert [(r.labels, r.value, r.active, r.detail) for r in ra] == [(r.labels, r.value, r.active, r.detail) for r in rb]
+    ha, hb = a._history["Filling"], b._history["Filling"]
+    assert isinstance(ha, ForecastHistory) and isinstance(hb, ForecastHistory)
+    assert {s: f.fit_at for s, f in ha.fits.items()} == {s: f.fit_at for s, f in hb.fits.items()}
