@@ -242,3 +242,27 @@ def test_each_replica_serves_metrics_one_says_it_leads(tmp_path: Path) -> None:
         assert value(x["fams"], "perf_alerts_replicas", state="alive") == 2
         assert value(x["fams"], "perf_alerts_leader_present") == 1
         assert value(x["fams"], "perf_alerts_alerts", state="firing", severity="critical") == 1
+
+
+def test_otlp_points_count_as_ingested_and_rejected(system: PerfAlerts) -> None:
+    """POST /v1/metrics (OTLP): stored points are ingested samples, refused ones (a summary) rejected."""
+    require("prometheus_client")
+    require("opentelemetry.proto.collector.metrics.v1.metrics_service_pb2")
+    from fastapi.testclient import TestClient
+
+    from perf_alerts.http.app import create_app
+
+    before = selfmetrics.snapshot().counters
+    ns = str(int(NOW * 1e9))
+    body = {"resourceMetrics": [{"scopeMetrics": [{"metrics": [
+        {"name": "queue_depth", "gauge": {"dataPoints": [{"timeUnixNano": ns, "asDouble": 3.0}]}},
+        {"name": "latency", "summary": {"dataPoints": [{"timeUnixNano": ns, "count": "1", "sum": 1.0}]}},
+    ]}]}]}
+    with TestClient(create_app(system)) as c:
+        r = c.post("/v1/metrics", json=body)
+        assert r.status_code == 200, r.text
+        fams = parse(c.get("/metrics").text)
+    assert value(fams, "perf_alerts_samples_rejected", "perf_alerts_samples_rejected_total") == \
+        before["samples_rejected"][()] + 1
+    assert value(fams, "perf_alerts_samples_ingested", "perf_alerts_samples_ingested_total") >= \
+        before["samples_ingested"][()] + 1

@@ -28,6 +28,7 @@ from fastapi import FastAPI, Request
 from fastapi.responses import Response
 from starlette.concurrency import run_in_threadpool
 
+from perf_alerts import selfmetrics
 from perf_alerts.notify.redact import redact
 
 if TYPE_CHECKING:
@@ -90,6 +91,8 @@ class OtlpReceivers:
                     pass
             return Response(status_body(mt, redact(str(e))), status_code=e.status, media_type=mt)
         res = self.receiver(kind).ingest(msg)
+        if kind == "metrics":  # GET /metrics: refused data points count as rejected samples
+            selfmetrics.inc("samples_rejected", res.rejected)
         if res.samples:
             self.stored += self.system.store.insert_samples(res.samples)
         return Response(response_body(kind, mt, res.rejected, redact(res.message)), status_code=200, media_type=mt)
