@@ -94,8 +94,7 @@ def test_metrics_text_parses_and_reports_the_store_and_this_process(system: Perf
     assert fams["perf_alerts_notifications_delivered"]["type"] == "counter"
     assert value(fams, "perf_alerts_notifications_delivered", "perf_alerts_notifications_delivered_total",
                  receiver="ops-file") >= 1
-    assert value(fams, "perf_alerts_discord_rate_limited", "perf_alerts_discord_rate_limited_total",
-                 receiver="ops-file") == 0
+    assert not fams["perf_alerts_discord_rate_limited"]["samples"]  # no Discord receiver: no 429 series
     assert value(fams, "perf_alerts_samples_ingested", "perf_alerts_samples_ingested_total") == 20
     assert value(fams, "perf_alerts_samples_rejected", "perf_alerts_samples_rejected_total") == 2
     assert value(fams, "perf_alerts_evaluations", "perf_alerts_evaluations_total") == 1
@@ -141,6 +140,8 @@ def test_metrics_shows_the_leader_and_no_secrets(tmp_path: Path) -> None:
     assert value(fams, "perf_alerts_leader_present") == 1
     assert value(fams, "perf_alerts_replicas", state="alive") == 1
     assert value(fams, "perf_alerts_receiver_disabled", receiver="oncall") == 0
+    assert value(fams, "perf_alerts_discord_rate_limited", "perf_alerts_discord_rate_limited_total",
+                 receiver="oncall") == 0
     assert "s3cr3t" not in r.text and "discord.com" not in r.text and token not in r.text
     lead.leave()
 
@@ -266,3 +267,33 @@ def test_otlp_points_count_as_ingested_and_rejected(system: PerfAlerts) -> None:
         before["samples_rejected"][()] + 1
     assert value(fams, "perf_alerts_samples_ingested", "perf_alerts_samples_ingested_total") >= \
         before["samples_ingested"][()] + 1
+
+
+def test_discord_deliveries_and_429s_are_counted_by_receiver(tmp_path: Path) -> None:
+    """A real delivery to the fake Discord that answers 429 first: /metrics counts the request, the
+    429 and the delivery under the receiver's name, and never shows the webhook's token."""
+    require("prometheus_client")
+    from fastapi.testclient import TestClient
+
+    from fake_discord import fake_discord
+    from perf_alerts.http.app import create_app
+    from test_notify import cycle, setup
+
+    selfmetrics.reset()
+    with fake_discord() as srv:
+        pa, clock, n = setup(tmp_path, srv)
+        srv.force_global_429(0.3)
+        _, rep = cycle(pa, clock, n, 0, {("lat", "researcher"): 50})
+        assert rep.delivered == 1 and srv.stats.rate_limited >= 1, rep.to_dict()
+        with TestClient(create_app(pa, notifier=n)) as c:
+            text = c.get("/metrics").text
+    fams = parse(text)
+    assert value(fams, "perf_alerts_notifications_delivered", "perf_alerts_notifications_delivered_total",
+                 receiver="oncall") == 1
+    assert value(fams, "perf_alerts_discord_rate_limited", "perf_alerts_discord_rate_limited_total",
+                 receiver="oncall") == srv.stats.rate_limited
+    assert value(fams, "perf_alerts_discord_requests", "perf_alerts_discord_requests_total",
+                 receiver="oncall") == srv.stats.requests
+    assert value(fams, "perf_alerts_discord_rate_limited", "perf_alerts_discord_rate_limited_total",
+                 receiver="ops") == 0
+    assert "tok-oncall-secret" not in text and "/api/webhooks" not in text

@@ -59,7 +59,8 @@ _COUNTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {
     "evaluations": ("evaluations", "Evaluation cycles this process ran", ()),
 }
 # counters whose zero is worth showing for every configured receiver (so rate() has a series from the start)
-_PER_RECEIVER = ("notifications_delivered", "notification_failures", "notifications_dead", "discord_rate_limited")
+_PER_RECEIVER = ("notifications_delivered", "notification_failures", "notifications_dead")
+_PER_DISCORD_RECEIVER = ("discord_requests", "discord_rate_limited")
 
 
 class PerfAlertsCollector:
@@ -100,13 +101,14 @@ class PerfAlertsCollector:
         info.add_metric([_version()], 1.0)
         yield info
         receivers = [r.name for r in self.system.config.receivers]
+        discord = [r.name for r in self.system.config.receivers if r.kind == "discord"]
         for key, (name, doc, labels) in _COUNTERS.items():
             fam = CounterMetricFamily(PREFIX + name, doc, labels=list(labels))
             values = dict(snap.counters.get(key, {}))
             if not labels:
                 values.setdefault((), 0.0)
-            elif key in _PER_RECEIVER:
-                for r in receivers:
+            elif key in _PER_RECEIVER or key in _PER_DISCORD_RECEIVER:
+                for r in (receivers if key in _PER_RECEIVER else discord):
                     values.setdefault((("receiver", r),), 0.0)
             for lk, v in sorted(values.items()):
                 d = dict(lk)
