@@ -543,3 +543,19 @@ def test_a_point_of_too_many_observations_is_refused_not_expanded() -> None:
     res = rec.ingest(histogram_request("gen_ai.client.operation.duration", [1, 2], [0, 150_000, 0], 200_000.0))
     assert (res.accepted, res.rejected, res.samples) == (0, 1, [])
     assert "150,000 observations in one point" in res.errors[0] and "limit 100,000" in res.errors[0]
+
+
+def test_cumulative_deltas_stay_inside_the_streams_min_and_max() -> None:
+    """The SDK's default temporality: every call took 1.0 s, in a [0, 5) bucket. The deltas' own min
+    and max are unknown, but the cumulative point's bound them: a p95 of the stored values is 1.0,
+    not 1.85 (found by a new user: a p95 rule fired on calls that all took 1.0 s)."""
+    rec = MetricsReceiver(started=time.time() - 3600)
+    t0 = time.time() - 600
+    stored: list[float] = []
+    for k in range(1, 4):
+        req = histogram_request("gen_ai.client.operation.duration", [0, 5, 10], [0, 20 * k, 0, 0], 20.0 * k,
+                                temporality=2, start=t0, end=t0 + 60 * k, gen_ai__request__model="m")
+        p = req.resource_metrics[0].scope_metrics[0].metrics[0].histogram.data_points[0]
+        p.min, p.max = 1.0, 1.0
+        stored += [s.value for s in rec.ingest(req).samples if s.metric == "crew_llm_call_seconds"]
+    assert len(stored) == 60 and all(v == pytest.approx(1.0) for v in stored), sorted(stored)[:5]

@@ -664,7 +664,10 @@ class MetricsReceiver:
                         continue
                     b, total, whole = delta
                     if not whole:
-                        vmin = vmax = None
+                        # the delta's own min and max are unknown, but the cumulative point's bound
+                        # every observation since the stream started, the delta's among them: keep
+                        # them as bounds (without them 20 calls of 1.0 s in a [0, 5) bucket were
+                        # spread over 0.05-1.95 s, and a p95 rule fired on 1.85 s)
                         t0 = prev.time / 1e9 if prev is not None else t0
                 else:
                     total = cur.total if has_sum else None
