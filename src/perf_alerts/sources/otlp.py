@@ -695,7 +695,7 @@ class MetricsReceiver:
         target = genai_target(name, attrs)
         if target is None:
             metric = validate_metric_name(metric_name(name))
-            labels = validate_labels({label_name(k): label(v, 1024) for k, v in attrs.items()})
+            labels = validate_labels({label_name(k): label(v, 1 << 30) for k, v in attrs.items()})
         else:
             metric = target
             labels = _crew_labels(target, attrs)
@@ -741,7 +741,7 @@ class MetricsReceiver:
                     raise SampleError(f"value must be finite, got {v}")
                 t = _seconds(p.time_unix_nano, "time_unix_nano")
                 attrs = attributes(p.attributes)
-                labels = validate_labels({label_name(k): label(val, 1024) for k, val in attrs.items()})
+                labels = validate_labels({label_name(k): label(val, 1 << 30) for k, val in attrs.items()})
                 if monotonic and temporality == 2:
                     metric = base if base.endswith("_total") else base + "_total"
                 elif monotonic and temporality == 1:
