@@ -302,3 +302,26 @@ def test_forecast_fits_survive_a_restart(make_store: Any) -> None:
     ha, hb = a._history["Filling"], b._history["Filling"]
     assert isinstance(ha, ForecastHistory) and isinstance(hb, ForecastHistory)
     assert {s: f.fit_at for s, f in ha.fits.items()} == {s: f.fit_at for s, f in hb.fits.items()}
+
+
+def test_a_small_step_back_keeps_the_state_a_replay_rebuilds_it(make_store: Any) -> None:
+    from perf_alerts.rules.history import AnomalyHistory
+
+    rng = np.random.default_rng(9)
+    t = T0 + np.arange(0, 10 * 3600, 60.0)
+    store = make_store()
+    _load(store, t, [_series(rng, t, 1)])
+    cfg = parse_config(textwrap.dedent(RULE))
+    rule = cfg.rules[0]
+    ev = Evaluator(store, cfg)
+    ev.evaluate(rule, T0 + 8 * 3600.0)
+    h = ev._history["Odd"]
+    assert isinstance(h, AnomalyHistory)
+    origin = h.origin.copy()
+    (r,) = ev.evaluate(rule, T0 + 8 * 3600.0 - 120.0)          # another replica's clock, 2 minutes behind
+    assert (h.origin == origin).all() and r.detail["observed_at"] <= T0 + 8 * 3600.0 - 120.0
+    (r,) = ev.evaluate(rule, T0 + 4 * 3600.0)                   # a replay from earlier: rebuilt
+    assert (h.origin == T0 + 4 * 3600.0 - rule.lookback).all()
+    sid = store.list_series("lat")[0].id
+    assert r.value == pytest.approx(_batch_peak(store, sid, T0 + 4 * 3600.0 - rule.lookback, T0 + 4 * 3600.0, 300)[0],
+                                    abs=1e-9)

@@ -13,8 +13,9 @@ every later point once, so a score equals `anomaly_scores` (the batch form) over
 from that start: the same as recomputing over the lookback on the first cycle, and with a
 longer memory afterwards (the detector's filters forget with their own half-lives, not at the
 lookback's edge). Samples that arrive later than a series' last scored point are not scored
-(a stream does not go back). An evaluation earlier than the last one (a replay from the start)
-starts the state anew.
+(a stream does not go back). An evaluation more than `BACKWARD_TOLERANCE` earlier than the
+last one (a replay from the start) starts the state anew; a smaller step back (a clock step)
+is answered from the kept state.
 
 The state is kept in the store (`store.rulestate`) under the rule's name and a hash of the
 parameters that shape it, so a restart continues where it stopped and a changed rule (another
@@ -47,6 +48,11 @@ STATE_VERSION = 1
 WHOLE = -1          # the rule_state part of a state kept whole per rule
 #: how far behind the newest series a series may lag and still be read in the same query
 _SAME_QUERY = 3600.0
+#: an evaluation this much earlier than the last one is a clock step (another replica's clock,
+#: a correction): the kept state answers it (samples already scored are not scored again; the
+#: window's scores from before the last evaluation's window may be gone). Earlier still: a replay
+#: that starts over, and the state is rebuilt.
+BACKWARD_TOLERANCE = 300.0
 #: series rebuilt from history together (bounds the memory of a rebuild)
 REBUILD_SERIES = 500
 #: a seasonal lag is first looked for this far before one period back (then within its tolerance)
@@ -192,7 +198,7 @@ class AnomalyHistory:
 
     def advance(self, store: Store, series: list[SeriesInfo], at: float) -> list[ScoredPoint]:
         """Score every new point of `series` up to `at`; each series' highest score in the window."""
-        if self.at is not None and at < self.at:
+        if self.at is not None and at < self.at - BACKWARD_TOLERANCE:
             self.reset()   # a replay that starts over: a stream does not go back
         ids = np.unique(np.fromiter((s.id for s in series), dtype=np.int64, count=len(series)))
         cols = self._columns(ids, at)
@@ -212,11 +218,12 @@ class AnomalyHistory:
             keep = (b_t > self.last_t[col_of]) & np.isfinite(b_x) & np.isfinite(b_t)
             if keep.any():
                 self._score(store, b_sid[keep], b_t[keep], b_x[keep], col_of[keep], at)  # sorted by (series, time)
-        self.at = at
-        # the window: drop what left it
-        win = self.r_t > at - self.rule.window
-        self.r_sid, self.r_t, self.r_s, self.r_x = self.r_sid[win], self.r_t[win], self.r_s[win], self.r_x[win]
-        return self._peaks(ids)
+        if self.at is None or at > self.at:
+            self.at = at
+            # the window: drop what left it
+            win = self.r_t > at - self.rule.window
+            self.r_sid, self.r_t, self.r_s, self.r_x = self.r_sid[win], self.r_t[win], self.r_s[win], self.r_x[win]
+        return self._peaks(ids, at)
 
     def _score(self, store: Store, b_sid: np.ndarray, b_t: np.ndarray, b_x: np.ndarray, col_of: np.ndarray,
                at: float) -> None:
@@ -298,8 +305,8 @@ class AnomalyHistory:
         order = np.argsort(sid, kind="stable")    # each part is sorted by (series, time); series are disjoint
         return sid[order], np.concatenate([p[1] for p in parts])[order], np.concatenate([p[2] for p in parts])[order]
 
-    def _peaks(self, ids: np.ndarray) -> list[ScoredPoint]:
-        sel = np.isin(self.r_sid, ids)
+    def _peaks(self, ids: np.ndarray, at: float) -> list[ScoredPoint]:
+        sel = np.isin(self.r_sid, ids) & (self.r_t <= at) & (self.r_t > at - self.rule.window)
         sid, t, s, x = self.r_sid[sel], self.r_t[sel], self.r_s[sel], self.r_x[sel]
         if sid.size == 0:
             return []
@@ -427,7 +434,7 @@ class ForecastHistory:
 
         rule = self.rule
         assert rule.op is not None and rule.value is not None
-        if self.at is not None and at < self.at:
+        if self.at is not None and at < self.at - BACKWARD_TOLERANCE:
             self.dirty.update(self.fits)
             self.fits.clear()   # a replay that starts over
         self.at = at
