@@ -19,34 +19,16 @@ import httpx
 import pytest
 
 from fake_discord import fake_discord
+import test_delivery_concurrency as tdc
 from test_delivery_concurrency import (HOOK_ID, PAD, TOKEN, Procs, agent, free_port, log_problems, tally,
                                        wait_until)
 
 INTERVAL = 3.0  # evaluation interval (s): takeover must happen within two of them (the lease: 4.5 s)
 
-_CONFIG = f"""\
-global: {{evaluation_interval: {INTERVAL}s}}
-rules:
-  - name: HighLatency
-    type: threshold
-    metric: lat
-    aggregate: last
-    window: 10m
-    op: ">"
-    value: 30
-    severity: critical
-    group: critical
-    annotations:
-      summary: "{{{{ labels.agent }}}} latency {{{{ value }}}}s"
-      description: "{PAD.strip()}"
-receivers:
-  - name: oncall
-    discord: {{webhook_url: "${{TEST_HOOK}}"}}
-route: {{receiver: oncall, group_by: [agent], group_wait: 0s, group_interval: 1s}}
-delivery: {{max_attempts: 100, backoff_base: 0.5s, backoff_cap: 1s, cli_deadline: 10s, lease: 5s}}
-schedules:
-  - {{name: checks, every: continuous, job: evaluate, group: critical}}
-"""
+# the delivery tests' scenario (one HighLatency rule, each notification a message of its own, one
+# Discord receiver) at a slower interval and a 5 s delivery lease
+_CONFIG = (tdc._CONFIG.replace("evaluation_interval: 0.5s", f"evaluation_interval: {INTERVAL:g}s")
+           .replace("@PAD@", PAD.strip()).replace("@LEASE@", ", lease: 5s"))
 
 
 def _status(store: Any) -> Any:

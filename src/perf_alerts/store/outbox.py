@@ -218,23 +218,20 @@ class OutboxQueries:
         return self._retrying(progress)
 
     def outbox_retry(self, owner: str, nid: int, attempts: int, next_at: float, error: str) -> bool:
-        def run() -> bool:
-            with self._write(exclusive=False) as con:  # one guarded statement
-                cur = con.execute(
-                    "UPDATE notifications SET state = 'failed', attempts = ?, next_attempt_at = ?, last_error = ?, "
-                    "claimed_by = NULL, claim_until = NULL WHERE id = ? AND state = 'sending' AND claimed_by = ?",
-                    (attempts, next_at, error, nid, owner))
-            return bool(cur.rowcount == 1)
-
-        return self._retrying(run)
+        """Back to `failed`, due again at `next_at`; False when `owner` no longer held the row."""
+        return self._settle(owner, nid, "failed", attempts, next_at, error)
 
     def outbox_dead(self, owner: str, nid: int, attempts: int, at: float, reason: str) -> bool:
+        """Given up (`dead`) at `at`; False when `owner` no longer held the row."""
+        return self._settle(owner, nid, "dead", attempts, at, reason)
+
+    def _settle(self, owner: str, nid: int, state: str, attempts: int, at: float, error: str) -> bool:
         def run() -> bool:
-            with self._write(exclusive=False) as con:  # one guarded statement
+            with self._write(exclusive=False) as con:  # one statement, guarded by the claim
                 cur = con.execute(
-                    "UPDATE notifications SET state = 'dead', attempts = ?, last_error = ?, next_attempt_at = ?, "
+                    "UPDATE notifications SET state = ?, attempts = ?, next_attempt_at = ?, last_error = ?, "
                     "claimed_by = NULL, claim_until = NULL WHERE id = ? AND state = 'sending' AND claimed_by = ?",
-                    (attempts, reason, at, nid, owner))
+                    (state, attempts, at, error, nid, owner))
             return bool(cur.rowcount == 1)
 
         return self._retrying(run)

@@ -23,7 +23,6 @@ import hashlib
 import logging
 import os
 import re
-import sqlite3
 import threading
 import time
 from contextlib import contextmanager
@@ -31,7 +30,7 @@ from typing import TYPE_CHECKING, Any, Callable, Iterable, Iterator, Sequence, T
 
 from perf_alerts.errors import StoreError, StoreUnavailable
 from perf_alerts.store.backend import redact_url
-from perf_alerts.store.schema import SCHEMA, SCHEMA_VERSION, postgres_ddl
+from perf_alerts.store.schema import SCHEMA, SCHEMA_VERSION, missing_columns, postgres_ddl
 
 if TYPE_CHECKING:
     import psycopg
@@ -419,26 +418,12 @@ class PostgresBackend:
 
     @staticmethod
     def _add_missing_columns(conn: "psycopg.Connection[Any]") -> None:
-        ref = sqlite3.connect(":memory:")
-        try:
-            ref.executescript(SCHEMA)
-            tables = [r[0] for r in ref.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-            have: dict[str, set[str]] = {}
-            for t, c in conn.execute("SELECT table_name, column_name FROM information_schema.columns "
-                                     "WHERE table_schema = current_schema()"):
-                have.setdefault(t, set()).add(c)
-            for t in tables:
-                for _, name, ctype, notnull, default, _pk in ref.execute(f"PRAGMA table_info({t})"):
-                    if name in have.get(t, {name}):
-                        continue
-                    decl = postgres_ddl(f'"{name}" {ctype}')
-                    if default is not None:
-                        decl += f" DEFAULT {default}"
-                    if notnull and default is not None:
-                        decl += " NOT NULL"
-                    conn.execute(f"ALTER TABLE {t} ADD COLUMN {decl}")
-        finally:
-            ref.close()
+        have: dict[str, set[str]] = {}
+        for t, c in conn.execute("SELECT table_name, column_name FROM information_schema.columns "
+                                 "WHERE table_schema = current_schema()"):
+            have.setdefault(t, set()).add(c)
+        for table, decl in missing_columns(have):
+            conn.execute(f"ALTER TABLE {table} ADD COLUMN {postgres_ddl(decl)}")
 
 
 __all__ = ["PostgresBackend"]

@@ -178,6 +178,31 @@ CREATE INDEX IF NOT EXISTS action_audit_verify ON action_audit (verification, ve
 """ + CLUSTER_SCHEMA + RATELIMIT_SCHEMA + RULESTATE_SCHEMA
 
 
+def missing_columns(have: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(table, column declaration) for every column `SCHEMA` has and a store lacks, given the
+    columns it has per table (a table it lacks entirely is created by the DDL, not here).
+    The declarations are SQLite's; `postgres_ddl` maps them for PostgreSQL."""
+    import sqlite3
+
+    ref = sqlite3.connect(":memory:")
+    try:
+        ref.executescript(SCHEMA)
+        out: list[tuple[str, str]] = []
+        for (t,) in ref.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
+            for _, name, ctype, notnull, default, _pk in ref.execute(f"PRAGMA table_info({t})").fetchall():
+                if t not in have or name in have[t]:
+                    continue
+                decl = f'"{name}" {ctype}'
+                if default is not None:
+                    decl += f" DEFAULT {default}"
+                if notnull and default is not None:
+                    decl += " NOT NULL"
+                out.append((t, decl))
+        return out
+    finally:
+        ref.close()
+
+
 def postgres_ddl(ddl: str) -> str:
     """`ddl` (the SQLite-typed schema) for PostgreSQL: 64-bit integers and doubles (PostgreSQL's
     INTEGER and REAL are 32-bit), identity row ids, no `WITHOUT ROWID`."""
@@ -187,4 +212,4 @@ def postgres_ddl(ddl: str) -> str:
     return re.sub(r"\)\s*WITHOUT ROWID\s*;", ");", out)
 
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "postgres_ddl"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "missing_columns", "postgres_ddl"]

@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from perf_alerts.errors import StoreError
-from perf_alerts.store.schema import SCHEMA, SCHEMA_VERSION
+from perf_alerts.store.schema import SCHEMA, SCHEMA_VERSION, missing_columns
 
 
 class SQLiteBackend:
@@ -125,24 +125,11 @@ class SQLiteBackend:
 
     def _add_missing_columns(self) -> None:
         """Additive migration: columns that a newer schema has and this file lacks are added."""
-        ref = sqlite3.connect(":memory:")
-        try:
-            ref.executescript(SCHEMA)
-            tables = [r[0] for r in ref.execute("SELECT name FROM sqlite_master WHERE type = 'table'")]
-            with self.write() as con:
-                for t in tables:
-                    have = {r[1] for r in con.execute(f"PRAGMA table_info({t})")}
-                    for _, name, ctype, notnull, default, _pk in ref.execute(f"PRAGMA table_info({t})"):
-                        if name in have:
-                            continue
-                        decl = f'"{name}" {ctype}'
-                        if default is not None:
-                            decl += f" DEFAULT {default}"
-                        if notnull and default is not None:
-                            decl += " NOT NULL"
-                        con.execute(f"ALTER TABLE {t} ADD COLUMN {decl}")
-        finally:
-            ref.close()
+        with self.write() as con:
+            tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()]
+            have = {t: {r[1] for r in con.execute(f"PRAGMA table_info({t})").fetchall()} for t in tables}
+            for table, decl in missing_columns(have):
+                con.execute(f"ALTER TABLE {table} ADD COLUMN {decl}")
 
 
 __all__ = ["SQLiteBackend"]
