@@ -331,3 +331,14 @@ tests:
     (outcome,) = run_rule_tests(tmp_path / "t.yaml")
     assert not outcome.passed
     assert len(outcome.failures) == 1 and "FromProm is a source: prometheus rule" in outcome.failures[0]
+
+
+@pytest.mark.parametrize("frac", [0.0004, 0.4996, 0.5004, 0.9996])
+def test_an_instant_query_at_a_fractional_time_keeps_its_point(prometheus: Any, tmp_path: Path, frac: float) -> None:
+    """Evaluated at …x.4996 the time used to go out rounded up (…x.500); Prometheus stamped its point
+    with that later time and the rule left it out: the alert resolved on every other cycle (found by a
+    new user). Whatever the fraction, the researcher's SlowLLM alert is there."""
+    s = system_for(config(prometheus.url, tmp_path / "n.jsonl"), tmp_path)
+    res = s.evaluate(at=NOW - 120 + frac)
+    assert res.errors == []
+    assert ("SlowLLM", "researcher") in {(a.rule, a.labels.get("agent")) for a in s.alerts(["firing", "pending"])}

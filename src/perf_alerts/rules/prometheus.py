@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import hashlib
 import math
+from dataclasses import replace
 from typing import TYPE_CHECKING, Any, Sequence
 
 import numpy as np
@@ -102,7 +103,9 @@ class PrometheusView:
         assert rule.query is not None
         span = self.span(rule, at)
         if span is None:
-            result = self.client.query(rule.query, at)
+            # an instant query's point is the value at `at`: stamp it so (Prometheus stamps it with
+            # the time it was sent, to the millisecond), so the rule's window always holds it
+            result = [replace(s, ts=np.full(s.ts.shape, at)) for s in self.client.query(rule.query, at)]
             fetched = (at - max(rule.window, 1.0), at)
         else:
             result = self._range(rule, *span)

@@ -194,7 +194,10 @@ def _points(raw: list[Any]) -> tuple[np.ndarray, np.ndarray]:
 
 
 def _num(x: float) -> str:
-    return f"{float(x):.3f}"
+    """Unix seconds to the millisecond, rounded down: a time rounded up (…717.4996 sent as 717.500)
+    made Prometheus answer with a point after the evaluation time, which the rule then left out,
+    so an instant-query alert flapped between firing and resolved on every other cycle."""
+    return f"{math.floor(float(x) * 1000) / 1000:.3f}"
 
 
 def _short(text: str) -> str:
