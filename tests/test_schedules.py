@@ -287,3 +287,18 @@ def test_a_slot_runs_once_across_processes_and_a_dead_runners_slot_is_not_lost(t
     assert s.store.claim_schedule_slot("crit", slot, "host-b:2", 2000.0, 900.0)  # a's claim ran out
     s.store.record_schedule_run("crit", at=slot, slot=slot, status="ok", result={}, seconds=0.1)
     assert not s.store.claim_schedule_slot("crit", slot, "host-a:1", 2100.0, 900.0)  # done: never again
+
+
+def test_a_failing_rule_is_logged_when_it_starts_failing_not_every_cycle(tmp_path: Path, caplog: Any) -> None:
+    import logging
+
+    broken = RULES.replace("receivers:", "  - {name: FromProm, type: threshold, source: prometheus, query: up, op: '<', "
+                                         "value: 1, group: critical}\nreceivers:", 1)
+    s, clock = make(tmp_path, HIGH, rules="prometheus: {url: 'http://127.0.0.1:1', timeout: 1s}\n" + broken)
+    sch = Scheduler(s)
+    with caplog.at_level(logging.WARNING, logger="perf_alerts.schedules"):
+        sch.tick()
+        clock.advance("15m")
+        sch.tick()
+    lines = [r.getMessage() for r in caplog.records if "FromProm" in r.getMessage()]
+    assert len(lines) == 1 and "not reachable" in lines[0], lines

@@ -93,6 +93,7 @@ class Scheduler:
         self.system = system
         self._notifier = notifier
         self.schedules = schedules if schedules is not None else effective_schedules(system.config)
+        self._rule_errors: dict[tuple[str | None, str], str] = {}  # (group, "rule X") → its last error
 
     @property
     def evaluation_interval(self) -> float:
@@ -172,6 +173,16 @@ class Scheduler:
     def _job_evaluate(self, sch: Schedule, now: float) -> tuple[str, dict[str, Any]]:
         res = self.system.evaluate(at=now, group=sch.group)
         d = res.to_dict()
+        # a rule that fails says so in the log when its error starts or changes (not every cycle),
+        # and once when it works again: a daemon under systemd shows nothing else
+        failing = {(sch.group, e.split(":", 1)[0]): e for e in res.errors}
+        for key, text in failing.items():
+            if self._rule_errors.get(key) != text:
+                log.warning("%s", text)
+        for key in [k for k in self._rule_errors if k[0] == sch.group and k not in failing]:
+            log.info("%s: evaluates again", key[1])
+            del self._rule_errors[key]
+        self._rule_errors.update(failing)
         return ("error" if res.errors and not res.rules else "ok"), {
             "group": sch.group, "rules": d["rules"], "series": d["series_evaluated"], "firing": d["firing"],
             "pending": d["pending"], "transitions": len(d["transitions"]), "errors": d["errors"][:5]}
