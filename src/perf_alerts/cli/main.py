@@ -151,8 +151,9 @@ def evaluate(
         out.lines(_transition_lines(res.transitions, show_all))
         firing = sum(1 for a in res.active if a.state.value == "firing")
         pending = sum(1 for a in res.active if a.state.value == "pending")
+        failed = f", {plural(len(res.errors), 'rule')} failed (below)" if res.errors else ""
         out.line(f"evaluated {plural(res.rules, 'rule')} over {plural(res.series, 'series', 'series')} at {_iso(res.at)}: "
-                 f"{firing} firing, {pending} pending, {plural(len(res.transitions), 'transition')}")
+                 f"{firing} firing, {pending} pending, {plural(len(res.transitions), 'transition')}{failed}")
         for e in res.errors:
             out.warn(e)
         if delivery is not None:

@@ -31,7 +31,7 @@ from typing import TYPE_CHECKING, Any, Sequence
 import numpy as np
 
 from perf_alerts.model import canonical_labels
-from perf_alerts.sources.prometheus import PrometheusClient, PromSeries
+from perf_alerts.sources.prometheus import PrometheusClient, PrometheusError, PromSeries
 from perf_alerts.store import SampleBlock, SeriesInfo
 
 if TYPE_CHECKING:
@@ -61,6 +61,7 @@ class PrometheusView:
         self._points: dict[int, tuple[np.ndarray, np.ndarray]] = {}
         self._span: dict[str, tuple[float, float]] = {}  # rule name → the fetched (start, end]
         self._rule_of: dict[int, "Rule"] = {}
+        self._down: tuple[float, str] | None = None  # (evaluation time, why): the server did not answer then
 
     @property
     def client(self) -> PrometheusClient:
@@ -80,7 +81,15 @@ class PrometheusView:
         self._rule_of.clear()
         self._client = None  # from the config and environment each time: a rotated token is used at once
         self._current = []
-        self._current = self.select(rule, at)
+        if self._down is not None and self._down[0] == at:
+            # one cycle, one wait: the other rules of the cycle are not held up by rules × timeout
+            raise PrometheusError(f"{self._down[1]} (not asked again in this cycle)")
+        try:
+            self._current = self.select(rule, at)
+        except PrometheusError as e:
+            if e.unavailable:
+                self._down = (at, str(e))
+            raise
 
     # -- the store's reading methods, over the fetched result ---------------------------------
     def list_series(self, metric: str | None = None) -> list[SeriesInfo]:

@@ -35,7 +35,14 @@ MAX_ERROR_CHARS = 500
 
 
 class PrometheusError(PerfAlertsError):
-    """A query to the Prometheus source failed (unreachable, timeout, refused, unreadable answer)."""
+    """A query to the Prometheus source failed (unreachable, timeout, refused, unreadable answer).
+
+    `unavailable`: the server did not answer at all (unreachable, timed out), so asking it again
+    at once is no use."""
+
+    def __init__(self, message: str, *, unavailable: bool = False) -> None:
+        super().__init__(message)
+        self.unavailable = unavailable
 
 
 @dataclass
@@ -122,10 +129,11 @@ class PrometheusClient:
                 # POST form: a long query does not hit URL length limits (the API accepts both)
                 resp = c.post(f"{self.url}/api/v1/{endpoint}", data=params, headers=headers)
         except httpx.TimeoutException:
-            raise PrometheusError(f"{where} did not answer within {self.timeout:g}s (prometheus.timeout)") from None
+            raise PrometheusError(f"{where} did not answer within {self.timeout:g}s (prometheus.timeout)",
+                                  unavailable=True) from None
         except httpx.HTTPError as e:
             text = _short(str(e).replace(self.url, self.shown))
-            raise PrometheusError(f"{where} is not reachable: {type(e).__name__}: {text}") from None
+            raise PrometheusError(f"{where} is not reachable: {type(e).__name__}: {text}", unavailable=True) from None
         try:
             body = resp.json()
         except ValueError:
