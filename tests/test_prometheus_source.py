@@ -253,6 +253,8 @@ def test_the_bearer_token_is_sent_and_never_shown(tmp_path: Path) -> None:
 @pytest.mark.parametrize("text, message", [
     ("rules:\n  - {name: X, type: threshold, metric: m, query: up, op: '>', value: 1}\n",
      "rules[0]: query (PromQL) needs source: prometheus"),
+    ("rules:\n  - {name: X, type: threshold, query: up, op: '>', value: 1}\n",  # no metric either: still this
+     "rules[0]: query (PromQL) needs source: prometheus"),
     ("prometheus: {url: 'http://127.0.0.1:9090'}\nrules:\n  - {name: X, type: threshold, source: prometheus, op: '>', value: 1}\n",
      "a source: prometheus rule needs query"),
     ("prometheus: {url: 'http://127.0.0.1:9090', tokn: x}\n", "prometheus.tokn: unknown field 'tokn'"),

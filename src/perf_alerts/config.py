@@ -418,6 +418,15 @@ class Rule(_Strict):
             raise ValueError(f"unknown detector {v!r}; valid: {', '.join(DETECTORS)}")
         return v
 
+    @model_validator(mode="before")
+    @classmethod
+    def _query_needs_source(cls, data: Any) -> Any:
+        """Said first: without it, a PromQL rule missing `source` was told only that `metric` is required."""
+        if isinstance(data, dict) and data.get("query") is not None and data.get("source", "store") == "store":
+            raise ValueError("query (PromQL) needs source: prometheus; a rule on the store's samples names "
+                             "metric and matchers instead")
+        return data
+
     @model_validator(mode="after")
     def _per_type(self) -> "Rule":
         t = self.type
