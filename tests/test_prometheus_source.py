@@ -346,3 +346,15 @@ def test_an_instant_query_at_a_fractional_time_keeps_its_point(prometheus: Any, 
     res = s.evaluate(at=NOW - 120 + frac)
     assert res.errors == []
     assert ("SlowLLM", "researcher") in {(a.rule, a.labels.get("agent")) for a in s.alerts(["firing", "pending"])}
+
+
+def test_backtest_replays_prometheus_rules_on_an_empty_store(prometheus: Any, tmp_path: Path) -> None:
+    from perf_alerts.rules.backtest import backtest
+
+    s = system_for(config(prometheus.url, tmp_path / "b.jsonl"), tmp_path)
+    assert "give --start and --end" in backtest(s.store, s.config)["error"]
+    rep = backtest(s.store, s.config, start=NOW - 1800, end=NOW - 120, step=300)
+    assert "error" not in rep and rep["evaluations"] == 6
+    slow = next(r for r in rep["rules"] if r["rule"] == "SlowLLM")
+    assert slow["alerts"] >= 1 and slow["error"] is None, rep
+    assert "empty" in backtest(s.store, s.config, start=NOW, end=NOW)["error"]

@@ -22,10 +22,15 @@ MAX_STEPS = 20_000
 def backtest(store: Store, config: Config, start: float | None = None, end: float | None = None,
              step: float | None = None, progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
     span = store.time_range()
-    if span is None:
-        return {"error": "the store holds no samples to replay", "rules": []}
-    start = span[0] if start is None else start
-    end = span[1] if end is None else end
+    if span is None and (start is None or end is None):
+        # (rules on a Prometheus source replay from the server: they need only the time range)
+        return {"error": "the store holds no samples to replay (give --start and --end to replay rules "
+                         "on a Prometheus source)", "rules": []}
+    start = span[0] if start is None and span is not None else start
+    end = span[1] if end is None and span is not None else end
+    assert start is not None and end is not None
+    if end <= start:
+        return {"error": f"nothing to replay: the range {iso(start)} .. {iso(end)} is empty", "rules": []}
     step = step or config.global_.evaluation_interval
     n_steps = int((end - start) // step) + 1
     if n_steps > MAX_STEPS:
