@@ -286,3 +286,29 @@ def test_sync_api_inside_a_loop_does_no_store_work_on_it(tmp_path: Path, make_st
         while time.monotonic() < deadline and not srv.messages(1):
             time.sleep(0.05)
         assert len(srv.messages(1)) == 1
+
+
+def test_a_groups_notifications_go_out_in_order_across_senders(make_store: Any) -> None:
+    """Review of issue 12: with several replicas, B claimed a group's "resolved" while A was still
+    sending its "firing". A newer notification of a group waits while an older one is held by
+    another sender or waits for its retry; other groups are not held up."""
+    import time as _t
+
+    store = make_store()
+    now = _t.time()
+    with store.transaction() as con:
+        first = store.outbox_insert(con, "ops", "alerts", "g1", {"alerts": []}, now - 5)
+        second = store.outbox_insert(con, "ops", "alerts", "g1", {"alerts": []}, now - 4)
+        other = store.outbox_insert(con, "ops", "alerts", "g2", {"alerts": []}, now - 3)
+    assert [n.id for n in store.outbox_claim("A", now, 60, limit=1)] == [first]
+    assert [n.id for n in store.outbox_claim("B", now, 60)] == [other]  # not g1's second: A holds its first
+    assert store.outbox_progress("A", [], [first], now) == []
+    assert [n.id for n in store.outbox_claim("B", now, 60)] == [second]
+    # an older one waiting for its retry holds the newer ones of its group back too
+    with store.transaction() as con:
+        third = store.outbox_insert(con, "ops", "alerts", "g3", {"alerts": []}, now - 2)
+        fourth = store.outbox_insert(con, "ops", "alerts", "g3", {"alerts": []}, now - 1)
+    assert [n.id for n in store.outbox_claim("A", now, 60, limit=1)] == [third]
+    assert store.outbox_retry("A", third, 1, now + 30, "HTTP 503")
+    assert store.outbox_claim("B", now, 60) == []
+    assert [n.id for n in store.outbox_claim("B", now + 31, 60)] == [third, fourth]  # both, in order

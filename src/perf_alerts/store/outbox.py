@@ -145,10 +145,17 @@ class OutboxQueries:
                     # notification that kills every sender that tries it ends up dead, not retried forever
                     f"UPDATE notifications SET attempts = attempts + CASE WHEN state = 'sending' THEN 1 ELSE 0 END, "
                     f"state = 'sending', claimed_by = ?, claim_until = ? "
-                    f"WHERE id IN (SELECT id FROM notifications WHERE "
+                    f"WHERE id IN (SELECT id FROM notifications n WHERE "
                     f"((state IN ('pending', 'failed') AND next_attempt_at <= ?) OR (state = 'sending' AND claim_until <= ?))"
+                    # a group's notifications go out in order: not while an older one of the same
+                    # group is being sent by another sender, or waits for its retry (a "resolved"
+                    # must not overtake its "firing"; the older ones due now are claimed here too)
+                    f" AND NOT EXISTS (SELECT 1 FROM notifications o WHERE o.receiver = n.receiver "
+                    f"AND o.group_key = n.group_key AND o.id < n.id AND ((o.state = 'sending' AND "
+                    f"o.claim_until > ? AND o.claimed_by <> ?) OR (o.state IN ('pending', 'failed') "
+                    f"AND o.next_attempt_at > ?)))"
                     f" ORDER BY id LIMIT ?{skip}) RETURNING {_COLS}",
-                    (owner, wall + lease, now, wall, limit),
+                    (owner, wall + lease, now, wall, wall, owner, now, limit),
                 ).fetchall())
 
         rows = self._retrying(claim)
