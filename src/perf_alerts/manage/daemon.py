@@ -287,10 +287,10 @@ class Daemon:
                 return
             try:
                 res = await asyncio.to_thread(lead.attempt)
-            except Exception as e:  # the store is away: the next tick says so; try again later
+            except Exception as e:  # the store is away: try again soon, within the lease if it is still ours
                 log.warning("leadership: %s: %s", type(e).__name__, e)
                 with contextlib.suppress(asyncio.TimeoutError):
-                    await asyncio.wait_for(self._stop.wait(), timeout=lead.interval)
+                    await asyncio.wait_for(self._stop.wait(), timeout=min(lead.interval, max(lead.ttl / 6, MIN_SLEEP)))
                 continue
             if res.leader and res.changed:
                 self._wake.set()
