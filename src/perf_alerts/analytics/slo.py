@@ -94,20 +94,40 @@ def _select(store: Store, metric: str, matchers: Sequence[Any]) -> list[SeriesIn
     return [s for s in store.list_series(metric) if all(m.matches(s.labels) for m in matchers)]
 
 
-def load_events(store: Store, slo: SLO, start: float, end: float, query: QueryFn | None = None) -> SLOEvents:
-    """The SLO's events in (start, end]. `query` reads a block (the evaluator passes its per-cycle cache)."""
-    q: QueryFn = query or (lambda series, a, b: store.query([s.id for s in series], a, b))
+def slo_series(store: Store, slo: SLO) -> list[tuple[list[SeriesInfo], str]]:
+    """The SLO's series: (series, role) for its metric ("main") and, for a success SLO, its total metric."""
     parts: list[tuple[list[SeriesInfo], str]] = [(_select(store, slo.metric, slo.matchers), "main")]
     if slo.kind == "success":
         assert slo.total_metric is not None
         tm = slo.total_matchers if slo.total_matchers is not None else slo.matchers
         parts.append((_select(store, slo.total_metric, tm), "total"))
-    key_index: dict[tuple[str, ...], int] = {}
+    return parts
+
+
+def group_key(slo: SLO, s: SeriesInfo) -> tuple[str, ...]:
+    return tuple(s.labels.get(lb, "") for lb in slo.by)
+
+
+def load_events(store: Store, slo: SLO, start: float, end: float, query: QueryFn | None = None, *,
+                parts: list[tuple[list[SeriesInfo], str]] | None = None,
+                key_index: dict[tuple[str, ...], int] | None = None, role: list[np.ndarray] | None = None
+                ) -> SLOEvents:
+    """The SLO's events in (start, end]. `query` reads a block (the evaluator passes its per-cycle cache).
+
+    `parts` (`slo_series`) and `key_index` (group key → index, extended in place) let a caller that
+    keeps state across reads (`rules.sloburn`) keep one group numbering; `role`, when given, receives
+    one boolean array per event: True for the events of the SLO's metric ("main")."""
+    q: QueryFn = query or (lambda series, a, b: store.query([s.id for s in series], a, b))
+    if parts is None:
+        parts = slo_series(store, slo)
+    if key_index is None:
+        key_index = {}
+    role_l: list[np.ndarray] = []
     ts_l: list[np.ndarray] = []
     g_l: list[np.ndarray] = []
     bad_l: list[np.ndarray] = []
     tot_l: list[np.ndarray] = []
-    for series, role in parts:
+    for series, part_role in parts:
         if not series:
             continue
         block = q(series, start, end)
@@ -115,8 +135,8 @@ def load_events(store: Store, slo: SLO, start: float, end: float, query: QueryFn
             continue
         ids = np.array(sorted(s.id for s in series), dtype=np.int64)
         by_id = {s.id: s for s in series}
-        gid = np.array([key_index.setdefault(tuple(by_id[int(i)].labels.get(lb, "") for lb in slo.by), len(key_index))
-                        for i in ids], dtype=np.int64)
+        gid = np.array([key_index.setdefault(group_key(slo, by_id[int(i)]), len(key_index)) for i in ids],
+                       dtype=np.int64)
         pos = np.searchsorted(ids, block.series_id)
         ok = (pos < ids.size) & (ids[np.minimum(pos, ids.size - 1)] == block.series_id)
         t, v, g = block.ts[ok], block.value[ok], gid[pos[ok]]
@@ -131,14 +151,17 @@ def load_events(store: Store, slo: SLO, start: float, end: float, query: QueryFn
                 bad = np.where(lo > slo.threshold, w, np.where(hi <= slo.threshold, 0.0, bad))
             tot = w.astype(float)
         elif slo.kind == "success":
-            bad, tot = (v * w, np.zeros_like(v)) if role == "main" else (np.zeros_like(v), w.astype(float))
+            bad, tot = (v * w, np.zeros_like(v)) if part_role == "main" else (np.zeros_like(v), w.astype(float))
         else:
             bad, tot = v * w, np.zeros_like(v)
         ts_l.append(t)
         g_l.append(g)
         bad_l.append(bad)
         tot_l.append(tot)
+        role_l.append(np.full(t.size, part_role == "main"))
     keys = [k for k, _ in sorted(key_index.items(), key=lambda kv: kv[1])]
+    if role is not None:
+        role.append(np.concatenate(role_l) if role_l else np.zeros(0, dtype=bool))
     if not ts_l:
         e = np.empty(0)
         return SLOEvents(slo, keys, e, np.empty(0, dtype=np.int64), e.copy(), e.copy(), start, end)
@@ -160,7 +183,11 @@ def error_ratio(bad: np.ndarray, tot: np.ndarray) -> np.ndarray:
 def burn_rates(ev: SLOEvents, at: float, window: float) -> np.ndarray:
     """The burn rate of each group over (at - window, at]; NaN where the window has no events."""
     bad, tot, n = ev.sums(at - window, at)
-    slo = ev.slo
+    return burn_from_sums(ev.slo, bad, tot, n, window)
+
+
+def burn_from_sums(slo: SLO, bad: np.ndarray, tot: np.ndarray, n: np.ndarray, window: float) -> np.ndarray:
+    """`burn_rates` from a window's per-group sums (bad amount, total amount, event count)."""
     if slo.kind == "budget":
         assert slo.limit is not None
         sustainable = slo.limit / slo.period  # per second
@@ -378,60 +405,77 @@ def burn_alert_results(store: Store, config: Config, alert: str, at: float,
     Active when the burn rate is at least `factor` over both the long and the short window. The value
     is the smaller of the two burn rates, so value >= factor exactly when the alert's condition holds.
     Groups whose long window has no events give no result (an alert already firing then resolves).
+    This reads every window from the store; `rules.sloburn` gives the same from kept buckets.
     """
     out: list[BurnResult] = []
     for slo in config.slos:
         wins = [w for w in slo.windows if w.alert == alert]
         if not wins:
             continue
-        unit = config.metric_meta(slo.metric).unit
         ev = load_events(store, slo, at - max(w.long for w in slo.windows), at, query)
         if not ev.keys:
             continue
-        comp_by: dict[tuple[str, ...], SLOStatus] | None = None
-
-        def compliance() -> dict[tuple[str, ...], SLOStatus]:
-            """The budget left (the annotations' facts), read only when a window fires: a 28-day read per cycle
-            would cost more than every burn rate together."""
-            nonlocal comp_by
-            if comp_by is None:
-                comp = slo_status(store, config, slo, at, None, query)
-                comp_by = {tuple(c.labels.get(b, "") for b in slo.by): c for c in comp}
-            return comp_by
         # a burn rate "over 3d" from two hours of history is not one: a window is judged once the SLO's
         # events reach back at least half of it (a new crew, a new agent, a store younger than the window)
         first = np.full(len(ev.keys), np.inf)
         np.minimum.at(first, ev.g, ev.t)
-        for w in wins:
-            bl = burn_rates(ev, at, w.long)
-            bs = burn_rates(ev, at, w.short)
-            for gi, key in enumerate(ev.keys):
-                if math.isnan(bl[gi]) or first[gi] > at - w.long / 2:
-                    continue
-                long_b = float(bl[gi])
-                short_b = 0.0 if math.isnan(bs[gi]) else float(bs[gi])
-                value = min(long_b, short_b)
-                active = long_b >= w.factor and short_b >= w.factor
-                c = compliance().get(key) if active else None
-                lab = ev.labels(gi)
-                split = "".join(f" {k}={v}" for k, v in lab.items())
-                left = None if c is None or c.budget_remaining is None else c.budget_remaining
-                detail = {
-                    "slo": slo.name, "split": f" ({split.strip()})" if split else "",
-                    "burn_long": f"{long_b:.1f}", "burn_short": f"{short_b:.1f}",
-                    "long_window": format_duration(w.long), "short_window": format_duration(w.short),
-                    "factor": f"{w.factor:g}", "objective": slo.objective_text(unit),
-                    "window": format_duration(slo.window if slo.kind != "budget" else slo.period),
-                    "budget_left": ("not computed (the burn is below the alert's factor)" if not active else
-                                    "no data" if left is None else f"{left:.0%}"),
-                    "exhausted": ("already" if left is not None and left <= 0 else
-                                  f"at {human_time(c.exhausted_at)}" if c is not None and c.exhausted_at else
-                                  "not within the window"),
-                    "burn_rate_long": round(long_b, 3), "burn_rate_short": round(short_b, 3),
-                }
-                out.append(BurnResult({**slo.labels, "slo": slo.name, **lab}, value, active, detail))
+        per_window = [(w, burn_rates(ev, at, w.long), burn_rates(ev, at, w.short), ~(first > at - w.long / 2))
+                      for w in wins]
+        out += window_results(store, config, slo, at, query, ev.keys, range(len(ev.keys)), per_window)
     return out
 
 
-__all__ = ["SLOEvents", "SLOStatus", "BurnResult", "burn_alert_results", "burn_rates", "error_ratio", "human_time",
+def window_results(store: Store, config: Config, slo: SLO, at: float, query: QueryFn | None,
+                   keys: Sequence[tuple[str, ...]], order: Sequence[int],
+                   per_window: Sequence[tuple[Any, np.ndarray, np.ndarray, np.ndarray]]) -> list[BurnResult]:
+    """The results of one SLO's burn windows at `at`, from each window's per-group burn rates (long,
+    short) and whether the group's history reaches back far enough to judge it; groups in `order`."""
+    unit = config.metric_meta(slo.metric).unit
+    out: list[BurnResult] = []
+    comp_by: dict[tuple[str, ...], SLOStatus] | None = None
+
+    def compliance() -> dict[tuple[str, ...], SLOStatus]:
+        """The budget left (the annotations' facts), read only when a window fires: a 28-day read per cycle
+        would cost more than every burn rate together."""
+        nonlocal comp_by
+        if comp_by is None:
+            comp = slo_status(store, config, slo, at, None, query)
+            comp_by = {tuple(c.labels.get(b, "") for b in slo.by): c for c in comp}
+        return comp_by
+
+    def labels(gi: int) -> dict[str, str]:
+        return {k: v for k, v in zip(slo.by, keys[gi]) if v != ""}
+
+    for w, bl, bs, judged in per_window:
+        for gi in order:
+            key = keys[gi]
+            if math.isnan(bl[gi]) or not judged[gi]:
+                continue
+            long_b = float(bl[gi])
+            short_b = 0.0 if math.isnan(bs[gi]) else float(bs[gi])
+            value = min(long_b, short_b)
+            active = long_b >= w.factor and short_b >= w.factor
+            c = compliance().get(key) if active else None
+            lab = labels(gi)
+            split = "".join(f" {k}={v}" for k, v in lab.items())
+            left = None if c is None or c.budget_remaining is None else c.budget_remaining
+            detail = {
+                "slo": slo.name, "split": f" ({split.strip()})" if split else "",
+                "burn_long": f"{long_b:.1f}", "burn_short": f"{short_b:.1f}",
+                "long_window": format_duration(w.long), "short_window": format_duration(w.short),
+                "factor": f"{w.factor:g}", "objective": slo.objective_text(unit),
+                "window": format_duration(slo.window if slo.kind != "budget" else slo.period),
+                "budget_left": ("not computed (the burn is below the alert's factor)" if not active else
+                                "no data" if left is None else f"{left:.0%}"),
+                "exhausted": ("already" if left is not None and left <= 0 else
+                              f"at {human_time(c.exhausted_at)}" if c is not None and c.exhausted_at else
+                              "not within the window"),
+                "burn_rate_long": round(long_b, 3), "burn_rate_short": round(short_b, 3),
+            }
+            out.append(BurnResult({**slo.labels, "slo": slo.name, **lab}, value, active, detail))
+    return out
+
+
+__all__ = ["SLOEvents", "SLOStatus", "BurnResult", "burn_alert_results", "burn_from_sums", "burn_rates", "error_ratio",
+           "group_key", "human_time", "slo_series", "window_results",
            "iso_seconds", "load_events", "money", "pct", "slo_report", "slo_status", "slo_statuses"]

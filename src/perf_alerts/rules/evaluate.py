@@ -60,6 +60,7 @@ class Evaluator:
         self.index = index or SeriesIndex(store)
         self._fps: dict[tuple[str, int], str] = {}
         self._blocks: dict[tuple[Any, ...], SampleBlock] = {}
+        self._cycle = 0   # counts new_cycle/new_step: what a rule may reuse within one evaluation
         # history-based rules' state between cycles (rules/history.py); `keep_state`: also in the store
         self._history: dict[str, Any] = {}
         self.keep_state = keep_state
@@ -68,11 +69,13 @@ class Evaluator:
     def new_cycle(self) -> None:
         self.index = SeriesIndex(self.store)
         self._blocks.clear()
+        self._cycle += 1
 
     def new_step(self) -> None:
         """A new evaluation time over the same series (a backtest): forget the fetched blocks,
         keep the series index. Without it a replay keeps every step's samples in memory."""
         self._blocks.clear()
+        self._cycle += 1
 
     def evaluate(self, rule: Rule, at: float) -> list[SeriesResult]:
         if rule.source == "prometheus" and not getattr(self.store, "is_prometheus_view", False):
@@ -226,11 +229,13 @@ class Evaluator:
         return out
 
     def _eval_slo_burn(self, rule: Rule, series: list[SeriesInfo], at: float) -> list[SeriesResult]:
-        """An SLO burn-rate alert (generated from `slos:`): every SLO window that raises `rule.name`."""
-        from perf_alerts.analytics.slo import burn_alert_results
+        """An SLO burn-rate alert (generated from `slos:`): every SLO window that raises `rule.name`,
+        from each SLO's kept buckets (rules/sloburn.py; the same as `analytics.slo.burn_alert_results`)."""
+        from perf_alerts.rules.sloburn import burn_results
 
         return [SeriesResult(r.labels, r.value, r.active, r.active, r.detail)
-                for r in burn_alert_results(self.store, self.config, rule.name, at, query=self._block)]
+                for r in burn_results(self._history, self.store, self.config, rule.name, at, self.keep_state,
+                                      cycle=self._cycle, query=self._block, series_epoch=self.index)]
 
     def _eval_absent(self, rule: Rule, series: list[SeriesInfo], at: float) -> list[SeriesResult]:
         window = rule.window
