@@ -7,7 +7,7 @@ tests:
   - interval: 1m
     input_series:
       - series: 'crew_task_seconds{agent="researcher"}'
-        values: '10+5x10 _ 100'    # expanding notation; _ is a missing sample
+        values: '10+5x10 _ 100'    # expanding notation; _ is a missing sample, stale ends the series
     alert_rule_test:
       - eval_time: 10m
         alertname: HighLatency
@@ -16,7 +16,9 @@ tests:
             exp_annotations: {summary: "..."}
 ```
 Each test runs in its own scratch store; the rules are evaluated every
-`evaluation_interval` from time 0, so `for` and `keep_firing_for` behave as in production.
+`evaluation_interval` from time 0, so `for` and `keep_firing_for` behave as in production,
+and, as in promtool, a check at `eval_time` sees the state left by the last of those
+evaluations at or before it (an `eval_time` between two is not an evaluation of its own).
 """
 
 from __future__ import annotations
@@ -26,7 +28,9 @@ import re
 import tempfile
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Callable, Union
+from typing import Any, Callable, Sequence, Union
+
+import numpy as np
 
 import yaml
 
@@ -35,7 +39,7 @@ from perf_alerts.config import Config, ConfigError, load_config, load_yaml, yaml
 from perf_alerts.errors import InputError
 from perf_alerts.model import Alert, AlertState, Sample, validate_labels, validate_metric_name
 from perf_alerts.rules.evaluate import Evaluator, SeriesIndex
-from perf_alerts.store import Store
+from perf_alerts.store import SampleBlock, Store
 from perf_alerts.timeutil import TimeParseError, parse_duration, short_repr
 
 _SERIES_RE = re.compile(r'^\s*([a-zA-Z_:][a-zA-Z0-9_:]*)\s*(?:\{(.*)\})?\s*$')
@@ -59,9 +63,36 @@ def parse_series(text: str) -> tuple[str, dict[str, str]]:
         lm = _LABEL_RE.match(body, pos)
         if not lm:
             raise RuleTestError(f"cannot parse labels in {text!r} near {body[pos:]!r}")
-        labels[lm.group(1)] = lm.group(2).replace('\\"', '"')
+        labels[lm.group(1)] = _unescape(lm.group(2), text)
         pos = lm.end()
     return validate_metric_name(name), validate_labels(labels)
+
+
+_ESCAPES = {"a": "\a", "b": "\b", "f": "\f", "n": "\n", "r": "\r", "t": "\t", "v": "\v",
+            "\\": "\\", '"': '"'}
+_ESCAPE_RE = re.compile(r'\\(?:u([0-9a-fA-F]{4})|U([0-9a-fA-F]{8})|x([0-9a-fA-F]{2})|([0-7]{3})|(.))', re.S)
+
+
+def _unescape(value: str, text: str) -> str:
+    """A label value's escapes decoded as promtool's series selector does (a Go string literal):
+    \\uXXXX, \\UXXXXXXXX, \\xNN, octal \\NNN, \\n, \\t, \\\\, \\" ... ; an unknown escape is an error."""
+    def dec(m: re.Match[str]) -> str:
+        u4, u8, x2, octal, ch = m.groups()
+        if u4 or u8:
+            cp = int(u4 or u8, 16)
+            if cp > 0x10FFFF or 0xD800 <= cp <= 0xDFFF:
+                raise RuleTestError(f"invalid escape {m.group(0)!r} in {text!r}")
+            return chr(cp)
+        if x2 or octal:
+            b = int(x2, 16) if x2 else int(octal, 8)
+            if b > 0xFF:
+                raise RuleTestError(f"invalid escape {m.group(0)!r} in {text!r}")
+            return chr(b)
+        if ch in _ESCAPES:
+            return _ESCAPES[ch]
+        raise RuleTestError(f"unknown escape {m.group(0)!r} in {text!r}")
+
+    return _ESCAPE_RE.sub(dec, value)
 
 
 MAX_VALUES = 100_000  # per series: a rule test is a unit test, not a load test
@@ -69,15 +100,22 @@ MAX_TEST_SAMPLES = 1_000_000  # in all the input series of one test
 MAX_EVALUATIONS = 100_000  # evaluation steps of one test (eval_time / evaluation_interval)
 
 
+STALE: float = float("nan")  # promtool's `stale`: a staleness marker (compare with `is`)
+
+
 def expand_values(text: str) -> list[float | None]:
-    """'1+2x3 _ 5' → [1, 3, 5, 7, None, 5]; 'axn' repeats a (n+1 times), '_xn' is n gaps."""
+    """'1+2x3 _ 5' → [1, 3, 5, 7, None, 5]; 'axn' repeats a (n+1 times), '_xn' is n gaps;
+    `stale` is the marker STALE (as in promtool: it ends the series there, see StaleAwareStore)."""
     out: list[float | None] = []
     for tok in str(text).split():
         m = _EXPAND_RE.match(tok) or _REPEAT_RE.match(tok)
         if m and len(out) + int(m.group(m.lastindex or 0)) > MAX_VALUES:
             raise RuleTestError(f"values {tok!r}: more than {MAX_VALUES:,} samples in one series")
-        if tok in ("_", "stale"):
+        if tok == "_":
             out.append(None)
+            continue
+        if tok == "stale":
+            out.append(STALE)
             continue
         m = _EXPAND_RE.match(tok)
         if m:
@@ -96,7 +134,7 @@ def expand_values(text: str) -> list[float | None]:
             out.append(float(tok))
         except ValueError:
             raise RuleTestError(f"cannot parse value {tok!r} (use numbers, _ and a+bxn)") from None
-    if not all(v is None or math.isfinite(v) for v in out):
+    if not all(v is None or v is STALE or math.isfinite(v) for v in out):
         raise RuleTestError(f"values {short_repr(text)}: every value must be a finite number (use _ for a missing sample)")
     return out
 
@@ -125,6 +163,46 @@ def _interval(x: Any, what: str) -> float:
     if v <= 0:
         raise RuleTestError(f"{what}: must be > 0, got {x!r}")
     return v
+
+
+class StaleAwareStore(Store):
+    """The scratch store of one rule test, with promtool's staleness markers. For a rule that reads
+    the series as an instant lookup (`aggregate: last`, `type: absent`; `instant` set), a series has
+    ended once its `stale` marker is reached: a read at or after the marker sees none of its earlier
+    samples (PromQL's instant selector returns nothing after a stale marker, where after `_` it
+    returns the last value for 5 m), and a later sample starts it again. Window aggregates (avg,
+    percentiles, trend, ...) read every sample, as PromQL's range selectors ignore stale markers."""
+
+    def __init__(self, path: Path) -> None:
+        super().__init__(path)
+        self.stale: dict[int, np.ndarray] = {}  # series id → its markers' times, sorted
+        self.instant = False  # the rule being evaluated reads the series as an instant lookup
+
+    def _ended_before(self, sid: int, at: float) -> float | None:
+        marks = self.stale.get(sid)
+        if marks is None or not self.instant:
+            return None
+        i = int(np.searchsorted(marks, at, "right"))
+        return float(marks[i - 1]) if i else None
+
+    def query(self, series_ids: Sequence[int], start: float, end: float) -> SampleBlock:
+        block = super().query(series_ids, start, end)
+        if not self.stale or not self.instant or len(block) == 0:
+            return block
+        keep = np.ones(len(block), dtype=bool)
+        for sid in self.stale:
+            cut = self._ended_before(sid, end)
+            if cut is not None:
+                keep &= ~((block.series_id == sid) & (block.ts < cut))
+        return block if keep.all() else block.slice(keep)
+
+    def last_timestamps(self, series_ids: Sequence[int], before: float) -> dict[int, float]:
+        out = super().last_timestamps(series_ids, before)
+        for sid in list(out):
+            cut = self._ended_before(sid, before)
+            if cut is not None and out[sid] < cut:
+                del out[sid]
+        return out
 
 
 @dataclass
@@ -205,16 +283,24 @@ def _run_one(name: str, test: dict[str, Any], config: Config, eval_interval: flo
             _check_keys(exp, _EXP_ALERT_KEYS, f"alert_rule_test[{k}].exp_alerts[{j}]")
     interval = _interval(test.get("interval", eval_interval), "interval")
     with tempfile.TemporaryDirectory(prefix="perf-alerts-test-") as tmp:
-        store = Store(Path(tmp) / "t.db")
+        store = StaleAwareStore(Path(tmp) / "t.db")
         samples = []
+        stale_marks: dict[tuple[str, tuple[tuple[str, str], ...]], list[float]] = {}
         for s in _mappings(test.get("input_series"), "input_series"):
             metric, labels = parse_series(str(s.get("series", "")))
             for k, v in enumerate(expand_values(s.get("values", ""))):
-                if v is not None:
+                if v is STALE:
+                    stale_marks.setdefault((metric, tuple(sorted(labels.items()))), []).append(k * interval)
+                elif v is not None:
                     samples.append(Sample(metric, labels, k * interval, v))
             if len(samples) > MAX_TEST_SAMPLES:
                 raise RuleTestError(f"input_series: more than {MAX_TEST_SAMPLES:,} samples in one test")
         store.insert_samples(samples)
+        for metric in {m for m, _ in stale_marks}:
+            for info in store.list_series(metric):
+                marks = stale_marks.get((metric, tuple(sorted(info.labels.items()))))
+                if marks:
+                    store.stale[info.id] = np.array(sorted(marks))
         checks = _mappings(test.get("alert_rule_test"), "alert_rule_test")
         eval_times = sorted({parse_duration(c.get("eval_time", 0)) for c in checks})
         if eval_times and eval_times[-1] / eval_interval > MAX_EVALUATIONS:
@@ -225,18 +311,29 @@ def _run_one(name: str, test: dict[str, Any], config: Config, eval_interval: flo
         state: dict[str, dict[str, Alert]] = {r.name: {} for r in config.rules}
         t = 0.0
         end = eval_times[-1] if eval_times else 0.0
-        step_times = sorted(set([k * eval_interval for k in range(int(end // eval_interval) + 1)] + eval_times))
-        for t in step_times:
+        # as promtool: the rules run on the evaluation_interval grid only, and a check at eval_time
+        # sees the state left by the last grid evaluation at or before it
+        def grid_step(x: float) -> int:
+            return int(math.floor(x / eval_interval + 1e-9))
+
+        checked_at: dict[int, list[float]] = {}
+        for et in eval_times:
+            checked_at.setdefault(grid_step(et), []).append(et)
+        for k in range(grid_step(end) + 1):
+            t = k * eval_interval
             for rule in config.rules:
                 if rule.source == "prometheus":  # its PromQL runs on the server, which holds no input_series
                     continue
+                if store.stale:  # an instant lookup and a window read the same samples differently
+                    store.instant = rule.type == "absent" or (rule.type == "threshold" and rule.aggregate == "last")
+                    evaluator.new_step()
                 save, delete, _ = apply_results(rule, evaluator.evaluate(rule, t), state[rule.name], t)
                 for fp in delete:
                     state[rule.name].pop(fp, None)
                 for a in save:
                     state[rule.name][a.fingerprint] = a
-            if t in eval_times:
-                snapshots[t] = {r: [a for a in st.values() if a.state == AlertState.FIRING] for r, st in state.items()}
+            for et in checked_at.get(k, ()):
+                snapshots[et] = {r: [a for a in st.values() if a.state == AlertState.FIRING] for r, st in state.items()}
         store.close()
     failures: list[str] = []
     promql = _mappings(test.get("promql_expr_test"), "promql_expr_test")
