@@ -577,23 +577,42 @@ class ConsoleTarget(_Strict):
 
 class Receiver(_Strict):
     name: str
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v.strip():  # Alertmanager: "missing name in receiver"
+            raise ValueError("missing name in receiver")
+        return v
+
     discord: DiscordTarget | None = None
     webhook: WebhookTarget | None = None
     file: FileTarget | None = None
     console: ConsoleTarget | None = None
+    # Alertmanager's discord/webhook configs default to send_resolved: true; false keeps the
+    # group's resolved notifications from this receiver
+    send_resolved: bool = True
 
     @model_validator(mode="after")
     def _one(self) -> "Receiver":
         kinds = [k for k in ("discord", "webhook", "file", "console") if getattr(self, k) is not None]
-        if len(kinds) != 1:
-            got = " and ".join(kinds) if kinds else "none"
-            raise ValueError(f"receiver {self.name!r} has {got}; give exactly one of discord, webhook, file, "
-                             f"console (console: {{}} prints to the terminal)")
+        if len(kinds) > 1:
+            raise ValueError(f"receiver {self.name!r} has {' and '.join(kinds)}; give at most one of discord, "
+                             f"webhook, file, console (console: {{}} prints to the terminal; none: a blackhole "
+                             f"that drops what is routed to it)")
         return self
 
     @property
+    def blackhole(self) -> bool:
+        """No integration (Alertmanager's `- name: devnull`): notifications routed here are dropped."""
+        return all(getattr(self, k) is None for k in ("discord", "webhook", "file", "console"))
+
+    @property
     def kind(self) -> str:
-        """The receiver that will really be used: a Discord or webhook receiver without a URL is the console."""
+        """The receiver that will really be used: a Discord or webhook receiver without a URL is the console;
+        one with no integration is a blackhole."""
+        if self.blackhole:
+            return "blackhole"
         if self.discord is not None:
             return "discord" if self.discord.webhook_url else "console"
         if self.webhook is not None:
@@ -601,6 +620,30 @@ class Receiver(_Strict):
         if self.file is not None:
             return "file"
         return "console"
+
+
+_LABEL_NAME_RE = re.compile(r"^[A-Za-z_][A-Za-z0-9_]*$")  # Prometheus' label name syntax
+
+
+def _legacy_matchers(data: Any, key: str, match: str = "match", match_re: str = "match_re") -> Any:
+    """Alertmanager's deprecated `match` (label: value, equality) and `match_re` (label: regex,
+    anchored) converted to matchers and appended to `key` (Alertmanager ANDs them with `matchers`)."""
+    if not isinstance(data, Mapping) or (match not in data and match_re not in data):
+        return data
+    data = dict(data)
+    out: list[Matcher] = parse_matchers(data.pop(key, None))
+    for legacy, op in ((match, "="), (match_re, "=~")):
+        raw = data.pop(legacy, None)
+        if raw is None:
+            continue
+        if not isinstance(raw, Mapping):
+            raise ValueError(f"{legacy} must be a mapping {{label: value}}")
+        for label, value in raw.items():
+            if not _LABEL_NAME_RE.match(str(label)):
+                raise ValueError(f"invalid label name {str(label)!r} in {legacy}")
+            out.append(_matcher(str(label), op, "" if value is None else str(value)))
+    data[key] = out
+    return data
 
 
 class Route(_Strict):
@@ -616,6 +659,11 @@ class Route(_Strict):
     continue_: bool = Field(default=False, alias="continue")
     routes: list["Route"] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        return _legacy_matchers(data, "matchers")
+
     @field_validator("matchers", mode="before")
     @classmethod
     def _matchers(cls, v: Any) -> list[Matcher]:
@@ -626,16 +674,55 @@ class Route(_Strict):
     def _durations(cls, v: Any) -> float | None:
         return None if v is None else _duration(v)
 
+    @field_validator("group_interval", "repeat_interval")
+    @classmethod
+    def _not_zero(cls, v: float | None, info: ValidationInfo) -> float | None:
+        if v is not None and v <= 0:  # Alertmanager: "group_interval cannot be zero"
+            raise ValueError(f"{info.field_name} cannot be zero")
+        return v
+
+    @field_validator("group_by")
+    @classmethod
+    def _group_by(cls, v: list[str] | None) -> list[str] | None:
+        if v is None:
+            return v
+        seen: set[str] = set()
+        for name in v:
+            if name == "..." and len(v) > 1:  # Alertmanager rejects the wildcard beside other labels
+                raise ValueError("cannot have wildcard group_by ('...') and other labels at the same time")
+            if name != "..." and not _LABEL_NAME_RE.match(name):
+                raise ValueError(f"invalid label name {name!r} in group_by (letters, digits and _, not starting "
+                                 "with a digit)")
+            if name in seen:
+                raise ValueError(f"duplicated label {name!r} in group_by")
+            seen.add(name)
+        return v
+
 
 class InhibitRule(_Strict):
     source_matchers: list[Matcher] = Field(default_factory=list)
     target_matchers: list[Matcher] = Field(default_factory=list)
     equal: list[str] = Field(default_factory=list)
 
+    @model_validator(mode="before")
+    @classmethod
+    def _legacy(cls, data: Any) -> Any:
+        data = _legacy_matchers(data, "source_matchers", "source_match", "source_match_re")
+        return _legacy_matchers(data, "target_matchers", "target_match", "target_match_re")
+
     @field_validator("source_matchers", "target_matchers", mode="before")
     @classmethod
     def _matchers(cls, v: Any) -> list[Matcher]:
         return parse_matchers(v)
+
+    @field_validator("equal")
+    @classmethod
+    def _equal(cls, v: list[str]) -> list[str]:
+        for name in v:
+            if not _LABEL_NAME_RE.match(name):  # Alertmanager: "invalid label name %q in equal list"
+                raise ValueError(f"invalid label name {name!r} in equal list (letters, digits and _, not "
+                                 "starting with a digit)")
+        return v
 
 
 class EscalationLevel(_Strict):
@@ -1254,6 +1341,11 @@ class Config(_Strict):
             dup_names = sorted({n for n in seen_names if seen_names.count(n) > 1})
             if dup_names:
                 raise ValueError(f"duplicate {what} name(s): {', '.join(dup_names)}")
+        if self.route.matchers:  # Alertmanager: "root route must not have any matchers"
+            raise ValueError("route.matchers: the root route must not have any matchers (it receives every alert); "
+                             "put them on a child route")
+        if self.route.continue_:  # Alertmanager: "cannot have continue in root route"
+            raise ValueError("route.continue: cannot have continue in the root route")
         self._slo_rules()
         groups = sorted({r.group for r in self.rules})
         for sch in self.schedules:

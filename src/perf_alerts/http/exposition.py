@@ -36,7 +36,7 @@ log = logging.getLogger("perf_alerts.http")
 PREFIX = "perf_alerts_"
 # the 0.0.4 text format: what every Prometheus 2.x and 3.x scrapes (prometheus-client writes it)
 CONTENT_TYPE = "text/plain; version=0.0.4; charset=utf-8"
-OUTBOX_STATES = ("pending", "sending", "failed", "delivered", "dead")
+OUTBOX_STATES = ("pending", "sending", "failed", "delivered", "dead", "dropped")
 
 # selfmetrics counter → (exposed name without _total, help, label names)
 _COUNTERS: dict[str, tuple[str, str, tuple[str, ...]]] = {

@@ -28,7 +28,7 @@ __all__ = ["DEFAULT_LEASE", "STATES", "Notification", "Outbox"]
 
 log = logging.getLogger("perf_alerts.notify")
 
-STATES = ("pending", "sending", "failed", "delivered", "dead")
+STATES = ("pending", "sending", "failed", "delivered", "dead", "dropped")
 
 DEFAULT_LEASE = 60.0
 
@@ -89,6 +89,9 @@ class Outbox:
             log.warning("outbox: notification %d was taken over by another sender; its retry is theirs", n.id)
             return "lost"
         return "failed"
+
+    def dropped(self, n: Notification, at: float, reason: str) -> bool:
+        return self.store.outbox_dropped(self.owner, n.id, n.attempts, at, redact(reason))
 
     def dead(self, n: Notification, at: float, reason: str, attempts: int | None = None) -> bool:
         return self.store.outbox_dead(self.owner, n.id, n.attempts + 1 if attempts is None else attempts, at,

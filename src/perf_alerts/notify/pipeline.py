@@ -56,6 +56,7 @@ class DeliveryReport:
     delivered: int = 0
     failed: int = 0
     dead: int = 0
+    dropped: int = 0  # routed to a blackhole receiver: dropped on purpose, not a failure
     requests: int = 0
     rate_limited: int = 0
     disabled_receivers: list[str] = field(default_factory=list)
@@ -67,14 +68,15 @@ class DeliveryReport:
         self.delivered += other.delivered
         self.failed += other.failed
         self.dead += other.dead
+        self.dropped += other.dropped
         self.requests += other.requests
         self.rate_limited += other.rate_limited
         self.disabled_receivers += [r for r in other.disabled_receivers if r not in self.disabled_receivers]
         self.errors += other.errors
 
     def to_dict(self) -> dict[str, Any]:
-        return {"delivered": self.delivered, "failed": self.failed, "dead": self.dead, "requests": self.requests,
-                "rate_limited": self.rate_limited, "disabled_receivers": self.disabled_receivers,
+        return {"delivered": self.delivered, "failed": self.failed, "dead": self.dead, "dropped": self.dropped,
+                "requests": self.requests, "rate_limited": self.rate_limited, "disabled_receivers": self.disabled_receivers,
                 "errors": self.errors[:20], **({"background": True} if self.background else {})}
 
 
@@ -170,7 +172,10 @@ class Notifier:
                 resolved = {fp for fp in prev - firing_now if fp in by_fp and by_fp[fp].state == AlertState.RESOLVED}
                 # announced earlier, still firing, but silenced or inhibited now
                 held = {fp for fp in prev - firing_now if fp in by_fp and by_fp[fp].state == AlertState.FIRING}
-                send_resolved = bool(settings["send_resolved"])
+                # the route's send_resolved and the receiver's (Alertmanager's per-integration
+                # send_resolved, default true): either false keeps resolved notifications back
+                rcv_cfg = next((r for r in cfg.receivers if r.name == receiver), None)
+                send_resolved = bool(settings["send_resolved"]) and (rcv_cfg is None or rcv_cfg.send_resolved)
                 if st is None:
                     if not firing_now:
                         continue
@@ -288,6 +293,10 @@ class Notifier:
                 await self._settle(n, Outcome("dead", error=f"receiver {rcv.name} is disabled: {disabled[rcv.name][1]}"),
                                    None, now, rep, claim)
                 continue
+            if rcv.blackhole:  # Alertmanager's receiver with no integration: dropped silently
+                await self._settle(n, Outcome("dropped", error=f"receiver {rcv.name} has no integration (blackhole)"),
+                                   rcv, now, rep, claim)
+                continue
             if rcv.kind == "discord":
                 assert rcv.discord is not None
                 discord_batches[rcv.discord.webhook_url].append((n, rcv))
@@ -364,6 +373,10 @@ class Notifier:
         claim.finished.add(n.id)
         if o.kind == "lost":
             return  # another sender holds it now: its outcome is theirs to record
+        if o.kind == "dropped":
+            if await asyncio.to_thread(self.outbox.dropped, n, now, o.error or "dropped"):
+                rep.dropped += 1
+            return
         if o.kind == "delivered":
             if await asyncio.to_thread(self.outbox.delivered, n, now, o.message_ids):
                 rep.delivered += 1
@@ -575,6 +588,9 @@ class DeliveryOutcome:
         if self.notifications is None:
             return None
         states = {x.state for x in self.notifications}
+        if "dropped" in states and states <= {"delivered", "dropped"}:
+            return "delivered" if "delivered" in states else "dropped (blackhole receiver)"
+        states -= {"dropped"}
         return ("delivered" if states == {"delivered"} else "dead" if states == {"dead"}
                 else "nothing to send" if not states else "queued for retry" if "delivered" not in states
                 else "partially delivered")

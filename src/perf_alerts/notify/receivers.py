@@ -24,7 +24,8 @@ from perf_alerts.textsafe import terminal_safe
 from perf_alerts.timeutil import iso
 
 # "lost": another sender took the notification over (this one's lease ran out): not ours to record
-OutcomeKind = Literal["delivered", "retry", "dead", "disabled", "lost"]
+# "dropped": routed to a blackhole receiver (no integration), dropped on purpose, not a failure
+OutcomeKind = Literal["delivered", "retry", "dead", "disabled", "lost", "dropped"]
 
 
 @dataclass

@@ -29,7 +29,7 @@ if TYPE_CHECKING:
 T = TypeVar("T")
 
 OPEN_STATES = ("pending", "failed")
-STATES = ("pending", "sending", "failed", "delivered", "dead")
+STATES = ("pending", "sending", "failed", "delivered", "dead", "dropped")
 
 _COLS = ("id, receiver, kind, group_key, created_at, body, state, attempts, next_attempt_at, last_error, "
          "message_ids, delivered_at, claimed_by, claim_until, sent")
@@ -231,6 +231,10 @@ class OutboxQueries:
     def outbox_dead(self, owner: str, nid: int, attempts: int, at: float, reason: str) -> bool:
         """Given up (`dead`) at `at`; False when `owner` no longer held the row."""
         return self._settle(owner, nid, "dead", attempts, at, reason)
+
+    def outbox_dropped(self, owner: str, nid: int, attempts: int, at: float, reason: str) -> bool:
+        """Dropped on purpose (`dropped`: routed to a blackhole receiver) at `at`; not a failure."""
+        return self._settle(owner, nid, "dropped", attempts, at, reason)
 
     def _settle(self, owner: str, nid: int, state: str, attempts: int, at: float, error: str) -> bool:
         def run() -> bool:
