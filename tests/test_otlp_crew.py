@@ -200,10 +200,13 @@ def test_traceloop_instrumentation_gives_kickoff_and_task_series(tmp_path: Path,
             provider.shutdown()
     ours, theirs = _series(system), _series(local)
     kick = (catalog.KICKOFF_SECONDS, (("crew", "docs_crew"),))
-    assert ours[kick] == pytest.approx(theirs[kick], abs=0.05)
+    # Traceloop's workflow span wraps Crew.kickoff whole, crewai's own set-up before its kickoff event
+    # included (0.3 s once in CI, under load): the listener's kickoff lies within the span's timing
+    ((span_kick,), (listener_kick,)) = ours[kick], theirs[kick]
+    assert listener_kick - 0.05 <= span_kick <= listener_kick + 2.0, (span_kick, listener_kick)
     (task_s,) = ours[(catalog.TASK_SECONDS, (("agent", "writer"), ("crew", "docs_crew"),
                                              ("task", "Write hello to a file.")))]
     (listener_task_s,) = theirs[(catalog.TASK_SECONDS, (("agent", "writer"), ("crew", "docs_crew"),
                                                         ("task", "write_report")))]
-    assert task_s == pytest.approx(listener_task_s, abs=0.05) and task_s <= ours[kick][0]
+    assert listener_task_s - 0.05 <= task_s <= span_kick, (task_s, listener_task_s, span_kick)
     assert {m for m, _ in ours} == {catalog.KICKOFF_SECONDS, catalog.TASK_SECONDS}
