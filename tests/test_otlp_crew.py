@@ -154,7 +154,8 @@ def test_openinference_spans_over_otlp_give_the_listeners_series(tmp_path: Path,
         got = ours[key]
         assert len(got) == len(values), key
         if key[0].endswith("_seconds"):  # the spans are timed by the same CrewAI events the listener reads
-            assert sorted(got) == pytest.approx(sorted(values), abs=0.05), key
+            # (their handlers run on the event bus's threads: a loaded CI machine delays one by tens of ms)
+            assert sorted(got) == pytest.approx(sorted(values), abs=0.2), key
         else:
             assert sorted(got) == pytest.approx(sorted(values)), key
     (task_s,) = ours[(catalog.TASK_SECONDS, (("agent", "writer"), ("crew", "docs_crew"), ("task", "write_report")))]
