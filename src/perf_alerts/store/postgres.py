@@ -279,8 +279,9 @@ class PostgresBackend:
     def con(self) -> _Reads:
         return self._reads
 
-    def retrying(self, fn: Callable[["psycopg.Connection[Any]"], T]) -> T:
-        """`fn` on a pooled connection; a lost connection is retried with backoff for `retry_for` s."""
+    def _retried(self, attempt: Callable[[float], T]) -> T:
+        """`attempt(timeout)` until it succeeds: a lost connection (or a pool that cannot give one)
+        is retried with backoff for `retry_for` s; `timeout` is how long it may wait for a connection."""
         import psycopg
         import psycopg_pool
 
@@ -288,10 +289,7 @@ class PostgresBackend:
         delay = 0.05
         while True:
             try:
-                with self._pool.connection(timeout=min(2.0, max(0.1, deadline - time.monotonic()))) as conn:
-                    out = fn(conn)
-                self._recovered()
-                return out
+                return attempt(min(2.0, max(0.1, deadline - time.monotonic())))
             except (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout,
                     psycopg_pool.PoolTimeout) as e:
                 fresh = self._recover(e)  # a fresh pool for a server that is back: one more try
@@ -299,6 +297,17 @@ class PostgresBackend:
                     raise self.unavailable(e) from None
                 time.sleep(delay)
                 delay = min(delay * 2, 1.0)
+
+    def retrying(self, fn: Callable[["psycopg.Connection[Any]"], T]) -> T:
+        """`fn` on a pooled connection, again on a fresh one when the connection was lost."""
+
+        def attempt(timeout: float) -> T:
+            with self._pool.connection(timeout=timeout) as conn:
+                return fn(conn)
+
+        out = self._retried(attempt)
+        self._recovered()
+        return out
 
     def _note_retry(self, e: BaseException) -> None:
         if not self._warned.is_set():
@@ -308,27 +317,19 @@ class PostgresBackend:
     @contextmanager
     def write(self, exclusive: bool = True) -> Iterator[_Tx]:
         import psycopg
-        import psycopg_pool
 
-        deadline = time.monotonic() + self.retry_for
-        delay = 0.05
-        while True:  # a connection, BEGIN and the lock; retried while the server is away
-            conn = None
+        def begin(timeout: float) -> "psycopg.Connection[Any]":  # a connection, BEGIN and the lock
+            conn = self._pool.getconn(timeout=timeout)
             try:
-                conn = self._pool.getconn(timeout=min(2.0, max(0.1, deadline - time.monotonic())))
                 conn.execute("BEGIN")
                 if exclusive:
                     conn.execute("SELECT pg_advisory_xact_lock(%s)", (WRITE_LOCK,))
-                break
-            except (psycopg.OperationalError, psycopg.errors.IdleInTransactionSessionTimeout,
-                    psycopg_pool.PoolTimeout) as e:
-                if conn is not None:
-                    self._putconn(conn)
-                fresh = self._recover(e)  # a fresh pool for a server that is back: one more try
-                if self._closed or (time.monotonic() + delay >= deadline and not fresh):
-                    raise self.unavailable(e) from None
-                time.sleep(delay)
-                delay = min(delay * 2, 1.0)
+            except BaseException:
+                self._putconn(conn)
+                raise
+            return conn
+
+        conn = self._retried(begin)
         try:
             try:
                 yield _Tx(conn)
