@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import argparse
 import os
-import re
 import shutil
 import sqlite3
 import statistics
@@ -33,7 +32,8 @@ import http.client
 import json
 from urllib.parse import urlencode
 
-EXE = Path(sys.executable).with_name("perf-alerts")
+from _dashboard import EXE, start_dashboard
+
 
 
 def fmt(xs: list[float]) -> str:
@@ -81,21 +81,8 @@ def main() -> None:
             executive_summary(system, period_seconds=period)
             uncached.append(time.perf_counter() - t)
 
-        env = {k: v for k, v in os.environ.items() if k != "PERF_ALERTS_TOKEN"}
-        proc = subprocess.Popen([str(EXE), "--db", str(db), "dashboard", "--port", "0"], cwd=tmp, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc, url = start_dashboard(db, tmp)
         try:
-            assert proc.stdout is not None
-            url = None
-            deadline = time.monotonic() + 60
-            while url is None and time.monotonic() < deadline:
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-                url = m.group(1) if m else None
-            if url is None:
-                raise SystemExit("the dashboard did not start")
             host, port = url.rsplit("/", 1)[-1].split(":")
             path = "/api/v1/summary?" + urlencode({"period": args.period})
 

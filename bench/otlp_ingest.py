@@ -25,10 +25,7 @@ from __future__ import annotations
 import argparse
 import http.client
 import json
-import os
 import random
-import re
-import subprocess
 import sys
 import tempfile
 import time
@@ -37,10 +34,11 @@ from typing import Any, Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
 
+from _dashboard import start_dashboard  # noqa: E402
+
 from opentelemetry.proto.collector.metrics.v1.metrics_service_pb2 import ExportMetricsServiceRequest  # noqa: E402
 from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest  # noqa: E402
 
-EXE = Path(sys.executable).with_name("perf-alerts")
 BOUNDS = [0.01, 0.02, 0.04, 0.08, 0.16, 0.32, 0.64, 1.28, 2.56, 5.12, 10.24, 20.48, 40.96, 81.92]
 AGENTS, MODELS, TASKS = ["researcher", "writer", "reviewer", "editor"], ["gpt-4o", "gpt-4o-mini"], ["a", "b", "c"]
 
@@ -179,21 +177,8 @@ def main() -> None:
     args = ap.parse_args()
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "bench.db"
-        env = {k: v for k, v in os.environ.items() if k != "PERF_ALERTS_TOKEN"}
-        proc = subprocess.Popen([str(EXE), "--db", str(db), "dashboard", "--port", "0"], cwd=tmp, env=env,
-                                stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        proc, url = start_dashboard(db, tmp)
         try:
-            assert proc.stdout is not None
-            url = None
-            deadline = time.monotonic() + 60
-            while url is None and time.monotonic() < deadline:
-                line = proc.stdout.readline()
-                if not line:
-                    break
-                m = re.search(r"(http://127\.0\.0\.1:\d+)/", line)
-                url = m.group(1) if m else None
-            if url is None:
-                raise SystemExit("the dashboard did not start")
             host, port_s = url.rsplit("/", 1)[-1].split(":")
             port = int(port_s)
             pb = "application/x-protobuf"

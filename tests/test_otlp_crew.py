@@ -42,21 +42,11 @@ from perf_alerts.crew import instrument  # noqa: E402
 from perf_alerts.store import Store  # noqa: E402
 
 sys.path.insert(0, str(Path(__file__).parent))
-from test_crew import FlakyTool, ScriptedLLM  # noqa: E402
+from test_crew import RULES, FlakyTool, ScriptedLLM  # noqa: E402
 from test_http import LiveServer  # noqa: E402
 
-CONFIG = """
-pricing:
-  gpt-4o-mini: {input: 0.15, output: 0.60}
-rules:
-  - name: ToolFailing
-    type: threshold
-    metric: crew_tool_errors
-    aggregate: sum
-    window: 10m
-    op: ">="
-    value: 1
-    severity: warning
+# test_crew's rules (the tool-failure rule the listener test fires) and one on the LLM calls
+CONFIG = RULES + """\
   - name: BusyLLM
     type: threshold
     metric: crew_llm_call_seconds
