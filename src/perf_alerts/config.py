@@ -658,6 +658,10 @@ class Route(_Strict):
     send_resolved: bool | None = None
     continue_: bool = Field(default=False, alias="continue")
     routes: list["Route"] = Field(default_factory=list)
+    # names of `time_intervals:` entries; NOT inherited by child routes (Alertmanager's dispatch/route.go
+    # sets them from the node's own configuration, unlike the timings above)
+    mute_time_intervals: list[str] = Field(default_factory=list)
+    active_time_intervals: list[str] = Field(default_factory=list)
 
     @model_validator(mode="before")
     @classmethod
@@ -696,6 +700,205 @@ class Route(_Strict):
             if name in seen:
                 raise ValueError(f"duplicated label {name!r} in group_by")
             seen.add(name)
+        return v
+
+
+# --------------------------------------------------------------------------- time intervals
+# Alertmanager's `time_intervals:` (timeinterval/timeinterval.go): the YAML shape is kept key for
+# key, so an Alertmanager configuration's intervals load unchanged; the parsed forms (minutes,
+# inclusive integer ranges) are what notify/timeintervals.py evaluates.
+
+TI_WEEKDAYS = {"sunday": 0, "monday": 1, "tuesday": 2, "wednesday": 3, "thursday": 4, "friday": 5, "saturday": 6}
+TI_MONTHS = {m: i + 1 for i, m in enumerate(("january", "february", "march", "april", "may", "june", "july",
+                                             "august", "september", "october", "november", "december"))}
+_TI_TIME_RE = re.compile(r"^(?:(?:[01][0-9]|2[0-3]):[0-5][0-9]|24:00)$")  # as Alertmanager: two-digit hours
+
+
+def _ti_time(text: str) -> int:
+    """"HH:MM" → minutes into the day; 24:00 (the end of the day) is allowed, 9:00 is not (Alertmanager's format)."""
+    if not _TI_TIME_RE.match(text):
+        raise ValueError(f"couldn't parse timestamp {text!r}: use HH:MM, 00:00 to 24:00")
+    h, m = text.split(":")
+    return int(h) * 60 + int(m)
+
+
+def _ti_range(text: str, member: Callable[[str], int]) -> tuple[int, int]:
+    """"a:b" or "a" → (begin, end), members parsed by `member` (lower-cased first, as Alertmanager)."""
+    text = text.strip().lower()
+    parts = text.split(":")
+    if len(parts) > 2:
+        raise ValueError(f"couldn't parse range {text!r}, invalid format")
+    begin = member(parts[0])
+    return begin, member(parts[-1])
+
+
+def _ti_int(text: str) -> int:
+    try:
+        return int(text)
+    except ValueError:
+        raise ValueError(f"{text!r} is not a number") from None
+
+
+def _ti_weekday(text: str) -> int:
+    if text not in TI_WEEKDAYS:
+        close = difflib.get_close_matches(text, list(TI_WEEKDAYS), n=1)
+        raise ValueError(f"{text!r} is not a valid weekday" + (f" (did you mean {close[0]!r}?)" if close else ""))
+    return TI_WEEKDAYS[text]
+
+
+def _ti_month(text: str) -> int:
+    if text in TI_MONTHS:
+        return TI_MONTHS[text]
+    try:
+        return int(text)
+    except ValueError:
+        close = difflib.get_close_matches(text, list(TI_MONTHS), n=1)
+        raise ValueError(f"{text!r} is not a valid month" + (f" (did you mean {close[0]!r}?)" if close else "")) from None
+
+
+def weekday_range(text: str) -> tuple[int, int]:
+    """0 = Sunday … 6 = Saturday; "saturday:sunday" is refused, as Alertmanager does (write two entries)."""
+    b, e = _ti_range(text, _ti_weekday)
+    if b > e:
+        raise ValueError(f"{text!r}: start day cannot be after end day (Sunday is the first day of the week; "
+                         "write 'saturday' and 'sunday' as two entries)")
+    return b, e
+
+
+def day_of_month_range(text: str) -> tuple[int, int]:
+    """1…31 or -1…-31 (from the end of the month); the checks are Alertmanager's (a 28-day month decides
+    whether a range is always empty)."""
+    b, e = _ti_range(text, _ti_int)
+    for d in (b, e):
+        if d == 0 or not -31 <= d <= 31:
+            raise ValueError(f"{d} is not a valid day of the month: out of range (1 to 31, or -1 to -31 from the end)")
+    if b < 0 < e:
+        raise ValueError(f"{text!r}: end day must be negative if start day is negative")
+    if (28 + b if b < 0 else b) > (28 + e if e < 0 else e):
+        raise ValueError(f"{text!r}: end day {e} is always before start day {b}")
+    return b, e
+
+
+def month_range(text: str) -> tuple[int, int]:
+    b, e = _ti_range(text, _ti_month)
+    if b > e:
+        raise ValueError(f"{text!r}: end month is before start month")
+    return b, e
+
+
+def year_range(text: str) -> tuple[int, int]:
+    b, e = _ti_range(text, _ti_int)
+    if b > e:
+        raise ValueError(f"{text!r}: end year {e} is before start year {b}")
+    return b, e
+
+
+def _ti_strings(v: Any) -> Any:
+    """A list of ranges; numbers are read as their text (`days_of_month: [1, -1]` as Alertmanager reads it)."""
+    if v is None or not isinstance(v, list):
+        return v
+    return [str(x) if isinstance(x, (int, str)) and not isinstance(x, bool) else x for x in v]
+
+
+class TimeRange(_Strict):
+    """Minutes of the day from `start_time` (inclusive) to `end_time` (exclusive), in the interval's location."""
+
+    start_time: str
+    end_time: str
+
+    @model_validator(mode="before")
+    @classmethod
+    def _both(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and (not data.get("start_time") or not data.get("end_time")):
+            raise ValueError("both start_time and end_time must be provided")
+        return data
+
+    @field_validator("start_time", "end_time", mode="before")
+    @classmethod
+    def _text(cls, v: Any) -> Any:
+        return v if not isinstance(v, int) or isinstance(v, bool) else str(v)
+
+    @model_validator(mode="after")
+    def _order(self) -> "TimeRange":
+        if _ti_time(self.start_time) >= _ti_time(self.end_time):
+            raise ValueError(f"start_time {self.start_time} cannot be equal to or after end_time {self.end_time}")
+        return self
+
+    @property
+    def minutes(self) -> tuple[int, int]:
+        return _ti_time(self.start_time), _ti_time(self.end_time)
+
+
+class TimeIntervalSpec(_Strict):
+    """One entry of a time interval (Alertmanager's `TimeInterval`): every field given must match;
+    within a field, any range may. An empty entry matches all the time."""
+
+    times: list[TimeRange] | None = None
+    weekdays: list[str] | None = None
+    days_of_month: list[str] | None = None
+    months: list[str] | None = None
+    years: list[str] | None = None
+    location: str | None = None
+
+    @field_validator("weekdays", "days_of_month", "months", "years", mode="before")
+    @classmethod
+    def _strings(cls, v: Any) -> Any:
+        return _ti_strings(v)
+
+    @field_validator("weekdays")
+    @classmethod
+    def _weekdays(cls, v: list[str] | None) -> list[str] | None:
+        for x in v or []:
+            weekday_range(x)
+        return v
+
+    @field_validator("days_of_month")
+    @classmethod
+    def _days(cls, v: list[str] | None) -> list[str] | None:
+        for x in v or []:
+            day_of_month_range(x)
+        return v
+
+    @field_validator("months")
+    @classmethod
+    def _months(cls, v: list[str] | None) -> list[str] | None:
+        for x in v or []:
+            month_range(x)
+        return v
+
+    @field_validator("years")
+    @classmethod
+    def _years(cls, v: list[str] | None) -> list[str] | None:
+        for x in v or []:
+            year_range(x)
+        return v
+
+    @field_validator("location")
+    @classmethod
+    def _location(cls, v: str | None) -> str | None:
+        if v is None or v in ("", "UTC", "Local"):  # Go's time.LoadLocation names these itself
+            return v
+        import zoneinfo
+
+        try:
+            zoneinfo.ZoneInfo(v)
+        except (zoneinfo.ZoneInfoNotFoundError, ValueError):
+            raise ValueError(f"unknown time zone {v!r} (an IANA name such as 'Europe/Berlin' or "
+                             "'America/New_York')") from None
+        return v
+
+
+class TimeIntervalSet(_Strict):
+    """A named time interval (Alertmanager's `time_intervals:` entry) that routes refer to by name."""
+
+    name: str
+    time_intervals: list[TimeIntervalSpec] = Field(default_factory=list)
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        if not v:
+            raise ValueError("missing name in time interval")
         return v
 
 
@@ -1304,6 +1507,9 @@ class Config(_Strict):
     receivers: list[Receiver] = Field(default_factory=list)
     route: Route = Field(default_factory=Route)
     inhibit_rules: list[InhibitRule] = Field(default_factory=list)
+    time_intervals: list[TimeIntervalSet] = Field(default_factory=list)
+    # Alertmanager's deprecated top-level name for the same list (both are read; names are shared)
+    mute_time_intervals: list[TimeIntervalSet] = Field(default_factory=list)
     escalations: list[EscalationPolicy] = Field(default_factory=list)
     delivery: DeliverySettings = Field(default_factory=DeliverySettings)
     schedules: list[Schedule] = Field(default_factory=list)
@@ -1346,6 +1552,7 @@ class Config(_Strict):
                              "put them on a child route")
         if self.route.continue_:  # Alertmanager: "cannot have continue in root route"
             raise ValueError("route.continue: cannot have continue in the root route")
+        self._time_interval_refs()
         self._slo_rules()
         groups = sorted({r.group for r in self.rules})
         for sch in self.schedules:
@@ -1353,6 +1560,45 @@ class Config(_Strict):
                 self.warnings.append(f"schedule {sch.name!r}: no rule is in group {sch.group!r} "
                                      f"(groups: {', '.join(groups)})")
         return self
+
+    def _time_interval_refs(self) -> None:
+        """Alertmanager's checks (config.go): names present and unique across `time_intervals` and
+        `mute_time_intervals`, no interval on the root route, every name a route uses defined.
+        An interval no route uses is a warning (Alertmanager says nothing; it is usually a typo)."""
+        names: list[str] = []
+        for key, items in (("mute_time_intervals", self.mute_time_intervals), ("time_intervals", self.time_intervals)):
+            for i, ti in enumerate(items):
+                if ti.name in names:
+                    raise ValueError(f"{key}[{i}].name: time interval {ti.name!r} is not unique")
+                names.append(ti.name)
+        for field in ("mute_time_intervals", "active_time_intervals"):
+            if getattr(self.route, field):
+                raise ValueError(f"route.{field}: the root route must not have any {field.replace('_', ' ')} "
+                                 "(it would mute every alert); put them on a child route")
+        used: set[str] = set()
+
+        def walk(r: Route, path: str) -> None:
+            for field in ("mute_time_intervals", "active_time_intervals"):
+                for j, name in enumerate(getattr(r, field)):
+                    if name not in names:
+                        close = difflib.get_close_matches(name, names, n=1)
+                        hint = f" (did you mean {close[0]!r}?)" if close else ""
+                        defined = f"; defined: {', '.join(names)}" if names else "; none is defined (time_intervals:)"
+                        raise ValueError(f"{path}.{field}[{j}]: undefined time interval {name!r} used in route{hint}"
+                                         f"{defined}")
+                    used.add(name)
+            for i, c in enumerate(r.routes):
+                walk(c, f"{path}.routes[{i}]")
+
+        walk(self.route, "route")
+        for name in names:
+            if name not in used:
+                self.warnings.append(f"time interval {name!r} is not used by any route "
+                                     "(mute_time_intervals / active_time_intervals)")
+
+    def time_interval_map(self) -> dict[str, list[TimeIntervalSpec]]:
+        """Every named time interval (both top-level lists) by name."""
+        return {ti.name: ti.time_intervals for ti in [*self.mute_time_intervals, *self.time_intervals]}
 
     def _slo_rules(self) -> None:
         for i, r in enumerate(self.rules):

@@ -1,0 +1,249 @@
+"""Time intervals (issue 16) pinned against Alertmanager: the config checks of config/config.go and
+timeinterval/timeinterval.go (the YAML shape is Alertmanager's, key for key), `ContainsTime`'s
+reading of an instant, and the notification pipeline's `TimeMuteStage` / `TimeActiveStage`
+(notify/notify.go) on routes, with the route semantics of dispatch/route.go. Each test names the
+behaviour it pins."""
+
+from __future__ import annotations
+
+import textwrap
+from datetime import datetime, timezone
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+import pytest
+
+from perf_alerts.config import ConfigError, TimeIntervalSpec, parse_config
+from perf_alerts.notify.timeintervals import contains, gate
+
+BERLIN = ZoneInfo("Europe/Berlin")
+
+
+def _load(body: str):  # type: ignore[no-untyped-def]
+    return parse_config(textwrap.dedent(body), "am.yaml", env={})
+
+
+def _rejects(body: str, *needles: str) -> str:
+    with pytest.raises(ConfigError) as e:
+        _load(body)
+    text = str(e.value)
+    assert "\n" not in text.strip(), text  # one line: what and where
+    for n in needles:
+        assert n in text, text
+    return text
+
+
+def _ts(y: int, mo: int, d: int, h: int = 0, mi: int = 0, tz: object = timezone.utc) -> float:
+    return datetime(y, mo, d, h, mi, tzinfo=tz).timestamp()  # type: ignore[arg-type]
+
+
+def _spec(**kw: object) -> TimeIntervalSpec:
+    return TimeIntervalSpec.model_validate(kw)
+
+
+ROUTES = """
+    receivers:
+      - name: team
+        console: {}
+    route:
+      receiver: team
+      routes:
+        - matchers: ['severity="page"']
+          %s
+    time_intervals:
+      - name: business
+        time_intervals:
+          - times: [{start_time: "09:00", end_time: "17:00"}]
+            weekdays: ["monday:friday"]
+            location: Europe/Berlin
+"""
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+def test_alertmanager_time_intervals_load_unchanged() -> None:
+    # Alertmanager's configuration documentation, `time_interval` section: the keys and value forms
+    # (names and numbers, ranges "a:b", negative days, 24:00, location) are read as written
+    cfg = _load("""
+        receivers: [{name: team, console: {}}]
+        route:
+          receiver: team
+          routes:
+            - matchers: ['team="db"']
+              mute_time_intervals: [offhours, holidays]
+              active_time_intervals: [business]
+        time_intervals:
+          - name: business
+            time_intervals:
+              - times: [{start_time: "09:00", end_time: "17:00"}]
+                weekdays: ['monday:friday']
+                location: Europe/Berlin
+          - name: offhours
+            time_intervals:
+              - times: [{start_time: "00:00", end_time: "09:00"}, {start_time: "17:00", end_time: "24:00"}]
+              - weekdays: [saturday, sunday]
+        mute_time_intervals:
+          - name: holidays
+            time_intervals:
+              - days_of_month: ['1', 24, '-3:-1']
+                months: ['december', '1:2']
+                years: ['2026:2027']
+        """)
+    assert set(cfg.time_interval_map()) == {"business", "offhours", "holidays"}
+    hol = cfg.time_interval_map()["holidays"][0]
+    assert hol.days_of_month == ["1", "24", "-3:-1"] and hol.months == ["december", "1:2"]
+    assert cfg.route.routes[0].mute_time_intervals == ["offhours", "holidays"]
+    assert cfg.route.routes[0].active_time_intervals == ["business"]
+    assert cfg.warnings == []
+
+
+@pytest.mark.parametrize("line, needles", [
+    # timeinterval.go parseTime: "^((([01][0-9])|(2[0-3])):[0-5][0-9])$|(^24:00$)" — two-digit hours
+    ('- times: [{start_time: "9:00", end_time: "17:00"}]', ("am.yaml:", "times[0]", "9:00")),
+    ('- times: [{start_time: "09:00", end_time: "24:01"}]', ("24:01",)),
+    # TimeRange.UnmarshalYAML: "start time cannot be equal or greater than end time"
+    ('- times: [{start_time: "17:00", end_time: "09:00"}]', ("cannot be equal to or after",)),
+    # TimeRange.UnmarshalYAML: "both start and end times must be provided"
+    ('- times: [{start_time: "09:00"}]', ("both start_time and end_time",)),
+    # WeekdayRange.UnmarshalYAML: "start day cannot be before end day" (Sunday is day 0)
+    ("- weekdays: ['saturday:sunday']", ("start day cannot be after end day",)),
+    ("- weekdays: ['funday']", ("not a valid weekday",)),
+    # DayOfMonthRange.UnmarshalYAML: 0 and beyond ±31 are out of range; negative start needs negative end;
+    # a range empty in every month (28-day minimum) is refused
+    ("- days_of_month: ['0']", ("0 is not a valid day of the month",)),
+    ("- days_of_month: ['-32']", ("-32 is not a valid day of the month",)),
+    ("- days_of_month: ['-5:3']", ("end day must be negative if start day is negative",)),
+    ("- days_of_month: ['10:5']", ("end day 5 is always before start day 10",)),
+    ("- days_of_month: ['-1:-5']", ("always before",)),
+    # MonthRange / YearRange: "end month ... is before start month", "end year ... is before start year"
+    ("- months: ['march:january']", ("end month is before start month",)),
+    ("- months: ['janury']", ("not a valid month", "did you mean 'january'")),
+    ("- years: ['2027:2026']", ("end year 2026 is before start year 2027",)),
+    # Location.UnmarshalYAML: time.LoadLocation must know the zone
+    ("- location: Mars/Olympus", ("unknown time zone 'Mars/Olympus'",)),
+])
+def test_invalid_time_interval_fields_are_rejected(line: str, needles: tuple[str, ...]) -> None:
+    _rejects(f"""
+        time_intervals:
+          - name: x
+            time_intervals:
+              {line}
+        """, "am.yaml:", *needles)
+
+
+def test_undefined_time_interval_on_a_route_is_rejected_with_its_line() -> None:
+    # config.go checkTimeInterval: "undefined time interval %q used in route" (mute and active alike)
+    text = _rejects(ROUTES % "mute_time_intervals: [busines]", "am.yaml:9:",
+                    "route.routes[0].mute_time_intervals[0]", "undefined time interval 'busines' used in route",
+                    "did you mean 'business'")
+    assert text.startswith("am.yaml:9:")
+    _rejects(ROUTES % "active_time_intervals: [weekend]", "undefined time interval 'weekend'")
+
+
+@pytest.mark.parametrize("key", ["mute_time_intervals", "active_time_intervals"])
+def test_root_route_time_intervals_are_rejected(key: str) -> None:
+    # config.go: "root route must not have any mute time intervals" / "... active time intervals"
+    _rejects(f"""
+        route:
+          receiver: console
+          {key}: [x]
+        time_intervals: [{{name: x, time_intervals: [{{}}]}}]
+        """, "am.yaml:4:", "root route must not have any")
+
+
+def test_time_interval_names_are_unique_across_both_lists() -> None:
+    # config.go: "time interval %q is not unique"; the deprecated top-level mute_time_intervals share
+    # the namespace of time_intervals
+    _rejects("""
+        mute_time_intervals: [{name: x, time_intervals: [{}]}]
+        time_intervals: [{name: x, time_intervals: [{}]}]
+        """, "time interval 'x' is not unique")
+    _rejects("""
+        time_intervals: [{name: '', time_intervals: [{}]}]
+        """, "missing name in time interval")
+
+
+def test_unused_time_interval_is_a_warning() -> None:
+    # perf-alerts addition (Alertmanager is silent): an interval no route names is usually a typo
+    cfg = _load(ROUTES % "active_time_intervals: [business]" + "      - name: spare\n        time_intervals: [{}]\n")
+    assert cfg.warnings == ["time interval 'spare' is not used by any route "
+                            "(mute_time_intervals / active_time_intervals)"]
+
+
+# --------------------------------------------------------------------------- ContainsTime
+
+
+def test_business_hours_in_berlin_follow_the_dst_change() -> None:
+    # ContainsTime: the instant is read in the entry's location (t.In(location)), so 09:00 Berlin is
+    # 08:00 UTC in winter and 07:00 UTC from the last Sunday of March (2026-03-29)
+    biz = _spec(times=[{"start_time": "09:00", "end_time": "17:00"}], weekdays=["monday:friday"],
+                location="Europe/Berlin")
+    assert not contains(biz, _ts(2026, 3, 27, 7, 30))  # Friday 08:30 CET
+    assert contains(biz, _ts(2026, 3, 27, 8, 0))  # Friday 09:00 CET: start inclusive
+    assert contains(biz, _ts(2026, 3, 27, 15, 59))  # 16:59 CET
+    assert not contains(biz, _ts(2026, 3, 27, 16, 0))  # 17:00 CET: end exclusive
+    assert contains(biz, _ts(2026, 3, 30, 7, 30))  # Monday 09:30 CEST: one hour earlier in UTC
+    assert not contains(biz, _ts(2026, 3, 30, 15, 0))  # 17:00 CEST
+    # the same wall-clock hours in the autumn change (2026-10-25)
+    assert contains(biz, _ts(2026, 10, 23, 7, 0))  # Friday 09:00 CEST
+    assert not contains(biz, _ts(2026, 10, 26, 7, 30))  # Monday 08:30 CET
+    assert contains(biz, _ts(2026, 10, 26, 8, 0))  # Monday 09:00 CET
+
+
+def test_without_location_intervals_are_utc() -> None:
+    # Intervener.Mutes passes now.UTC(): no location means UTC
+    night = _spec(times=[{"start_time": "22:00", "end_time": "24:00"}])
+    assert contains(night, _ts(2026, 6, 1, 23, 59))
+    assert not contains(night, _ts(2026, 6, 2, 0, 0))  # 24:00 ends the day; 00:00 is the next one
+
+
+def test_weekends() -> None:
+    # WeekdayRange: 0 = Sunday … 6 = Saturday; a weekend is two entries (saturday:sunday is refused)
+    weekend = _spec(weekdays=["saturday", "Sunday"], location="America/New_York")
+    assert contains(weekend, _ts(2026, 6, 6, 12, 0, BERLIN))  # Saturday
+    assert contains(weekend, _ts(2026, 6, 8, 3, 0))  # Monday 03:00 UTC = Sunday 23:00 in New York
+    assert not contains(weekend, _ts(2026, 6, 8, 4, 0))  # Monday 00:00 in New York
+    assert not contains(weekend, _ts(2026, 6, 5, 23, 0, ZoneInfo("America/New_York")))  # Friday
+
+
+def test_negative_days_of_month_count_from_the_month_end() -> None:
+    # ContainsTime: a negative day is daysInMonth + day + 1 (so -1 is the last day, 28th or 29th in February)
+    last = _spec(days_of_month=["-1"])
+    assert contains(last, _ts(2026, 2, 28, 12))
+    assert not contains(last, _ts(2028, 2, 28, 12)) and contains(last, _ts(2028, 2, 29, 12))  # leap year
+    assert contains(last, _ts(2026, 4, 30, 12)) and not contains(last, _ts(2026, 4, 29, 12))
+    last3 = _spec(days_of_month=["-3:-1"])
+    assert [d for d in range(1, 32) if contains(last3, _ts(2026, 1, d, 12))] == [29, 30, 31]
+
+
+def test_days_of_month_beyond_the_month_are_clamped_or_skipped() -> None:
+    # ContainsTime: the end is clamped to the month's length; a range starting after it is skipped
+    late = _spec(days_of_month=["25:31"])
+    assert [d for d in range(1, 29) if contains(late, _ts(2026, 2, d, 12))] == [25, 26, 27, 28]
+    only31 = _spec(days_of_month=["31"])
+    assert not any(contains(only31, _ts(2026, 4, d, 12)) for d in range(1, 31))
+
+
+def test_months_years_and_all_fields_must_match() -> None:
+    # ContainsTime: every field given must contain the instant; within a field any range may
+    q1 = _spec(months=["january:march", "12"], years=["2026:2027"], weekdays=["monday"])
+    assert contains(q1, _ts(2026, 3, 30, 12))  # Monday in March 2026
+    assert not contains(q1, _ts(2026, 3, 31, 12))  # Tuesday
+    assert not contains(q1, _ts(2026, 4, 6, 12))  # Monday in April
+    assert contains(q1, _ts(2027, 12, 6, 12))  # Monday in December 2027
+    assert not contains(q1, _ts(2028, 1, 3, 12))  # 2028
+    assert contains(_spec(), _ts(2030, 1, 1))  # an empty entry is always
+
+
+def test_route_gate_mute_and_active() -> None:
+    # TimeMuteStage: muted when any mute interval contains now; TimeActiveStage: inactive when none of
+    # the active intervals does
+    intervals = {"biz": [_spec(times=[{"start_time": "09:00", "end_time": "17:00"}])],
+                 "lunch": [_spec(times=[{"start_time": "12:00", "end_time": "13:00"}])]}
+    noon, ten, night = _ts(2026, 5, 4, 12, 30), _ts(2026, 5, 4, 10), _ts(2026, 5, 4, 20)
+    assert not gate(intervals, [], ["biz"], ten).closed
+    assert gate(intervals, [], ["biz"], night).inactive == ("biz",)
+    g = gate(intervals, ["lunch"], ["biz"], noon)
+    assert g.muted_by == ("lunch",) and g.reason() == "muted by time interval lunch"
+    assert not gate(intervals, ["lunch"], [], night).closed
