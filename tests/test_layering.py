@@ -17,7 +17,7 @@ alerts → notifications), with the refinements the code needs:
                names and thresholds), template (annotation templates): what config
                validates against, kept below config so that loading a configuration
                never imports analytics or management
- config        YAML → pydantic
+ config        YAML → pydantic; amimport (an Alertmanager config → perf-alerts config text)
  store         SQLite; every SQL statement lives here
  sources       files, host, simulate: samples in
  analytics     stats, trend, anomaly, forecast, health, recommend
@@ -60,7 +60,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [
                 "perf_alerts.selfmetrics")),
     ("model", ("perf_alerts.model",)),
     ("vocabulary", ("perf_alerts.condition", "perf_alerts.detectors", "perf_alerts.template")),
-    ("config", ("perf_alerts.config",)),
+    ("config", ("perf_alerts.config", "perf_alerts.amimport")),
     ("store", ("perf_alerts.store",)),
     ("sources", ("perf_alerts.sources", "perf_alerts.simulate")),
     ("analytics", ("perf_alerts.analytics",)),

@@ -15,7 +15,7 @@ from typing import TYPE_CHECKING, Any, Optional
 
 import typer
 
-from perf_alerts.cli import crew_cmd, manage_cmd, slo_cmd, web_cmd
+from perf_alerts.cli import crew_cmd, import_cmd, manage_cmd, slo_cmd, web_cmd
 from perf_alerts.cli import output as out
 from perf_alerts.cli._common import app, state, system
 from perf_alerts.errors import InputError
@@ -709,6 +709,7 @@ app.add_typer(crew_cmd.crew_app, name="crew")  # crewai is imported inside its c
 app.command("dashboard")(web_cmd.dashboard)  # fastapi/uvicorn imported inside
 manage_cmd.register(app)  # run, status, optimize, schedules, policies, audit
 slo_cmd.register(app)  # slo
+import_cmd.register(app)  # import-alertmanager
 
 
 def main() -> None:
