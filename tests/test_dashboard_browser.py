@@ -233,6 +233,7 @@ def test_every_panel_says_what_a_user_needs_on_a_desktop_and_a_phone(tmp_path: P
             sched = page.locator("#schedules").inner_text()
             assert "continuous (every 1m)" in sched and "daily-summary" in sched and "never" in sched
             assert re.search(r"OVERDUE", sched, re.I) and "UTC" in sched and "`" not in sched
+            assert re.search(r"(?i:overdue) by \d+[dhm]", sched), sched  # the duration keeps its case: 2m24s, not 2M24S
             pol = page.locator("#policies").inner_text()
             assert "health-critical" in pol and "health < 50 and firing.critical > 0" in pol
             assert re.search(r"cooling down", pol, re.I) and "until" in pol and "`" not in pol
@@ -254,6 +255,8 @@ def test_every_panel_says_what_a_user_needs_on_a_desktop_and_a_phone(tmp_path: P
             assert all(t["left"] >= 0 for f in ticks for t in f["ticks"]), ticks
 
             # health: both agents with a score
+            # the scores are the last hour judged against the day (a morning's incident is not in them): say so
+            assert page.locator("#health-window").inner_text() == "the last 1h vs the 1d before"
             health = page.locator("#health").inner_text()
             assert "researcher" in health and "writer" in health
 

@@ -537,7 +537,13 @@ def create_app(system: "PerfAlerts", *, token: str | None = None, notifier: "Not
             if hit is not None and time.monotonic() - hit[0] < HEALTH_TTL:
                 return hit[1]
             rep = system.analyze(lookback=lb, agent=agent)
-            out = {"at": iso(system.clock.now()), "window": rep.window.to_dict(), "overall": rep.health.to_dict(),
+            # the scores judge the last `recent` (insights.recent_window) against the rest of the lookback:
+            # the page must say "now vs the day", not "over the day" (a morning's incident is not in them)
+            from perf_alerts.insights import recent_window
+            from perf_alerts.timeutil import format_duration
+
+            out = {"at": iso(system.clock.now()), "window": rep.window.to_dict(),
+                   "recent": format_duration(recent_window(lb)), "overall": rep.health.to_dict(),
                    "agents": {name: h.to_dict() for name, h in rep.agents.items()}, "findings": rep.findings,
                    "series_analyzed": rep.series_analyzed}
             if len(health_cache) > 32:

@@ -372,7 +372,9 @@
       el("span", { class: "muted small", text: "overall health" }),
       el("span", { class: "score big score-" + scoreClass(ov.score), text: ov.score === null || ov.score === undefined ? "no data" : fmt(Math.round(ov.score)) }),
       el("span", { class: "muted small", text: ov.status || "" }));
-    document.getElementById("health-window").textContent = h.window ? "over the last " + h.window.lookback : "";
+    // the scores are the last `recent` judged against the lookback, not the whole lookback
+    document.getElementById("health-window").textContent = !h.window ? "" : h.recent
+      ? "the last " + h.recent + " vs the " + h.window.lookback + " before" : "over the last " + h.window.lookback;
     const agents = Object.entries(h.agents || {});
     const cards = agents.map(([name, d]) => healthCard(name, d));
     if (!agents.length) cards.push(healthCard("overall", ov));
@@ -424,7 +426,9 @@
       s.every === undefined || s.every === null ? "—" : String(s.every) + (s.interval && s.interval !== s.every ? " (every " + s.interval + ")" : ""),
       s.last_run ? el("span", {}, shortTime(s.last_run), s.last_status ? el("span", { class: "muted small", text: " " + s.last_status }) : null) : "never",
       s.next_run ? shortTime(s.next_run) : "—",
-      s.enabled === false ? badge("none", "disabled") : s.overdue ? badge("bad", "overdue" + (s.overdue_by ? " " + s.overdue_by : "")) : badge("good", "on time")]);
+      s.enabled === false ? badge("none", "disabled") : s.overdue
+        // the badge is upper-cased by CSS: the duration goes beside it ("2M24S" read as months)
+        ? el("span", {}, badge("bad", "overdue"), s.overdue_by ? el("span", { class: "small", text: " by " + s.overdue_by }) : null) : badge("good", "on time")]);
     replace("schedules", table(["Name", "Job", "Every", "Last run", "Next run", "State"], rows, "No schedules configured."));
   }
 
