@@ -565,3 +565,71 @@ def test_cli_bad_input_exits_2_with_one_line(tmp_path: Path) -> None:
     assert len(r.stderr.strip().splitlines()) == 1 and f"{bad}:3:1: invalid YAML" in r.stderr, r.stderr
     r = _run("import-alertmanager", str(tmp_path / "missing.yml"), cwd=tmp_path)
     assert r.returncode == 2 and "missing.yml: file not found" in r.stderr
+
+
+# --------------------------------------------------------------------------- end to end
+
+
+RULES = """
+rules:
+  - name: HighLatency
+    type: threshold
+    metric: lat
+    aggregate: last
+    window: 10m
+    op: ">"
+    value: 30
+    severity: critical
+"""
+
+
+def test_converted_config_delivers_to_each_integration_through_the_pipeline(tmp_path: Path) -> None:
+    """The user's path: convert, put the rules in the same file, set the variables the report names,
+    run. A receiver with two Discord integrations notifies both webhooks; the one with
+    send_resolved: false gets no resolved notification (Alertmanager's per-integration setting)."""
+    from fake_discord import fake_discord
+
+    from perf_alerts.core import PerfAlerts
+    from perf_alerts.notify.outbox import Outbox
+    from perf_alerts.notify.pipeline import Notifier
+    from perf_alerts.store import Store
+    from perf_alerts.timeutil import ManualClock
+
+    result = _convert("""
+        route:
+          receiver: quiet
+          group_wait: 0s
+          group_interval: 1m
+          repeat_interval: 1h
+          routes:
+            - matchers: ['severity="critical"']
+              receiver: oncall
+        receivers:
+          - name: quiet
+          - name: oncall
+            discord_configs:
+              - webhook_url: 'https://discord.com/api/webhooks/1/first-secret'
+              - webhook_url: 'https://discord.com/api/webhooks/2/second-secret'
+                send_resolved: false
+            email_configs:
+              - to: oncall@example.org
+        """)
+    assert result.env_vars == ["DISCORD_WEBHOOK_ONCALL", "DISCORD_WEBHOOK_ONCALL_2"]
+    t0 = 1_800_000_000.0
+    with fake_discord() as srv:
+        env = {"DISCORD_WEBHOOK_ONCALL": srv.url_for(1, "a"), "DISCORD_WEBHOOK_ONCALL_2": srv.url_for(2, "b")}
+        cfg = parse_config(RULES + result.text, "alerting.yaml", env=env)
+        clock = ManualClock(t0)
+        pa = PerfAlerts(cfg, Store(tmp_path / "s.db"), clock)
+        notifier = Notifier(pa, console_write=lambda _line: None)
+        pa.record("lat", 50, {"agent": "a"})
+        for at in (t0, t0 + 20 * 60, t0 + 40 * 60):  # fires; no more data: resolves; the resolved goes out
+            clock.set(at)
+            pa.evaluate()
+            notifier.plan()
+            notifier.deliver()
+        assert len(srv.posted(1)) == 1 and len(srv.posted(2)) == 1  # one firing message on each webhook
+        sent = sorted((n.receiver, n.state, any(a.get("state") == "firing" for a in n.body.get("alerts", [])))
+                      for n in Outbox(pa.store).recent())
+        assert sent == [("oncall-discord-1", "delivered", False), ("oncall-discord-1", "delivered", True),
+                        ("oncall-discord-2", "delivered", True)]

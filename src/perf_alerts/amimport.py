@@ -80,6 +80,7 @@ DISCORD_KEYS = ("send_resolved", "http_config", "webhook_url", "webhook_url_file
 WEBHOOK_KEYS = ("send_resolved", "http_config", "url", "url_file", "max_alerts", "timeout")
 # http_config keys that do not change what is sent (Alertmanager's defaults) when left at these values
 _HTTP_HARMLESS = {"follow_redirects": True, "enable_http2": True}
+_AUTH_KEYS = ("authorization", "bearer_token", "bearer_token_file", "basic_auth")
 MAX_GUARDS = 256  # guard routes one split node may need (the product of its continue children's matcher counts)
 
 _NEGATION = {"=": "!=", "!=": "=", "=~": "!~", "!~": "=~"}
@@ -447,7 +448,7 @@ class _Converter:
         for i, rc in enumerate(self.seq(raw, ("receivers",), "receivers")):
             path: tuple[Any, ...] = ("receivers", i)
             rc = self.mapping(rc, path, "a receiver")
-            name = self.doc.text(path + ("name",), rc.get("name")).strip() if rc.get("name") is not None else ""
+            name = self.doc.text(path + ("name",), rc.get("name")) if rc.get("name") is not None else ""
             if not name:  # Alertmanager: "missing name in receiver"
                 raise self.fail(path, "missing name in receiver")
             if name in names:  # Alertmanager: "notification config name %q is not unique"
@@ -579,18 +580,20 @@ class _Converter:
 
     def http_config(self, receiver: str, raw: Any, path: tuple[Any, ...], headers: dict[str, str] | None) -> None:
         """Authorization and custom headers become webhook headers (secrets through the environment);
-        what perf-alerts' receivers cannot do (TLS client settings, proxies, OAuth2) is reported."""
+        what perf-alerts' receivers cannot do (TLS client settings, proxies, OAuth2) is reported
+        (for global.http_config, once by `read_global`)."""
         c = self.mapping(raw, path, "http_config")
+        shared = path[:1] == ("global",)
         for key, value in c.items():
             kp = path + (key,)
             if key in _HTTP_HARMLESS and value == _HTTP_HARMLESS[key]:
                 continue
-            if headers is not None and key in ("authorization", "bearer_token", "bearer_token_file", "basic_auth"):
+            if headers is not None and key in _AUTH_KEYS:
                 self.auth_header(receiver, key, value, kp, headers)
             elif headers is not None and key == "http_headers":
                 for h, spec in self.mapping(value, kp, "http_headers").items():
                     self.custom_header(receiver, str(h), spec, kp + (h,), headers)
-            else:
+            elif not shared:
                 self.note("unsupported", f"receiver {receiver!r}: {_dotted(kp)} not supported; dropped")
 
     def auth_header(self, receiver: str, key: str, value: Any, path: tuple[Any, ...], headers: dict[str, str]) -> None:
@@ -643,6 +646,11 @@ class _Converter:
                                   "resolves alerts itself); dropped")
             elif key == "http_config":
                 self.global_http = value
+                # reported once here; authorization and headers go into each webhook that uses it
+                for k, v in self.mapping(value, ("global", key), "http_config").items():
+                    harmless = k in _HTTP_HARMLESS and v == _HTTP_HARMLESS[k]
+                    if k not in _AUTH_KEYS and k != "http_headers" and not harmless:
+                        self.note("unsupported", f"global.http_config.{k} not supported; dropped")
             else:
                 self.note("unsupported", f"global.{key}: ignored (it configures an integration perf-alerts does not "
                                          "support)")
