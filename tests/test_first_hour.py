@@ -124,6 +124,22 @@ def test_counts_read_as_english() -> None:
     assert plural(1, "predicted breach", "predicted breaches") == "1 predicted breach"
 
 
+def test_reports_and_notifications_count_in_english_not_with_parenthesised_plurals() -> None:
+    """The demo printed "2 critical incident(s)", "1 recommendation(s)", "1 alert(s) firing": the same
+    counts a person reads in the summary, a Discord title and `analyze` go through plural()."""
+    from perf_alerts.analytics.health import period_health
+
+    one = period_health([], {"count": 2, "critical": 1, "warning": 1, "total_minutes": 20, "critical_minutes": 5}, 80.0)
+    assert "1 critical incident (5 min) and no SLO data to judge the period by" in one.reasons, one.reasons
+    two = period_health([], {"count": 2, "critical": 0, "warning": 2, "total_minutes": 20, "critical_minutes": 0}, 80.0)
+    assert "2 warning incidents, 20 min" in two.reasons, two.reasons
+    src = Path(__file__).resolve().parents[1] / "src" / "perf_alerts"
+    lazy = [f"{f.relative_to(src)}:{i}" for f in sorted(src.rglob("*.py"))
+            for i, line in enumerate(f.read_text(encoding="utf-8").splitlines(), 1)
+            if re.search(r"\b(incident|recommendation|alert)\(s\)", line)]
+    assert lazy == [], lazy
+
+
 def test_evaluate_counts_distinct_series_and_speaks_english(run: Run) -> None:
     # two rules over the same 2 series: 2 series, not 4 (rule × series)
     _csv(run.dir / "a.csv", [(T0 + 60 * i, "crew_task_seconds", 5, a) for i in range(3) for a in ("x", "y")])

@@ -22,6 +22,7 @@ from perf_alerts.config import Config
 from perf_alerts.model import Alert, AlertState
 from perf_alerts.rules.template import fmt_number
 from perf_alerts.store import SampleBlock, SeriesInfo, Store
+from perf_alerts.textsafe import plural
 from perf_alerts.timeutil import format_duration, iso
 
 if TYPE_CHECKING:
@@ -338,7 +339,7 @@ def analyze(store: Store, config: Config, at: float, lookback: float, alerts: li
         findings.append(f"{af.series}: anomaly score {af.max_score} at {af.at} (value {af.value})")
     firing = [a for a in alerts if a.state == AlertState.FIRING]
     if firing:
-        findings.insert(0, f"{len(firing)} alert(s) firing: " + ", ".join(sorted({a.rule for a in firing})))
+        findings.insert(0, f"{plural(len(firing), 'alert')} firing: " + ", ".join(sorted({a.rule for a in firing})))
 
     return AnalysisReport(
         window=Window(_iso(start), _iso(at), format_duration(lookback)),

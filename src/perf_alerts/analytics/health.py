@@ -9,6 +9,8 @@ from __future__ import annotations
 from dataclasses import dataclass, field
 from typing import Any
 
+from perf_alerts.textsafe import plural
+
 WEIGHTS = {"latency": 0.35, "errors": 0.35, "alerts": 0.2, "resources": 0.1}
 
 # Latency at or below 1.1× its own baseline is healthy; 3× is fully degraded.
@@ -147,15 +149,15 @@ def period_health(slos: list[dict[str, Any]], incidents: dict[str, Any], compone
     if breached:
         status = "critical" if crit else "degraded"
         if crit:
-            reasons.append(f"{crit} critical incident(s), {incidents.get('critical_minutes', 0):g} min")
+            reasons.append(f"{plural(crit, 'critical incident')}, {incidents.get('critical_minutes', 0):g} min")
     elif crit:
         if measured:
             status = "healthy"
-            reasons.append(f"{crit} critical incident(s) ({incidents.get('critical_minutes', 0):g} min) but every "
+            reasons.append(f"{plural(crit, 'critical incident')} ({incidents.get('critical_minutes', 0):g} min) but every "
                            f"SLO held ({len(measured)} measured)")
         else:
             status = "degraded"
-            reasons.append(f"{crit} critical incident(s) ({incidents.get('critical_minutes', 0):g} min) and no SLO "
+            reasons.append(f"{plural(crit, 'critical incident')} ({incidents.get('critical_minutes', 0):g} min) and no SLO "
                            f"data to judge the period by")
     elif at_risk:
         status = "degraded"
@@ -166,7 +168,7 @@ def period_health(slos: list[dict[str, Any]], incidents: dict[str, Any], compone
     for s in at_risk:
         reasons.append(f"SLO {s.get('series', s.get('name'))} at risk: {s.get('why')}")
     if warn and not crit:
-        reasons.append(f"{warn} warning incident(s), {incidents.get('total_minutes', 0):g} min")
+        reasons.append(f"{plural(warn, 'warning incident')}, {incidents.get('total_minutes', 0):g} min")
     if status == "healthy" and not reasons:
         reasons.append(f"every SLO held ({len(measured)} measured) and no critical incident" if measured
                        else "no SLO data; no critical incident; judged from the measured components")

@@ -215,7 +215,7 @@ def _execution_text(ex: dict[str, Any]) -> str:
         what = ("would call " + str(d["would_call"]) + (f" with {json.dumps(d['params'], sort_keys=True, default=str)}" if d.get("params") else "")
                 if d.get("would_call") else
                 f"would post {', '.join(map(str, d['would_post']))}" if d.get("would_post") else
-                f"would escalate {d['would_escalate']} alert(s) to {', '.join(d.get('receivers', []))}"
+                f"would escalate {plural(int(d['would_escalate']), 'alert')} to {', '.join(d.get('receivers', []))}"
                 if "would_escalate" in d else "would run")
         return f"{head}: dry run, {what} (enable it per action to run it)"
     return f"{head}: {ex['result']}"

@@ -35,6 +35,7 @@ from perf_alerts.config import PolicyAction
 from perf_alerts.errors import ConfigError
 from perf_alerts.model import AlertState, alert_snapshot, sort_worst_first
 from perf_alerts.notify.redact import redact, register_secret
+from perf_alerts.textsafe import plural
 from perf_alerts.timeutil import format_duration, iso
 
 if TYPE_CHECKING:
@@ -215,7 +216,7 @@ def _do_optimization_review(ctx: ActionContext) -> ActionResult:
     if a.send and recs:
         text = "\n".join(f"• [{r['priority']}] {r['title']}\n  → {r['action']}" for r in recs[:10])
         detail["notifications"] = _notifier(ctx).enqueue_message(
-            a.title or f"Optimization review (policy {ctx.policy}): {len(recs)} recommendation(s)", text, "info",
+            a.title or f"Optimization review (policy {ctx.policy}): {plural(len(recs), 'recommendation')}", text, "info",
             labels={"policy": ctx.policy, **a.labels}, kind="optimization_review", at=ctx.now)
     return ActionResult("ok", "recommendations", detail)
 

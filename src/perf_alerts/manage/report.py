@@ -14,6 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from perf_alerts.textsafe import plural
 from perf_alerts.timeutil import parse_timestamp
 
 if TYPE_CHECKING:
@@ -174,7 +175,7 @@ img{{max-width:100%;margin-top:1em}}
 <h2>SLOs (over the period, {e(p['length'])})</h2>
 <table><tr><th>SLO</th><th>objective</th><th>achieved</th><th>budget left</th><th>burn (last hour)</th><th>status</th><th>why</th></tr>{slo_rows or '<tr><td colspan="7">no SLOs configured</td></tr>'}</table>
 <h2>Incidents</h2>
-<p>{inc.get('count', 0)} incident(s) ({inc.get('critical', 0)} critical, {inc.get('warning', 0)} warning);
+<p>{plural(int(inc.get('count', 0)), 'incident')} ({inc.get('critical', 0)} critical, {inc.get('warning', 0)} warning);
 {e(str(inc.get('total_text', '-')))} in total, longest {e(str(inc.get('longest_text', '-')))}; MTTA {e(str(inc.get('mtta_text', mtta)))}, MTTR {e(str(inc.get('mttr_text', mttr)))}</p>
 <ul>{incidents or '<li>none</li>'}</ul>
 <h2>Cost</h2><ul>{cost or '<li>no budget SLO configured</li>'}</ul>

@@ -25,6 +25,7 @@ from typing import TYPE_CHECKING, Any, Callable
 from perf_alerts.config import Schedule
 from perf_alerts.store import LeadershipLost
 from perf_alerts.store.management import ScheduleState
+from perf_alerts.textsafe import plural
 from perf_alerts.timeutil import format_duration, iso
 
 if TYPE_CHECKING:
@@ -214,7 +215,7 @@ class Scheduler:
         if sch.send and recs:
             text = "\n".join(f"• [{r['priority']}] {r['title']}\n  → {r['action']}" for r in recs[:10])
             out["notifications"] = self.notifier.enqueue_message(
-                f"Optimization review: {len(recs)} recommendation(s)", text, "info",
+                f"Optimization review: {plural(len(recs), 'recommendation')}", text, "info",
                 labels={"schedule": sch.name}, kind="optimization_review", at=now)
         return "ok", out
 

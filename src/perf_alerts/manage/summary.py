@@ -15,6 +15,7 @@ from typing import TYPE_CHECKING, Any
 from perf_alerts.analytics.health import period_health
 from perf_alerts.analytics.slo import human_time, iso_seconds
 from perf_alerts.model import AlertState, Severity
+from perf_alerts.textsafe import plural
 from perf_alerts.timeutil import format_duration
 
 if TYPE_CHECKING:
@@ -376,7 +377,7 @@ def _headline(s: ExecutiveSummary) -> list[str]:
             line += f"; {nodata} without data"
         out.append(line + ".")
     if inc["count"]:
-        out.append(f"{inc['count']} incident(s) ({inc['critical']} critical, {inc['warning']} warning): "
+        out.append(f"{plural(inc['count'], 'incident')} ({inc['critical']} critical, {inc['warning']} warning): "
                    f"{inc['total_text']} in total, longest {inc['longest_text']}; MTTA {inc['mtta_text']}, "
                    f"MTTR {inc['mttr_text']}.")
     else:
@@ -393,7 +394,7 @@ def _headline(s: ExecutiveSummary) -> list[str]:
         out.append(f"Health now (the last hour): {_fmt(h['score'])}/100, {h['status']}{ch}.")
     al = s.alerts
     parts = [f"{n} {sev}" for sev, n in al["fired_by_severity"].items() if n]
-    out.append(f"{al['fired_total']} alert(s) fired" + (f" ({', '.join(parts)})" if parts else "")
+    out.append(f"{plural(al['fired_total'], 'alert')} fired" + (f" ({', '.join(parts)})" if parts else "")
                + f"; {al['firing_now']} firing now.")
     if s.worst_agents:
         w = s.worst_agents[0]
@@ -427,7 +428,7 @@ def to_markdown(summary: ExecutiveSummary) -> str:
     inc = s.incidents
     if inc is not None:
         lines += ["", "## Incidents", "",
-                  f"{inc['count']} incident(s) ({inc['critical']} critical, {inc['warning']} warning); "
+                  f"{plural(inc['count'], 'incident')} ({inc['critical']} critical, {inc['warning']} warning); "
                   f"{inc['total_text']} in total, longest {inc['longest_text']}; MTTA {inc['mtta_text']}, "
                   f"MTTR {inc['mttr_text']}"]
         if inc["list"]:
