@@ -38,6 +38,7 @@ number PyYAML would make of it), duplicate keys are refused, and every error nam
 from __future__ import annotations
 
 import copy
+import difflib
 import itertools
 import re
 from dataclasses import dataclass, field
@@ -252,8 +253,6 @@ class _Converter:
     def unknown_keys(self, data: Mapping[str, Any], path: tuple[Any, ...], known: tuple[str, ...], what: str) -> None:
         for k in data:
             if k not in known:
-                import difflib
-
                 close = difflib.get_close_matches(str(k), known, n=1)
                 hint = f"; did you mean {close[0]!r}?" if close else f"; valid: {', '.join(known)}"
                 raise self.fail(path + (k,), f"unknown field {k!r} in {what} (Alertmanager refuses it too){hint}")
@@ -335,8 +334,6 @@ class _Converter:
         receiver = node.get("receiver")
         receiver = None if receiver in (None, "") else self.doc.text(path + ("receiver",), receiver)
         if receiver is not None and receiver not in self.parts:  # Alertmanager: "undefined receiver %q used in route"
-            import difflib
-
             close = difflib.get_close_matches(receiver, list(self.parts), n=1)
             hint = f" (did you mean {close[0]!r}?)" if close else ""
             raise self.fail(path + ("receiver",), f"undefined receiver {receiver!r} used in route{hint}; defined: "
@@ -428,15 +425,12 @@ class _Converter:
         for c in continuing:
             count *= len(c.matchers)
         if count > MAX_GUARDS:
-            raise self.fail(r.path, f"cannot convert exactly: receiver {self.receiver_of(r)!r} has several integrations "
+            raise self.fail(r.path, f"cannot convert exactly: the receiver of this route has several integrations "
                                     f"and this route's continue children need {count:,} guard routes (at most "
                                     f"{MAX_GUARDS}); give the receiver one integration or route its integrations by hand")
         self.guards += count
         return [{"matchers": [matcher_yaml(_negate(m)) for m in combo], "routes": copy.deepcopy(leaves)}
                 for combo in itertools.product(*[c.matchers for c in continuing])]
-
-    def receiver_of(self, r: AmRoute) -> str:
-        return r.receiver or "(inherited)"
 
     # ----------------------------------------------------------------- receivers
 
