@@ -10,8 +10,8 @@ Discord-like server of tests/fake_discord.py (127.0.0.1 only) and prints plain n
   lock 10s    another process holds the SQLite write lock for 10 s; GET /api/v1/alerts
               every 100 ms: p50 / p99 / max latency (s)
   loop slow / loop 429
-              deliver_message + deliver_due called synchronously inside a running event
-              loop: the loop's worst lateness (ms)
+              deliver_due + deliver_message + deliver_summary called synchronously inside
+              a running event loop: the loop's worst lateness (ms) and each call's time
 
 Columns: notifications the scenario should deliver; lost (never announced, or a resolution
 never shown); duplicated (notifications received more than once); max copies; orphaned

@@ -10,10 +10,11 @@ Real processes against the Discord-like server in `fake_discord.py` (127.0.0.1 o
    about that announced a now-resolved alert shows it green;
 3. another process holds the SQLite write lock for 10 s: the daemon's `/api/v1/alerts` keeps
    answering within 1 s (polled every ~100 ms);
-4. the sync API (`deliver_message`, `deliver_due`) called from inside a running event loop
-   never blocks that loop (no tick late by 0.25 s, half the shortest answer it could wait for),
-   against a Discord that answers slowly or 429s,
-   and what it queued is still delivered exactly once.
+4. the sync API (`deliver_due`, `deliver_message`, `deliver_summary`) called from inside a
+   running event loop never blocks that loop for more than 50 ms (each call returns within
+   50 ms, and no tick of a ticker on that loop is late by 0.25 s, half the shortest answer it
+   could wait for, whatever else loads the machine), against a Discord that answers slowly or
+   429s, and what it queued is still delivered exactly once.
 
 Every notification is identified in Discord by its alert's `agent` label (`svc-NNN`, one alert
 per group), and each one is padded so that it gets a message of its own: copies are counted
@@ -474,16 +475,16 @@ class LeakWatch:
 
 def run_sync_in_loop(tmp: Path, mode: str, *, lease: bool = True) -> dict[str, Any]:
     """Inside `asyncio.run(main())` a ticker measures its own lateness while `main` calls
-    `deliver_due(...)` (three firing alerts) and `deliver_message(...)` synchronously; Discord is slow (`mode="slow"`:
-    every answer held 0.5 s) or answers 429 for 2 s (`mode="429"`)."""
+    `deliver_due(...)` (three firing alerts), `deliver_message(...)` and `deliver_summary(...)` synchronously;
+    Discord is slow (`mode="slow"`: every answer held 0.5 s) or answers 429 for 2 s (`mode="429"`)."""
     from perf_alerts.config import load_config
     from perf_alerts.core import PerfAlerts
-    from perf_alerts.notify.pipeline import deliver_due, deliver_message
+    from perf_alerts.notify.pipeline import deliver_due, deliver_message, deliver_summary
     from perf_alerts.store import Store
 
     cfg, db = write_config(tmp, lease=lease), tmp / "store.db"
     agents = {agent(i) for i in range(3)}
-    title = "Deploy finished"
+    title, summary_title = "Deploy finished", "Weekly performance summary"
     t0 = time.monotonic()
     with LeakWatch() as leaks, fake_discord() as srv:
         url = srv.url_for(HOOK_ID, TOKEN)
@@ -499,8 +500,8 @@ def run_sync_in_loop(tmp: Path, mode: str, *, lease: bool = True) -> dict[str, A
             else:
                 srv.force_global_429(2.0)
 
-            def titled() -> int:
-                return sum(1 for p in srv.posted(HOOK_ID) for e in p["embeds"] if e.get("title") == title)
+            def titled(want: str = title) -> int:
+                return sum(1 for p in srv.posted(HOOK_ID) for e in p["embeds"] if e.get("title") == want)
 
             async def main() -> dict[str, Any]:
                 loop = asyncio.get_running_loop()
@@ -524,8 +525,10 @@ def run_sync_in_loop(tmp: Path, mode: str, *, lease: bool = True) -> dict[str, A
                 deliver_message(pa, title, "info", "release 42 is live")
                 calls["deliver_message"] = time.monotonic() - t
                 t = time.monotonic()
+                deliver_summary(pa, {"title": summary_title, "text": "p95 latency down 12% week on week"})
+                calls["deliver_summary"] = time.monotonic() - t
                 deadline = loop.time() + 30
-                while loop.time() < deadline and not (titled() and all_posted(srv, agents)):
+                while loop.time() < deadline and not (titled() and titled(summary_title) and all_posted(srv, agents)):
                     await asyncio.sleep(0.1)
                 await asyncio.sleep(0.5)  # a second copy, if any, arrives now
                 stop.set()
@@ -536,7 +539,7 @@ def run_sync_in_loop(tmp: Path, mode: str, *, lease: bool = True) -> dict[str, A
         finally:
             store.close()
         c = copies(srv)
-        counts = [c[(a, "firing")] for a in sorted(agents)] + [titled()]
+        counts = [c[(a, "firing")] for a in sorted(agents)] + [titled(), titled(summary_title)]
         res.update(notifications=len(counts), lost=sum(1 for x in counts if x == 0),
                    duplicated=sum(1 for x in counts if x > 1), max_copies=max(counts),
                    seconds=round(time.monotonic() - t0, 1))
@@ -602,5 +605,9 @@ def test_sync_api_inside_a_running_loop_never_blocks_it(tmp_path: Path, mode: st
     # blocking would hold the loop for a whole answer (0.5 s slow, 2 s of 429s); under 0.25 s it was not
     # blocked, whatever else runs on the machine (the 4 ms measured unloaded is bench/delivery_concurrency.py's)
     assert res["max_lateness"] < 0.25, res
+    # the issue's bound: a sync call holds the loop only while it runs, so each must return within 50 ms
+    # (they queue work on the notification engine and return; measured 0-7 ms on a loaded machine)
+    assert set(res["call_seconds"]) == {"deliver_due", "deliver_message", "deliver_summary"}, res
+    assert max(res["call_seconds"].values()) <= 0.05, res
     assert res["lost"] == 0 and res["max_copies"] == 1, res
     assert res["resource_warnings"] == [], res
