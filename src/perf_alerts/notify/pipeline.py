@@ -13,6 +13,7 @@ import contextlib
 import hashlib
 import json
 import logging
+import math
 import time
 from collections import defaultdict
 from dataclasses import dataclass, field
@@ -30,6 +31,8 @@ from perf_alerts.notify.outbox import STATES, Notification, Outbox
 from perf_alerts.notify.receivers import Accepted, DiscordContext, Outcome, send_console, send_discord, send_file, send_webhook
 from perf_alerts.notify.redact import redact, register_secret
 from perf_alerts.notify.routing import ResolvedRoute, match_routes
+from perf_alerts.notify.silence import active_silences
+from perf_alerts.notify.timeintervals import gate
 from perf_alerts.store.outbox import NotifyGroupRow
 
 if TYPE_CHECKING:
@@ -78,6 +81,32 @@ class DeliveryReport:
         return {"delivered": self.delivered, "failed": self.failed, "dead": self.dead, "dropped": self.dropped,
                 "requests": self.requests, "rate_limited": self.rate_limited, "disabled_receivers": self.disabled_receivers,
                 "errors": self.errors[:20], **({"background": True} if self.background else {})}
+
+
+def _needs_update(notified: bool, prev: set[str], shown: set[str], resolved: set[str], send_resolved: bool,
+                  last_sent: float | None, repeat_interval: float, at: float, unacknowledged: bool) -> bool:
+    """Alertmanager's DedupStage.needsUpdate at a flush: whether the group notifies.
+
+    `prev` is what the last notification announced as firing, `shown` the firing alerts a
+    notification may show now (not muted), `resolved` the resolved ones it may show. A group
+    that never notified does so once something fires; new firing alerts, newly resolved ones
+    (with send_resolved) and "everything resolved" notify; otherwise only `repeat_interval`
+    after the last notification, checked at flushes only — so a repeat_interval below
+    group_interval repeats every group_interval, and one that is a multiple of it waits for the
+    flush after (Alertmanager: the last notification must be *before* now - repeat_interval).
+    A repeat waits while every alert is acknowledged (perf-alerts' acknowledgements).
+    """
+    if not shown and not resolved:  # all muted: the pipeline stops before the dedup stage
+        return False
+    if not notified:
+        return bool(shown)
+    if shown - prev:
+        return True
+    if not shown:
+        return bool(prev)
+    if send_resolved and resolved:
+        return True
+    return unacknowledged and last_sent is not None and last_sent < at - repeat_interval
 
 
 def _target_hash(r: Receiver) -> str:
@@ -133,9 +162,9 @@ class Notifier:
         cfg = self.config
         rep = PlanReport()
         with self.store.transaction() as con:
-            # active alerts, plus the resolved ones some group still owes a resolution: not the whole history
+            # active alerts, plus the resolved ones some group still holds: not the whole history
             states = self.store.notify_groups_load(con)
-            owed = {fp for st in states.values() for fp in st.sent_firing}
+            owed = {fp for st in states.values() for fp in (*st.sent_firing, *st.members)}
             alerts = self.store.load_alerts(states=[AlertState.FIRING, AlertState.PENDING], con=con)
             have = {a.fingerprint for a in alerts}
             alerts += self.store.load_alerts(fingerprints=sorted(owed - have), con=con)
@@ -144,11 +173,23 @@ class Notifier:
             mute = muting(self.store, cfg, alerts, at)
             muted = mute.muted
             rep.silenced, rep.inhibited = len(mute.silenced), len(mute.inhibited)
+            intervals = cfg.time_interval_map()
+            silences: list[Any] | None = None
 
+            def muted_now(a: Alert) -> bool:
+                """A resolved alert is still muted while a silence matches it or a firing source
+                inhibits it (Alertmanager's MuteStage asks about the labels, whatever the state)."""
+                nonlocal silences
+                if a.fingerprint in mute.inhibited:
+                    return True
+                if silences is None:
+                    silences = active_silences(self.store, at)
+                return any(s.matches(a.labels) for s in silences)
+
+            # every firing alert belongs to its routes' groups, muted or not (as in Alertmanager's
+            # aggregation groups): muting decides what a flush shows, not when the group flushes
             current: dict[str, tuple[ResolvedRoute, dict[str, str], dict[str, Alert]]] = {}
             for a in firing:
-                if a.fingerprint in muted:
-                    continue
                 for route in match_routes(cfg.route, a.labels):
                     gl = route.group_labels(a.labels)
                     key = f"{route.id}|{route.receiver}|{canonical_labels(gl)}"
@@ -159,56 +200,75 @@ class Notifier:
                 st = states.get(key)
                 if route_now is not None:
                     route, group_labels, fmap = route_now
-                    settings = {"group_wait": route.group_wait, "group_interval": route.group_interval,
-                                "repeat_interval": route.repeat_interval, "send_resolved": route.send_resolved}
+                    settings: dict[str, Any] = {"group_wait": route.group_wait, "group_interval": route.group_interval,
+                                "repeat_interval": route.repeat_interval, "send_resolved": route.send_resolved,
+                                "mute_time_intervals": list(route.mute_time_intervals),
+                                "active_time_intervals": list(route.active_time_intervals)}
                     receiver = route.receiver
                 else:
                     assert st is not None
                     group_labels, fmap = st.group_labels, {}
                     settings = st.settings
                     receiver = st.receiver
-                firing_now = set(fmap)
-                prev = set(st.sent_firing) if st else set()
-                resolved = {fp for fp in prev - firing_now if fp in by_fp and by_fp[fp].state == AlertState.RESOLVED}
-                # announced earlier, still firing, but silenced or inhibited now
-                held = {fp for fp in prev - firing_now if fp in by_fp and by_fp[fp].state == AlertState.FIRING}
+                members = set(fmap)
+                shown = {fp for fp in members if fp not in muted}  # what a flush may show as firing
+                prev = set(st.sent_firing) if st else set()  # announced as firing by the last notification
+                gone = ((prev | set(st.members)) if st else set()) - members
+                resolved = {fp for fp in gone if fp in by_fp and by_fp[fp].state == AlertState.RESOLVED}
+                # announced earlier, still firing, muted now: owed its resolution (perf-alerts keeps it)
+                held = prev & (members - shown)
                 # the route's send_resolved and the receiver's (Alertmanager's per-integration
                 # send_resolved, default true): either false keeps resolved notifications back
                 rcv_cfg = next((r for r in cfg.receivers if r.name == receiver), None)
                 send_resolved = bool(settings["send_resolved"]) and (rcv_cfg is None or rcv_cfg.send_resolved)
+                group_interval = float(settings["group_interval"])
                 if st is None:
-                    if not firing_now:
+                    if not members:
                         continue
                     first_seen, last_sent = at, None
+                    next_flush: float = at + float(settings["group_wait"])
                 else:
                     first_seen, last_sent = st.first_seen, st.last_sent_at
-                if last_sent is None:
-                    due = flush_new_groups or at >= first_seen + settings["group_wait"]
-                elif (firing_now - prev) or (resolved and send_resolved):
-                    due = at >= last_sent + settings["group_interval"]
-                else:
-                    # repeat reminders only while someone still has to look: acknowledged alerts stay quiet
-                    due = any(not fmap[fp].acknowledged for fp in firing_now) and \
-                        at >= last_sent + settings["repeat_interval"]
-                sent = prev
-                if due:
-                    out = [fmap[fp] for fp in sorted(firing_now)]
-                    if send_resolved:
-                        out += [by_fp[fp] for fp in sorted(resolved)]
-                    if out:
-                        body = {"group_labels": group_labels, "alerts": [alert_snapshot(a) for a in out]}
-                        rep.created.append(self.outbox.enqueue(con, receiver, "alerts", key, body, at))
-                    last_sent, sent = at, firing_now | held
-                elif not send_resolved:
-                    sent = prev - resolved
-                # an announced alert that is muted now stays owed its resolution: when it resolves
-                # (muted or not) the channel hears so, and its message turns green
-                sent = {fp for fp in sent if fp in firing_now or fp in held or (fp in resolved and send_resolved)}
-                if not sent and not firing_now:
+                    next_flush = st.next_flush_at if st.next_flush_at is not None else (
+                        first_seen + float(settings["group_wait"]) if last_sent is None else last_sent + group_interval)
+                forced = flush_new_groups and last_sent is None and at < next_flush
+                sent, pending = prev, resolved
+                if at >= next_flush or forced:
+                    # a flush (Alertmanager's aggregation-group tick): group_wait after the group's first
+                    # alert, then every group_interval on that grid, whatever happened in between
+                    next_flush = at + group_interval if forced else \
+                        next_flush + (math.floor((at - next_flush) / group_interval) + 1) * group_interval
+                    tg = gate(intervals, settings.get("mute_time_intervals") or (),
+                              settings.get("active_time_intervals") or (), at)
+                    if tg.closed:
+                        # TimeMuteStage / TimeActiveStage: nothing is sent and the notification log is
+                        # untouched (so what fired meanwhile is new at the first open flush); a muted
+                        # member's resolution is dropped, an announced alert's stays owed (see the README)
+                        pending = resolved & prev
+                    else:
+                        # resolved now, shown before or passing the mutes now
+                        visible_resolved = {fp for fp in resolved if fp in prev or not muted_now(by_fp[fp])}
+                        due = _needs_update(last_sent is not None, prev, shown, visible_resolved, send_resolved,
+                                            last_sent, float(settings["repeat_interval"]), at,
+                                            any(not fmap[fp].acknowledged for fp in shown))
+                        if due:
+                            out = [fmap[fp] for fp in sorted(shown)]
+                            if send_resolved:
+                                out += [by_fp[fp] for fp in sorted(visible_resolved)]
+                            if out:
+                                body = {"group_labels": group_labels, "alerts": [alert_snapshot(a) for a in out]}
+                                rep.created.append(self.outbox.enqueue(con, receiver, "alerts", key, body, at))
+                            last_sent, sent = at, shown | held
+                        else:
+                            sent = prev - resolved
+                        pending = set()  # a flush ends the group's resolved alerts, sent or not
+                sent = {fp for fp in sent if fp in members or fp in pending}
+                if not members and not sent and not pending:
                     self.store.notify_group_delete(con, key)
                     continue
                 self.store.notify_group_save(con, NotifyGroupRow(key, receiver, group_labels, first_seen, last_sent,
-                                                                 sorted(sent), settings))
+                                                                 sorted(sent), settings, next_flush,
+                                                                 sorted(members | (pending - sent))))
 
             # escalations: one notification per (receiver, policy, level), every alert in it
             batches: dict[tuple[str, str, int, tuple[str, ...]], list[Alert]] = defaultdict(list)

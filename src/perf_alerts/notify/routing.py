@@ -2,7 +2,9 @@
 
 Semantics follow Alertmanager: depth-first, the first matching child wins unless it says
 `continue: true`; a node that matches but has no matching child is itself the target;
-unset fields inherit from the parent.
+unset fields inherit from the parent — except `mute_time_intervals` and
+`active_time_intervals`, which are the node's own (dispatch/route.go sets them from the
+node's configuration, so a child of a muted route is not muted unless it says so).
 """
 
 from __future__ import annotations
@@ -22,6 +24,8 @@ class ResolvedRoute:
     group_interval: float
     repeat_interval: float
     send_resolved: bool
+    mute_time_intervals: tuple[str, ...] = ()
+    active_time_intervals: tuple[str, ...] = ()
 
     def group_labels(self, labels: Mapping[str, str]) -> dict[str, str]:
         if "..." in self.group_by:  # Alertmanager's "group by every label"
@@ -38,6 +42,8 @@ def _resolve(node: Route, parent: ResolvedRoute, node_id: str) -> ResolvedRoute:
         group_interval=node.group_interval if node.group_interval is not None else parent.group_interval,
         repeat_interval=node.repeat_interval if node.repeat_interval is not None else parent.repeat_interval,
         send_resolved=node.send_resolved if node.send_resolved is not None else parent.send_resolved,
+        mute_time_intervals=tuple(node.mute_time_intervals),
+        active_time_intervals=tuple(node.active_time_intervals),
     )
 
 

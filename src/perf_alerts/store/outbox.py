@@ -311,17 +311,21 @@ class OutboxQueries:
 
     # -- notification groups (what each route/receiver group last said) ------------------------------
     def notify_groups_load(self, con: Connection) -> dict[str, "NotifyGroupRow"]:
-        return {r[0]: NotifyGroupRow(r[0], r[1], json.loads(r[2]), float(r[3]), r[4], json.loads(r[5]), json.loads(r[6]))
-                for r in con.execute("SELECT key, receiver, group_labels, first_seen, last_sent_at, sent_firing, route "
-                                     "FROM notify_groups")}
+        return {r[0]: NotifyGroupRow(r[0], r[1], json.loads(r[2]), float(r[3]), r[4], json.loads(r[5]), json.loads(r[6]),
+                                     None if r[7] is None else float(r[7]), json.loads(r[8]))
+                for r in con.execute("SELECT key, receiver, group_labels, first_seen, last_sent_at, sent_firing, route, "
+                                     "next_flush_at, members FROM notify_groups")}
 
     def notify_group_save(self, con: Connection, g: "NotifyGroupRow") -> None:
         con.execute("INSERT INTO notify_groups (key, receiver, group_labels, first_seen, last_sent_at, "
-                    "sent_firing, route) VALUES (?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) DO UPDATE SET "
-                    "receiver = excluded.receiver, group_labels = excluded.group_labels, first_seen = excluded.first_seen, "
-                    "last_sent_at = excluded.last_sent_at, sent_firing = excluded.sent_firing, route = excluded.route",
+                    "sent_firing, route, next_flush_at, members) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (key) "
+                    "DO UPDATE SET receiver = excluded.receiver, group_labels = excluded.group_labels, "
+                    "first_seen = excluded.first_seen, last_sent_at = excluded.last_sent_at, "
+                    "sent_firing = excluded.sent_firing, route = excluded.route, next_flush_at = excluded.next_flush_at, "
+                    "members = excluded.members",
                     (g.key, g.receiver, json.dumps(g.group_labels), g.first_seen, g.last_sent_at,
-                     json.dumps(sorted(g.sent_firing)), json.dumps(g.settings)))
+                     json.dumps(sorted(g.sent_firing)), json.dumps(g.settings), g.next_flush_at,
+                     json.dumps(sorted(g.members))))
 
     def notify_group_delete(self, con: Connection, key: str) -> None:
         con.execute("DELETE FROM notify_groups WHERE key = ?", (key,))
@@ -340,3 +344,9 @@ class NotifyGroupRow:
     last_sent_at: float | None
     sent_firing: list[str]
     settings: dict[str, Any]
+    # the group's next flush (Alertmanager's aggregation-group timer: group_wait, then every
+    # group_interval); None in a row written before the column existed
+    next_flush_at: float | None = None
+    # every alert routed to the group now, shown or muted (silenced, inhibited): a muted member
+    # that resolves is still the group's at its next flush (Alertmanager keeps it in the group)
+    members: list[str] = field(default_factory=list)

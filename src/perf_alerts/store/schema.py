@@ -102,7 +102,9 @@ CREATE TABLE IF NOT EXISTS notify_groups (
     first_seen   REAL NOT NULL,
     last_sent_at REAL,
     sent_firing  TEXT NOT NULL DEFAULT '[]',
-    route        TEXT NOT NULL DEFAULT '{}'
+    route        TEXT NOT NULL DEFAULT '{}',
+    next_flush_at REAL,
+    members      TEXT NOT NULL DEFAULT '[]'
 );
 CREATE TABLE IF NOT EXISTS notifications (
     id              INTEGER PRIMARY KEY,
