@@ -120,3 +120,40 @@ def test_silence_not_found_and_ambiguous(tmp_store: Any) -> None:
         expire_silence(tmp_store, "ab", t0)
     assert not isinstance(e.value, SilenceNotFound)
     assert expire_silence(tmp_store, "ab3", t0 + 10).ends_at == t0 + 10
+
+
+def test_crew_listener_logs_a_failed_store_write_with_its_traceback(tmp_path: Path, caplog: Any) -> None:
+    """A catch-all keeps the crew running but logs the traceback (issue 9, item 4): a bug in
+    writing the crew's metrics must be findable in the log, not only as a string on the listener.
+    Logged once per new error, so a store that stays down does not log every flush."""
+    pytest.importorskip("crewai")
+    import logging
+
+    from perf_alerts.config import parse_config
+    from perf_alerts.core import PerfAlerts
+    from perf_alerts.crew.instrument import CrewMetricsListener
+    from perf_alerts.model import Sample
+    from perf_alerts.store import Store
+
+    store = Store(tmp_path / "crew.db")
+    listener = CrewMetricsListener(system=PerfAlerts(parse_config("rules: []\n"), store), flush_every=1000)
+    real_insert = store.insert_samples
+
+    def broken(samples: Any) -> int:
+        raise KeyError("agent")  # a bug, not a user's mistake
+
+    try:
+        store.insert_samples = broken  # type: ignore[method-assign]
+        with caplog.at_level(logging.ERROR, logger="perf_alerts.crew"):
+            listener._add([Sample("crew_task_seconds", {"agent": "a"}, 1_800_000_000.0, 1.0)])
+            assert listener.flush() == 0 and listener.flush() == 0
+        logged = [r for r in caplog.records if r.name == "perf_alerts.crew"]
+        assert len(logged) == 1 and logged[0].levelno == logging.ERROR, logged
+        assert logged[0].exc_info is not None and logged[0].exc_info[0] is KeyError
+        assert "writing 1 samples to the store failed" in logged[0].getMessage()
+        assert listener.write_errors == ["KeyError: 'agent'"] * 2 and listener.pending_samples() == 1
+        store.insert_samples = real_insert  # type: ignore[method-assign]
+        assert listener.flush() == 1  # kept, and written once the store works
+    finally:
+        listener.close()
+        store.close()

@@ -17,6 +17,7 @@ samples, at the end of each kickoff, and on `flush()` / `close()`.
 
 from __future__ import annotations
 
+import logging
 import math
 import re
 import threading
@@ -47,6 +48,7 @@ from perf_alerts.model import Sample
 if TYPE_CHECKING:
     from perf_alerts.core import PerfAlerts
 
+log = logging.getLogger("perf_alerts.crew")
 UNKNOWN = "unknown"
 MAX_PENDING = 10_000  # unmatched start events kept (a crash mid-call must not leak memory forever)
 _WS = re.compile(r"\s+")
@@ -178,7 +180,13 @@ class CrewMetricsListener(BaseEventListener):
             except Exception as e:  # never break the crew because the store is unavailable
                 from perf_alerts.notify.redact import redact
 
-                self.write_errors.append(redact(f"{type(e).__name__}: {e}"))
+                text = redact(f"{type(e).__name__}: {e}")
+                if not self.write_errors or self.write_errors[-1] != text:
+                    # the traceback once per new error (a bug must be findable; a store that stays
+                    # down must not log every flush), the text kept for whoever reads write_errors
+                    log.exception("crew metrics: writing %d samples to the store failed (kept for the next "
+                                  "flush)", len(batch))
+                self.write_errors.append(text)
                 del self.write_errors[:-20]
                 with self._lock:  # keep them for the next attempt (bounded)
                     self._buf[:0] = batch[-10 * self.flush_every:]
