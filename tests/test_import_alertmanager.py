@@ -633,3 +633,49 @@ def test_converted_config_delivers_to_each_integration_through_the_pipeline(tmp_
                       for n in Outbox(pa.store).recent())
         assert sent == [("oncall-discord-1", "delivered", False), ("oncall-discord-1", "delivered", True),
                         ("oncall-discord-2", "delivered", True)]
+
+
+def test_converted_time_intervals_mute_the_route_in_perf_alerts(tmp_path: Path) -> None:
+    """Time intervals pass through in Alertmanager's shape and act in perf-alerts' pipeline: a route
+    muted 07:00-09:00 UTC sends nothing at 08:00 and notifies once the window is over."""
+    from fake_discord import fake_discord
+
+    from perf_alerts.core import PerfAlerts
+    from perf_alerts.notify.pipeline import Notifier
+    from perf_alerts.store import Store
+    from perf_alerts.timeutil import ManualClock
+
+    result = _convert("""
+        route:
+          receiver: quiet
+          group_wait: 0s
+          group_interval: 5m
+          routes:
+            - matchers: ['severity="critical"']
+              receiver: oncall
+              mute_time_intervals: [morning]
+        time_intervals:
+          - name: morning
+            time_intervals:
+              - times: [{start_time: 07:00, end_time: 09:00}]
+                location: UTC
+        receivers:
+          - name: quiet
+          - name: oncall
+            discord_configs: [{webhook_url_file: /run/secrets/oncall}]
+        """)
+    t0 = 1_800_000_000.0  # Friday 2027-01-15 08:00 UTC
+    with fake_discord() as srv:
+        cfg = parse_config(RULES + result.text, "alerting.yaml", env={"DISCORD_WEBHOOK_ONCALL": srv.url_for(1, "a")})
+        clock = ManualClock(t0)
+        pa = PerfAlerts(cfg, Store(tmp_path / "s.db"), clock)
+        notifier = Notifier(pa, console_write=lambda _line: None)
+        posted = []
+        for minutes in (0, 30, 59, 61, 66):
+            clock.set(t0 + minutes * 60)
+            pa.record("lat", 50, {"agent": "a"})
+            pa.evaluate()
+            notifier.plan()
+            notifier.deliver()
+            posted.append(len(srv.posted(1)))
+        assert posted == [0, 0, 0, 1, 1]  # muted until 09:00, then sent at the group's next tick, once
