@@ -241,7 +241,14 @@ def agent_health(store: Store, config: Config, at: float, lookback: float, alert
         prev = store.query(ids, at - lookback, start)
         cur_p95 = _p95(cur) if len(cur) else None
         prev_p95 = _p95(prev) if len(prev) else None
-        comps.append(H.latency_component(cur_p95, prev_p95, lat))
+        # a baseline must reach back at least half as long as the window it judges: a day judged against
+        # the last 3 minutes of the day before (a store that began just before the period) is no baseline
+        reach = start - float(prev.ts.min()) if len(prev) else 0.0
+        if prev_p95 is not None and reach < recent / 2.0:
+            comps.append(H.latency_component(cur_p95, None, lat, f"the earlier data ({format_duration(reach)} before "
+                                             f"the window) is too short a baseline"))
+        else:
+            comps.append(H.latency_component(cur_p95, prev_p95, lat))
     # errors: error events over attempts in the recent window
     errors = attempts = 0.0
     for err_metric, attempt_metric in catalog.ERROR_METRICS.items():

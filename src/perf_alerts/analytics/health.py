@@ -49,12 +49,12 @@ def _clamp(x: float) -> float:
     return max(0.0, min(100.0, x))
 
 
-def latency_component(recent_p95: float | None, baseline_p95: float | None, metric: str) -> Component:
+def latency_component(recent_p95: float | None, baseline_p95: float | None, metric: str,
+                      no_baseline: str = "no earlier baseline to compare with") -> Component:
     if recent_p95 is None:
         return Component("latency", None, f"no {metric} samples in the window", WEIGHTS["latency"])
     if baseline_p95 is None or baseline_p95 <= 0:
-        return Component("latency", None, f"p95 {metric} {recent_p95:.3g}; no earlier baseline to compare with",
-                         WEIGHTS["latency"])
+        return Component("latency", None, f"p95 {metric} {recent_p95:.3g}; {no_baseline}", WEIGHTS["latency"])
     ratio = recent_p95 / baseline_p95
     score = _clamp(100.0 * (1.0 - (ratio - LATENCY_OK_RATIO) / (LATENCY_BAD_RATIO - LATENCY_OK_RATIO)))
     return Component("latency", score, f"p95 {metric} {recent_p95:.3g} vs baseline {baseline_p95:.3g} ({ratio:.2f}×)",

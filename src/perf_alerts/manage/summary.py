@@ -251,10 +251,13 @@ def incident_report(system: "PerfAlerts", start: float, end: float, slo_rows: li
         sev = "critical" if any(e["severity"] == "critical" for e in m["eps"]) else "warning"
         agents = sorted({e["labels"]["agent"] for e in m["eps"] if e["labels"].get("agent")})
         burning = {_slo_series(system, e["labels"]) for e in m["eps"] if e["labels"].get("slo")}
-        # the SLOs this incident broke: breached over the period, on an agent of the incident or raised by its
-        # burn alerts; the others whose budget it burned fast (a burn alert fired) but that held
-        slos = {r["series"] for r in breached if r["series"] in burning
-                or (r["labels"].get("agent") and r["labels"].get("agent") in agents)}
+        # the SLOs this incident broke: breached over the period, and raised by its burn alerts or, on an agent
+        # of the incident, overspent while it lasted (an agent's breach elsewhere in the period is not this
+        # incident's); the others whose budget it burned fast (a burn alert fired) but that held
+        slos = {r["series"] for r in breached if r["series"] in burning}
+        same_agent = [r for r in breached if r["series"] not in slos
+                      and r["labels"].get("agent") and r["labels"].get("agent") in agents]
+        slos |= _overspent_during(system, same_agent, m["start"], m["end"])
         minutes = (m["end"] - m["start"]) / 60.0
         out.append({"start": iso_seconds(m["start"]), "end": iso_seconds(m["end"]), "start_text": human_time(m["start"]),
                     "minutes": round(minutes, 1), "duration_text": format_duration(m["end"] - m["start"]),
@@ -285,6 +288,19 @@ def incident_report(system: "PerfAlerts", start: float, end: float, slo_rows: li
         "mtta_text": format_duration(stats["mtta"]["mean_seconds"]), "mttr_text": format_duration(stats["mttr"]["mean_seconds"]),
         "list": out[:10], "not_shown": max(0, len(out) - 10),
     }
+
+
+def _overspent_during(system: "PerfAlerts", rows: list[dict[str, Any]], start: float, end: float) -> set[str]:
+    """Of these SLO rows, those whose error budget was overspent (burned faster than it lasts) between
+    start and end: what ties an SLO breached over a period to one incident in it."""
+    from perf_alerts.analytics.slo import slo_statuses
+
+    if not rows or end <= start:
+        return set()
+    wanted = {r["series"] for r in rows}
+    during = slo_statuses(system.store, system.config, end, end - start, names=sorted({r["name"] for r in rows}))
+    return {st.series() for st in during if st.series() in wanted
+            and st.budget_remaining is not None and st.budget_remaining < 0}
 
 
 def _slo_series(system: "PerfAlerts", labels: dict[str, str]) -> str:
