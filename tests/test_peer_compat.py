@@ -96,6 +96,11 @@ def test_matcher_text_is_parsed_and_printed_as_alertmanager_does() -> None:
     ms = parse_matchers([{"label": "a", "op": "=~", "value": 'x"y\\z\nw'}])
     assert [str(m) for m in ms] == [r'a=~"x\"y\\z\nw"']
     assert parse_matchers([str(m) for m in ms]) == ms
+    # Alertmanager's Matcher.String escapes only \\, " and a line break (openMetricsEscape): a tab,
+    # another control character or a literal backslash-t must print so that it parses back
+    for value in ["a\tb\x01c\u00e9", "\\t", "\\x41", "end\\", '\\"', "", "\U0001F600\r\n"]:
+        ms = parse_matchers([{"label": "a", "op": "=", "value": value}])
+        assert parse_matchers([str(m) for m in ms]) == ms, (value, str(ms[0]))
 
 
 def test_alerts_matching_both_sides_of_an_inhibit_rule_do_not_mute_each_other() -> None:

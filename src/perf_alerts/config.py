@@ -227,26 +227,14 @@ def _split_matcher_text(text: str) -> tuple[str, str, str] | str:
 
 
 def quote_label_value(value: str) -> str:
-    """`value` in double quotes as Alertmanager prints a matcher (Go's strconv.Quote): `\\`, `"`
-    and control characters escaped, so the text parses back to the same matcher."""
-    out = ['"']
-    for ch in value:
-        if ch in '"\\':
-            out.append("\\" + ch)
-        elif ch in _QUOTE_ESCAPES:
-            out.append(_QUOTE_ESCAPES[ch])
-        elif ch.isprintable():
-            out.append(ch)
-        elif ord(ch) < 0x80:
-            out.append(f"\\x{ord(ch):02x}")
-        elif ord(ch) <= 0xFFFF:
-            out.append(f"\\u{ord(ch):04x}")
-        else:
-            out.append(f"\\U{ord(ch):08x}")
-    return "".join(out) + '"'
+    """`value` in double quotes as Alertmanager prints a matcher (`labels.Matcher.String`, its
+    openMetricsEscape): `\\`, `"` and a line break escaped, nothing else.
 
-
-_QUOTE_ESCAPES = {"\a": "\\a", "\b": "\\b", "\f": "\\f", "\n": "\\n", "\r": "\\r", "\t": "\\t", "\v": "\\v"}
+    The matcher parser decodes exactly these three escapes (any other backslash is literal), so
+    the printed text always parses back to the same matcher. Other control characters stay as
+    they are: what prints them to a terminal escapes them there (`textsafe.terminal_safe`).
+    """
+    return '"' + value.replace("\\", "\\\\").replace("\n", "\\n").replace('"', '\\"') + '"'
 
 
 def _matcher(label: Any, op: Any, value: Any) -> Matcher:
