@@ -226,3 +226,63 @@ def test_receiver_send_resolved(tmp_path: Path, send_resolved: bool, expected: l
         alerts = x.body.get("alerts", [])
         states.append("firing" if any(a.get("state") == "firing" for a in alerts) else "resolved")
     assert states == expected
+
+
+def test_webhook_receiver_posts_alertmanagers_webhook_payload(tmp_path: Path) -> None:
+    # Alertmanager's webhook notifier (notify/webhook/webhook.go, template.Data): version "4",
+    # groupKey, truncatedAlerts, status, receiver, groupLabels, commonLabels, commonAnnotations,
+    # externalURL, and per alert status/labels/annotations/startsAt/endsAt/generatorURL/
+    # fingerprint, endsAt being Go's zero time while the alert fires. A receiver written for
+    # Alertmanager (what import-alertmanager maps webhook_configs to) must read it unchanged.
+    import json
+    import threading
+    from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+    from typing import Any
+
+    got: list[dict[str, Any]] = []
+
+    class H(BaseHTTPRequestHandler):
+        def log_message(self, *a: Any) -> None:
+            pass
+
+        def do_POST(self) -> None:
+            got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+            self.send_response(200)
+            self.end_headers()
+
+    srv = ThreadingHTTPServer(("127.0.0.1", 0), H)
+    threading.Thread(target=srv.serve_forever, daemon=True).start()
+    try:
+        url = f"http://127.0.0.1:{srv.server_address[1]}/hook"
+        cfg, pa, clock, n, _ = _system(tmp_path, f"receivers:\n  - name: am-hook\n    webhook: {{url: '{url}'}}\n",
+                                       "am-hook")
+        pa.record("lat", 50, {"agent": "a", "crew": "c"})
+        pa.record("lat", 60, {"agent": "b", "crew": "c"})
+        pa.evaluate()
+        n.plan()
+        assert n.deliver().delivered == 1
+        clock.set(T0 + 20 * 60)  # no more data: both resolve
+        pa.evaluate()
+        n.plan()
+        n.deliver()
+        clock.set(T0 + 40 * 60)
+        n.plan()
+        n.deliver()
+    finally:
+        srv.shutdown()
+        srv.server_close()
+    firing, resolved = got[0], got[-1]
+    for body in (firing, resolved):
+        assert body["version"] == "4" and body["receiver"] == "am-hook" and body["truncatedAlerts"] == 0
+        assert isinstance(body["groupKey"], str) and body["groupKey"]
+        assert body["groupLabels"] == {"alertname": "HighLatency"}
+        assert body["commonLabels"]["crew"] == "c" and "agent" not in body["commonLabels"]
+        assert body["commonLabels"]["alertname"] == "HighLatency"
+        assert isinstance(body["commonAnnotations"], dict) and isinstance(body["externalURL"], str)
+        assert sorted(a["labels"]["agent"] for a in body["alerts"]) == ["a", "b"]
+        for a in body["alerts"]:
+            assert set(a) >= {"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"}
+    assert firing["status"] == "firing" and {a["status"] for a in firing["alerts"]} == {"firing"}
+    assert {a["endsAt"] for a in firing["alerts"]} == {"0001-01-01T00:00:00Z"}
+    assert resolved["status"] == "resolved" and {a["status"] for a in resolved["alerts"]} == {"resolved"}
+    assert all(a["endsAt"] > a["startsAt"] for a in resolved["alerts"])

@@ -114,19 +114,46 @@ def send_file(notifications: list[Notification], receiver: Receiver) -> dict[int
     return {n.id: Outcome("delivered") for n in notifications}
 
 
+_GO_ZERO_TIME = "0001-01-01T00:00:00Z"  # Alertmanager's endsAt of an alert still firing
+
+
+def _common(dicts: list[dict[str, str]]) -> dict[str, str]:
+    """The pairs every dict shares (Alertmanager's commonLabels / commonAnnotations)."""
+    if not dicts:
+        return {}
+    return {k: v for k, v in dicts[0].items() if all(d.get(k) == v for d in dicts[1:])}
+
+
 def _generic_body(n: Notification, receiver: str) -> dict[str, Any]:
-    """Alertmanager-like JSON, for the file and webhook receivers."""
+    """Alertmanager's webhook payload (version 4) for the file and webhook receivers.
+
+    A receiver written for Alertmanager's webhook (`perf-alerts import-alertmanager` maps
+    `webhook_configs` here) reads the same fields: status, receiver, groupKey, groupLabels,
+    commonLabels, commonAnnotations, externalURL, truncatedAlerts and per alert status, labels,
+    annotations, startsAt, endsAt (Go's zero time while firing), generatorURL and fingerprint.
+    perf-alerts' own facts ride along in extra keys (kind, notification_id, title, description,
+    value, threshold, acknowledged, escalation_level, created_at), which such a receiver ignores.
+    """
     alerts = notification_alerts(n)
+    labels = [dict(a.labels) for a in alerts]
+    annotations = [dict(a.annotations) for a in alerts]
     return {
-        "version": "1", "receiver": receiver, "kind": n.kind, "notification_id": n.id,
+        "version": "4", "groupKey": n.group_key, "truncatedAlerts": 0,
         "status": "firing" if any(a.state == AlertState.FIRING for a in alerts) else "resolved",
-        "title": n.body.get("title"), "description": n.body.get("description"),
+        "receiver": receiver,
         "groupLabels": n.body.get("group_labels", {}),
+        "commonLabels": _common(labels), "commonAnnotations": _common(annotations),
+        "externalURL": n.body.get("dashboard_url") or "",
         "alerts": [{
-            "status": a.state.value, "fingerprint": a.fingerprint, "labels": a.labels, "annotations": a.annotations,
-            "value": a.value, "threshold": a.threshold, "startsAt": iso(a.started_at), "endsAt": iso(a.resolved_at),
-            "acknowledged": a.acknowledged, "escalation_level": a.escalation_level,
+            "status": a.state.value, "labels": a.labels, "annotations": a.annotations,
+            "startsAt": iso(a.started_at),
+            "endsAt": iso(a.resolved_at) if a.state == AlertState.RESOLVED and a.resolved_at else _GO_ZERO_TIME,
+            "generatorURL": "", "fingerprint": a.fingerprint,
+            "value": a.value, "threshold": a.threshold, "acknowledged": a.acknowledged,
+            "escalation_level": a.escalation_level,
         } for a in alerts],
+        "kind": n.kind, "notification_id": n.id,
+        "title": n.body.get("title"), "description": n.body.get("description"),
         "created_at": iso(n.created_at),
     }
 
