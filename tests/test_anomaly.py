@@ -188,12 +188,13 @@ def test_fresh_start_needs_history_before_alerting():
         assert s.max() < THR, seed
 
 
-@pytest.mark.parametrize("kind,per_alert", [("gauss", 50_000), ("t3", 1_500)])
+@pytest.mark.parametrize("kind,per_alert", [("gauss", 50_000), ("t3", 1_800)])
 def test_noise_false_alarm_rate(kind, per_alert):
     """iid noise after warm-up: at most one alert per ``per_alert`` points.
 
     Measured (8 seeds, 396k points): Gaussian ~1 per 99k, Student-t(3)
-    ~1 per 1.9k; t(3)'s heavy tail is still the weak spot.
+    ~1 per 2.1k (1.9k before the tail calibration); t(3)'s heavy tail is
+    still the weak spot (tests/test_heavy_tails.py).
     """
     n, warm, alerts, total = 50_000, 500, 0, 0
     for seed in range(4):

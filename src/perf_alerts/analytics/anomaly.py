@@ -33,6 +33,16 @@ Design (why, not how):
   used for both jump averages of the seasonal views and the short one of
   the plain view (the long plain one and the level channels stay Gaussian:
   on NAB the gamma law there cost sustained-change detections).
+* Heavy tails: the raw decades of the short averages (``cal_paths``) are
+  *calibrated* against the channel's own history: how often they exceeded
+  the levels where Gaussian noise has rates 1e-1, 1e-2, 1e-3 gives the
+  observed tail, and a point scores the decades at which Gaussian noise is as
+  rare (:meth:`Likelihood._calibrated`).  Gaussian noise is unchanged; on
+  Student-t(3) noise false alarms fall from 1 per 1,900 to 1 per 2,100
+  points, on lognormal(1.0) from 1 per 920 to 1 per 1,100, and NAB (dev
+  files) gains 0.5.  Calibrating the long averages too reaches 1 per 9,000
+  on Student-t(3) but costs 16 NAB points: real metrics are heavy-tailed and
+  NAB's labelled incidents sit inside those tails (tests/test_heavy_tails.py).
 * No score is given before ``min_history`` points (300): a fresh start,
   e.g. a rule rescoring its 24 h lookback, must not page while learning.
 * After a score crosses the alerting threshold, further points are damped
@@ -112,6 +122,17 @@ def _ew_sum(x: np.ndarray, decay: float, s0: float = 0.0) -> np.ndarray:
 _ERFC_C = (-1.26551223, 1.00002368, 0.37409196, 0.09678418, -0.18628806,
            0.27886807, -1.13520398, 1.48851587, -0.82215223, 0.17087277)
 _LN10 = math.log(10.0)
+
+# Raw decades that each channel average of the default detector exceeds with
+# rate 1e-1, 1e-2, 1e-3 on Gaussian noise (40 seeds x 50,000 points; key:
+# channel, average index, "g" for the gamma tail).  The reference curve of
+# Likelihood._calibrated; bench/anomaly_calibration.py measures it again.
+_CAL_REF: dict[str, tuple[float, float, float]] = {
+    "jump0": (0.739, 2.02, 3.385), "jump0g": (0.705, 1.608, 2.403),
+    "jump1": (0.443, 1.075, 1.737), "jump1g": (0.443, 0.986, 1.488),
+    "level0": (0.729, 1.888, 3.066), "level0g": (0.7, 1.557, 2.299),
+    "level1": (0.356, 0.82, 1.257), "level1g": (0.356, 0.779, 1.129),
+}
 
 
 def _decades_batch(z: np.ndarray) -> np.ndarray:
@@ -284,6 +305,9 @@ class Likelihood(Detector):
                 "log_c": 0.01, "jump_ratio": 2.0, "jump_hl": 2048.0,
                 "jump_ref": 4.0, "tail_pow": 1.0,
                 "lik_channels": ("jump", "level"), "select_after": 256,
+                "calibrate": True, "cal_n0": 1000.0, "cal_bmin": 0.05,
+                "cal_cap": True, "cal_extreme": False,
+                "cal_paths": ("jump0", "level0"),
                 "tail": ("jump0",), "tail_seasonal": ("jump0", "jump1")}
 
     def _fams(self, has_t: bool) -> list[str]:
@@ -348,6 +372,7 @@ class Likelihood(Detector):
         z = np.minimum(ae / np.maximum(prev_scale, floor), 1e12)
         r = z / (z + p["z_half"])
         s = np.zeros(n)
+        heavy = np.ones(n)
         for q, (hl, dec) in enumerate(self._scales()):
             gam = f"{name}{q}" in tails
             d_av = _decay(hl)
@@ -362,14 +387,95 @@ class Likelihood(Detector):
             var = np.r_[0.0, np.maximum(m2 - m1 * m1, 0.0)[:-1]]
             sd = np.maximum(np.sqrt(var), p["min_std"])
             zz = self._std_batch(avg, mu, sd, gam)
-            s = np.maximum(s, _decades_batch(zz) / dec)
+            dd = _decades_batch(zz)
+            if p["calibrate"] and f"{name}{q}" in p["cal_paths"]:
+                ref = _CAL_REF[f"{name}{q}{'g' if gam else ''}"]
+                w = np.r_[0.0, ones[:-1]]
+                cnt = [np.r_[0.0, _ew_sum((dd >= lv).astype(float), d_h)[:-1]]
+                       for lv in ref]
+                dd, h = self._calibrated(dd, w, cnt, ref)
+                if q == 0:
+                    heavy = h
+            s = np.maximum(s, dd / dec)
         if name not in p["lik_channels"]:
             s = np.zeros(n)
         if p["z_full"] > 0:
             s = np.maximum(s, z / p["z_full"])
         if p["jump_ratio"] > 0:
-            s = np.maximum(s, self._extreme_batch(z))
+            ext = self._extreme_batch(z)
+            if p["calibrate"] and p["cal_extreme"]:
+                ext = ext * heavy
+            s = np.maximum(s, ext)
         return s, prev_scale
+
+    def _calibrated(self, dd, w, cnt, ref):
+        """Raw decades -> decades at which Gaussian noise is as rare.
+
+        ``dd`` (the raw decades of one channel average) is only a calibrated
+        rarity for Gaussian noise: on heavy-tailed noise (Student-t, a
+        lognormal latency) large averages are far more common than its
+        Gaussian (or gamma) tail says, and a fixed threshold alarms every
+        couple of thousand points.  So the channel keeps, over its history
+        (halflife ``hist_hl``), how often ``dd`` exceeded the levels ``ref``
+        at which Gaussian noise exceeds them with rate 1e-1, 1e-2, 1e-3
+        (``cnt``, exceedance counts, out of the weight ``w``; shrunk towards
+        those nominal rates with ``cal_n0`` pseudo-points so a short history
+        does not decide alone).  The observed log-rate curve, piecewise
+        linear through those levels and continued with its last slope, gives
+        the observed rarity of ``dd``; the result is the ``dd`` at which the
+        Gaussian curve is as rare.  On Gaussian noise it is ``dd`` again; on
+        heavy tails the curve is flatter and the result smaller.  With
+        ``cal_cap`` it never exceeds ``dd`` (calibration only desensitises).
+
+        Also returns the tail factor ``h`` (observed over Gaussian slope of
+        the last segment, at most 1), which scales the extreme-jump path:
+        with a heavy tail, a point a few times past the recent maximum is
+        not rare either.  Works on arrays (batch) and on floats (step).
+        """
+        p = self.params
+        n0, bmin = p["cal_n0"], p["cal_bmin"]
+        lam = 0.0
+        prev_d, prev_l = 0.0, 0.0
+        slope = 1.0
+        for k, lv in enumerate(ref):
+            lk = -np.log10((cnt[k] + n0 * 10.0 ** -(k + 1)) / (w + n0))
+            slope = np.maximum((lk - prev_l) / (lv - prev_d), bmin)
+            lam = lam + slope * (np.clip(dd, prev_d, lv) - prev_d)
+            prev_d, prev_l = lv, lk
+        lam = lam + slope * np.maximum(dd - prev_d, 0.0)
+        # invert the Gaussian curve: lam decades of rate -> raw decades
+        last = ref[-1] - ref[-2]
+        grid = (0.0, *ref)
+        out = (np.interp(np.minimum(lam, len(ref)), np.arange(len(grid)), grid)
+               + np.maximum(lam - len(ref), 0.0) * last)
+        if p["cal_cap"]:
+            out = np.minimum(out, dd)
+        heavy = np.minimum(slope * last, 1.0)
+        return out, heavy
+
+    def _calibrated_one(self, dd, w, cnt, ref):
+        """:meth:`_calibrated` for one point in plain floats (the one-point
+        streaming path; numpy on scalars would cost it most of its speed)."""
+        p = self.params
+        n0, bmin = p["cal_n0"], p["cal_bmin"]
+        lam = prev_d = prev_l = 0.0
+        slope = 1.0
+        for k, lv in enumerate(ref):
+            lk = -math.log10((cnt[k] + n0 * 10.0 ** -(k + 1)) / (w + n0))
+            slope = max((lk - prev_l) / (lv - prev_d), bmin)
+            lam += slope * (min(max(dd, prev_d), lv) - prev_d)
+            prev_d, prev_l = lv, lk
+        lam += slope * max(dd - prev_d, 0.0)
+        m = len(ref)
+        if lam >= m:
+            out = ref[-1] + (lam - m) * (ref[-1] - ref[-2])
+        else:
+            j = int(lam)
+            lo = 0.0 if j == 0 else ref[j - 1]
+            out = lo + (lam - j) * (ref[j] - lo)
+        if p["cal_cap"]:
+            out = min(out, dd)
+        return out, min(slope * (ref[-1] - ref[-2]), 1.0)
 
     def _tails(self, fam):
         """Channel averages (``"jump0"`` = jump channel, first average)
@@ -527,7 +633,9 @@ class Likelihood(Detector):
         z = min(ae / max(prev_scale, floor), 1e12)
         r = z / (z + p["z_half"])
         score = 0.0
+        heavy = 1.0
         avgs, hs = c["avgs"], c["hs"]
+        cals = c.setdefault("cal", [[0.0, 0.0, 0.0], [0.0, 0.0, 0.0]])
         for q, (hl, dec) in enumerate(self._scales()):
             d_av = _decay(hl)
             avg = d_av * avgs[q] + r * (1.0 - d_av)
@@ -541,9 +649,19 @@ class Likelihood(Detector):
             else:
                 mu = var = 0.0
             sd = max(math.sqrt(var), p["min_std"])
-            score = max(score, _decades_one(
-                self._std_one(avg, mu, sd, f"{name}{q}" in tails)) / dec)
+            gam = f"{name}{q}" in tails
+            dd = _decades_one(self._std_one(avg, mu, sd, gam))
             d_h = _decay(p["hist_hl"])
+            if p["calibrate"] and f"{name}{q}" in p["cal_paths"]:
+                ref = _CAL_REF[f"{name}{q}{'g' if gam else ''}"]
+                cnt = cals[q]
+                cd, h = self._calibrated_one(dd, h_w, cnt, ref)
+                cals[q] = [d_h * cnt[k] + (1.0 if dd >= lv else 0.0)
+                           for k, lv in enumerate(ref)]
+                dd = float(cd)
+                if q == 0:
+                    heavy = float(h)
+            score = max(score, dd / dec)
             hs[q] = [d_h * h_w + 1.0, d_h * h_1 + avg, d_h * h_2 + avg * avg]
         if name not in p["lik_channels"]:
             score = 0.0
@@ -552,7 +670,10 @@ class Likelihood(Detector):
         if p["jump_ratio"] > 0:
             lz = math.log(max(z, 1e-300))
             ref = max(c["lm"], math.log(p["jump_ref"]))
-            score = max(score, 0.5 * (lz - ref) / math.log(p["jump_ratio"]))
+            ext = 0.5 * (lz - ref) / math.log(p["jump_ratio"])
+            if p["calibrate"] and p["cal_extreme"]:
+                ext = ext * heavy
+            score = max(score, ext)
             seen = lz if c["k"] >= p["warmup"] else -math.inf
             c["lm"] = max(seen, c["lm"] + math.log(_decay(p["jump_hl"])))
         c["k"] += 1

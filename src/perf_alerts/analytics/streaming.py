@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from perf_alerts.analytics.anomaly import _REL_FLOOR, Likelihood, _decades_batch, _decay
+from perf_alerts.analytics.anomaly import _CAL_REF, _REL_FLOOR, Likelihood, _decades_batch, _decay
 from perf_alerts.detectors import threshold_for
 
 __all__ = ["LikelihoodBank", "lag_values"]
@@ -71,9 +71,15 @@ class LikelihoodBank:
                 names += [pre + "sc_s", pre + "sc_w", pre + "lm", pre + "k"]
                 for q in range(len(self.scales)):
                     names += [f"{pre}avg{q}", f"{pre}hw{q}", f"{pre}h1{q}", f"{pre}h2{q}"]
+                    if self._calibrated(c, q):
+                        names += [f"{pre}cal{q}_{k}" for k in range(3)]
         self.names = names
         self.ix = {name: i for i, name in enumerate(names)}
         self.state = self.init(n)
+
+    def _calibrated(self, channel: str, q: int) -> bool:
+        """Whether this channel average's decades go through `Likelihood._calibrated`."""
+        return bool(self.p["calibrate"]) and f"{channel}{q}" in self.p["cal_paths"]
 
     # -- state ------------------------------------------------------------------------
     def init(self, n: int) -> np.ndarray:
@@ -187,6 +193,7 @@ class LikelihoodBank:
         z = np.minimum(ae / np.maximum(prev_scale, floor), 1e12)
         r = z / (z + p["z_half"])
         score = np.zeros_like(z)
+        heavy: np.ndarray | float = 1.0
         d_h = _decay(p["hist_hl"])
         for q, (hl, dec) in enumerate(self.scales):
             d_av = _decay(hl)
@@ -201,9 +208,21 @@ class LikelihoodBank:
             mu = np.where(pos, h1 / hw_safe, 0.0)
             var = np.where(pos, np.maximum(h2 / hw_safe - mu * mu, 0.0), 0.0)
             sd = np.maximum(np.sqrt(var), p["min_std"])
+            gam = f"{name}{q}" in tails
             with np.errstate(invalid="ignore", divide="ignore"):
-                zz = self.det._std_batch(avg, mu, sd, f"{name}{q}" in tails)
-            score = np.maximum(score, _decades_batch(zz) / dec)
+                zz = self.det._std_batch(avg, mu, sd, gam)
+            dd = _decades_batch(zz)
+            if self._calibrated(name, q):
+                ref = _CAL_REF[f"{name}{q}{'g' if gam else ''}"]
+                rows = [st[ix[f"{pre}cal{q}_{k}"]] for k in range(len(ref))]
+                with np.errstate(invalid="ignore", divide="ignore"):
+                    cd, h = self.det._calibrated(dd, hw, rows, ref)
+                for k, lv in enumerate(ref):
+                    self._set(rows[k], d_h * rows[k] + (dd >= lv), on)
+                if q == 0:
+                    heavy = h
+                dd = cd
+            score = np.maximum(score, dd / dec)
             self._set(hw, d_h * hw + 1.0, on)
             self._set(h1, d_h * h1 + avg, on)
             self._set(h2, d_h * h2 + avg * avg, on)
@@ -216,7 +235,10 @@ class LikelihoodBank:
             lm = st[ix[pre + "lm"]]
             lz = np.log(np.maximum(z, 1e-300))
             ref = np.maximum(lm, math.log(p["jump_ref"]))
-            score = np.maximum(score, 0.5 * (lz - ref) / math.log(p["jump_ratio"]))
+            ext = 0.5 * (lz - ref) / math.log(p["jump_ratio"])
+            if p["calibrate"] and p["cal_extreme"]:
+                ext = ext * heavy
+            score = np.maximum(score, ext)
             seen = np.where(k >= p["warmup"], lz, -np.inf)
             self._set(lm, np.maximum(seen, lm + math.log(_decay(p["jump_hl"]))), on)
         self._set(k, k + 1.0, on)

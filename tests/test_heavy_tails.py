@@ -1,0 +1,79 @@
+"""The default anomaly detector on heavy-tailed noise (issue 17, item 2).
+
+LLM latencies and token counts are heavy-tailed: a detector calibrated on
+Gaussian noise pages on their ordinary outliers.  These tests feed iid noise
+around a level of 100 (Student-t with 3 degrees of freedom, lognormal with
+sigma 0.5 and 1.0, numpy Generator seeds) and check the false-alarm rate at
+the default threshold, and that a x3 level shift and a x4 spike of the
+metric are still caught within 5 points.
+
+The issue's target, at most one false alarm per 20,000 points, is NOT met
+yet (see test_issue_target_one_per_20000); the bounds asserted here are the
+measured rates with a margin, so a change that makes heavy tails worse fails.
+Synthetic data only; the whole file runs in a few seconds.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from perf_alerts.analytics import anomaly as an
+
+THR = an.DEFAULT_ANOMALY_THRESHOLD
+N, WARM = 50_000, 500
+SEEDS = range(1000, 1004)
+
+
+def noise(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
+    if kind == "t3":
+        return rng.standard_t(3, n)
+    sigma = {"lognormal0.5": 0.5, "lognormal1.0": 1.0}[kind]
+    return rng.lognormal(0.0, sigma, n)
+
+
+def false_alarms(kind: str) -> tuple[int, int]:
+    alerts = total = 0
+    for seed in SEEDS:
+        x = 100.0 + noise(kind, np.random.default_rng(seed), N)
+        s = an.anomaly_scores(x)
+        alerts += int((s[WARM:] >= THR).sum())
+        total += N - WARM
+    return alerts, total
+
+
+# measured on these seeds (4 x 49,500 points): t3 1 per 2,100 (before the
+# tail calibration: 1 per 1,900), lognormal 0.5 1 per 4,200 (3,000),
+# lognormal 1.0 1 per 1,130 (920).  Gaussian noise: 1 per 99,000.
+MEASURED_BOUND = {"t3": 1_800, "lognormal0.5": 3_500, "lognormal1.0": 950}
+
+
+@pytest.mark.parametrize("kind", sorted(MEASURED_BOUND))
+def test_false_alarm_rate_on_heavy_tails(kind: str) -> None:
+    alerts, total = false_alarms(kind)
+    assert alerts <= total / MEASURED_BOUND[kind], (kind, alerts, total)
+
+
+@pytest.mark.xfail(strict=True, reason="issue 17 item 2 not met: ~1 false alarm per 1,100-4,600 "
+                                        "points on heavy tails at the default threshold; calibrating "
+                                        "every channel reaches 1 per 8,600-22,000 but costs 16 NAB points")
+def test_issue_target_one_per_20000() -> None:
+    for kind in MEASURED_BOUND:
+        alerts, total = false_alarms(kind)
+        assert alerts <= total / 20_000, (kind, alerts, total)
+
+
+@pytest.mark.parametrize("kind", sorted(MEASURED_BOUND))
+@pytest.mark.parametrize("seed", [1, 2, 3])
+def test_shift_and_spike_still_caught(kind: str, seed: int) -> None:
+    """A x3 level shift and a x4 spike of the metric alert within 5 points,
+    on top of the same heavy-tailed noise (different places per seed)."""
+    rng = np.random.default_rng(seed)
+    x = 100.0 + noise(kind, rng, 6_000)
+    k = 3_000 + 97 * seed
+    spike = x.copy()
+    spike[k] *= 4.0
+    assert an.anomaly_scores(spike)[k:k + 5].max() >= THR, (kind, seed)
+    shift = x.copy()
+    shift[k:] *= 3.0
+    assert an.anomaly_scores(shift)[k:k + 5].max() >= THR, (kind, seed)
