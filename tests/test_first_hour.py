@@ -374,6 +374,9 @@ def test_a_dry_run_action_says_what_it_would_do() -> None:
           "detail": {"would_call": "pkg.mod:restart", "params": {"agent": "writer"}, "imported": False}}
     text = _execution_text(ex)
     assert text == ('python pkg.mod:restart: dry run, would call pkg.mod:restart with {"agent": "writer"} '
-                    '(enable it per action to run it)')
+                    '(not enabled: set enabled: true on the action to run it)')
+    # without --apply every action is a dry run: no hint to enable an action that may be enabled
+    assert _execution_text(ex, applied=False) == ('python pkg.mod:restart: dry run, would call pkg.mod:restart '
+                                                  'with {"agent": "writer"}')
     live = {**ex, "dry_run": False, "result": "ok", "detail": {}}
     assert _execution_text(live) == "python pkg.mod:restart: ok"

@@ -103,7 +103,8 @@ def register(app: typer.Typer) -> None:
             state = "matches" if p["matched"] else "no match"
             out.line(f"  {p['policy']}: {state} ({vals})" + (f" — {p['skipped']}" if p["skipped"] else ""))
             for ex in p["executions"]:
-                out.line(f"      {_execution_text(ex)}" + (f" (audit #{ex['audit_id']})" if ex["audit_id"] else ""))
+                out.line(f"      {_execution_text(ex, applied=apply)}"
+                         + (f" (audit #{ex['audit_id']})" if ex["audit_id"] else ""))
 
     @app.command("schedules")
     def schedules_cmd(as_json: bool = typer.Option(False, "--json")) -> None:
@@ -204,8 +205,12 @@ def register(app: typer.Typer) -> None:
         ])
 
 
-def _execution_text(ex: dict[str, Any]) -> str:
-    """One action as a person reads it: what it targets and what it did (or, in a dry run, would do)."""
+def _execution_text(ex: dict[str, Any], *, applied: bool = True) -> str:
+    """One action as a person reads it: what it targets and what it did (or, in a dry run, would do).
+
+    A dry run under `--apply` means the action itself is not enabled, so the hint says how to enable
+    it; without `--apply` every action is a dry run and the heading already says what runs them.
+    """
     import json
 
     d = ex.get("detail") or {}
@@ -217,5 +222,6 @@ def _execution_text(ex: dict[str, Any]) -> str:
                 f"would post {', '.join(map(str, d['would_post']))}" if d.get("would_post") else
                 f"would escalate {plural(int(d['would_escalate']), 'alert')} to {', '.join(d.get('receivers', []))}"
                 if "would_escalate" in d else "would run")
-        return f"{head}: dry run, {what} (enable it per action to run it)"
+        return f"{head}: dry run, {what}" + (" (not enabled: set enabled: true on the action to run it)"
+                                              if applied else "")
     return f"{head}: {ex['result']}"
