@@ -502,3 +502,12 @@ def test_a_stored_target_matcher_re2_refuses_matches_no_series() -> None:
 
     ms = _matchers([{"label": "a", "op": "=~", "value": r"(a)\1"}, {"label": "b", "op": "=", "value": "x"}])
     assert [m.matches({"a": "aa", "b": "x"}) for m in ms] == [False, True]
+
+
+def test_a_refused_regex_is_shown_as_typed() -> None:
+    # the user typed (a)\1: the message shows that, not Python's repr with doubled backslashes
+    from perf_alerts.config import parse_matchers
+
+    with pytest.raises(ValueError) as e:
+        parse_matchers(['crew=~"(a)\\1"'])
+    assert "`(a)\\1`" in str(e.value) and "\\\\" not in str(e.value)

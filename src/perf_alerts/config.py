@@ -150,7 +150,8 @@ class Matcher(_Strict):
 
 def _regex_message(pattern: str, label: str, why: str) -> str:
     shown = pattern if len(pattern) <= 80 else pattern[:77] + "..."
-    return (f"invalid regular expression {shown!r} for label {label!r}: {why} (matchers use RE2 syntax, as "
+    # shown as typed (repr() would double every backslash: `(a)\\1` for `(a)\1`)
+    return (f"invalid regular expression `{shown}` for label {label!r}: {why} (matchers use RE2 syntax, as "
             f"Alertmanager: no backreferences or lookaround)")
 
 
