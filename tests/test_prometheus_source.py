@@ -352,9 +352,9 @@ def test_backtest_replays_prometheus_rules_on_an_empty_store(prometheus: Any, tm
     from perf_alerts.rules.backtest import backtest
 
     s = system_for(config(prometheus.url, tmp_path / "b.jsonl"), tmp_path)
-    assert "give --start and --end" in backtest(s.store, s.config)["error"]
+    assert "give --start and --end" in (backtest(s.store, s.config).error or "")
     rep = backtest(s.store, s.config, start=NOW - 1800, end=NOW - 120, step=300)
-    assert "error" not in rep and rep["evaluations"] == 6
-    slow = next(r for r in rep["rules"] if r["rule"] == "SlowLLM")
-    assert slow["alerts"] >= 1 and slow["error"] is None, rep
-    assert "empty" in backtest(s.store, s.config, start=NOW, end=NOW)["error"]
+    assert rep.error is None and rep.evaluations == 6
+    slow = next(r for r in rep.rows if r.rule == "SlowLLM")
+    assert slow.alerts >= 1 and slow.error is None, rep
+    assert "empty" in (backtest(s.store, s.config, start=NOW, end=NOW).error or "")

@@ -26,6 +26,7 @@ from perf_alerts.timeutil import Clock, SystemClock, TimeParseError, iso
 if TYPE_CHECKING:
     from perf_alerts.alerts.view import AlertView, MutingFn
     from perf_alerts.insights import AnalysisReport, PredictionReport
+    from perf_alerts.rules.backtest import BacktestReport
     from perf_alerts.store.retention import RetentionReport
 
 
@@ -331,7 +332,7 @@ class PerfAlerts:
         return insights.predict(self.store, self.config, at, horizon, lookback, agent, labels)
 
     def backtest(self, start: float | None = None, end: float | None = None, step: float | None = None,
-                 progress: Callable[[int, int], None] | None = None) -> dict[str, Any]:
+                 progress: Callable[[int, int], None] | None = None) -> "BacktestReport":
         from perf_alerts.rules.backtest import backtest
 
         return backtest(self.store, self.config, start, end, step, progress)

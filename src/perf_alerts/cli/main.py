@@ -516,23 +516,25 @@ def backtest(
     if as_json or not sys.stderr.isatty():
         rep = s.backtest(_parse_at(start, "--start"), _parse_at(end, "--end"), step_s)
     else:
+        from rich.console import Console
         from rich.progress import Progress
 
-        with Progress(transient=True) as prog:
+        # on stderr (the terminal the test above checked), so stdout stays the report alone
+        with Progress(console=Console(stderr=True), transient=True) as prog:
             task = prog.add_task("replaying", total=None)
             rep = s.backtest(_parse_at(start, "--start"), _parse_at(end, "--end"), step_s,
                              progress=lambda i, n: prog.update(task, completed=i, total=n))
     if as_json:
-        out.emit_json(rep)
+        out.emit_json(rep.to_dict())
         return
-    if "error" in rep:
-        out.line(rep["error"])
+    if rep.error is not None:
+        out.line(rep.error)
         return
-    out.line(f"replayed {_to_second(rep['start'])} → {_to_second(rep['end'])} every {rep['step']} ({plural(rep['evaluations'], 'evaluation')}): "
-             f"{plural(rep['total_alerts'], 'alert')}")
+    out.line(f"replayed {_to_second(rep.start)} → {_to_second(rep.end)} every {rep.step} ({plural(rep.evaluations, 'evaluation')}): "
+             f"{plural(rep.total_alerts, 'alert')}")
     out.table(None, ["rule", "type", "severity", "alerts", "per day", "series", "firing time", "error"], [
-        (r["rule"], r["type"], r["severity"], r["alerts"], r["alerts_per_day"], r["distinct_series"], r["firing_time"],
-         r["error"] or "") for r in rep["rules"]
+        (r.rule, r.type, r.severity, r.alerts, r.alerts_per_day, r.distinct_series, r.firing_time, r.error or "")
+        for r in rep.rows
     ])
 
 

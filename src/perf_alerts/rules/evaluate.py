@@ -48,8 +48,8 @@ class SeriesIndex:
 class Evaluator:
     """Evaluates rules against a store; the same code path serves live cycles and backtests.
 
-    Keeps two caches: fingerprints per (rule, series) for its lifetime (they never change),
-    and sample blocks per cycle (`new_cycle`), so rules over the same metric and window
+    Keeps two caches: fingerprints per (rule, series), or per (rule, labels) for a result of no
+    one series (an SLO group's), for its lifetime (they never change), and sample blocks per cycle (`new_cycle`), so rules over the same metric and window
     read SQLite once.
     """
 
@@ -59,6 +59,7 @@ class Evaluator:
         self.config = config
         self.index = index or SeriesIndex(store)
         self._fps: dict[tuple[str, int], str] = {}
+        self._label_fps: dict[tuple[str, tuple[tuple[str, str], ...]], str] = {}
         self._blocks: dict[tuple[Any, ...], SampleBlock] = {}
         self._cycle = 0   # counts new_cycle/new_step: what a rule may reuse within one evaluation
         # history-based rules' state between cycles (rules/history.py); `keep_state`: also in the store
@@ -77,6 +78,11 @@ class Evaluator:
         self._blocks.clear()
         self._cycle += 1
 
+    def seed_state(self, name: str, state: Any) -> None:
+        """Start with `state` as the kept state `name` (a history-based rule's or an SLO's, as
+        rules/history.py and rules/sloburn.py key them): a backtest seeds replay forms of them."""
+        self._history[name] = state
+
     def evaluate(self, rule: Rule, at: float) -> list[SeriesResult]:
         if rule.source == "prometheus" and not getattr(self.store, "is_prometheus_view", False):
             return self._evaluate_prometheus(rule, at)
@@ -87,6 +93,12 @@ class Evaluator:
         for r in results:
             sid = sid_of.get(id(r.labels))
             if sid is None:
+                # a result not of one series (an SLO group's, an absent rule's expected series): by its labels
+                lkey = (rule.name, tuple(sorted(r.labels.items())))
+                fp = self._label_fps.get(lkey)
+                if fp is None:
+                    fp = self._label_fps[lkey] = fingerprint(rule.name, alert_labels(rule, r.labels))
+                r.fingerprint = fp
                 continue
             key = (rule.name, sid)
             fp = self._fps.get(key)
