@@ -29,3 +29,17 @@ def test_demo_day_summary_names_incidents_and_broken_slos(tmp_path: Path, monkey
     assert summary["headline"][0].startswith("Health over the period")
     assert any(line.startswith("incident ") and "SLOs broken: task-latency{agent=researcher}" in line for line in lines)
     assert report["slos"] == summary["slos"]
+
+
+def test_the_demo_says_which_health_the_tool_gave() -> None:
+    """The tool's analyze health is the last hour's, its executive summary's the period's: the demo's
+    lines name which (it printed "analyze ok: health 99.0 (healthy)" for a day with two critical incidents)."""
+    from perf_alerts.demo import _tool_line
+
+    an = _tool_line({"action": "analyze", "status": "ok",
+                     "data": {"health": {"score": 99.0, "status": "healthy"}, "findings": ["a"]}})
+    assert "health now 99.0 (healthy), 1 finding" in an
+    ex = _tool_line({"action": "executive_summary", "status": "ok",
+                     "data": {"health": {"over_the_period": {"score": 49.0, "status": "critical"}},
+                              "alerts": {"fired_total": 11}}})
+    assert "health over the period 49.0 (critical), 11 alerts fired in it" in ex

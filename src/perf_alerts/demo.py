@@ -128,8 +128,9 @@ def _tool_line(call: dict[str, Any]) -> str:
     if call["status"] != "ok":
         return f"{a:<18} {call['status']}: {call.get('error') or call.get('note')}"
     if a == "analyze":
-        h = d.get("health", {})
-        return f"{a:<18} ok: health {h.get('score')} ({h.get('status')}), {plural(len(d.get('findings', [])), 'finding')}"
+        h = d.get("health", {})  # the last hour against the rest of the lookback: say "now", as everywhere
+        return (f"{a:<18} ok: health now {h.get('score')} ({h.get('status')}), "
+                f"{plural(len(d.get('findings', [])), 'finding')}")
     if a == "alerts":
         return f"{a:<18} ok: {d.get('firing', len(d.get('alerts', [])))} firing, {d.get('pending', 0)} pending"
     if a == "optimize":
@@ -137,7 +138,9 @@ def _tool_line(call: dict[str, Any]) -> str:
     if a == "predict":
         return f"{a:<18} ok: {plural(len(d.get('breaches', [])), 'predicted breach', 'predicted breaches')}"
     if a == "executive_summary":
-        return f"{a:<18} ok: fired {d.get('alerts', {}).get('fired_total')} alerts in the period"
+        p = d.get("health", {}).get("over_the_period", {})  # a day with critical incidents is not "healthy" here
+        return (f"{a:<18} ok: health over the period {p.get('score')} ({p.get('status')}), "
+                f"{plural(d.get('alerts', {}).get('fired_total') or 0, 'alert')} fired in it")
     return f"{a:<18} ok: {call['chars']:,} characters of JSON"
 
 
