@@ -101,7 +101,7 @@ def test_keep_firing_for_rearms_when_condition_returns(tmp_path: Path) -> None:
     assert step(pa, clock, 5, 10) == []  # cleared again at 5: a fresh keep_firing_for period
     assert step(pa, clock, 7, 10) == []
     assert step(pa, clock, 8, 10) == ["resolved"]
-    assert pa.alert_stats()["episodes"] == 1
+    assert pa.alert_stats().episodes == 1
 
 
 def test_recovery_hysteresis(tmp_path: Path) -> None:
@@ -161,10 +161,15 @@ def test_ack_and_refire_clears_ack(tmp_path: Path) -> None:
     step(pa, clock, 4, 40)  # a new episode
     assert not pa.alerts()[0].acknowledged
     stats = pa.alert_stats()
-    assert stats["episodes"] == 2
-    assert stats["mtta"]["mean_seconds"] == 90.0
-    assert stats["mttr"]["mean_seconds"] == 180.0
-    assert stats["by_severity"]["critical"]["fired"] == 2
+    assert stats.episodes == 2
+    assert stats.mtta.mean_seconds == 90.0
+    assert stats.mttr.mean_seconds == 180.0
+    assert stats.by_severity["critical"].fired == 2
+    # the JSON form (perf-alerts history --json, the demo report) keeps its keys
+    d = stats.to_dict()
+    assert d["episodes"] == 2 and d["mtta"] == {"count": 1, "mean_seconds": 90.0, "median_seconds": 90.0}
+    assert set(d) == {"episodes", "mtta", "mttr", "by_severity", "by_rule"}
+    assert set(d["by_rule"][0]) == {"rule", "severity", "fired", "mtta", "mttr"}
 
 
 def test_state_survives_a_new_process_and_is_not_refired(tmp_path: Path) -> None:

@@ -24,6 +24,7 @@ from perf_alerts.store import Store
 from perf_alerts.timeutil import Clock, SystemClock, TimeParseError, iso
 
 if TYPE_CHECKING:
+    from perf_alerts.alerts.history import AlertStats
     from perf_alerts.alerts.view import AlertView, MutingFn
     from perf_alerts.insights import AnalysisReport, PredictionReport
     from perf_alerts.rules.backtest import BacktestReport
@@ -311,7 +312,7 @@ class PerfAlerts:
             raise AlertNotFound(f"alert {a.fingerprint} ({a.rule}) no longer exists")
         return out
 
-    def alert_stats(self, since: float | None = None, until: float | None = None) -> dict[str, Any]:
+    def alert_stats(self, since: float | None = None, until: float | None = None) -> "AlertStats":
         from perf_alerts.alerts.history import alert_stats
 
         return alert_stats(self.store.events(since, until))

@@ -212,7 +212,7 @@ def run_demo(out_dir: Path = Path("demo-output"), db: str | None = None, config:
     say(f"health over the period {h.get('period_score')} ({h.get('period_status')}): "
         + "; ".join(h.get("period_reasons") or []))
     say(f"health now (the last hour) {h['score']} ({h['status']}); {summary.alerts['fired_total']} alerts fired; "
-        f"MTTA {format_duration(stats['mtta']['mean_seconds'])}, MTTR {format_duration(stats['mttr']['mean_seconds'])}")
+        f"MTTA {format_duration(stats.mtta.mean_seconds)}, MTTR {format_duration(stats.mttr.mean_seconds)}")
     say(f"executive summary: {', '.join(files.values())} (delivered: {delivery.delivered})")
 
     report = {
@@ -221,7 +221,7 @@ def run_demo(out_dir: Path = Path("demo-output"), db: str | None = None, config:
         "ticks": ticks,
         "timeline": timeline,
         "alerts": [a.to_dict() for a in system.alerts()],
-        "alert_stats": stats,
+        "alert_stats": stats.to_dict(),
         "slos": summary.slos,
         "incidents": summary.incidents,
         "tool_calls": [{k: v for k, v in c.items() if k != "data"} for c in tool_calls],

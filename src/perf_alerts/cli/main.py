@@ -325,15 +325,15 @@ def history(
     """Alert statistics from history: episodes, MTTA and MTTR per rule and severity."""
     st = system().alert_stats(since=_parse_at(since, "--since"))
     if as_json:
-        out.emit_json(st)
+        out.emit_json(st.to_dict())
         return
     from perf_alerts.timeutil import format_duration
 
-    out.line(f"{plural(st['episodes'], 'firing episode')}; MTTA {format_duration(st['mtta']['mean_seconds'])}, "
-             f"MTTR {format_duration(st['mttr']['mean_seconds'])}")
+    out.line(f"{plural(st.episodes, 'firing episode')}; MTTA {format_duration(st.mtta.mean_seconds)}, "
+             f"MTTR {format_duration(st.mttr.mean_seconds)}")
     out.table(None, ["rule", "severity", "fired", "MTTA", "MTTR"], [
-        (r["rule"], r["severity"], r["fired"], format_duration(r["mtta"]["mean_seconds"]),
-         format_duration(r["mttr"]["mean_seconds"])) for r in st["by_rule"]
+        (r.rule, r.severity, r.fired, format_duration(r.mtta.mean_seconds), format_duration(r.mttr.mean_seconds))
+        for r in st.by_rule
     ])
 
 

@@ -19,6 +19,7 @@ from perf_alerts.textsafe import plural
 from perf_alerts.timeutil import format_duration
 
 if TYPE_CHECKING:
+    from perf_alerts.alerts.history import AlertStats
     from perf_alerts.core import PerfAlerts
 
 TOP = 5
@@ -133,7 +134,7 @@ def executive_summary(system: "PerfAlerts", period_seconds: float = 86400.0, at:
 
     stats = system.alert_stats(since=start, until=at)
     firing_now = [a for a in system.alerts([AlertState.FIRING])]
-    by_sev = {sev: stats["by_severity"][sev]["fired"] for sev in ("critical", "warning", "info")}
+    by_sev = {sev: stats.by_severity[sev].fired for sev in ("critical", "warning", "info")}
     firing_by_sev = {sev: sum(1 for a in firing_now if a.severity.value == sev) for sev in ("critical", "warning", "info")}
 
     pred = system.predict(horizon=horizon, lookback=period, at=at)
@@ -145,8 +146,8 @@ def executive_summary(system: "PerfAlerts", period_seconds: float = 86400.0, at:
     incidents = incident_report(system, start, at, slo_rows, stats)
     whole_score = None if whole.score is None else round(whole.score, 1)
     verdict = period_health([r for r in slo_rows], incidents, whole_score)
-    mtta = {**stats["mtta"], "text": format_duration(stats["mtta"].get("mean_seconds"))}
-    mttr = {**stats["mttr"], "text": format_duration(stats["mttr"].get("mean_seconds"))}
+    mtta = {**stats.mtta.to_dict(), "text": format_duration(stats.mtta.mean_seconds)}
+    mttr = {**stats.mttr.to_dict(), "text": format_duration(stats.mttr.mean_seconds)}
     summary = ExecutiveSummary(
         period={"start": iso_seconds(start), "end": iso_seconds(at), "length": format_duration(period),
                 "start_text": human_time(start), "end_text": human_time(at)},
@@ -167,10 +168,10 @@ def executive_summary(system: "PerfAlerts", period_seconds: float = 86400.0, at:
             "firing_now_rules": sorted({a.rule for a in firing_now})[:top],
         },
         mtta=mtta, mttr=mttr,
-        mtta_mttr_by_severity={sev: {"mtta": v["mtta"], "mttr": v["mttr"]}
-                               for sev, v in stats["by_severity"].items() if v["fired"]},
-        noisiest_rules=[{"rule": r["rule"], "severity": r["severity"], "fired": r["fired"]}
-                        for r in stats["by_rule"][:top]],
+        mtta_mttr_by_severity={sev: {"mtta": v.mtta.to_dict(), "mttr": v.mttr.to_dict()}
+                               for sev, v in stats.by_severity.items() if v.fired},
+        noisiest_rules=[{"rule": r.rule, "severity": r.severity, "fired": r.fired}
+                        for r in stats.by_rule[:top]],
         slos=slo_rows,
         slos_now=slo_now,
         incidents=incidents,
@@ -220,7 +221,7 @@ def slo_table(system: "PerfAlerts", at: float, window: float | None) -> list[dic
 
 
 def incident_report(system: "PerfAlerts", start: float, end: float, slo_rows: list[dict[str, Any]],
-                    stats: dict[str, Any]) -> dict[str, Any]:
+                    stats: "AlertStats") -> dict[str, Any]:
     """Incidents in [start, end]: the time a critical or warning alert was firing (overlapping alerts merged
     into one incident), from the alert event history; with the rules, agents and SLOs each involved."""
     from perf_alerts.alerts.history import episodes
@@ -285,7 +286,7 @@ def incident_report(system: "PerfAlerts", start: float, end: float, slo_rows: li
         "warning": sum(1 for i in out if i["severity"] == "warning"),
         "total_minutes": round(total, 1), "critical_minutes": round(crit_min, 1), "longest_minutes": round(longest, 1),
         "total_text": format_duration(total * 60.0), "longest_text": format_duration(longest * 60.0),
-        "mtta_text": format_duration(stats["mtta"]["mean_seconds"]), "mttr_text": format_duration(stats["mttr"]["mean_seconds"]),
+        "mtta_text": format_duration(stats.mtta.mean_seconds), "mttr_text": format_duration(stats.mttr.mean_seconds),
         "list": out[:10], "not_shown": max(0, len(out) - 10),
     }
 
