@@ -7,10 +7,13 @@ sigma 0.5 and 1.0, numpy Generator seeds) and check the false-alarm rate at
 the default threshold, and that a x3 level shift and a x4 spike of the
 metric are still caught within 5 points.
 
-The issue's target, at most one false alarm per 20,000 points, is NOT met
-yet (see test_issue_target_one_per_20000); the bounds asserted here are the
-measured rates with a margin, so a change that makes heavy tails worse fails.
-Synthetic data only; the whole file runs in a few seconds.
+The issue's target, at most one false alarm per 20,000 points, is met by
+``detector="robust"`` at the default sensitivity, NOT by the default detector
+(test_issue_target_one_per_20000 is a strict xfail): the default keeps NAB's
+sensitivity, and real metrics are as heavy-tailed as this noise (see
+analytics.anomaly).  For the default the bounds are the measured rates with a
+margin, so a change that makes heavy tails worse fails.
+Synthetic data only; the whole file runs in about 10 s on a loaded machine.
 """
 
 from __future__ import annotations
@@ -32,11 +35,12 @@ def noise(kind: str, rng: np.random.Generator, n: int) -> np.ndarray:
     return rng.lognormal(0.0, sigma, n)
 
 
-def false_alarms(kind: str) -> tuple[int, int]:
+def false_alarms(kind: str, detector: str = "default") -> tuple[int, int]:
     alerts = total = 0
     for seed in SEEDS:
-        x = 100.0 + noise(kind, np.random.default_rng(seed), N)
-        s = an.anomaly_scores(x)
+        rng = np.random.default_rng(seed)
+        x = 100.0 + (rng.standard_normal(N) if kind == "gauss" else noise(kind, rng, N))
+        s = an.anomaly_scores(x, detector=detector)
         alerts += int((s[WARM:] >= THR).sum())
         total += N - WARM
     return alerts, total
@@ -54,18 +58,27 @@ def test_false_alarm_rate_on_heavy_tails(kind: str) -> None:
     assert alerts <= total / MEASURED_BOUND[kind], (kind, alerts, total)
 
 
-@pytest.mark.xfail(strict=True, reason="issue 17 item 2 not met: ~1 false alarm per 1,100-4,600 "
-                                        "points on heavy tails at the default threshold; calibrating "
-                                        "every channel reaches 1 per 8,600-22,000 but costs 16 NAB points")
+@pytest.mark.xfail(strict=True, reason="issue 17 item 2 not met by the default detector: ~1 false "
+                                        "alarm per 1,100-4,600 points on heavy tails; detector "
+                                        "'robust' meets it but scores 41 on NAB dev against 63")
 def test_issue_target_one_per_20000() -> None:
     for kind in MEASURED_BOUND:
         alerts, total = false_alarms(kind)
         assert alerts <= total / 20_000, (kind, alerts, total)
 
 
+@pytest.mark.parametrize("kind", [*sorted(MEASURED_BOUND), "gauss"])
+def test_robust_detector_meets_one_per_20000(kind: str) -> None:
+    """Measured on these seeds: Gaussian 0 alerts, t3 6, lognormal 0.5 0,
+    lognormal 1.0 4 over 198,000 points (the bound allows 9)."""
+    alerts, total = false_alarms(kind, "robust")
+    assert alerts <= total / 20_000, (kind, alerts, total)
+
+
+@pytest.mark.parametrize("detector", ["default", "robust"])
 @pytest.mark.parametrize("kind", sorted(MEASURED_BOUND))
 @pytest.mark.parametrize("seed", [1, 2, 3])
-def test_shift_and_spike_still_caught(kind: str, seed: int) -> None:
+def test_shift_and_spike_still_caught(kind: str, seed: int, detector: str) -> None:
     """A x3 level shift and a x4 spike of the metric alert within 5 points,
     on top of the same heavy-tailed noise (different places per seed)."""
     rng = np.random.default_rng(seed)
@@ -73,7 +86,25 @@ def test_shift_and_spike_still_caught(kind: str, seed: int) -> None:
     k = 3_000 + 97 * seed
     spike = x.copy()
     spike[k] *= 4.0
-    assert an.anomaly_scores(spike)[k:k + 5].max() >= THR, (kind, seed)
+    assert an.anomaly_scores(spike, detector=detector)[k:k + 5].max() >= THR, (kind, seed)
     shift = x.copy()
     shift[k:] *= 3.0
-    assert an.anomaly_scores(shift)[k:k + 5].max() >= THR, (kind, seed)
+    assert an.anomaly_scores(shift, detector=detector)[k:k + 5].max() >= THR, (kind, seed)
+
+
+def test_robust_streaming_bank_equals_batch() -> None:
+    """Anomaly rules score through the vectorised bank: same scores as the batch form."""
+    from perf_alerts.analytics.streaming import LikelihoodBank
+
+    rng = np.random.default_rng(11)
+    xs = np.array([100.0 + noise(k, rng, 2_500) for k in sorted(MEASURED_BOUND)])
+    xs[:, 2_000:] *= 3.0
+    ts = 1.8e9 + 60.0 * np.tile(np.arange(xs.shape[1]), (xs.shape[0], 1))
+    bank = LikelihoodBank(xs.shape[0], detector="robust", max_period=3600.0)
+    got = bank.run(np.arange(xs.shape[0]), xs, ts, np.ones(xs.shape, bool))
+    for row, x in zip(got, xs):
+        ref = an.anomaly_scores(x, detector="robust")
+        assert np.abs(row - ref).max() < 1e-9
+        assert ref.max() >= THR
+    with pytest.raises(ValueError, match="zscore"):
+        LikelihoodBank(1, detector="zscore")

@@ -15,8 +15,9 @@ __all__ = ["DEFAULT_ANOMALY_THRESHOLD", "DETECTORS", "threshold_for"]
 #: Score at or above which an ``anomaly`` rule fires by default.
 DEFAULT_ANOMALY_THRESHOLD: float = 0.5
 
-#: Names accepted by ``detector=`` ("default" is the likelihood detector).
-DETECTORS: tuple[str, ...] = ("default", "likelihood", "zscore")
+#: Names accepted by ``detector=`` ("default" is the likelihood detector; "robust" is it
+#: calibrated for heavy-tailed metrics such as LLM latencies, at a cost in sensitivity).
+DETECTORS: tuple[str, ...] = ("default", "likelihood", "robust", "zscore")
 
 
 def threshold_for(sensitivity: float | None) -> float:

@@ -40,9 +40,13 @@ Design (why, not how):
   rare (:meth:`Likelihood._calibrated`).  Gaussian noise is unchanged; on
   Student-t(3) noise false alarms fall from 1 per 1,900 to 1 per 2,100
   points, on lognormal(1.0) from 1 per 920 to 1 per 1,100, and NAB (dev
-  files) gains 0.5.  Calibrating the long averages too reaches 1 per 9,000
-  on Student-t(3) but costs 16 NAB points: real metrics are heavy-tailed and
-  NAB's labelled incidents sit inside those tails (tests/test_heavy_tails.py).
+  files) gains 0.5.  Calibrating the long averages and the extreme path too
+  (:class:`RobustLikelihood`, ``detector="robust"``) meets one false alarm
+  per 20,000 points on those noises but drops NAB from 63 to 41: real
+  metrics are as heavy-tailed as that noise (the rate of single jumps over
+  5 mean absolute jumps is 0.0005-0.07 on NAB's real files, 0.008 on
+  Student-t(3), 0.00005 on Gaussian noise), and NAB's labelled incidents sit
+  inside those tails (tests/test_heavy_tails.py).
 * No score is given before ``min_history`` points (300): a fresh start,
   e.g. a rule rescoring its 24 h lookback, must not page while learning.
 * After a score crosses the alerting threshold, further points are damped
@@ -307,7 +311,7 @@ class Likelihood(Detector):
                 "lik_channels": ("jump", "level"), "select_after": 256,
                 "calibrate": True, "cal_n0": 1000.0, "cal_bmin": 0.05,
                 "cal_cap": True, "cal_extreme": False,
-                "cal_paths": ("jump0", "level0"),
+                "cal_paths": ("jump0", "level0"), "gain": 1.0,
                 "tail": ("jump0",), "tail_seasonal": ("jump0", "jump1")}
 
     def _fams(self, has_t: bool) -> list[str]:
@@ -564,6 +568,8 @@ class Likelihood(Detector):
         best = np.argmin(fits, axis=0)       # ties -> plain
         s = scores[best, np.arange(n)]
         s[: max(int(p["warmup"]), int(p["min_history"]))] = 0.0
+        if p["gain"] != 1.0:
+            s = s * p["gain"]
         return self._space(s)
 
     def _space(self, u):
@@ -752,7 +758,7 @@ class Likelihood(Detector):
             if drop > 0:
                 del st["buf_t"][:drop]
                 del st["buf_x"][:drop]
-        s = best_s if st["n"] >= max(int(p["warmup"]),
+        s = best_s * p["gain"] if st["n"] >= max(int(p["warmup"]),
                                      int(p["min_history"])) else 0.0
         st["n"] += 1
         gap = int(p["spacing"])
@@ -781,7 +787,36 @@ class Likelihood(Detector):
 # ---------------------------------------------------------------------------
 # registry and public API
 
+class RobustLikelihood(Likelihood):
+    """The default detector made for heavy-tailed metrics (LLM latencies, token counts).
+
+    Every channel average (the long ones too) and the extreme-jump path go
+    through the tail calibration of :meth:`Likelihood._calibrated`, and the
+    strength is scaled by ``gain`` (1 / 1.4) so that the default threshold
+    asks for the rarity the default detector asks for at sensitivity 0.3.
+    On iid noise around a level (4 seeds x 49,500 points): no false alarm on
+    Gaussian noise, one per 33,000 points on Student-t(3), fewer than one per
+    49,000 on lognormal noise (sigma 0.5, 1.0), where the default detector
+    raises one per 1,100-4,200; a x3 level shift or a x4 spike still alerts
+    within 5 points.  The price: real metrics are heavy-tailed too, and their
+    moderate incidents score lower (NAB's 35 dev files, standard profile:
+    41.2 at NAB's optimised threshold, 23.8 at the default one, against 63.1
+    for the default detector), so it is an explicit choice
+    (``detector: robust``), not the default.
+    """
+
+    name = "robust"
+
+    @classmethod
+    def defaults(cls):
+        d = super().defaults()
+        d.update(cal_paths=("jump0", "jump1", "level0", "level1"),
+                 cal_extreme=True, gain=1.0 / 1.4)
+        return d
+
+
 _REGISTRY: dict[str, type[Detector]] = {
+    "robust": RobustLikelihood,
     "likelihood": Likelihood,
     "zscore": RollingZScore,
 }

@@ -22,7 +22,14 @@ from typing import Any
 
 import numpy as np
 
-from perf_alerts.analytics.anomaly import _CAL_REF, _REL_FLOOR, Likelihood, _decades_batch, _decay
+from perf_alerts.analytics.anomaly import (
+    _CAL_REF,
+    _REL_FLOOR,
+    Likelihood,
+    RobustLikelihood,
+    _decades_batch,
+    _decay,
+)
 from perf_alerts.detectors import threshold_for
 
 __all__ = ["LikelihoodBank", "lag_values"]
@@ -48,11 +55,17 @@ def lag_values(src_t: np.ndarray, src_x: np.ndarray, t: np.ndarray, period: floa
 class LikelihoodBank:
     """State of the default detector for `n` series: `state` is (variables, series)."""
 
+    #: the detectors a bank can run: the default and its heavy-tail calibrated form
+    DETECTORS: dict[str, type[Likelihood]] = {"default": Likelihood, "likelihood": Likelihood,
+                                              "robust": RobustLikelihood}
+
     def __init__(self, n: int = 0, *, sensitivity: float | None = None, max_period: float | None = None,
-                 **params: Any) -> None:
+                 detector: str = "default", **params: Any) -> None:
         if sensitivity is not None:
             params.setdefault("alert_level", threshold_for(sensitivity))
-        self.det = Likelihood(**params)
+        if detector not in self.DETECTORS:
+            raise ValueError(f"LikelihoodBank runs {', '.join(self.DETECTORS)}, not {detector!r}")
+        self.det = self.DETECTORS[detector](**params)
         p = self.det.params
         self.p = p
         fams = ["plain"]
@@ -133,7 +146,7 @@ class LikelihoodBank:
             better = on & (fit < best_fit)
             best_s = np.where(better, s, best_s)
             best_fit = np.where(better, fit, best_fit)
-        s = np.where(n >= max(m, int(p["min_history"])), best_s, 0.0)
+        s = np.where(n >= max(m, int(p["min_history"])), best_s * p["gain"], 0.0)
         n += 1.0
         gap = int(p["spacing"])
         since = st[ix["since"]]
