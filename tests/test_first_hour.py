@@ -202,6 +202,26 @@ def test_ack_uses_the_time_the_alerts_were_evaluated_at(run: Run) -> None:
     assert '"mean_seconds": 180' in stats.replace("180.0", "180")  # MTTA 3 min, not "4d23h"
 
 
+def test_ack_without_at_on_a_replayed_store_is_the_same_in_the_cli_and_the_api(run: Run) -> None:
+    # one rule in the service layer (PerfAlerts.ack_time): the API's ack and the dashboard's button
+    # acknowledge as of the last evaluation too, not the wall clock (MTTA would read years)
+    _csv(run.dir / "a.csv", [(T0 + 60 * i, "crew_task_seconds", 45, a) for i in range(5) for a in ("x", "y")])
+    run("ingest", str(run.dir / "a.csv"))
+    run("evaluate", "--no-notify", "--at", str(T0 + 120))
+    from perf_alerts.config import load_config
+    from perf_alerts.core import PerfAlerts
+    from perf_alerts.store import Store
+
+    fps = sorted(a.fingerprint for a in Store(run.db).load_alerts() if a.rule == "Slow")
+    r = run("ack", fps[0])
+    assert "acknowledged as of the last evaluation (2026-01-01T00:02:00Z)" in r.stderr, r.stderr
+    assert "at 2026-01-01T00:02:00Z" in r.stdout
+    api = PerfAlerts(load_config(run.cfg), Store(run.db))  # the service call behind POST /alerts/{fp}/ack
+    assert api.ack(fps[1], by="dashboard").acknowledged_at == T0 + 120
+    again = run("ack", fps[0])
+    assert "already acknowledged at 2026-01-01T00:02:00Z" in again.stdout and not again.stderr.strip()
+
+
 def test_time_option_errors_name_the_option(run: Run) -> None:
     r = run("evaluate", "--no-notify", "--at", "yesterday", rc=2)
     assert r.stderr.startswith("perf-alerts: error: --at: ") and "now-1h" in r.stderr

@@ -288,8 +288,23 @@ class PerfAlerts:
                                        + (f" and {len(fps) - 20} more" if len(fps) > 20 else ""), fps)
         return matches[0]
 
+    def ack_time(self) -> tuple[float, bool]:
+        """When an acknowledgement given now takes effect, and whether that is not the clock's now.
+
+        On a store whose alerts were last evaluated more than an hour from the clock (history
+        replayed with `evaluate --at`), acknowledging at the wall clock would make MTTA read days:
+        the acknowledgement is placed at that last evaluation instead. One rule for every front
+        end (the CLI's `ack`, the API's ack, the dashboard's button).
+        """
+        now = self.clock.now()
+        last = self.store.kv_get("last_evaluation")
+        if last and abs(now - float(last.get("at", 0))) > 3600:
+            return float(last["at"]), True
+        return now, False
+
     def ack(self, fingerprint: str, by: str = "cli", at: float | None = None) -> Alert:
-        """Acknowledge an alert (at `at`, default now); stops its escalation. Acknowledging twice keeps the first time.
+        """Acknowledge an alert (at `at`, default `ack_time()`); stops its escalation. Acknowledging twice keeps
+        the first time.
 
         Raises the errors of `resolve_fingerprint`, or AckRefused for a resolved or pending alert.
         """
@@ -301,7 +316,7 @@ class PerfAlerts:
         if a.state == AlertState.PENDING:
             # an acknowledgement belongs to a firing episode; a pending alert may never fire
             raise AckRefused(f"alert {a.fingerprint} ({a.rule}) is pending, not firing yet; acknowledge it once it fires")
-        now = self.clock.now() if at is None else at
+        now = self.ack_time()[0] if at is None else at
         if a.started_at is not None and now < a.started_at:
             raise InputError(f"cannot acknowledge alert {a.fingerprint} ({a.rule}) before it started")
         with self.store.transaction() as con:

@@ -303,16 +303,18 @@ def ack(
     """Acknowledge an alert (stops its escalation)."""
     s = system()
     when = _parse_at(at)
-    last = s.store.kv_get("last_evaluation")
-    replayed = when is None and last and abs(s.clock.now() - float(last.get("at", 0))) > 3600
-    if replayed:
-        # the store's alerts were evaluated at another time (--at): acknowledging at the wall clock skews MTTA
-        when = float(last["at"])
+    replayed = False
+    if when is None:
+        when, replayed = s.ack_time()  # as of the last evaluation when the store holds replayed history
+    already = s.resolve_fingerprint(fingerprint).acknowledged  # acknowledging twice keeps the first one
     a = s.ack(fingerprint, by=by, at=when)
-    if replayed:
+    if replayed and not already:
         out.warn(f"acknowledged as of the last evaluation ({_iso(when)}), not the wall clock; pass --at to choose")
     if as_json:
         out.emit_json(a.to_dict())
+    elif already:
+        out.line(f"{a.fingerprint} ({a.rule}) was already acknowledged at {_iso(a.acknowledged_at)} "
+                 f"by {a.acknowledged_by}")
     else:
         out.line(f"acknowledged {a.fingerprint} ({a.rule}) at {_iso(a.acknowledged_at)} by {a.acknowledged_by}")
 
