@@ -340,7 +340,9 @@ def analyze(store: Store, config: Config, at: float, lookback: float, alerts: li
     for tf in trends[:5]:
         if tf.verdict == "worsening":
             change = "" if tf.change_pct is None else f", {tf.change_pct:+.1f}% vs the previous {format_duration(lookback)}"
-            findings.append(f"{tf.series} is worsening: {fmt_number(tf.slope_per_hour, 3)} per hour "
+            unit = config.metric_meta(tf.series.split("{", 1)[0]).unit  # "0.0000238 per hour" of what?
+            findings.append(f"{tf.series} is worsening: {fmt_number(tf.slope_per_hour, 3)}"
+                            f"{(' ' + unit) if unit else ''} per hour "
                             f"(Mann-Kendall {_p(tf.p_value)}{change})")
     for af in anomalies[:3]:
         findings.append(f"{af.series}: anomaly score {af.max_score} at {af.at} (value {af.value})")
