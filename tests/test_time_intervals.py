@@ -421,3 +421,21 @@ def test_active_time_intervals_are_not_inherited_by_child_routes(tmp_path: Path)
     (page,) = match_routes(p.cfg.route, {"team": "db", "host": "db-primary"})
     (db,) = match_routes(p.cfg.route, {"team": "db", "host": "db2"})
     assert (page.active_time_intervals, db.active_time_intervals) == ((), ("business",))
+
+
+def test_alerts_view_says_when_every_route_is_closed_by_a_time_interval(tmp_path: Path) -> None:
+    # perf-alerts' view of TimeMuteStage/TimeActiveStage: `perf-alerts alerts` and /api/v1/alerts show
+    # why an alert is not notified now when every route it takes is muted or inactive
+    start = _ts(2026, 3, 28, 10, 0, BERLIN)  # Saturday
+    p = Pipe(tmp_path, BUSINESS, start)
+    p.set("db2", 95)
+    p.set("db-primary", 95)  # its page route has no interval
+    p.run_until(start)
+    from perf_alerts.notify.mute import muting
+
+    views = {v.alert.labels["host"]: v for v in p.pa.alert_views(None, muting)}
+    assert views["db2"].time_muted == "outside its active time interval(s) business"
+    assert views["db2"].flags == ("time-muted",) and views["db2"].to_dict()["time_muted"] is not None
+    assert views["db-primary"].time_muted is None and views["db-primary"].flags == ()
+    p.clock.set(_ts(2026, 3, 30, 10, 0, BERLIN))  # Monday
+    assert {v.alert.labels["host"]: v.time_muted for v in p.pa.alert_views(None, muting)}["db2"] is None

@@ -37,6 +37,7 @@ class AlertView:
     rule_type: str | None = None
     silenced_by: tuple[str, ...] = ()  # ids of the active silences that match it
     inhibited: bool = False
+    time_muted: str | None = None  # every route it takes is muted by a time interval now: why
 
     # -- facts the front ends read -----------------------------------------------------
     @property
@@ -64,9 +65,10 @@ class AlertView:
 
     @property
     def flags(self) -> tuple[str, ...]:
-        """acknowledged / silenced / inhibited, in that order, for a one-column rendering."""
+        """acknowledged / silenced / inhibited / time-muted, in that order, for a one-column rendering."""
         return tuple(name for name, on in (("acknowledged", self.alert.acknowledged), ("silenced", self.silenced),
-                                           ("inhibited", self.inhibited)) if on)
+                                           ("inhibited", self.inhibited), ("time-muted", self.time_muted))
+                     if on)
 
     # -- rendering -----------------------------------------------------------------------
     def to_dict(self) -> dict[str, Any]:
@@ -80,6 +82,7 @@ class AlertView:
             "silenced": self.silenced,
             "silenced_by": list(self.silenced_by),
             "inhibited": self.inhibited,
+            "time_muted": self.time_muted,
             "summary": self.summary,
         }
 
@@ -93,6 +96,9 @@ class MutingFacts(Protocol):
 
     @property
     def inhibited(self) -> AbstractSet[str]: ...
+
+    @property
+    def time_muted(self) -> Mapping[str, str]: ...
 
 
 # `perf_alerts.notify.mute.muting(store, config, firing_alerts, at)`: the one computation of
@@ -113,5 +119,6 @@ def build_views(alerts: Iterable[Alert], rules: Iterable["Rule"], muting: Muting
             rule_type=rule.type if rule else None,
             silenced_by=tuple(muting.silenced_by.get(a.fingerprint, ())),
             inhibited=a.fingerprint in muting.inhibited,
+            time_muted=muting.time_muted.get(a.fingerprint),
         ))
     return out

@@ -238,8 +238,10 @@ class Notifier:
                     # alert, then every group_interval on that grid, whatever happened in between
                     next_flush = at + group_interval if forced else \
                         next_flush + (math.floor((at - next_flush) / group_interval) + 1) * group_interval
-                    tg = gate(intervals, settings.get("mute_time_intervals") or (),
-                              settings.get("active_time_intervals") or (), at)
+                    # names a reloaded configuration no longer defines (a group kept for a resolution
+                    # owed under an older configuration) neither mute nor close the route
+                    tg = gate(intervals, [n for n in settings.get("mute_time_intervals") or () if n in intervals],
+                              [n for n in settings.get("active_time_intervals") or () if n in intervals], at)
                     if tg.closed:
                         # TimeMuteStage / TimeActiveStage: nothing is sent and the notification log is
                         # untouched (so what fired meanwhile is new at the first open flush); a muted
