@@ -407,3 +407,19 @@ def test_the_default_policy_parses_and_its_remediation_is_a_dry_run(tmp_path: Pa
     pol = next(p for p in cfg.policies if p.when == "health < 50 and firing.critical > 0")
     assert [a.type for a in pol.actions][:2] == ["notify", "optimization_review"]
     assert all(not a.enabled for a in pol.actions if a.type in ("python", "webhook"))
+
+
+def test_a_policy_message_gives_the_value_an_alert_fired_with(tmp_path: Path) -> None:
+    """Issue 11: a policy's message listed 'CriticalPerformanceDegradation … value 100.1 since 10:47'
+    while the alert's own notification said it fired at 10:47 with 89.3: the value it fired with, and
+    the current one as 'now'."""
+    s, clock = make(tmp_path, NOTIFY)
+    fire_critical(s, T0)  # fires with 50
+    s.record("lat", 80.0, {"agent": "a"}, ts=T0 + 59)
+    clock.set(T0 + 60)
+    s.evaluate(at=T0 + 60)
+    PolicyEngine(s).evaluate()
+    [msg] = [n for n in outbox(s) if n["kind"] == "policy"]
+    text = json.dumps(msg["body"])
+    assert "CritLatency" in text and "fired with 50 at 2027-01-15 08:00 UTC, 80 now" in text
+    assert "value 80 since" not in text

@@ -134,8 +134,14 @@ class Variables:
                 xs = [a for a in self._alerts if a.state == state and (rest == "total" or a.severity.value == rest)]
                 for a in xs[:5]:
                     lab = ", ".join(f'{k}="{v}"' for k, v in sorted(a.labels.items()) if k not in ("alertname", "severity"))
+                    since = _minute(a.started_at or a.active_since)
+                    if head == "firing" and a.fired_value is not None:  # the value it fired with, then today's
+                        now_v = "" if a.value is None or a.value == a.fired_value else f", {fmt_number(a.value)} now"
+                        lines.append(f"• {head} {a.severity.value}: {a.rule} {{{lab}}} fired with "
+                                     f"{fmt_number(a.fired_value)} at {since}{now_v}")
+                        continue
                     val = "" if a.value is None else f" value {fmt_number(a.value)}"
-                    lines.append(f"• {head} {a.severity.value}: {a.rule} {{{lab}}}{val} since {_minute(a.started_at or a.active_since)}")
+                    lines.append(f"• {head} {a.severity.value}: {a.rule} {{{lab}}}{val} since {since}")
             if head == "health" and rest in self._health:
                 h = self._health[rest]
                 weak = sorted((c for c in h.components if c.score is not None), key=lambda c: c.score)[:2]
