@@ -12,6 +12,7 @@ from pathlib import Path
 from typing import Any
 
 import numpy as np
+import pytest
 
 from perf_alerts.model import Sample
 from perf_alerts.store import Store
@@ -122,3 +123,29 @@ def test_series_ids_do_not_depend_on_the_hash_seed(new_store_url: Any) -> None:
         outs.append(p.stdout)
     assert outs[0] == outs[1] == outs[2]
     assert outs[0].strip() == str([f"a{i}" for i in range(40)])
+
+
+def test_a_write_lock_held_past_the_busy_timeout_is_store_unavailable(tmp_path: Path) -> None:
+    # another process holding SQLite's write lock longer than busy_timeout: the store is busy
+    # (StoreUnavailable: HTTP 503, one CLI line), not an internal error with a traceback
+    import sqlite3
+
+    from perf_alerts.errors import StoreUnavailable
+    from perf_alerts.store.sqlite import SQLiteBackend
+
+    path = tmp_path / "s.db"
+    Store(path).close()
+    holder = sqlite3.connect(str(path), isolation_level=None)
+    holder.execute("BEGIN IMMEDIATE")
+    try:
+        SQLiteBackend.busy_timeout_ms = 200
+        try:
+            s = Store(path)  # opening a store at the current schema only reads: no wait for the lock
+        finally:
+            SQLiteBackend.busy_timeout_ms = 30_000
+        with pytest.raises(StoreUnavailable, match="the store is busy"):
+            s.insert_samples([Sample("m", {}, 1_800_000_000.0, 1.0)])
+        holder.execute("ROLLBACK")
+        assert s.insert_samples([Sample("m", {}, 1_800_000_000.0, 1.0)]) == 1  # usable again
+    finally:
+        holder.close()

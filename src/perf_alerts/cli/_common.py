@@ -23,11 +23,7 @@ if TYPE_CHECKING:
 
 def user_error_message(e: BaseException) -> str | None:
     """The one line to show for a user mistake, None for anything else (a bug: its traceback is shown)."""
-    if isinstance(e, PerfAlertsError):
-        return str(e)
-    from perf_alerts.sources.files import IngestError
-
-    if isinstance(e, IngestError):  # not (yet) in the hierarchy: a file that cannot be read at all
+    if isinstance(e, PerfAlertsError):  # IngestError too (an InputError)
         return str(e)
     if isinstance(e, sqlite3.DatabaseError):  # a file that is not a SQLite store, a locked or corrupt one
         return f"SQLite store: {e}"

@@ -8,6 +8,7 @@ connection per thread. Zero set-up: the embedded default.
 
 from __future__ import annotations
 
+import functools
 import os
 import sqlite3
 import threading
@@ -16,12 +17,13 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import Iterator
 
-from perf_alerts.errors import StoreError
+from perf_alerts.errors import StoreError, StoreUnavailable
 from perf_alerts.store.schema import SCHEMA, SCHEMA_VERSION, missing_columns
 
 
 class SQLiteBackend:
     dialect = "sqlite"
+    busy_timeout_ms = 30_000  # how long a writer queues for the write lock before the store is "busy"
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = Path(path)
@@ -58,7 +60,7 @@ class SQLiteBackend:
                 self._keepalive = con  # the shared in-memory database lives while one connection does
             con.execute("PRAGMA journal_mode=WAL")
             con.execute("PRAGMA synchronous=NORMAL")
-            con.execute("PRAGMA busy_timeout=30000")
+            con.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
             con.execute("PRAGMA foreign_keys=ON")
             self._local.con = con
         return con
@@ -68,7 +70,15 @@ class SQLiteBackend:
         """A write transaction that takes the write lock up front (SQLite has only one writer, so
         every transaction is exclusive whatever `exclusive` says)."""
         con = self.con
-        con.execute("BEGIN IMMEDIATE")
+        try:
+            con.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            # busy_timeout ran out: another process held the write lock for 30 s. The store is
+            # unavailable for now (HTTP 503, one line in the CLI, a warning in the daemon), not broken
+            raise StoreUnavailable(f"{self.display}: the store is busy: another process has held its write lock "
+                                   f"for over {self.busy_timeout_ms / 1000:g} s ({e}); try again") from None
         try:
             yield con
         except BaseException:
@@ -100,11 +110,34 @@ class SQLiteBackend:
 
     # -- migrations ---------------------------------------------------------------------
     def _migrate(self) -> None:
-        self._migrate_v2()
-        # executescript manages its own transaction; the DDL is idempotent (IF NOT EXISTS)
-        self.con.executescript(SCHEMA)
-        self._add_missing_columns()
-        self.con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        """Bring the file to SCHEMA_VERSION. A store already there is only read: opening it never
+        queues behind another process's write lock (a long ingest, a retention run)."""
+        try:
+            if (int(self.con.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION
+                    and _schema_objects() <= self._objects() and not self._missing()):
+                return
+            self._migrate_v2()
+            # executescript manages its own transaction; the DDL is idempotent (IF NOT EXISTS)
+            self.con.executescript(SCHEMA)
+            self._add_missing_columns()
+            self.con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
+        except sqlite3.OperationalError as e:
+            if "locked" not in str(e) and "busy" not in str(e):
+                raise
+            raise StoreUnavailable(f"{self.display}: the store is busy: another process has held its write lock "
+                                   f"for over {self.busy_timeout_ms / 1000:g} s while this one migrates it ({e}); "
+                                   "try again") from None
+
+    def _objects(self) -> set[tuple[str, str]]:
+        return {(t, n) for t, n in self.con.execute("SELECT type, name FROM sqlite_master "
+                                                    "WHERE type IN ('table', 'index')").fetchall()}
+
+    def _missing(self, con: sqlite3.Connection | None = None) -> list[tuple[str, str]]:
+        """Columns (table, declaration) that SCHEMA has and this file lacks."""
+        con = con or self.con
+        tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()]
+        have = {t: {r[1] for r in con.execute(f"PRAGMA table_info({t})").fetchall()} for t in tables}
+        return missing_columns(have)
 
     def _migrate_v2(self) -> None:
         """Version 2: `message_refs` keeps every message that announced an alert (not only the last),
@@ -125,11 +158,23 @@ class SQLiteBackend:
 
     def _add_missing_columns(self) -> None:
         """Additive migration: columns that a newer schema has and this file lacks are added."""
+        if not self._missing():
+            return
         with self.write() as con:
-            tables = [r[0] for r in con.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall()]
-            have = {t: {r[1] for r in con.execute(f"PRAGMA table_info({t})").fetchall()} for t in tables}
-            for table, decl in missing_columns(have):
+            for table, decl in self._missing(con):
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {decl}")
+
+
+@functools.cache
+def _schema_objects() -> frozenset[tuple[str, str]]:
+    """(type, name) of every table and index SCHEMA creates: a file lacking one is migrated."""
+    ref = sqlite3.connect(":memory:")
+    try:
+        ref.executescript(SCHEMA)
+        return frozenset((t, n) for t, n in ref.execute("SELECT type, name FROM sqlite_master WHERE type IN "
+                                                        "('table', 'index') AND name NOT LIKE 'sqlite_%'").fetchall())
+    finally:
+        ref.close()
 
 
 __all__ = ["SQLiteBackend"]
