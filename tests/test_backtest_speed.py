@@ -157,6 +157,36 @@ def test_the_replay_gives_the_transitions_of_the_step_by_step_path(make_store: A
     assert {"resolved", "cancelled"} <= {t[1] for t in slow}, fired
 
 
+def test_a_replay_window_moved_forward_holds_the_rows_a_query_reads(make_store: Any) -> None:
+    """A replay keeps each window's samples from one step to the next and reads only the new ones
+    (`Evaluator(replay=True)`); the block must be what `store.query` reads, rows and weights, also
+    while the window's start crosses from the downsampled past into the raw samples."""
+    from perf_alerts.rules.evaluate import Evaluator
+
+    cfg = parse_config(CFG)
+    store = make_store()
+    _load(store, seed=7)
+    store.apply_retention(END, 30 * DAY, 30 * H, 300.0, kind_of=lambda m: cfg.metric_meta(m).kind)
+    thinned = store.downsampled_until()
+    assert thinned is not None
+    ev = Evaluator(store, cfg, replay=True)
+    series = store.list_series("crew_task_seconds")
+    weighted = raw = 0
+    for span in (2 * H, 7 * H):
+        for at in np.arange(thinned - 3 * H, thinned + 9 * H, 420.0).tolist():
+            ev.new_step()
+            got = ev._block(series, at - span, at)
+            want = store.query([s.id for s in series], at - span, at)
+            for a, b in ((got.series_id, want.series_id), (got.ts, want.ts), (got.value, want.value),
+                         (got.n, want.n), (got.lo, want.lo), (got.hi, want.hi)):
+                assert (a is None) == (b is None)
+                if a is not None and b is not None:
+                    np.testing.assert_array_equal(a, b)
+            weighted += got.n is not None
+            raw += got.n is None
+    assert weighted and raw
+
+
 def test_report_json_form_is_unchanged(tmp_path: Path) -> None:
     """`backtest --json`: the keys the command printed before the report became typed, in order."""
     from perf_alerts.store import Store

@@ -6,11 +6,18 @@ rules would have raised, per rule, before a rule is deployed.
 The replay runs every rule at every step through the same `Evaluator.evaluate` and
 `apply_results` as a live cycle (one implementation of what a rule means). What a replay knows
 that a live cycle does not — every step's time in advance, and a store that does not change
-under it — serves one shortcut: an SLO's windowed sums (`rules.sloburn.SLOBurnState.advance`,
-the part that reads the store) come from one read of the replayed range and running sums
-(`_ReplayBurnState`), computed for a chunk of steps at a time so memory does not grow with
-the number of steps. Everything after the sums (the burn rates, which windows are judged, the
-results' order and details) is `SLOBurnState.results`, as in a live cycle.
+under it — serves three shortcuts, each below the rules' semantics:
+
+* an SLO's windowed sums (`rules.sloburn.SLOBurnState.advance`, the part that reads the store)
+  come from one read of the replayed range and running sums (`_ReplayBurnState`), computed for
+  a chunk of steps at a time so memory does not grow with the number of steps; the burn rates,
+  which windows are judged, the results' order and details are `SLOBurnState.results`;
+* an anomaly rule's new points are scored many steps ahead in one pass of its streaming
+  detector (`_ReplayAnomalyHistory`);
+* a window's samples are kept from one step to the next and moved forward by reading only the
+  new ones (`Evaluator(replay=True)`): an SLO alert that fires reads its whole compliance window
+  (28 days) every step, which dominated a replay of a store where an SLO burns.
+
 tests/test_backtest_speed.py checks that the replay gives the same transitions as the
 step-by-step path (`fast=False`).
 """
@@ -250,7 +257,7 @@ def backtest(store: Store, config: Config, start: float | None = None, end: floa
     if n_steps > MAX_STEPS:
         step = (end - start) / (MAX_STEPS - 1)
         n_steps = MAX_STEPS
-    evaluator = Evaluator(store, config, SeriesIndex(store))
+    evaluator = Evaluator(store, config, SeriesIndex(store), replay=fast)
     if fast:
         grid = _Grid(start, step, n_steps)
         for slo in config.slos:

@@ -29,6 +29,37 @@ def compare(values: Any, op: str, threshold: float) -> Any:
     return _OPS[op](values, threshold)
 
 
+def _moved(old: SampleBlock, new: SampleBlock, start: float) -> SampleBlock:
+    """`old`'s rows after `start` and `new`'s (later, per series), sorted by (series, time) as
+    `store.query` returns them; weights (n, lo, hi) kept only while some row stands for several samples."""
+    if len(new):
+        pos = np.searchsorted(old.series_id, new.series_id, side="right")   # each series' new rows after its old
+        sid = np.insert(old.series_id, pos, new.series_id)
+        ts = np.insert(old.ts, pos, new.ts)
+        val = np.insert(old.value, pos, new.value)
+        if old.n is None and new.n is None:
+            n = lo = hi = None
+        elif old.n is None or old.lo is None or old.hi is None:   # only the new rows have weights
+            assert new.n is not None and new.lo is not None and new.hi is not None
+            n = np.insert(np.ones(len(old), dtype=np.int64), pos, new.n)
+            lo, hi = np.insert(old.value, pos, new.lo), np.insert(old.value, pos, new.hi)
+        elif new.n is None or new.lo is None or new.hi is None:   # only the old rows have weights
+            n = np.insert(old.n, pos, np.ones(len(new), dtype=np.int64))
+            lo, hi = np.insert(old.lo, pos, new.value), np.insert(old.hi, pos, new.value)
+        else:
+            n, lo, hi = np.insert(old.n, pos, new.n), np.insert(old.lo, pos, new.lo), np.insert(old.hi, pos, new.hi)
+    else:
+        sid, ts, val, n, lo, hi = old.series_id, old.ts, old.value, old.n, old.lo, old.hi
+    keep = ts > start
+    if not keep.all():
+        sid, ts, val = sid[keep], ts[keep], val[keep]
+        if n is not None and lo is not None and hi is not None:
+            n, lo, hi = n[keep], lo[keep], hi[keep]
+    if n is None or not bool((n != 1).any()):
+        return SampleBlock(sid, ts, val)
+    return SampleBlock(sid, ts, val, n, lo, hi)
+
+
 class SeriesIndex:
     """Series per metric, filtered by matchers; cached for one evaluation cycle."""
 
@@ -54,7 +85,7 @@ class Evaluator:
     """
 
     def __init__(self, store: Store, config: Config, index: SeriesIndex | None = None, *,
-                 keep_state: bool = False) -> None:
+                 keep_state: bool = False, replay: bool = False) -> None:
         self.store = store
         self.config = config
         self.index = index or SeriesIndex(store)
@@ -66,6 +97,10 @@ class Evaluator:
         self._history: dict[str, Any] = {}
         self.keep_state = keep_state
         self._prometheus: Evaluator | None = None  # `source: prometheus` rules (rules/prometheus.py)
+        # `replay` (a backtest over a store that does not change under it): each window's block is kept
+        # from one step to the next and moved forward by reading only its new samples (`_slide`)
+        self.replay = replay
+        self._windows: dict[tuple[Any, ...], tuple[float, float, SampleBlock, int]] = {}
 
     def new_cycle(self) -> None:
         self.index = SeriesIndex(self.store)
@@ -74,8 +109,10 @@ class Evaluator:
 
     def new_step(self) -> None:
         """A new evaluation time over the same series (a backtest): forget the fetched blocks,
-        keep the series index. Without it a replay keeps every step's samples in memory."""
+        keep the series index. Without it a replay keeps every step's samples in memory.
+        A replay's moving windows are kept while the last step used them."""
         self._blocks.clear()
+        self._windows = {k: w for k, w in self._windows.items() if w[3] == self._cycle}
         self._cycle += 1
 
     def seed_state(self, name: str, state: Any) -> None:
@@ -124,7 +161,24 @@ class Evaluator:
         key = (tuple(s.id for s in series), start, end)
         blk = self._blocks.get(key)
         if blk is None:
-            blk = self._blocks[key] = self.store.query([s.id for s in series], start, end)
+            blk = self._blocks[key] = (self._slide(key[0], start, end) if self.replay
+                                       else self.store.query([s.id for s in series], start, end))
+        return blk
+
+    def _slide(self, ids: tuple[int, ...], start: float, end: float) -> SampleBlock:
+        """The samples of `ids` in (start, end], from the last step's block of the same window length
+        moved forward: its rows after `start` and the store's rows in (its end, end]. The same rows
+        `store.query` returns as long as the store does not change between steps (a replay's)."""
+        wkey = (ids, round(end - start, 6))
+        prev = self._windows.get(wkey)
+        if prev is None or start < prev[0] or end < prev[1]:
+            blk = self.store.query(list(ids), start, end)
+        else:
+            old = prev[2]
+            new = (self.store.query(list(ids), prev[1], end) if end > prev[1]
+                   else SampleBlock(np.empty(0, dtype=np.int64), np.empty(0), np.empty(0)))
+            blk = _moved(old, new, start)
+        self._windows[wkey] = (start, end, blk, self._cycle)
         return blk
 
     def _holding(self, rule: Rule, value: float) -> bool:
