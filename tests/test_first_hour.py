@@ -340,7 +340,8 @@ def test_out_directories_that_cannot_be_used_are_one_line_errors(run: Run) -> No
 
 def test_analyze_on_an_empty_store_says_no_data_once(run: Run) -> None:
     r = run("analyze")
-    assert "overall health over the last 1d: no data\n" in r.stdout and "no data (no data)" not in r.stdout
+    assert "overall health now (the last 1h vs the 1d before): no data\n" in r.stdout
+    assert "no data (no data)" not in r.stdout
     assert re.search(r"^window \S+Z → \S+Z; 0 series$", r.stdout, re.M) and ".0" not in r.stdout.splitlines()[0]
 
 

@@ -38,9 +38,10 @@ class Window:
     start: str  # ISO time
     end: str
     lookback: str  # e.g. "24h"
+    recent: str = ""  # what health judges as "now" (the last hour) against the rest of the lookback, e.g. "1h"
 
     def to_dict(self) -> dict[str, Any]:
-        return {"start": self.start, "end": self.end, "lookback": self.lookback}
+        return {"start": self.start, "end": self.end, "lookback": self.lookback, "recent": self.recent}
 
 
 @dataclass(frozen=True)
@@ -351,7 +352,7 @@ def analyze(store: Store, config: Config, at: float, lookback: float, alerts: li
         findings.insert(0, f"{plural(len(firing), 'alert')} firing: " + ", ".join(sorted({a.rule for a in firing})))
 
     return AnalysisReport(
-        window=Window(_iso(start), _iso(at), format_duration(lookback)),
+        window=Window(_iso(start), _iso(at), format_duration(lookback), format_duration(recent_window(lookback))),
         scope=Scope(agent, labels or {}),
         health=overall,
         agents=agents,

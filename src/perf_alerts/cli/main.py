@@ -361,7 +361,9 @@ def analyze(
     h = rep.health.to_dict()  # scores as shown: rounded to 0.1
     out.line(f"window {_to_second(rep.window.start)} → {_to_second(rep.window.end)}; "
              f"{plural(rep.series_analyzed, 'series', 'series')}")
-    over = f"over the last {rep.window.lookback}"  # a window's health, not "now" (the summary says which)
+    # health judges the last hour against the rest of the lookback: it is "now", not the whole window's
+    # (the executive summary gives health over a period)
+    over = f"now (the last {rep.window.recent} vs the {rep.window.lookback} before)"
     out.line(f"overall health {over}: " + ("no data" if h["score"] is None else f"{h['score']} ({h['status']})"))
     for c in h["components"]:
         out.line(f"  {c['name']:10} {c['score'] if c['score'] is not None else '-':>6}  {c['evidence']}")
