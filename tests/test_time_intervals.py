@@ -439,3 +439,30 @@ def test_alerts_view_says_when_every_route_is_closed_by_a_time_interval(tmp_path
     assert views["db-primary"].time_muted is None and views["db-primary"].flags == ()
     p.clock.set(_ts(2026, 3, 30, 10, 0, BERLIN))  # Monday
     assert {v.alert.labels["host"]: v.time_muted for v in p.pa.alert_views(None, muting)}["db2"] is None
+
+
+def test_check_config_lists_each_time_interval_with_its_routes_and_whether_it_is_open(tmp_path: Path) -> None:
+    # a maintenance window or business-hours gate that silently holds a page back is checked here
+    from typer.testing import CliRunner
+
+    from perf_alerts.cli.main import app
+
+    cfg = tmp_path / "ti.yaml"
+    cfg.write_text(textwrap.dedent("""
+        time_intervals:
+          - name: always
+            time_intervals: [{}]
+          - name: never-used
+            time_intervals: [{months: ['january']}]
+        receivers: [{name: console, console: {}}, {name: oncall, console: {}}]
+        route:
+          receiver: console
+          routes:
+            - receiver: oncall
+              matchers: ['severity="critical"']
+              mute_time_intervals: [always]
+        """), encoding="utf-8")
+    r = CliRunner().invoke(app, ["--config", str(cfg), "--db", str(tmp_path / "s.db"), "check-config"])
+    assert r.exit_code == 0, r.output
+    assert "time interval 'always': mutes route 0.0 (oncall) (in the interval now)" in r.output
+    assert "time interval 'never-used': used by no route" in r.output

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 import sys
+import time
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Optional
 
@@ -451,8 +452,35 @@ def check_config(as_json: bool = typer.Option(False, "--json")) -> None:
             out.error(p)
         if not problems:
             out.line(f"{path}: OK ({plural(len(cfg.rules), 'rule')})")
+            for line in _time_interval_lines(cfg, time.time()):
+                out.line(line)
     if problems:
         raise typer.Exit(2)
+
+
+def _time_interval_lines(cfg: Any, now: float) -> list[str]:
+    """One line per time interval: which routes it mutes or activates, and whether it is open now, so
+    a business-hours or maintenance window can be checked before it silently holds a page back."""
+    from perf_alerts.notify.timeintervals import in_interval
+
+    uses: dict[str, list[str]] = {name: [] for name in cfg.time_interval_map()}
+
+    def walk(node: Any, node_id: str) -> None:
+        for i, child in enumerate(node.routes):
+            cid = f"{node_id}.{i}"
+            who = f"route {cid} ({child.receiver or 'inherited receiver'})"
+            for name in child.mute_time_intervals:
+                uses.setdefault(name, []).append(f"mutes {who}")
+            for name in child.active_time_intervals:
+                uses.setdefault(name, []).append(f"activates {who}")
+            walk(child, cid)
+
+    walk(cfg.route, "0")
+    lines = []
+    for name, specs in cfg.time_interval_map().items():
+        state_now = "in the interval now" if in_interval(specs, now) else "outside it now"
+        lines.append(f"time interval {name!r}: {'; '.join(uses[name]) or 'used by no route'} ({state_now})")
+    return lines
 
 
 def _template_problems(path: Path, cfg: Any, check: Any) -> list[str]:
