@@ -233,7 +233,7 @@ values = {fingerprints}
 
 
 def test_schemathesis_finds_no_server_error_and_no_schema_violation(tmp_path: Path) -> None:
-    pytest.importorskip("schemathesis")
+    require("schemathesis")
     system = contract_system(tmp_path)
     fps = [a.fingerprint for a in system.alerts()]
     config = tmp_path / "schemathesis.toml"

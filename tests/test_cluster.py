@@ -19,6 +19,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require
 from typer.testing import CliRunner
 
 from perf_alerts.manage.cluster import (MIN_TTL, Leadership, Replica, cluster_status, lease_ttl, pid_scope,
@@ -272,7 +273,7 @@ def test_status_cli_json_and_text(tmp_path: Path) -> None:
 
 
 def test_api_status_shows_the_cluster(tmp_path: Path) -> None:
-    pytest.importorskip("fastapi")
+    require("fastapi")
     import httpx
 
     from perf_alerts.config import parse_config

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require
 
 from perf_alerts import errors
 
@@ -126,7 +127,7 @@ def test_crew_listener_logs_a_failed_store_write_with_its_traceback(tmp_path: Pa
     """A catch-all keeps the crew running but logs the traceback (issue 9, item 4): a bug in
     writing the crew's metrics must be findable in the log, not only as a string on the listener.
     Logged once per new error, so a store that stays down does not log every flush."""
-    pytest.importorskip("crewai")
+    require("crewai")
     import logging
 
     from perf_alerts.config import parse_config

@@ -22,6 +22,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require
 
 from perf_alerts.config import ConfigError, Matcher, parse_config, parse_matchers
 from perf_alerts.core import PerfAlerts
@@ -140,7 +141,7 @@ def test_the_silence_api_refuses_a_backtracking_pattern_with_an_input_error(tmp_
 
 
 def test_the_http_api_answers_400_for_a_backtracking_pattern(tmp_path: Path) -> None:
-    pytest.importorskip("fastapi")
+    require("fastapi")
     from fastapi.testclient import TestClient
 
     from perf_alerts.http.app import create_app
@@ -266,7 +267,7 @@ def test_the_ingest_command_prints_no_traceback_for_huge_numbers(tmp_path: Path)
 
 
 def test_timestamps_of_numpy_numbers_still_parse() -> None:
-    np = pytest.importorskip("numpy")
+    np = require("numpy")
     assert parse_timestamp(np.int64(1_800_000_000)) == 1_800_000_000.0
     with pytest.raises(TimeParseError):
         parse_timestamp(b"1800000000")

@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import require
 from typer.testing import CliRunner
 
 from perf_alerts.config import parse_config
@@ -166,7 +167,7 @@ def test_alert_views_carry_rule_and_muting(tmp_path: Path) -> None:
 
 
 def test_cli_http_and_tool_show_the_same_view(tmp_path: Path) -> None:
-    pytest.importorskip("fastapi")
+    require("fastapi")
     from fastapi.testclient import TestClient
 
     from perf_alerts.cli.main import app
@@ -223,7 +224,7 @@ def test_fingerprint_lookup_errors_are_typed(tmp_path: Path) -> None:
 
 
 def test_http_maps_the_hierarchy_once(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
-    pytest.importorskip("fastapi")
+    require("fastapi")
     from fastapi.testclient import TestClient
 
     from perf_alerts.core import AmbiguousFingerprint
@@ -326,7 +327,7 @@ def _busy_port() -> tuple[socket.socket, int]:
 
 
 def test_start_server_binds_reports_and_stops(tmp_path: Path) -> None:
-    pytest.importorskip("fastapi")
+    require("fastapi")
     import httpx
 
     from perf_alerts.http.app import create_app
