@@ -158,3 +158,29 @@ def test_crew_listener_logs_a_failed_store_write_with_its_traceback(tmp_path: Pa
     finally:
         listener.close()
         store.close()
+
+
+def test_a_failing_rule_logs_its_traceback_once_per_error(tmp_path: Path, caplog: Any,
+                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    # evaluate() turns a broken rule into an error line so the others still run; the traceback
+    # goes to the log (once per rule and error, not every cycle), not only a kept string
+    import logging
+
+    from perf_alerts.config import parse_config
+    from perf_alerts.core import PerfAlerts
+    from perf_alerts.rules.evaluate import Evaluator
+    from perf_alerts.store import Store
+    from perf_alerts.timeutil import ManualClock
+
+    cfg = parse_config("rules:\n  - {name: R, type: threshold, metric: m, op: '>', value: 1}\n", "c.yaml", env={})
+    pa = PerfAlerts(cfg, Store(tmp_path / "s.db"), ManualClock(1_800_000_000.0))
+
+    def boom(self: Any, rule: Any, at: float) -> Any:
+        raise ZeroDivisionError("deep inside")
+
+    monkeypatch.setattr(Evaluator, "evaluate", boom)
+    with caplog.at_level(logging.DEBUG, logger="perf_alerts"):
+        for _ in range(3):
+            assert pa.evaluate().errors == ["rule R: ZeroDivisionError: deep inside"]
+    logged = [r for r in caplog.records if r.exc_info and "evaluating R failed" in r.getMessage()]
+    assert len(logged) == 1 and logged[0].exc_info[0] is ZeroDivisionError

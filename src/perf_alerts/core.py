@@ -6,6 +6,7 @@ agent sees exactly what the dashboard and the CLI show.
 
 from __future__ import annotations
 
+import logging
 import math
 import os
 import re
@@ -22,6 +23,8 @@ from perf_alerts.model import Alert, AlertState, Sample, SampleError, sort_worst
 from perf_alerts.rules.evaluate import Evaluator
 from perf_alerts.store import Store
 from perf_alerts.timeutil import Clock, SystemClock, TimeParseError, iso
+
+log = logging.getLogger("perf_alerts")
 
 if TYPE_CHECKING:
     from perf_alerts.alerts.history import AlertStats
@@ -103,6 +106,7 @@ class PerfAlerts:
         self.store = db if isinstance(db, Store) else Store(db)
         self.clock: Clock = clock or SystemClock()
         self._evaluator: Evaluator | None = None
+        self._rule_tracebacks: dict[str, str] = {}  # rule → the error whose traceback was logged
 
     # -- metrics in -------------------------------------------------------------------
     def record(self, metric: str, value: float, labels: Mapping[str, str] | None = None,
@@ -181,9 +185,14 @@ class PerfAlerts:
             try:
                 results = evaluator.evaluate(rule, at)
             except Exception as e:  # one broken rule must not stop the others
-                errors.append(f"rule {rule.name}: {type(e).__name__}: {e}")
+                text = f"rule {rule.name}: {type(e).__name__}: {e}"
+                errors.append(text)
                 selfmetrics.inc("rule_evaluation_errors", rule=rule.name)
+                if self._rule_tracebacks.get(rule.name) != text:  # the traceback once per rule and error
+                    self._rule_tracebacks[rule.name] = text
+                    log.debug("evaluating %s failed", rule.name, exc_info=True)
                 continue
+            self._rule_tracebacks.pop(rule.name, None)
             metric = str(getattr(rule, "metric", None) or rule.name)
             seen_series.update((metric, tuple(sorted(r.labels.items()))) for r in results)
             computed.append((rule, results))

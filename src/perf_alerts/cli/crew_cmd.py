@@ -6,12 +6,15 @@ crewai is imported inside the command only, so `perf-alerts --help` stays fast a
 from __future__ import annotations
 
 import json
+import logging
 import os
 from typing import TYPE_CHECKING, Any, Optional, cast
 
 import typer
 
 from perf_alerts.cli import output as out
+
+log = logging.getLogger("perf_alerts")
 
 if TYPE_CHECKING:
     from crewai.crews.crew_output import CrewOutput
@@ -78,6 +81,7 @@ def kickoff(
     try:
         crew = PerformanceAnalyticsCrew(llm=llm, system=pa, verbose=verbose).crew(task_names=task or None)
     except Exception as e:
+        log.debug("building the crew failed", exc_info=True)  # the traceback for --verbose / a debug log
         out.error(f"cannot build the crew: {type(e).__name__}: {e}")
         raise typer.Exit(2) from None
     listener = None if no_instrument else instrument(crew, system=pa)
@@ -85,6 +89,7 @@ def kickoff(
         # The crew is built without stream=True, so kickoff() returns a CrewOutput, never a CrewStreamingOutput.
         result = cast("CrewOutput", crew.kickoff(inputs=kickoff_inputs(parsed)))
     except Exception as e:
+        log.debug("crew kickoff failed", exc_info=True)
         out.error(f"crew kickoff failed: {type(e).__name__}: {redact(str(e))}")
         raise typer.Exit(1) from None
     finally:
