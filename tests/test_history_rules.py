@@ -15,6 +15,7 @@ from perf_alerts.analytics.streaming import LikelihoodBank, lag_values
 from perf_alerts.config import parse_config
 from perf_alerts.model import Sample
 from perf_alerts.rules.evaluate import Evaluator
+from perf_alerts.rules.history import AnomalyHistory
 
 T0 = 1_800_000_000.0
 
@@ -90,24 +91,27 @@ def _load(store: Any, t: np.ndarray, xs: list[np.ndarray]) -> None:
                          for k, x in enumerate(xs) for tt, v in zip(t, x))
 
 
-def _batch_peak(store: Any, sid: int, origin: float, at: float, window: float) -> tuple[float, float]:
+def _batch_peak(store: Any, sid: int, origin: float, at: float, window: float,
+                detector: str = "default") -> tuple[float, float]:
     """What the batch form says at `at` for a state begun at `origin`: the peak score in the window."""
     blk = store.query([sid], origin, at)
     t, v = blk.of(sid)
-    s = anomaly_scores(v, t)
+    s = anomaly_scores(v, t, detector=detector)
     recent = t > at - window
     i = int(np.argmax(np.where(recent, s, -1.0)))
     return float(s[i]), float(t[i])
 
 
-def test_anomaly_rule_cycles_equal_the_batch_form_and_survive_a_restart(make_store: Any) -> None:
+@pytest.mark.parametrize("detector", ["default", "robust"])  # both keep their state between cycles
+def test_anomaly_rule_cycles_equal_the_batch_form_and_survive_a_restart(make_store: Any, detector: str) -> None:
     rng = np.random.default_rng(11)
     t = T0 + np.arange(0, 2 * 86400, 60.0)
     xs = [_series(rng, t, k) for k in range(3)]
     store = make_store()
     _load(store, t, xs)
-    cfg = parse_config(textwrap.dedent(RULE))
+    cfg = parse_config(textwrap.dedent(RULE) + f"    detector: {detector}\n")
     rule = cfg.rules[0]
+    assert AnomalyHistory.supports(rule)
     first = T0 + 30 * 3600.0
     origin = first - rule.lookback
     ev = Evaluator(store, cfg, keep_state=True)
@@ -121,11 +125,13 @@ def test_anomaly_rule_cycles_equal_the_batch_form_and_survive_a_restart(make_sto
         assert len(res) == 3
         sids = {s.labels["agent"]: s.id for s in store.list_series("lat")}
         for r in res:
-            score, when = _batch_peak(store, sids[r.labels["agent"]], origin, at, rule.window)
+            score, when = _batch_peak(store, sids[r.labels["agent"]], origin, at, rule.window, detector)
             assert r.value == pytest.approx(score, abs=1e-9)
             assert r.detail["observed_at"] == when
             seen_high |= score >= 0.5
-    assert seen_high  # the spikes were inside the replayed cycles
+    # the spikes were inside the replayed cycles (the robust form, scaled for heavy tails, scores
+    # this Gaussian-noise spike under the alert level: equality above is what is tested for it)
+    assert seen_high or detector == "robust"
 
 
 def test_changed_rule_rebuilds_from_history(make_store: Any) -> None:

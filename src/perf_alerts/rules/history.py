@@ -114,12 +114,12 @@ class ScoredPoint:
 
 
 class AnomalyHistory:
-    """The kept state of one anomaly rule (default detector) over all its series."""
+    """The kept state of one anomaly rule (default or robust detector) over all its series."""
 
     def __init__(self, rule: Rule) -> None:
         self.rule = rule
         self.key = state_key(rule, "detector", "sensitivity", "lookback", "window")
-        self.bank = LikelihoodBank(0, sensitivity=rule.sensitivity, max_period=rule.lookback)
+        self.bank = LikelihoodBank(0, sensitivity=rule.sensitivity, max_period=rule.lookback, detector=rule.detector)
         self.sids = np.zeros(0, dtype=np.int64)      # sorted; column j of bank.state is sids[j]
         self.origin = np.zeros(0)                    # the state starts after this time
         self.last_t = np.zeros(0)                    # the last scored point (origin before any)
@@ -133,7 +133,7 @@ class AnomalyHistory:
 
     @staticmethod
     def supports(rule: Rule) -> bool:
-        return rule.detector in ("default", "likelihood")
+        return rule.detector in LikelihoodBank.DETECTORS  # the default and its heavy-tail form (robust)
 
     # -- persistence ---------------------------------------------------------------
     def to_text(self) -> str:
