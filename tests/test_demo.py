@@ -44,3 +44,15 @@ def test_demo_outputs_are_consistent_with_the_store(tmp_path: Path) -> None:
     # what it printed is what it wrote
     for r in timeline_alerts:
         assert r["text"] in proc.stdout
+
+
+def test_the_demo_day_is_the_same_whatever_the_hour_it_runs_at() -> None:
+    # the demo's day starts where its simulation starts (day_starts_at): the same seed gives the
+    # same series at 03:00 and at 20:00, so the README's timeline is what every run shows
+    from perf_alerts.simulate import simulate_crew
+
+    a = simulate_crew(1_796_000_000.0, 8, day_starts_at=1_796_000_000.0)
+    b = simulate_crew(1_796_030_000.0, 8, day_starts_at=1_796_030_000.0)
+    assert len(a.samples) == len(b.samples)
+    assert all(x.metric == y.metric and x.labels == y.labels and x.value == y.value
+               and abs((x.ts - a.start) - (y.ts - b.start)) < 1e-6 for x, y in zip(a.samples, b.samples))

@@ -157,9 +157,11 @@ def run_demo(out_dir: Path = Path("demo-output"), db: str | None = None, config:
             Path(str(db_path) + suffix).unlink(missing_ok=True)
     cfg = load_config(config)
     hours = 8.0 if fast else 24.0
-    end = math.floor(SystemClock().now() / 60.0) * 60.0
+    # the day ends at the last 5-minute mark (SLO buckets are 5-minute aligned) and its load wave is
+    # its own (day_starts_at=start): the same series and alerts whatever the hour the demo runs at
+    end = math.floor(SystemClock().now() / 300.0) * 300.0
     start = end - hours * 3600.0
-    sim = simulate_crew(start, hours)
+    sim = simulate_crew(start, hours, day_starts_at=start)
     clock = ManualClock(start)
     store = Store(db_path)
     system = PerfAlerts(cfg, store, clock)

@@ -61,7 +61,11 @@ def default_incidents(start: float, hours: float) -> list[Incident]:
 
 
 def simulate_crew(start: float, hours: float = 24.0, *, seed: int = 7, task_interval: float = 120.0,
-                  incidents: list[Incident] | None = None, crew: str = "content_crew") -> Simulation:
+                  incidents: list[Incident] | None = None, crew: str = "content_crew",
+                  day_starts_at: float = 0.0) -> Simulation:
+    """A seeded day of a 3-agent crew. The daily load wave peaks in the afternoon of a day that
+    starts at `day_starts_at` (default: UTC midnight); the demo passes its own start, so the
+    same seed gives the same series, and so the same alerts, whatever the hour it is run at."""
     rng = np.random.default_rng(seed)
     incidents = default_incidents(start, hours) if incidents is None else incidents
     end = start + hours * 3600.0
@@ -69,8 +73,8 @@ def simulate_crew(start: float, hours: float = 24.0, *, seed: int = 7, task_inte
     for agent, (median, llm_calls, model, tool) in AGENTS.items():
         n = int(hours * 3600.0 / task_interval)
         t = start + np.sort(rng.uniform(0, end - start, n))
-        hour = (t % 86400.0) / 3600.0
-        load = 1.0 + 0.25 * np.sin((hour - 9.0) / 24.0 * 2 * np.pi)  # busier in the (UTC) afternoon
+        hour = ((t - day_starts_at) % 86400.0) / 3600.0
+        load = 1.0 + 0.25 * np.sin((hour - 9.0) / 24.0 * 2 * np.pi)  # busier in the afternoon
         dur = median * load * rng.lognormal(0.0, 0.18, n)
         err_p = np.full(n, 0.01)
         cost_mult = np.ones(n)
@@ -118,7 +122,7 @@ def simulate_crew(start: float, hours: float = 24.0, *, seed: int = 7, task_inte
                 samples.append(Sample(catalog.TOOL_ERRORS, tl, float(tt[i]), 1.0))
     # host metrics every minute
     ht = start + np.arange(0.0, end - start, 60.0)
-    hour = (ht % 86400.0) / 3600.0
+    hour = ((ht - day_starts_at) % 86400.0) / 3600.0
     cpu = np.clip(35 + 15 * np.sin((hour - 9.0) / 24.0 * 2 * np.pi) + rng.normal(0, 4, ht.size), 0, 100)
     mem = np.clip(55 + 0.4 * (ht - start) / 3600.0 + rng.normal(0, 1.5, ht.size), 0, 100)
     disk = 61 + 0.05 * (ht - start) / 3600.0
