@@ -766,12 +766,12 @@ def convert_alertmanager(text: str, source: str = "<string>") -> ImportResult:
         out["inhibit_rules"] = inhibit
     if intervals:
         out["time_intervals"] = intervals
-    webhooks = [d["name"] for d in out["receivers"] if "webhook" in d]
-    if webhooks:  # notify/receivers.py _generic_body: Alertmanager-like, not Alertmanager's webhook payload
-        conv.note("note", f"webhook receiver(s) {', '.join(webhooks)}: perf-alerts posts its own Alertmanager-like "
-                          "JSON (status, receiver, groupLabels, alerts[] with labels, annotations, startsAt, endsAt), "
-                          "not Alertmanager's version 4 payload (no commonLabels, externalURL, groupKey): check what "
-                          "reads it")
+    # notify/receivers.py posts Alertmanager's version-4 webhook payload; only a split receiver's
+    # name differs from what Alertmanager would put in its `receiver` field
+    renamed = [(d["name"], am) for _, am, ds in receivers for d in ds if "webhook" in d and d["name"] != am]
+    if renamed:
+        conv.note("note", "webhook receiver(s) " + ", ".join(f"{n!r} (from {am!r})" for n, am in renamed)
+                  + ": the webhook payload's `receiver` field carries the new name")
     if conv.guards:
         conv.note("note", f"{conv.guards} guard route(s) added so that split receivers are notified exactly when "
                           "Alertmanager would notify the route itself")
