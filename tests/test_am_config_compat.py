@@ -254,8 +254,8 @@ def test_webhook_receiver_posts_alertmanagers_webhook_payload(tmp_path: Path) ->
     threading.Thread(target=srv.serve_forever, daemon=True).start()
     try:
         url = f"http://127.0.0.1:{srv.server_address[1]}/hook"
-        cfg, pa, clock, n, _ = _system(tmp_path, f"receivers:\n  - name: am-hook\n    webhook: {{url: '{url}'}}\n",
-                                       "am-hook")
+        cfg, pa, clock, n, _ = _system(tmp_path, "global: {dashboard_url: 'http://dash.example:8080'}\n"
+                                       f"receivers:\n  - name: am-hook\n    webhook: {{url: '{url}'}}\n", "am-hook")
         pa.record("lat", 50, {"agent": "a", "crew": "c"})
         pa.record("lat", 60, {"agent": "b", "crew": "c"})
         pa.evaluate()
@@ -278,7 +278,7 @@ def test_webhook_receiver_posts_alertmanagers_webhook_payload(tmp_path: Path) ->
         assert body["groupLabels"] == {"alertname": "HighLatency"}
         assert body["commonLabels"]["crew"] == "c" and "agent" not in body["commonLabels"]
         assert body["commonLabels"]["alertname"] == "HighLatency"
-        assert isinstance(body["commonAnnotations"], dict) and isinstance(body["externalURL"], str)
+        assert isinstance(body["commonAnnotations"], dict) and body["externalURL"] == "http://dash.example:8080"
         assert sorted(a["labels"]["agent"] for a in body["alerts"]) == ["a", "b"]
         for a in body["alerts"]:
             assert set(a) >= {"status", "labels", "annotations", "startsAt", "endsAt", "generatorURL", "fingerprint"}

@@ -374,7 +374,8 @@ class Notifier:
                         await self._settle(n, Outcome("lost"), rcv, now, rep, claim)
                         continue
                     try:
-                        outcome = (await send_webhook(self._http_client(), [n], rcv))[n.id]
+                        outcome = (await send_webhook(self._http_client(), [n], rcv,
+                                                      self.config.global_.dashboard_url or ""))[n.id]
                     except Exception as e:  # one broken receiver must not keep the others from their messages
                         outcome = self._crashed(rcv.name, [n], e)[n.id]
                     rep.requests += 1
@@ -384,7 +385,7 @@ class Notifier:
                 if rcv.kind == "console":
                     outcomes = send_console(ns, rcv, self.config.global_.dashboard_url, self._console_write)
                 else:
-                    outcomes = await asyncio.to_thread(send_file, ns, rcv)
+                    outcomes = await asyncio.to_thread(send_file, ns, rcv, self.config.global_.dashboard_url or "")
             except Exception as e:
                 outcomes = self._crashed(rcv.name, ns, e)
             for n in ns:

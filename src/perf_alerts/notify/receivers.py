@@ -101,14 +101,14 @@ def send_console(notifications: list[Notification], receiver: Receiver, dashboar
     return {n.id: Outcome("delivered") for n in notifications}
 
 
-def send_file(notifications: list[Notification], receiver: Receiver) -> dict[int, Outcome]:
+def send_file(notifications: list[Notification], receiver: Receiver, external_url: str = "") -> dict[int, Outcome]:
     assert receiver.file is not None
     path = Path(receiver.file.path)
     try:
         path.parent.mkdir(parents=True, exist_ok=True)
         with open(path, "a", encoding="utf-8") as fh:
             for n in notifications:
-                fh.write(json.dumps(_generic_body(n, receiver.name), default=str) + "\n")
+                fh.write(json.dumps(_generic_body(n, receiver.name, external_url), default=str) + "\n")
     except OSError as e:
         return {n.id: Outcome("retry", error=f"cannot write {path}: {e.strerror}") for n in notifications}
     return {n.id: Outcome("delivered") for n in notifications}
@@ -124,7 +124,7 @@ def _common(dicts: list[dict[str, str]]) -> dict[str, str]:
     return {k: v for k, v in dicts[0].items() if all(d.get(k) == v for d in dicts[1:])}
 
 
-def _generic_body(n: Notification, receiver: str) -> dict[str, Any]:
+def _generic_body(n: Notification, receiver: str, external_url: str = "") -> dict[str, Any]:
     """Alertmanager's webhook payload (version 4) for the file and webhook receivers.
 
     A receiver written for Alertmanager's webhook (`perf-alerts import-alertmanager` maps
@@ -143,7 +143,7 @@ def _generic_body(n: Notification, receiver: str) -> dict[str, Any]:
         "receiver": receiver,
         "groupLabels": n.body.get("group_labels", {}),
         "commonLabels": _common(labels), "commonAnnotations": _common(annotations),
-        "externalURL": n.body.get("dashboard_url") or "",
+        "externalURL": external_url,  # Alertmanager's own address there; here the dashboard's (global.dashboard_url)
         "alerts": [{
             "status": a.state.value, "labels": a.labels, "annotations": a.annotations,
             "startsAt": iso(a.started_at),
@@ -190,12 +190,13 @@ async def post_json(http: httpx.AsyncClient, url: str, payload: Any, headers: di
     return WebhookReply(r.status_code, retry_after=retry_after, text=redact(r.text[:200]))
 
 
-async def send_webhook(http: httpx.AsyncClient, notifications: list[Notification], receiver: Receiver) -> dict[int, Outcome]:
+async def send_webhook(http: httpx.AsyncClient, notifications: list[Notification], receiver: Receiver,
+                       external_url: str = "") -> dict[int, Outcome]:
     assert receiver.webhook is not None
     cfg = receiver.webhook
     out: dict[int, Outcome] = {}
     for n in notifications:
-        r = await post_json(http, cfg.url, _generic_body(n, receiver.name), cfg.headers, cfg.timeout)
+        r = await post_json(http, cfg.url, _generic_body(n, receiver.name, external_url), cfg.headers, cfg.timeout)
         if r.status is None:
             out[n.id] = Outcome("retry", error=r.error)
         elif r.ok:
