@@ -453,3 +453,23 @@ def test_evaluate_json_lists_the_alert_views(tmp_path: Path) -> None:
     assert shown[("ToolErrors", "researcher")]["inhibited"] is True
     assert shown[("SlowTasks", "researcher")]["metric"] == "crew_task_seconds"
     assert len(shown) == len([a for a in pa.alerts() if a.state != AlertState.RESOLVED])
+
+
+def test_perf_alerts_closes_the_store_it_opened(tmp_path: Path) -> None:
+    # a program that opens and drops many PerfAlerts (a notebook, a job runner) keeps no connections
+    import os
+
+    from perf_alerts.core import PerfAlerts
+
+    db = tmp_path / "s.db"
+    with PerfAlerts(None, db) as pa:
+        pa.record("m", 1.0)
+    before = len(os.listdir("/proc/self/fd"))
+    for _ in range(30):
+        with PerfAlerts(None, db) as pa:
+            pa.record("m", 1.0)
+            pa.store.change_marker()  # the marker connection too
+    assert len(os.listdir("/proc/self/fd")) <= before + 2
+    shared = Store(db)
+    PerfAlerts(None, shared).close()  # a Store passed in belongs to the caller: still usable
+    assert shared.time_range() is not None

@@ -107,6 +107,21 @@ class PerfAlerts:
         self.clock: Clock = clock or SystemClock()
         self._evaluator: Evaluator | None = None
         self._rule_tracebacks: dict[str, str] = {}  # rule → the error whose traceback was logged
+        self._owns_store = not isinstance(db, Store)
+
+    def close(self) -> None:
+        """Close the store this object opened (its connections; a PostgreSQL pool), so a program
+        that opens and drops many PerfAlerts does not keep their connections. A Store passed in
+        belongs to the caller and stays open. The notification engine is the process's and closes
+        at exit. Idempotent; `with PerfAlerts(...) as pa:` closes on leaving."""
+        if self._owns_store:
+            self.store.close()
+
+    def __enter__(self) -> "PerfAlerts":
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
 
     # -- metrics in -------------------------------------------------------------------
     def record(self, metric: str, value: float, labels: Mapping[str, str] | None = None,
