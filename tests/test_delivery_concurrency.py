@@ -525,7 +525,7 @@ def run_sync_in_loop(tmp: Path, mode: str, *, lease: bool = True) -> dict[str, A
                 deliver_message(pa, title, "info", "release 42 is live")
                 calls["deliver_message"] = time.monotonic() - t
                 t = time.monotonic()
-                deliver_summary(pa, {"title": summary_title, "text": "p95 latency down 12% week on week"})
+                deliver_summary(pa, summary_title, "p95 latency down 12% week on week")
                 calls["deliver_summary"] = time.monotonic() - t
                 deadline = loop.time() + 30
                 while loop.time() < deadline and not (titled() and titled(summary_title) and all_posted(srv, agents)):

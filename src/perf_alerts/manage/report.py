@@ -241,8 +241,7 @@ def send_summary(system: "PerfAlerts", summary: "ExecutiveSummary", md: str, png
     from perf_alerts.notify.pipeline import deliver_summary
 
     title, text, files = summary_message(summary, png)
-    return deliver_summary(system, {**summary.to_dict(), "title": title, "text": text}, files=files or None,
-                           console_write=console_write)
+    return deliver_summary(system, title, text, files=files or None, console_write=console_write)
 
 
 def _discord_text(summary: "ExecutiveSummary") -> str:

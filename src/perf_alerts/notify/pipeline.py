@@ -11,7 +11,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import hashlib
-import json
 import logging
 import math
 import time
@@ -741,10 +740,10 @@ def deliver_message(system: "PerfAlerts", title: str, severity: str, text: str,
     return _send_now(n, lambda: n.enqueue_message(title, body, severity))
 
 
-def deliver_summary(system: "PerfAlerts", summary: dict[str, Any], files: list[tuple[str, bytes, str]] | None = None,
+def deliver_summary(system: "PerfAlerts", title: str, text: str, files: list[tuple[str, bytes, str]] | None = None,
                     console_write: Callable[[str], None] | None = None) -> DeliveryOutcome:
-    """The executive summary to the receivers routed for `kind=executive_summary` (leadership)."""
+    """The executive summary (its title and the message text rendered by manage.report) to the
+    receivers routed for `kind=executive_summary` (leadership), with `files` attached."""
     n = Notifier(system, console_write=console_write)
-    title = str(summary.get("title") or "Executive performance summary")
-    text = str(summary.get("text") or summary.get("markdown") or json.dumps(summary, default=str)[:3500])
-    return _send_now(n, lambda: n.enqueue_message(title, text, "info", kind="executive_summary", files=files))
+    return _send_now(n, lambda: n.enqueue_message(title or "Executive performance summary", text, "info",
+                                                  kind="executive_summary", files=files))
