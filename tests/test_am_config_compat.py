@@ -240,6 +240,7 @@ def test_webhook_receiver_posts_alertmanagers_webhook_payload(tmp_path: Path) ->
     from typing import Any
 
     got: list[dict[str, Any]] = []
+    agents: list[str] = []
 
     class H(BaseHTTPRequestHandler):
         def log_message(self, *a: Any) -> None:
@@ -247,6 +248,7 @@ def test_webhook_receiver_posts_alertmanagers_webhook_payload(tmp_path: Path) ->
 
         def do_POST(self) -> None:
             got.append(json.loads(self.rfile.read(int(self.headers.get("Content-Length") or 0))))
+            agents.append(self.headers.get("User-Agent", ""))
             self.send_response(200)
             self.end_headers()
 
@@ -272,6 +274,7 @@ def test_webhook_receiver_posts_alertmanagers_webhook_payload(tmp_path: Path) ->
         srv.shutdown()
         srv.server_close()
     firing, resolved = got[0], got[-1]
+    assert agents and all(a.startswith("perf-alerts/") for a in agents)  # as Alertmanager/<version>
     for body in (firing, resolved):
         assert body["version"] == "4" and body["receiver"] == "am-hook" and body["truncatedAlerts"] == 0
         assert isinstance(body["groupKey"], str) and body["groupKey"]

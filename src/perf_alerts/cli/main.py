@@ -601,6 +601,9 @@ def notifications(
 @app.command()
 def deliver(
     deadline: Optional[str] = typer.Option(None, "--deadline", help="Keep retrying this long (default delivery.cli_deadline)."),
+    at: Optional[str] = typer.Option(None, "--at", help="Plan as of this time (default: now): group timers and "
+                                     "time intervals are judged then; use the --at the alerts were evaluated with "
+                                     "when replaying history."),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
     """Send the notifications that are due (after an outage, or a run with --no-notify)."""
@@ -609,7 +612,7 @@ def deliver(
     s = system()
     _warn_config_once(s)
     limit = parse_duration_arg(deadline, "--deadline") if deadline else None
-    d = deliver_due(s, console_write=out.stderr_line if as_json else None, deadline=limit)
+    d = deliver_due(s, at=_parse_at(at), console_write=out.stderr_line if as_json else None, deadline=limit)
     if as_json:
         out.emit_json(d.to_dict())
     else:
@@ -623,17 +626,28 @@ app.add_typer(silence_app, name="silence")
 @silence_app.command("add")
 def silence_add(
     matchers: list[str] = typer.Argument(..., help='Matchers like agent=researcher or alertname=~"High.*".'),
-    duration: str = typer.Option("2h", "--duration", "-d"),
+    duration: str = typer.Option("2h", "--duration", "-d", help="How long it lasts from --start (ignored with --end)."),
+    start: Optional[str] = typer.Option(None, "--start", help="When it starts (default: now), e.g. a maintenance "
+                                        "window ahead, or the --at of a replayed history; as amtool's --start."),
+    end: Optional[str] = typer.Option(None, "--end", help="When it ends (default: --start + --duration)."),
     comment: str = typer.Option("", "--comment", "-m"),
     by: str = typer.Option(os.environ.get("USER", "cli"), "--by"),
     as_json: bool = typer.Option(False, "--json"),
 ) -> None:
-    """Create a silence starting now."""
+    """Create a silence (from now, or from --start)."""
+    from perf_alerts.errors import InputError
     from perf_alerts.notify.silence import add_silence
 
     s = system()
     now = s.clock.now()
-    sil = add_silence(s.store, matchers, now, now + parse_duration_arg(duration, "--duration", lo=1.0), by, comment, now)
+    begins = _parse_at(start, "--start")
+    begins = now if begins is None else begins
+    ends = _parse_at(end, "--end")
+    if ends is None:
+        ends = begins + parse_duration_arg(duration, "--duration", lo=1.0)
+    elif ends <= begins:
+        raise InputError(f"--end: {_iso(ends)} is not after the start {_iso(begins)}")
+    sil = add_silence(s.store, matchers, begins, ends, by, comment, now)
     if as_json:
         out.emit_json(sil.to_dict(now))
     else:

@@ -81,7 +81,10 @@ class NotificationEngine:
         if self._http is None:
             import httpx
 
-            self._http = httpx.AsyncClient(follow_redirects=False)
+            from perf_alerts import __version__
+
+            # receivers see who calls (Alertmanager sends "Alertmanager/<version>")
+            self._http = httpx.AsyncClient(follow_redirects=False, headers={"User-Agent": f"perf-alerts/{__version__}"})
         return self._http
 
     # -- running work ----------------------------------------------------------------------------
