@@ -679,3 +679,20 @@ def test_converted_time_intervals_mute_the_route_in_perf_alerts(tmp_path: Path) 
             notifier.deliver()
             posted.append(len(srv.posted(1)))
         assert posted == [0, 0, 0, 1, 1]  # muted until 09:00, then sent at the group's next tick, once
+
+
+def test_follow_redirects_is_reported_since_perf_alerts_never_follows_one(tmp_path: Path) -> None:
+    # Alertmanager follows redirects by default; perf-alerts' webhook client does not (walk of issue 16)
+    from perf_alerts.amimport import convert_alertmanager_file
+
+    f = tmp_path / "am.yml"
+    f.write_text(textwrap.dedent("""
+        global:
+          http_config: {follow_redirects: true}
+        route: {receiver: hook}
+        receivers:
+          - name: hook
+            webhook_configs: [{url: 'http://127.0.0.1:9/x'}]
+        """), encoding="utf-8")
+    res = convert_alertmanager_file(f)
+    assert any("follow_redirects" in str(n) for n in res.notes), res.notes

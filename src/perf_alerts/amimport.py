@@ -79,8 +79,10 @@ INHIBIT_KEYS = ("name", "source_match", "source_match_re", "source_matchers", "t
 DISCORD_KEYS = ("send_resolved", "http_config", "webhook_url", "webhook_url_file", "content", "title", "message",
                 "username", "avatar_url")
 WEBHOOK_KEYS = ("send_resolved", "http_config", "url", "url_file", "max_alerts", "timeout")
-# http_config keys that do not change what is sent (Alertmanager's defaults) when left at these values
-_HTTP_HARMLESS = {"follow_redirects": True, "enable_http2": True}
+# http_config keys that do not change what is sent (Alertmanager's defaults) when left at these values;
+# follow_redirects is not among them: perf-alerts never follows a webhook's redirect, so even an
+# explicit `true` (Alertmanager's default) is reported
+_HTTP_HARMLESS = {"enable_http2": True}
 _AUTH_KEYS = ("authorization", "bearer_token", "bearer_token_file", "basic_auth")
 MAX_GUARDS = 256  # guard routes one split node may need (the product of its continue children's matcher counts)
 
