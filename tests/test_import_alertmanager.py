@@ -696,3 +696,12 @@ def test_follow_redirects_is_reported_since_perf_alerts_never_follows_one(tmp_pa
         """), encoding="utf-8")
     res = convert_alertmanager_file(f)
     assert any("follow_redirects" in str(n) for n in res.notes), res.notes
+
+
+def test_a_recursive_alias_is_one_line_not_a_recursion_error() -> None:
+    # `route: &a {routes: [*a]}`: refused in one line as check-config does, never a RecursionError
+    from perf_alerts.amimport import convert_alertmanager
+    from perf_alerts.config import ConfigError
+
+    with pytest.raises(ConfigError, match="recursive alias"):
+        convert_alertmanager("route: &a\n  receiver: x\n  routes: [*a]\nreceivers: [{name: x}]\n", "am.yml")

@@ -526,3 +526,27 @@ def test_silence_add_with_start_and_end(tmp_path: Path) -> None:
     bad = CliRunner().invoke(app, [*glob, "silence", "add", "agent=x", "--start", "2030-01-01T04:00:00Z",
                                    "--end", "2030-01-01T02:00:00Z"])
     assert bad.exit_code == 2 and "--end" in bad.output
+
+
+@pytest.mark.parametrize("entry, field, expected", [
+    ("- times: [{start_time: 20:00, end_time: 23:59}]", "times", None),
+    ("- months: [1:3]", "months", ["1:3"]),            # YAML 1.1 would make it month 63: never matching
+    ("- days_of_month: [1:7]", "days_of_month", ["1:7"]),  # ... and day 67: refused
+])
+def test_unquoted_alertmanager_values_mean_what_they_say(entry: str, field: str, expected: list[str] | None) -> None:
+    # Alertmanager's docs write `start_time: 17:00` and `months: [1:3]` unquoted; Go's YAML reads
+    # them as text, PyYAML (YAML 1.1) as base-60 numbers. The config loader reads them as text.
+    cfg = parse_config(textwrap.dedent("""
+        receivers: [{name: ops, console: {}}]
+        route:
+          receiver: ops
+          routes: [{matchers: ['severity="warning"'], mute_time_intervals: [offhours]}]
+        time_intervals:
+          - name: offhours
+            time_intervals:
+        """) + textwrap.indent(entry + "\n", "      "), "am.yaml", env={})
+    spec = cfg.time_intervals[0].time_intervals[0]
+    if expected is None:
+        assert spec.times[0].minutes == (1200, 1439)
+    else:
+        assert getattr(spec, field) == expected

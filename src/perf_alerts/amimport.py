@@ -55,6 +55,7 @@ from perf_alerts.config import (
     Receiver,
     Route,
     TimeIntervalSet,
+    check_yaml_nodes,
     load_yaml,
     parse_config,
     parse_matchers,
@@ -124,18 +125,19 @@ class _Doc:
         self.lines: dict[tuple[Any, ...], int] = {}
         self.raw: dict[tuple[Any, ...], str] = {}
         try:
-            _, data = load_yaml(text, lambda node: self._inspect(node, ()))
+            _, data = load_yaml(text, self._check_and_inspect)
         except yaml.YAMLError as e:
             raise ConfigError(yaml_error_text(e, source)) from None
         self.data = data
 
+    def _check_and_inspect(self, node: yaml.Node) -> None:
+        check_yaml_nodes(node, self.source, duplicates=False)  # a recursive alias: one line, before the walk
+        self._inspect(node, ())
+
     def _inspect(self, node: yaml.Node, path: tuple[Any, ...]) -> None:
         self.lines.setdefault(path, node.start_mark.line + 1)
         if isinstance(node, yaml.ScalarNode):
-            self.raw[path] = node.value
-            # Go's YAML reads `20:00` and `1:5` as text; PyYAML (YAML 1.1) as base-60 integers
-            if node.tag == "tag:yaml.org,2002:int" and ":" in node.value:
-                node.tag = "tag:yaml.org,2002:str"
+            self.raw[path] = node.value  # (`20:00` and `1:5` are text: load_yaml reads base-60 as text)
         elif isinstance(node, yaml.MappingNode):
             seen: dict[str, int] = {}
             for k, v in node.value:

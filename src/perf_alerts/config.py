@@ -1753,6 +1753,11 @@ class _BoundedLoader(yaml.SafeLoader):
         super().fetch_flow_collection_start(TokenClass)
 
     def construct_yaml_int(self, node: Any) -> Any:
+        if ":" in str(node.value):
+            # `20:00`, `1:5`: YAML 1.1's base-60 integers (1200, 65) are text here, as in YAML 1.2 and
+            # Go's YAML, which Alertmanager reads its time intervals with: a copied `start_time: 20:00`
+            # or `months: [1:3]` means what it says, not 1200 or 63
+            return str(node.value)
         try:
             return super().construct_yaml_int(node)
         except (ValueError, OverflowError):  # Python refuses ints of more than 4,300 digits
@@ -1760,7 +1765,14 @@ class _BoundedLoader(yaml.SafeLoader):
                 None, None, f"number too large ({len(str(node.value)):,} characters)", node.start_mark) from None
 
 
+    def construct_yaml_float(self, node: Any) -> Any:
+        if ":" in str(node.value):  # `1:30.5`: a YAML 1.1 base-60 float is text too
+            return str(node.value)
+        return super().construct_yaml_float(node)
+
+
 _BoundedLoader.add_constructor("tag:yaml.org,2002:int", _BoundedLoader.construct_yaml_int)
+_BoundedLoader.add_constructor("tag:yaml.org,2002:float", _BoundedLoader.construct_yaml_float)
 
 
 def load_yaml(text: str, inspect: Callable[[yaml.Node], None] | None = None) -> tuple[yaml.Node | None, Any]:
@@ -1842,8 +1854,9 @@ def _expand(text: str, env: Mapping[str, str], missing: list[str]) -> str:
     return "".join(out)
 
 
-def _check_nodes(node: yaml.Node, source: str, active: set[int] | None = None) -> None:
-    """Reject what PyYAML accepts silently: a key given twice (the last one wins) and recursive aliases."""
+def check_yaml_nodes(node: yaml.Node, source: str, active: set[int] | None = None, *, duplicates: bool = True) -> None:
+    """Reject what PyYAML accepts silently: a key given twice (the last one wins; unless
+    `duplicates=False`, for a caller with its own message) and recursive aliases."""
     active = set() if active is None else active
     if id(node) in active:
         m = node.start_mark
@@ -1852,18 +1865,18 @@ def _check_nodes(node: yaml.Node, source: str, active: set[int] | None = None) -
         active.add(id(node))
         seen: dict[Any, int] = {}
         for k, v in node.value:
-            if isinstance(k, yaml.ScalarNode) and k.value != "<<":
+            if duplicates and isinstance(k, yaml.ScalarNode) and k.value != "<<":
                 if k.value in seen:
                     m = k.start_mark
                     raise ConfigError(f"{source}:{m.line + 1}:{m.column + 1}: duplicate key {k.value!r} "
                                       f"(first at line {seen[k.value]}); each key may appear once")
                 seen[k.value] = k.start_mark.line + 1
-            _check_nodes(v, source, active)
+            check_yaml_nodes(v, source, active, duplicates=duplicates)
         active.discard(id(node))
     elif isinstance(node, yaml.SequenceNode):
         active.add(id(node))
         for item in node.value:
-            _check_nodes(item, source, active)
+            check_yaml_nodes(item, source, active, duplicates=duplicates)
         active.discard(id(node))
 
 
@@ -1990,7 +2003,7 @@ def parse_config(text: str, source: str = "<string>", env: Mapping[str, str] | N
     marks: dict[tuple[Any, ...], int] = {}
 
     def inspect(node: yaml.Node) -> None:  # on the nodes as written, before merge keys are expanded
-        _check_nodes(node, source)
+        check_yaml_nodes(node, source)
         _collect_marks(node, (), marks)
 
     try:
