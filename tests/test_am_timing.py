@@ -204,3 +204,29 @@ def test_unmuted_alert_goes_out_at_the_groups_next_tick(tmp_path: Path) -> None:
     assert r.at(100, err_a=0) == []
     r.quiet(120, 330)
     assert r.at(330) == [{"Errors/a": "resolved"}, {"HighLatency/a": "firing"}]
+
+
+def _reload(r: Rig, tmp_path: Path, route: str, extra: str = "") -> None:
+    cfg = parse_config(RULES + textwrap.dedent(extra) + "receivers:\n  - name: team\n    console: {}\n"
+                       + f"route: {{receiver: team, {route}}}\n", "am.yaml", env={})
+    r.pa = PerfAlerts(cfg, r.pa.store, r.clock)
+    r.n = Notifier(r.pa, console_write=r.lines.append)
+
+
+def test_a_reload_that_shortens_group_wait_reaches_existing_groups(tmp_path: Path) -> None:
+    # Alertmanager rebuilds its aggregation groups on reload: a group_wait fixed from 2h to 30s
+    # applies to the group already waiting (it waited the old 2h)
+    r = Rig(tmp_path, "group_by: [alertname], group_wait: 2h, group_interval: 5m, repeat_interval: 4h")
+    assert r.at(0, lat_a=50) == []
+    _reload(r, tmp_path, "group_by: [alertname], group_wait: 30s, group_interval: 5m, repeat_interval: 4h")
+    sent = r.sent_at([60.0 * k for k in range(1, 30)])
+    assert sent and sent[0] <= 120, sent
+
+
+def test_a_reload_that_shortens_group_interval_reaches_existing_groups(tmp_path: Path) -> None:
+    r = Rig(tmp_path, "group_by: [alertname], group_wait: 0s, group_interval: 6h, repeat_interval: 12h")
+    assert r.at(0, lat_a=50) == [{"HighLatency/a": "firing"}]
+    _reload(r, tmp_path, "group_by: [alertname], group_wait: 0s, group_interval: 5m, repeat_interval: 12h")
+    r.at(60, lat_b=50)
+    sent = r.sent_at([60.0 * k for k in range(2, 60)])
+    assert sent and sent[0] <= 400, sent

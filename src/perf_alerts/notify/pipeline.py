@@ -228,8 +228,14 @@ class Notifier:
                     next_flush: float = at + float(settings["group_wait"])
                 else:
                     first_seen, last_sent = st.first_seen, st.last_sent_at
-                    next_flush = st.next_flush_at if st.next_flush_at is not None else (
-                        first_seen + float(settings["group_wait"]) if last_sent is None else last_sent + group_interval)
+                    due = first_seen + float(settings["group_wait"]) if last_sent is None else last_sent + group_interval
+                    next_flush = st.next_flush_at if st.next_flush_at is not None else due
+                    if any(float(st.settings.get(k, settings[k])) != float(settings[k])
+                           for k in ("group_wait", "group_interval")):
+                        # a reload changed the timers: the stored tick must not outlive them (a
+                        # group_wait cut from 2h to 30s sends now, not 2h after the first alert);
+                        # Alertmanager rebuilds its groups on reload
+                        next_flush = min(next_flush, due)
                 forced = flush_new_groups and last_sent is None and at < next_flush
                 sent, pending = prev, resolved
                 if at >= next_flush or forced:
