@@ -401,3 +401,24 @@ def test_a_dry_run_action_says_what_it_would_do() -> None:
                                                   'with {"agent": "writer"}')
     live = {**ex, "dry_run": False, "result": "ok", "detail": {}}
     assert _execution_text(live) == "python pkg.mod:restart: ok"
+
+
+def test_ack_after_the_evaluator_stopped_is_now_not_backdated(tmp_path: Path) -> None:
+    # a daemon that crashed (or lost its lease) two hours ago did not replay history: the dashboard's
+    # ack is at the clock's now, or MTTA would read 0 (review of the ack_time change)
+    from perf_alerts.config import parse_config
+    from perf_alerts.core import PerfAlerts
+    from perf_alerts.model import AlertState
+    from perf_alerts.store import Store
+    from perf_alerts.timeutil import ManualClock
+
+    clock = ManualClock(T0)
+    cfg = parse_config("rules:\n  - {name: Slow, type: threshold, metric: lat, aggregate: last, window: 10m, "
+                       "op: '>', value: 30}\n", "c.yaml", env={})
+    pa = PerfAlerts(cfg, Store(tmp_path / "s.db"), clock)
+    pa.record("lat", 50.0, {"agent": "a"})
+    pa.evaluate()  # live: at the clock's now
+    clock.set(T0 + 2 * 3600 + 1)
+    fp = pa.alerts([AlertState.FIRING])[0].fingerprint
+    assert pa.ack_time() == (T0 + 2 * 3600 + 1, False)
+    assert pa.ack(fp, by="dashboard").acknowledged_at == T0 + 2 * 3600 + 1

@@ -232,8 +232,10 @@ class PerfAlerts:
                 transitions += trs
             transitions += self._retire_orphans(at, con)
             n_slo = sum(1 for r in rules if r.type == "slo_burn")
+            # replayed: evaluated at a time an hour or more from this process's clock (`evaluate --at`)
             self.store.kv_set("last_evaluation", {"at": at, "rules": len(rules) - n_slo, "slo_alert_rules": n_slo,
-                                                  "errors": errors}, con)
+                                                  "errors": errors, "replayed": abs(at - self.clock.now()) > 3600},
+                              con)
             # the active alerts: this cycle's rules from memory, the other rules' from the store
             live = (AlertState.FIRING, AlertState.PENDING)
             active = [a for cur in current.values() for a in cur.values() if a.state in live]
@@ -315,14 +317,18 @@ class PerfAlerts:
     def ack_time(self) -> tuple[float, bool]:
         """When an acknowledgement given now takes effect, and whether that is not the clock's now.
 
-        On a store whose alerts were last evaluated more than an hour from the clock (history
-        replayed with `evaluate --at`), acknowledging at the wall clock would make MTTA read days:
-        the acknowledgement is placed at that last evaluation instead. One rule for every front
-        end (the CLI's `ack`, the API's ack, the dashboard's button).
+        On a store whose last evaluation replayed history (`evaluate --at` an hour or more away
+        from the clock it ran by), acknowledging at the wall clock would make MTTA read days: the
+        acknowledgement is placed at that evaluation instead. A store whose evaluations simply
+        stopped (a crashed daemon, a lost lease) is not replayed: its acks are now. One rule for
+        every front end (the CLI's `ack`, the API's ack, the dashboard's button).
         """
         now = self.clock.now()
-        last = self.store.kv_get("last_evaluation")
-        if last and abs(now - float(last.get("at", 0))) > 3600:
+        last = self.store.kv_get("last_evaluation") or {}
+        replayed = last.get("replayed")
+        if replayed is None:  # written before the flag existed: judged by the distance from now
+            replayed = bool(last) and abs(now - float(last.get("at", 0))) > 3600
+        if replayed and "at" in last:
             return float(last["at"]), True
         return now, False
 
