@@ -1,12 +1,16 @@
 """Backtest speed and memory (issue 14, item 3).
 
     python bench/backtest.py [--db demo-output/demo.db] [--runs 5] [--series 40] [--no-baseline]
+                             [--old-src DIR]
 
 1. `perf-alerts --db <copy of the demo's database> backtest --json`, --runs times, each in a fresh
    process (wall time and peak RSS of the process, start-up included), alternated with the
    baseline in the same run: the same command on the step-by-step path
    (`rules.backtest.backtest(..., fast=False)`: every rule at every step, no replay shortcuts),
    which is what the command ran before the replay. The two JSON reports must be equal.
+   --old-src DIR adds a third: the same command from another checkout's `src` (e.g.
+   `git archive <commit> src config | tar -x -C DIR`, then --old-src DIR/src), with that
+   checkout's config/alerting.yaml when there is one (its rules may differ: then so may the report).
 2. Peak RSS of a replay of 200 and of 2,000 one-minute steps (each in a fresh process) over a
    synthetic store: --series series of 1-minute samples over three days on the metrics the
    shipped rules and SLOs read (config/alerting.yaml). Target: 2,000 within 20 % of 200.
@@ -45,6 +49,15 @@ _BASELINE = """
 import functools, sys
 import perf_alerts.rules.backtest as bt
 bt.backtest = functools.partial(bt.backtest, fast=False)
+from perf_alerts.cli.main import app
+sys.argv = ["perf-alerts", *sys.argv[1:]]
+app()
+"""
+
+#: the same command from another checkout's src (its first argument)
+_OLD = """
+import sys
+sys.path.insert(0, sys.argv.pop(1))
 from perf_alerts.cli.main import app
 sys.argv = ["perf-alerts", *sys.argv[1:]]
 app()
@@ -118,6 +131,7 @@ def main() -> None:
     ap.add_argument("--runs", type=int, default=5)
     ap.add_argument("--series", type=int, default=40)
     ap.add_argument("--no-baseline", action="store_true", help="skip the step-by-step runs")
+    ap.add_argument("--old-src", help="also run the command from this directory's perf_alerts (another commit's src)")
     args = ap.parse_args()
     src = Path(args.db)
     if not src.exists():
@@ -127,8 +141,13 @@ def main() -> None:
     with tempfile.TemporaryDirectory() as tmp:
         db = Path(tmp) / "demo.db"
         shutil.copy(src, db)   # the demo may be rewritten by someone else meanwhile
-        fast_w, fast_m, base_w, base_m = [], [], [], []
-        fast_out = base_out = ""
+        fast_w, fast_m, base_w, base_m, old_w, old_m = [], [], [], [], [], []
+        fast_out = base_out = old_out = ""
+        old_cfg = Path(args.old_src or ".").resolve().parent / "config" / "alerting.yaml"  # that checkout's rules
+        old_cmd = ([sys.executable, "-c", _OLD, str(Path(args.old_src).resolve()), "--config",
+                    str(old_cfg if old_cfg.exists() else ROOT / "config" / "alerting.yaml"), "--db", str(db),
+                    "backtest", "--json"]
+                   if args.old_src else [])
         for _ in range(args.runs):
             w, m, fast_out = _run([exe, "--db", str(db), "backtest", "--json"])
             fast_w.append(w)
@@ -137,6 +156,10 @@ def main() -> None:
                 w, m, base_out = _run([sys.executable, "-c", _BASELINE, "--db", str(db), "backtest", "--json"])
                 base_w.append(w)
                 base_m.append(m)
+            if old_cmd:
+                w, m, old_out = _run(old_cmd)
+                old_w.append(w)
+                old_m.append(m)
         rep = json.loads(fast_out)
         print(f"\n1. demo database backtest ({rep['evaluations']} steps of {rep['step']}, {len(rep['rules'])} rules), "
               f"{args.runs} runs each, wall incl. start-up:")
@@ -145,6 +168,10 @@ def main() -> None:
             same = "same report" if json.loads(base_out) == rep else "REPORTS DIFFER"
             print(f"   baseline: step-by-step path        {_stats(base_w)}   peak RSS {_stats(base_m, 'MB', '.0f')}"
                   f"   ({statistics.median(base_w) / statistics.median(fast_w):.2f}x; {same})")
+        if old_w:
+            same = "same report" if json.loads(old_out) == rep else "REPORTS DIFFER"
+            print(f"   baseline: {args.old_src:<24} {_stats(old_w)}   peak RSS {_stats(old_m, 'MB', '.0f')}"
+                  f"   ({statistics.median(old_w) / statistics.median(fast_w):.2f}x; {same})")
         print(f"   target <= 5 s: {'met' if statistics.median(fast_w) <= 5.0 else 'NOT met'} (median)")
 
         syn = Path(tmp) / "syn.db"

@@ -20,7 +20,7 @@ import subprocess
 import sys
 import textwrap
 from pathlib import Path
-from typing import Any
+from typing import Any, cast
 
 import numpy as np
 import pytest
@@ -158,10 +158,13 @@ def test_the_replay_gives_the_transitions_of_the_step_by_step_path(make_store: A
 
 
 def test_a_replay_window_moved_forward_holds_the_rows_a_query_reads(make_store: Any) -> None:
-    """A replay keeps each window's samples from one step to the next and reads only the new ones
-    (`Evaluator(replay=True)`); the block must be what `store.query` reads, rows and weights, also
-    while the window's start crosses from the downsampled past into the raw samples."""
+    """A replay reads the store once (`_ReplayStore`) and keeps each window's samples from one step
+    to the next, reading only the new ones (`Evaluator(replay=True)`); the block must be what
+    `store.query` reads, rows and weights, also while the window's start crosses from the
+    downsampled past into the raw samples."""
+    from perf_alerts.rules.backtest import _ReplayStore
     from perf_alerts.rules.evaluate import Evaluator
+    from perf_alerts.store import Store
 
     cfg = parse_config(CFG)
     store = make_store()
@@ -169,14 +172,19 @@ def test_a_replay_window_moved_forward_holds_the_rows_a_query_reads(make_store: 
     store.apply_retention(END, 30 * DAY, 30 * H, 300.0, kind_of=lambda m: cfg.metric_meta(m).kind)
     thinned = store.downsampled_until()
     assert thinned is not None
-    ev = Evaluator(store, cfg, replay=True)
+    replay = cast(Store, _ReplayStore(store))   # the store read once, answering from memory
+    ev = Evaluator(replay, cfg, replay=True)
     series = store.list_series("crew_task_seconds")
+    ids = [s.id for s in series]
     weighted = raw = 0
     for span in (2 * H, 7 * H):
         for at in np.arange(thinned - 3 * H, thinned + 9 * H, 420.0).tolist():
             ev.new_step()
             got = ev._block(series, at - span, at)
-            want = store.query([s.id for s in series], at - span, at)
+            want = store.query(ids, at - span, at)
+            assert replay.last_timestamps(ids[:3], at) == store.last_timestamps(ids[:3], at)
+            direct = replay.query(ids[1:4], at - span, at)
+            np.testing.assert_array_equal(direct.ts, store.query(ids[1:4], at - span, at).ts)
             for a, b in ((got.series_id, want.series_id), (got.ts, want.ts), (got.value, want.value),
                          (got.n, want.n), (got.lo, want.lo), (got.hi, want.hi)):
                 assert (a is None) == (b is None)

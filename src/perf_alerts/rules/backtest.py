@@ -6,8 +6,10 @@ rules would have raised, per rule, before a rule is deployed.
 The replay runs every rule at every step through the same `Evaluator.evaluate` and
 `apply_results` as a live cycle (one implementation of what a rule means). What a replay knows
 that a live cycle does not — every step's time in advance, and a store that does not change
-under it — serves three shortcuts, each below the rules' semantics:
+under it — serves four shortcuts, each below the rules' semantics:
 
+* the store's samples are read once into memory (`_ReplayStore`, up to PRELOAD_MAX samples):
+  the many small reads of each step (history rules' new points, windows' edges) cost no query;
 * an SLO's windowed sums (`rules.sloburn.SLOBurnState.advance`, the part that reads the store)
   come from one read of the replayed range and running sums (`_ReplayBurnState`), computed for
   a chunk of steps at a time so memory does not grow with the number of steps; the burn rates,
@@ -26,7 +28,7 @@ from __future__ import annotations
 
 from collections import defaultdict
 from dataclasses import dataclass, replace
-from typing import TYPE_CHECKING, Any, Callable
+from typing import TYPE_CHECKING, Any, Callable, cast
 
 import numpy as np
 
@@ -37,7 +39,7 @@ from perf_alerts.model import Alert, AlertState
 from perf_alerts.rules.evaluate import Evaluator, SeriesIndex
 from perf_alerts.rules.history import REBUILD_SERIES, AnomalyHistory, ScoredPoint
 from perf_alerts.rules.sloburn import SLOBurnState
-from perf_alerts.store import Store
+from perf_alerts.store import SampleBlock, Store
 from perf_alerts.timeutil import format_duration, iso
 
 if TYPE_CHECKING:
@@ -52,6 +54,9 @@ MAX_STEPS = 20_000
 SUM_CHUNK = 256
 #: an anomaly rule's replay scores the points of this many steps ahead at a time
 SCORE_AHEAD = 256
+#: a replay reads the whole store into memory once when it holds at most this many samples
+#: (about 50 bytes each); a larger store is read step by step
+PRELOAD_MAX = 2_000_000
 
 
 @dataclass(frozen=True)
@@ -107,6 +112,53 @@ class _Grid:
 
     def times(self, i: int, j: int) -> np.ndarray:
         return self.start + np.arange(i, j, dtype=np.float64) * self.step
+
+
+class _ReplayStore:
+    """The store for a replay, its samples read once: `query` and `last_timestamps` answer from
+    memory what the store answers (the same rows and weights, as `store.query` returns them);
+    everything else is the store's. A replay's store does not change under it."""
+
+    def __init__(self, store: Store) -> None:
+        self._store = store
+        span = store.time_range()
+        ids = sorted(s.id for s in store.list_series())
+        assert span is not None
+        self._blk = store.query(ids, span[0] - 1.0, span[1])
+        ids_u, starts = np.unique(self._blk.series_id, return_index=True)
+        bounds = np.append(starts, len(self._blk)).tolist()
+        # per series: its first row and its times (a view)
+        self._of = {int(sid): (bounds[k], self._blk.ts[bounds[k]:bounds[k + 1]]) for k, sid in enumerate(ids_u.tolist())}
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._store, name)
+
+    def query(self, series_ids: Any, start: float, end: float) -> SampleBlock:
+        parts = []
+        for sid in sorted(set(int(i) for i in series_ids)):
+            got = self._of.get(sid)
+            if got is not None:
+                a, ts = got
+                i, j = ts.searchsorted(start, side="right"), ts.searchsorted(end, side="right")
+                if j > i:
+                    parts.append(slice(a + int(i), a + int(j)))
+        if not parts:
+            return SampleBlock(np.empty(0, dtype=np.int64), np.empty(0), np.empty(0))
+        # rows copied (an index array, not a view): a caller may not change the replay's samples
+        blk = self._blk.slice(np.concatenate([np.arange(p.start, p.stop) for p in parts]))
+        if blk.n is not None and not bool((blk.n != 1).any()):
+            return SampleBlock(blk.series_id, blk.ts, blk.value)   # raw rows only: read without weights
+        return blk
+
+    def last_timestamps(self, series_ids: Any, before: float) -> dict[int, float]:
+        out: dict[int, float] = {}
+        for sid in sorted(set(int(i) for i in series_ids)):
+            got = self._of.get(sid)
+            if got is not None:
+                j = int(got[1].searchsorted(before, side="right"))
+                if j > 0:
+                    out[sid] = float(got[1][j - 1])
+        return out
 
 
 class _ReplayBurnState(SLOBurnState):
@@ -257,6 +309,8 @@ def backtest(store: Store, config: Config, start: float | None = None, end: floa
     if n_steps > MAX_STEPS:
         step = (end - start) / (MAX_STEPS - 1)
         n_steps = MAX_STEPS
+    if fast and span is not None and store.sample_count() <= PRELOAD_MAX:
+        store = cast(Store, _ReplayStore(store))
     evaluator = Evaluator(store, config, SeriesIndex(store), replay=fast)
     if fast:
         grid = _Grid(start, step, n_steps)
