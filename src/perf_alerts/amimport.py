@@ -59,6 +59,7 @@ from perf_alerts.config import (
     load_yaml,
     parse_config,
     parse_matchers,
+    read_config_text,
     yaml_error_text,
 )
 from perf_alerts.timeutil import TimeParseError, parse_duration
@@ -819,12 +820,5 @@ def _check_loads(text: str, source: str) -> None:
 
 
 def convert_alertmanager_file(path: str | Path) -> ImportResult:
-    p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read it: {e}") from None
-    return convert_alertmanager(text, str(p))
+    return convert_alertmanager(read_config_text(path, "file"), str(Path(path)))
 

@@ -2139,14 +2139,21 @@ def resolve_config_path(explicit: str | os.PathLike[str] | None = None) -> Path:
     return resolve_config(explicit)[0]
 
 
+def read_config_text(path: str | os.PathLike[str], what: str = "config file") -> str:
+    """A YAML file's text, or one-line ConfigError naming the file (missing, unreadable, not UTF-8):
+    the config, a rule test file and an Alertmanager file to import are read the same way."""
+    p = Path(path)
+    try:
+        return p.read_text(encoding="utf-8")
+    except FileNotFoundError:
+        raise ConfigError(f"{p}: {what} not found") from None
+    except (OSError, UnicodeDecodeError) as e:
+        raise ConfigError(f"{p}: cannot read the {what}: {e}") from None
+
+
 def load_config(path: str | os.PathLike[str] | None = None, env: Mapping[str, str] | None = None) -> Config:
     p, why = resolve_config(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: config file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read config: {e}") from None
+    text = read_config_text(p)
     cfg = parse_config(text, str(p), env)
     cfg.source_origin = why
     return cfg

@@ -35,7 +35,7 @@ import numpy as np
 import yaml
 
 from perf_alerts.alerts.state import apply_results
-from perf_alerts.config import Config, ConfigError, load_config, load_yaml, yaml_error_text
+from perf_alerts.config import Config, ConfigError, load_config, load_yaml, read_config_text, yaml_error_text
 from perf_alerts.errors import InputError
 from perf_alerts.model import Alert, AlertState, Sample, validate_labels, validate_metric_name
 from perf_alerts.rules.evaluate import Evaluator, SeriesIndex
@@ -237,12 +237,7 @@ DefaultConfig = Union[Config, Callable[[], Config], None]
 
 def run_rule_tests(path: str | Path, default: DefaultConfig = None) -> list[RuleTestOutcome]:
     p = Path(path)
-    try:
-        text = p.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise ConfigError(f"{p}: test file not found") from None
-    except (OSError, UnicodeDecodeError) as e:
-        raise ConfigError(f"{p}: cannot read test file: {e}") from None
+    text = read_config_text(p, "test file")
     try:
         # the config's bounded safe loader: no alias bombs, no deep nesting
         spec = load_yaml(text, inspect=_values_as_text)[1] or {}
