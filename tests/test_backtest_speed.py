@@ -133,8 +133,6 @@ def _same(got: list[tuple[Any, ...]], want: list[tuple[Any, ...]]) -> None:
 @pytest.mark.parametrize("variant", ["plain", "downsampled", "off-grid"])
 def test_the_replay_gives_the_transitions_of_the_step_by_step_path(make_store: Any, store_url: str,
                                                                    variant: str) -> None:
-    if variant == "off-grid" and store_url.startswith("postgresql"):
-        pytest.skip("the backend only reads; the other variants cover PostgreSQL")
     cfg = parse_config(CFG)
     store = make_store()
     _load(store, seed={"plain": 1, "downsampled": 2, "off-grid": 3}[variant])
