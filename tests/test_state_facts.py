@@ -150,3 +150,20 @@ def test_an_alert_stored_before_the_facts_existed_still_renders() -> None:
     msg = build_messages([AlertGroup(key="k", alerts=[a], group_labels={})])[0]
     fields = {f["name"]: f["value"] for f in msg.payload["embeds"][0]["fields"]}
     assert fields["Value"] == "7" and fields["Threshold"] == "5"
+
+
+def test_alert_snapshot_is_what_asdict_gives() -> None:
+    # the outbox stores snapshots; the fast builder must keep asdict's content (and copy the dicts)
+    from dataclasses import asdict
+
+    from perf_alerts.model import Alert, AlertState, Severity, alert_from_snapshot, alert_snapshot
+
+    a = Alert("fp", "R", AlertState.FIRING, Severity.CRITICAL, {"agent": "a"}, {"summary": "s"}, value=3.0,
+              threshold=2.0, started_at=10.0, operator=">=", fired_value=3.0, escalation_level=1)
+    want = asdict(a)
+    want["state"], want["severity"] = "firing", "critical"
+    snap = alert_snapshot(a)
+    assert snap == want and list(snap) == list(want)
+    snap["labels"]["agent"] = "changed"
+    assert a.labels == {"agent": "a"}  # a copy, not the alert's own dict
+    assert alert_from_snapshot(alert_snapshot(a)) == a

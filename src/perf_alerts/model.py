@@ -10,7 +10,7 @@ import hashlib
 import json
 import math
 import re
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, fields
 from enum import Enum
 from typing import Any, Mapping
 
@@ -325,11 +325,18 @@ def sort_worst_first(alerts: list[Alert]) -> list[Alert]:
     )
 
 
-def alert_snapshot(a: Alert) -> dict[str, Any]:
-    """Every field, raw (Unix seconds, enum values): what a notification stores in the outbox."""
-    from dataclasses import asdict
+_ALERT_FIELDS: tuple[str, ...] = tuple(f.name for f in fields(Alert))
 
-    d = asdict(a)
+
+def alert_snapshot(a: Alert) -> dict[str, Any]:
+    """Every field, raw (Unix seconds, enum values): what a notification stores in the outbox.
+
+    What `dataclasses.asdict` gives, built directly: every field is a scalar but the two label
+    dicts, which are copied (asdict deep-copies each field, 10x slower: a storm of 20,000 alerts
+    spent most of its planning time there)."""
+    d = {name: getattr(a, name) for name in _ALERT_FIELDS}
+    d["labels"] = dict(a.labels)
+    d["annotations"] = dict(a.annotations)
     d["state"] = a.state.value
     d["severity"] = a.severity.value
     return d
