@@ -512,3 +512,16 @@ def test_a_refused_regex_is_shown_as_typed() -> None:
     with pytest.raises(ValueError) as e:
         parse_matchers(['crew=~"(a)\\1"'])
     assert "`(a)\\1`" in str(e.value) and "\\\\" not in str(e.value)
+
+
+def test_aliases_chained_past_the_depth_bound_are_one_line() -> None:
+    # 14 anchors each a 90-deep list holding the previous alias: every written node is within the
+    # loader's depth bound, the document they make is ~1,260 deep: one line, not a RecursionError
+    from perf_alerts.amimport import convert_alertmanager
+    from perf_alerts.config import ConfigError, parse_config
+
+    text = "\n".join(f"x{k}: &a{k} " + "[" * 90 + (f"*a{k - 1}" if k else "1") + "]" * 90 for k in range(14)) + "\n"
+    with pytest.raises(ConfigError, match="nested more than 100 levels deep"):
+        parse_config(text, "deep.yaml", env={})
+    with pytest.raises(ConfigError, match="nested more than 100 levels deep"):
+        convert_alertmanager(text, "am.yml")

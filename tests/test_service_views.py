@@ -473,3 +473,31 @@ def test_perf_alerts_closes_the_store_it_opened(tmp_path: Path) -> None:
     shared = Store(db)
     PerfAlerts(None, shared).close()  # a Store passed in belongs to the caller: still usable
     assert shared.time_range() is not None
+
+
+def test_close_closes_the_connections_every_thread_opened(tmp_path: Path) -> None:
+    # PerfAlerts is thread-safe (a connection per thread): close() closes them all, not only its own
+    import os
+    from concurrent.futures import ThreadPoolExecutor
+
+    from perf_alerts.core import PerfAlerts
+
+    db = tmp_path / "s.db"
+
+    def open_fds() -> int:
+        n = 0
+        for fd in os.listdir("/proc/self/fd"):
+            try:
+                n += os.readlink(f"/proc/self/fd/{fd}").startswith(str(db))
+            except OSError:
+                pass
+        return n
+
+    pa = PerfAlerts(None, db)
+    pa.record("m", 1.0)
+    with ThreadPoolExecutor(4) as ex:
+        list(ex.map(lambda _: pa.store.time_range(), range(16)))
+        pa.close()
+        assert open_fds() == 0
+        assert list(ex.map(lambda _: pa.store.time_range() is not None, range(4))) == [True] * 4  # reopens
+    pa.close()

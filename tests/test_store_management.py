@@ -106,3 +106,17 @@ def test_live_alert_rules_and_acknowledge(store: Any) -> None:
         assert store.acknowledge_alert("nope", T0 + 9, "bob", con) is False
     a = store.get_alert("f1")
     assert (a.acknowledged_at, a.acknowledged_by) == (T0 + 5, "alice")
+
+
+def test_expiring_a_silence_that_has_not_started_ends_it_at_once(make_store: Any) -> None:
+    # silence add --start makes pending silences: expiring one starts and ends it now (Alertmanager
+    # sets StartsAt = EndsAt = now), never ending before it starts and still showing as pending
+    from perf_alerts.notify.silence import add_silence, expire_silence, list_silences
+
+    store = make_store()
+    now = 1_000_000.0
+    s = add_silence(store, ["agent=researcher"], now + 3600, now + 7200, "me", "maintenance", now)
+    back = expire_silence(store, s.id, now)
+    got = next(x for x in list_silences(store) if x.id == s.id)
+    assert got.starts_at == got.ends_at == now == back.ends_at == back.starts_at
+    assert got.state(now + 1) == "expired"

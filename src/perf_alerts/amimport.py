@@ -82,9 +82,10 @@ DISCORD_KEYS = ("send_resolved", "http_config", "webhook_url", "webhook_url_file
                 "username", "avatar_url")
 WEBHOOK_KEYS = ("send_resolved", "http_config", "url", "url_file", "max_alerts", "timeout")
 # http_config keys that do not change what is sent (Alertmanager's defaults) when left at these values;
-# follow_redirects is not among them: perf-alerts never follows a webhook's redirect, so even an
-# explicit `true` (Alertmanager's default) is reported
+# follow_redirects is judged per webhook receiver instead (Alertmanager follows by default,
+# perf-alerts never does: reported unless the config says false)
 _HTTP_HARMLESS = {"enable_http2": True}
+_HTTP_PER_RECEIVER = {"follow_redirects"}
 _AUTH_KEYS = ("authorization", "bearer_token", "bearer_token_file", "basic_auth")
 MAX_GUARDS = 256  # guard routes one split node may need (the product of its continue children's matcher counts)
 
@@ -572,6 +573,9 @@ class _Converter:
         else:
             hpath = path + ("http_config",)
         self.http_config(receiver, http, hpath, headers=headers)
+        if not (isinstance(http, Mapping) and http.get("follow_redirects") is False):
+            self.note("note", f"receiver {receiver!r}: Alertmanager follows the webhook's HTTP redirects "
+                              "(follow_redirects, default true); perf-alerts never does: a URL that redirects fails")
         if headers:
             target["headers"] = headers
         target["send_resolved"] = self.boolean(c.get("send_resolved"), path + ("send_resolved",), True)
@@ -585,7 +589,7 @@ class _Converter:
         shared = path[:1] == ("global",)
         for key, value in c.items():
             kp = path + (key,)
-            if key in _HTTP_HARMLESS and value == _HTTP_HARMLESS[key]:
+            if (key in _HTTP_HARMLESS and value == _HTTP_HARMLESS[key]) or key in _HTTP_PER_RECEIVER:
                 continue
             if headers is not None and key in _AUTH_KEYS:
                 self.auth_header(receiver, key, value, kp, headers)
@@ -647,7 +651,7 @@ class _Converter:
                 self.global_http = value
                 # reported once here; authorization and headers go into each webhook that uses it
                 for k, v in self.mapping(value, ("global", key), "http_config").items():
-                    harmless = k in _HTTP_HARMLESS and v == _HTTP_HARMLESS[k]
+                    harmless = (k in _HTTP_HARMLESS and v == _HTTP_HARMLESS[k]) or k in _HTTP_PER_RECEIVER
                     if k not in _AUTH_KEYS and k != "http_headers" and not harmless:
                         self.note("unsupported", f"global.http_config.{k} not supported; dropped")
             else:

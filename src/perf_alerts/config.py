@@ -1069,7 +1069,7 @@ class Schedule(_Strict):
     def _at(cls, v: Any) -> str | None:
         if v is None:
             return None
-        if isinstance(v, int) and not isinstance(v, bool):  # YAML 1.1 reads an unquoted 09:30 as 570
+        if isinstance(v, int) and not isinstance(v, bool):  # minutes of the day given as a number (570 → 09:30)
             v = f"{v // 60:02d}:{v % 60:02d}"
         m = re.fullmatch(r"(\d{1,2}):(\d{2})", str(v).strip())
         if not m or int(m.group(1)) > 23 or int(m.group(2)) > 59:
@@ -1856,11 +1856,17 @@ def _expand(text: str, env: Mapping[str, str], missing: list[str]) -> str:
 
 def check_yaml_nodes(node: yaml.Node, source: str, active: set[int] | None = None, *, duplicates: bool = True) -> None:
     """Reject what PyYAML accepts silently: a key given twice (the last one wins; unless
-    `duplicates=False`, for a caller with its own message) and recursive aliases."""
+    `duplicates=False`, for a caller with its own message), recursive aliases, and nesting past
+    MAX_YAML_DEPTH reached through aliases (anchors chained in lists: each written node is within
+    the loader's depth bound, but the document they make is not)."""
     active = set() if active is None else active
     if id(node) in active:
         m = node.start_mark
         raise ConfigError(f"{source}:{m.line + 1}:{m.column + 1}: invalid YAML: recursive alias")
+    if len(active) > MAX_YAML_DEPTH:
+        m = node.start_mark
+        raise ConfigError(f"{source}:{m.line + 1}:{m.column + 1}: invalid YAML: nested more than "
+                          f"{MAX_YAML_DEPTH} levels deep (through aliases)")
     if isinstance(node, yaml.MappingNode):
         active.add(id(node))
         seen: dict[Any, int] = {}

@@ -131,7 +131,7 @@ def expire_silence(store: Store, silence_id: str, now: float) -> Silence:
         raise SilenceError(f"silence id {silence_id!r} is ambiguous: {', '.join(s.id for s in matches)}")
     s = matches[0]
     store.end_silence(s.id, now)
-    return Silence(s.id, s.matchers, s.starts_at, min(s.ends_at, now), s.created_by, s.comment, s.created_at)
+    return Silence(s.id, s.matchers, min(s.starts_at, now), min(s.ends_at, now), s.created_by, s.comment, s.created_at)
 
 
 def active_silences(store: Store, at: float) -> list[Silence]:

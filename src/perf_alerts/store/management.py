@@ -211,9 +211,12 @@ class ManagementQueries:
         return [SilenceRecord(r[0], json.loads(r[1]), r[2], r[3], r[4], r[5], r[6]) for r in rows]
 
     def end_silence(self, silence_id: str, at: float) -> bool:
-        """End a silence at `at` unless it already ended by then; True when it changed."""
+        """End a silence at `at` unless it already ended by then; True when it changed. A silence
+        that had not started yet starts and ends at `at` (as Alertmanager expires a pending one),
+        never ending before it starts."""
         with self.transaction() as con:
-            cur = con.execute("UPDATE silences SET ends_at = ? WHERE id = ? AND ends_at > ?", (at, silence_id, at))
+            cur = con.execute("UPDATE silences SET ends_at = ?, starts_at = CASE WHEN starts_at > ? THEN ? "
+                              "ELSE starts_at END WHERE id = ? AND ends_at > ?", (at, at, at, silence_id, at))
             return cur.rowcount > 0
 
     # -- alerts: orphans and acknowledgements -------------------------------------------------

@@ -36,6 +36,8 @@ class SQLiteBackend:
         self._keepalive: sqlite3.Connection | None = None
         self._marker_con: sqlite3.Connection | None = None
         self._marker_lock = threading.Lock()
+        # every thread's connection, so close() closes them all (not only the calling thread's)
+        self._all: list[sqlite3.Connection] = []
         if self._uri is None and not self.path.parent.is_dir():
             raise StoreError(f"{self.path}: the directory {self.path.parent} does not exist")
         self._migrate()
@@ -63,6 +65,8 @@ class SQLiteBackend:
             con.execute(f"PRAGMA busy_timeout={self.busy_timeout_ms}")
             con.execute("PRAGMA foreign_keys=ON")
             self._local.con = con
+            with self._marker_lock:
+                self._all.append(con)
         return con
 
     @contextmanager
@@ -99,11 +103,12 @@ class SQLiteBackend:
             return int(self._marker_con.execute("PRAGMA data_version").fetchone()[0])
 
     def close(self) -> None:
-        con = getattr(self._local, "con", None)
-        if con is not None:
-            con.close()
-            self._local.con = None
+        """Close every thread's connection (a thread that uses the store afterwards opens a new one)."""
+        self._local = threading.local()
         with self._marker_lock:
+            for con in self._all:
+                con.close()
+            self._all.clear()
             if self._marker_con is not None:
                 self._marker_con.close()
                 self._marker_con = None
