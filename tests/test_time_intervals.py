@@ -550,3 +550,13 @@ def test_unquoted_alertmanager_values_mean_what_they_say(entry: str, field: str,
         assert spec.times[0].minutes == (1200, 1439)
     else:
         assert getattr(spec, field) == expected
+
+
+def test_silence_add_without_matchers_is_one_line(tmp_path: Path) -> None:
+    # every usage error is one line on stderr, exit 2 (typer printed a usage block for this one)
+    from typer.testing import CliRunner
+
+    from perf_alerts.cli.main import app
+
+    r = CliRunner().invoke(app, ["--db", str(tmp_path / "s.db"), "silence", "add"])
+    assert r.exit_code == 2 and "give at least one matcher" in r.output and "Usage" not in r.output

@@ -75,6 +75,8 @@ def _timeline(system: PerfAlerts) -> list[dict[str, Any]]:
             continue
         a = alerts.get(e["fingerprint"])
         who = a.labels.get("agent") or a.labels.get("host") or "" if a else ""
+        if a and a.labels.get("slo"):  # two SLOs' burn alerts on one agent are two alerts: say which
+            who = f"{who} ({a.labels['slo']})" if who else a.labels["slo"]
         detail = e["detail"] or ""
         rows.append({"ts": e["ts"], "kind": "alert" if e["event"] in ("firing", "resolved") else e["event"],
                      "text": f"{e['event']:<12} {e['severity']:<8} {e['rule']} {who} {detail}".rstrip()})

@@ -625,7 +625,7 @@ app.add_typer(silence_app, name="silence")
 
 @silence_app.command("add")
 def silence_add(
-    matchers: list[str] = typer.Argument(..., help='Matchers like agent=researcher or alertname=~"High.*".'),
+    matchers: Optional[list[str]] = typer.Argument(None, help='Matchers like agent=researcher or alertname=~"High.*".'),
     duration: str = typer.Option("2h", "--duration", "-d", help="How long it lasts from --start (ignored with --end)."),
     start: Optional[str] = typer.Option(None, "--start", help="When it starts (default: now), e.g. a maintenance "
                                         "window ahead, or the --at of a replayed history; as amtool's --start."),
@@ -638,6 +638,8 @@ def silence_add(
     from perf_alerts.errors import InputError
     from perf_alerts.notify.silence import add_silence
 
+    if not matchers:  # one line, as every other usage error (typer would print its usage block)
+        raise InputError('silence add: give at least one matcher, e.g. agent=researcher or alertname=~"High.*"')
     s = system()
     now = s.clock.now()
     begins = _parse_at(start, "--start")
