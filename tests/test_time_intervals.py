@@ -560,3 +560,16 @@ def test_silence_add_without_matchers_is_one_line(tmp_path: Path) -> None:
 
     r = CliRunner().invoke(app, ["--db", str(tmp_path / "s.db"), "silence", "add"])
     assert r.exit_code == 2 and "give at least one matcher" in r.output and "Usage" not in r.output
+
+
+def test_silence_list_shows_when_a_planned_silence_starts(tmp_path: Path) -> None:
+    # with --start a silence can be pending: the list says when it starts, not only when it ends
+    from typer.testing import CliRunner
+
+    from perf_alerts.cli.main import app
+
+    glob = ["--db", str(tmp_path / "s.db")]
+    assert CliRunner().invoke(app, [*glob, "silence", "add", "agent=x", "--start", "2030-01-01T02:00:00Z",
+                                    "--end", "2030-01-01T04:00:00Z"]).exit_code == 0
+    r = CliRunner().invoke(app, [*glob, "silence", "list"])
+    assert r.exit_code == 0 and "starts" in r.output and "2030-01-01T02:00:00Z" in r.output and "pending" in r.output

@@ -673,8 +673,9 @@ def silence_list(
     if not items:
         out.line("no silences")
         return
-    out.table(None, ["id", "state", "matchers", "ends", "by", "comment"], [
-        (x.id, x.state(now), ", ".join(x.to_dict()["matchers"]), _iso(x.ends_at), x.created_by, x.comment) for x in items
+    out.table(None, ["id", "state", "matchers", "starts", "ends", "by", "comment"], [
+        (x.id, x.state(now), ", ".join(x.to_dict()["matchers"]), _iso(x.starts_at), _iso(x.ends_at), x.created_by,
+         x.comment) for x in items
     ])
 
 
