@@ -422,3 +422,22 @@ def test_ack_after_the_evaluator_stopped_is_now_not_backdated(tmp_path: Path) ->
     fp = pa.alerts([AlertState.FIRING])[0].fingerprint
     assert pa.ack_time() == (T0 + 2 * 3600 + 1, False)
     assert pa.ack(fp, by="dashboard").acknowledged_at == T0 + 2 * 3600 + 1
+
+
+def test_an_absent_alerts_value_reads_as_a_duration(tmp_path: Path) -> None:
+    # an absent rule's value is the time since the series' last sample: "2h0m", not 7200
+    from typer.testing import CliRunner
+
+    from perf_alerts.cli.main import app
+    from perf_alerts.core import PerfAlerts
+    from perf_alerts.store import Store
+
+    cfg = tmp_path / "c.yaml"
+    cfg.write_text("rules:\n  - {name: Silent, type: absent, metric: lat, window: 30m, lookback: 1d}\n", encoding="utf-8")
+    db = tmp_path / "s.db"
+    PerfAlerts(str(cfg), Store(db)).record("lat", 1.0, {"agent": "a"}, ts=T0)
+    glob = ["--config", str(cfg), "--db", str(db)]
+    r = CliRunner().invoke(app, [*glob, "evaluate", "--no-notify", "--at", str(T0 + 7200)])
+    assert r.exit_code == 0 and "value=2h" in r.output, r.output
+    r = CliRunner().invoke(app, [*glob, "alerts"])
+    assert r.exit_code == 0 and "2h" in r.output and "7200" not in r.output, r.output

@@ -149,7 +149,7 @@ def evaluate(
             d["notifications"] = delivery.to_dict()
         out.emit_json(d)
     else:
-        out.lines(_transition_lines(res.transitions, show_all))
+        out.lines(_transition_lines(res.transitions, show_all, _rule_types(s)))
         firing = sum(1 for a in res.active if a.state.value == "firing")
         pending = sum(1 for a in res.active if a.state.value == "pending")
         failed = f", {plural(len(res.errors), 'rule')} failed (below)" if res.errors else ""
@@ -166,7 +166,7 @@ def evaluate(
 _EVENT_ORDER = ("firing", "pending", "resolved", "cancelled")
 
 
-def _transition_lines(transitions: list[Any], show_all: bool) -> list[str]:
+def _transition_lines(transitions: list[Any], show_all: bool, types: dict[str, str] | None = None) -> list[str]:
     """What `evaluate` prints for a cycle's transitions: every one when there are at most
     WORST_SHOWN (or with --all), in the order they happened; else (an alert storm: thousands of
     lines nobody reads) the counts per rule and state, the worst WORST_SHOWN (critical, then
@@ -174,7 +174,7 @@ def _transition_lines(transitions: list[Any], show_all: bool) -> list[str]:
 
     def fmt(t: Any) -> str:
         return (f"{t.event:9} {t.alert.severity.value:8} {t.alert.rule} {_fmt_labels(t.alert.labels)} "
-                f"value={_fmt_value(t.alert.value)}")
+                f"value={_fmt_value(t.alert.value, (types or {}).get(t.alert.rule))}")
 
     if show_all or len(transitions) <= WORST_SHOWN:
         return [fmt(t) for t in transitions]
@@ -264,10 +264,19 @@ def _fmt_labels(labels: dict[str, str]) -> str:
     return fmt_label_set({k: v for k, v in labels.items() if k not in ("alertname", "severity")})
 
 
-def _fmt_value(v: Optional[float]) -> str:
+def _fmt_value(v: Optional[float], rule_type: str | None = None) -> str:
+    """An alert's value as a person reads it: an `absent` rule's is the time since the series'
+    last sample ("2h0m", not 7200), any other the number."""
     from perf_alerts.rules.template import fmt_number
+    from perf_alerts.timeutil import format_duration
 
-    return "-" if v is None else fmt_number(v)
+    if v is None:
+        return "-"
+    return format_duration(v) if rule_type == "absent" else fmt_number(v)
+
+
+def _rule_types(s: Any) -> dict[str, str]:
+    return {r.name: r.type for r in s.config.alerting_rules()}
 
 
 @app.command("alerts")
@@ -279,7 +288,9 @@ def alerts_cmd(
     from perf_alerts.model import parse_alert_states
     from perf_alerts.notify.mute import muting
 
-    views = system().alert_views(parse_alert_states(state_, "--state"), muting)
+    s = system()
+    views = s.alert_views(parse_alert_states(state_, "--state"), muting)
+    types = _rule_types(s)
     if as_json:
         out.emit_json([v.to_dict() for v in views])
         return
@@ -288,7 +299,7 @@ def alerts_cmd(
         return
     out.table(None, ["fingerprint", "state", "severity", "rule", "labels", "value", "since", "flags"], [
         (v.fingerprint, v.alert.state.value, v.alert.severity.value, v.alert.rule, _fmt_labels(v.alert.labels),
-         _fmt_value(v.alert.value), _iso(v.since), ", ".join(v.flags))
+         _fmt_value(v.alert.value, types.get(v.alert.rule)), _iso(v.since), ", ".join(v.flags))
         for v in views
     ])
 
