@@ -29,6 +29,7 @@ import sys
 import tempfile
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -84,6 +85,26 @@ def _stats(xs: list[float]) -> str:
     return f"median {statistics.median(xs):.3f} s (range {min(xs):.3f}–{max(xs):.3f}, {len(xs)} cycles)"
 
 
+def _kept_state_cycles(store: Store, cfg: Any, rule: Any, metric: str, ids: list[int], n: int,
+                       rng: np.random.Generator) -> tuple[float, list[float], list[Any]]:
+    """A rule with kept state: the first evaluation at T0 (state built from history), then `n`
+    cycles, each after one new 1-minute sample per series. (first time, cycle times, last results)."""
+    ev = Evaluator(store, cfg, keep_state=True)
+    t = time.perf_counter()
+    ev.new_cycle()
+    res = ev.evaluate(rule, T0)
+    first = time.perf_counter() - t
+    cycles = []
+    for c in range(1, n + 1):
+        at = T0 + 60.0 * c
+        store.insert_rows([(sid, at, float(_values(metric, np.array([at]), k, rng)[0])) for k, sid in enumerate(ids)])
+        t = time.perf_counter()
+        ev.new_cycle()
+        res = ev.evaluate(rule, at)
+        cycles.append(time.perf_counter() - t)
+    return first, cycles, res
+
+
 def main() -> None:
     ap = argparse.ArgumentParser()
     ap.add_argument("--series", type=int, default=5000)
@@ -107,20 +128,7 @@ def main() -> None:
               f"series × 13 h of 1-minute samples, filled in {time.perf_counter() - t_fill:.0f} s")
 
         # ---- anomaly
-        ev = Evaluator(store, cfg, keep_state=True)
-        t = time.perf_counter()
-        ev.new_cycle()
-        res = ev.evaluate(anomaly, T0)
-        rebuild = time.perf_counter() - t
-        cycles = []
-        for c in range(1, args.cycles + 1):
-            at = T0 + 60.0 * c
-            store.insert_rows([(sid, at, float(_values("lat", np.array([at]), k, rng)[0]))
-                               for k, sid in enumerate(ids)])
-            t = time.perf_counter()
-            ev.new_cycle()
-            res = ev.evaluate(anomaly, at)
-            cycles.append(time.perf_counter() - t)
+        rebuild, cycles, res = _kept_state_cycles(store, cfg, anomaly, "lat", ids, args.cycles, rng)
         # baseline: the previous evaluation (the whole lookback rescored every cycle), on a subset
         from perf_alerts.analytics.anomaly import anomaly_scores
 
@@ -142,20 +150,7 @@ def main() -> None:
               f"(measured on {len(sub):,} series, scaled to {len(ids):,})")
 
         # ---- forecast
-        ev = Evaluator(store, cfg, keep_state=True)
-        t = time.perf_counter()
-        ev.new_cycle()
-        fres = ev.evaluate(fc_rule, T0)
-        first = time.perf_counter() - t
-        fcycles = []
-        for c in range(1, args.cycles + 1):
-            at = T0 + 60.0 * c
-            store.insert_rows([(sid, at, float(_values("task", np.array([at]), k, rng)[0]))
-                               for k, sid in enumerate(fids)])
-            t = time.perf_counter()
-            ev.new_cycle()
-            fres = ev.evaluate(fc_rule, at)
-            fcycles.append(time.perf_counter() - t)
+        first, fcycles, fres = _kept_state_cycles(store, cfg, fc_rule, "task", fids, args.cycles, rng)
         print(f"forecast rule, {args.forecast_series:,} series, horizon 6 h, lookback 12 h (target <= 1 s):")
         print(f"  kept fits: {_stats(fcycles)}; {len(fres):,} results, {sum(r.active for r in fres)} active")
         print(f"  baseline, every series fitted every cycle (the first evaluation): {first:.2f} s")
