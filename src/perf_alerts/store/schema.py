@@ -17,6 +17,7 @@ additive migration); a change that is not additive gets a numbered step in the b
 
 from __future__ import annotations
 
+import functools
 import re
 
 from perf_alerts.store.cluster import CLUSTER_SCHEMA
@@ -180,29 +181,41 @@ CREATE INDEX IF NOT EXISTS action_audit_verify ON action_audit (verification, ve
 """ + CLUSTER_SCHEMA + RATELIMIT_SCHEMA + RULESTATE_SCHEMA
 
 
-def missing_columns(have: dict[str, set[str]]) -> list[tuple[str, str]]:
-    """(table, column declaration) for every column `SCHEMA` has and a store lacks, given the
-    columns it has per table (a table it lacks entirely is created by the DDL, not here).
-    The declarations are SQLite's; `postgres_ddl` maps them for PostgreSQL."""
+@functools.cache
+def _reference() -> tuple[frozenset[tuple[str, str]], tuple[tuple[str, str, str], ...]]:
+    """What SCHEMA creates, read once per process from an in-memory SQLite database: the
+    (type, name) of every table and index, and (table, column, SQLite declaration) of every column."""
     import sqlite3
 
     ref = sqlite3.connect(":memory:")
     try:
         ref.executescript(SCHEMA)
-        out: list[tuple[str, str]] = []
+        objects = frozenset((t, n) for t, n in ref.execute(
+            "SELECT type, name FROM sqlite_master WHERE type IN ('table', 'index') AND name NOT LIKE 'sqlite_%'"))
+        columns: list[tuple[str, str, str]] = []
         for (t,) in ref.execute("SELECT name FROM sqlite_master WHERE type = 'table'").fetchall():
             for _, name, ctype, notnull, default, _pk in ref.execute(f"PRAGMA table_info({t})").fetchall():
-                if t not in have or name in have[t]:
-                    continue
                 decl = f'"{name}" {ctype}'
                 if default is not None:
                     decl += f" DEFAULT {default}"
                 if notnull and default is not None:
                     decl += " NOT NULL"
-                out.append((t, decl))
-        return out
+                columns.append((t, name, decl))
+        return objects, tuple(columns)
     finally:
         ref.close()
+
+
+def schema_objects() -> frozenset[tuple[str, str]]:
+    """(type, name) of every table and index SCHEMA creates: a store lacking one is migrated."""
+    return _reference()[0]
+
+
+def missing_columns(have: dict[str, set[str]]) -> list[tuple[str, str]]:
+    """(table, column declaration) for every column `SCHEMA` has and a store lacks, given the
+    columns it has per table (a table it lacks entirely is created by the DDL, not here).
+    The declarations are SQLite's; `postgres_ddl` maps them for PostgreSQL."""
+    return [(t, decl) for t, name, decl in _reference()[1] if t in have and name not in have[t]]
 
 
 def postgres_ddl(ddl: str) -> str:
@@ -214,4 +227,4 @@ def postgres_ddl(ddl: str) -> str:
     return re.sub(r"\)\s*WITHOUT ROWID\s*;", ");", out)
 
 
-__all__ = ["SCHEMA", "SCHEMA_VERSION", "missing_columns", "postgres_ddl"]
+__all__ = ["SCHEMA", "SCHEMA_VERSION", "missing_columns", "postgres_ddl", "schema_objects"]

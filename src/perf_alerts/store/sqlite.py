@@ -8,7 +8,6 @@ connection per thread. Zero set-up: the embedded default.
 
 from __future__ import annotations
 
-import functools
 import os
 import sqlite3
 import threading
@@ -18,7 +17,7 @@ from pathlib import Path
 from typing import Iterator
 
 from perf_alerts.errors import StoreError, StoreUnavailable
-from perf_alerts.store.schema import SCHEMA, SCHEMA_VERSION, missing_columns
+from perf_alerts.store.schema import SCHEMA, SCHEMA_VERSION, missing_columns, schema_objects
 
 
 class SQLiteBackend:
@@ -77,12 +76,9 @@ class SQLiteBackend:
         try:
             con.execute("BEGIN IMMEDIATE")
         except sqlite3.OperationalError as e:
-            if "locked" not in str(e) and "busy" not in str(e):
+            if (busy := self._busy(e)) is None:
                 raise
-            # busy_timeout ran out: another process held the write lock for 30 s. The store is
-            # unavailable for now (HTTP 503, one line in the CLI, a warning in the daemon), not broken
-            raise StoreUnavailable(f"{self.display}: the store is busy: another process has held its write lock "
-                                   f"for over {self.busy_timeout_ms / 1000:g} s ({e}); try again") from None
+            raise busy from None
         try:
             yield con
         except BaseException:
@@ -119,7 +115,7 @@ class SQLiteBackend:
         queues behind another process's write lock (a long ingest, a retention run)."""
         try:
             if (int(self.con.execute("PRAGMA user_version").fetchone()[0]) == SCHEMA_VERSION
-                    and _schema_objects() <= self._objects() and not self._missing()):
+                    and schema_objects() <= self._objects() and not self._missing()):
                 return
             self._migrate_v2()
             # executescript manages its own transaction; the DDL is idempotent (IF NOT EXISTS)
@@ -127,11 +123,18 @@ class SQLiteBackend:
             self._add_missing_columns()
             self.con.execute(f"PRAGMA user_version = {SCHEMA_VERSION}")
         except sqlite3.OperationalError as e:
-            if "locked" not in str(e) and "busy" not in str(e):
+            if (busy := self._busy(e, " while this one migrates it")) is None:
                 raise
-            raise StoreUnavailable(f"{self.display}: the store is busy: another process has held its write lock "
-                                   f"for over {self.busy_timeout_ms / 1000:g} s while this one migrates it ({e}); "
-                                   "try again") from None
+            raise busy from None
+
+    def _busy(self, e: sqlite3.OperationalError, doing: str = "") -> StoreUnavailable | None:
+        """busy_timeout ran out (another process held the write lock that long): the store is
+        unavailable for now (HTTP 503, one line in the CLI, a warning in the daemon), not broken.
+        None for any other OperationalError (the caller re-raises it)."""
+        if "locked" not in str(e) and "busy" not in str(e):
+            return None
+        return StoreUnavailable(f"{self.display}: the store is busy: another process has held its write lock "
+                                f"for over {self.busy_timeout_ms / 1000:g} s{doing} ({e}); try again")
 
     def _objects(self) -> set[tuple[str, str]]:
         return {(t, n) for t, n in self.con.execute("SELECT type, name FROM sqlite_master "
@@ -168,18 +171,6 @@ class SQLiteBackend:
         with self.write() as con:
             for table, decl in self._missing(con):
                 con.execute(f"ALTER TABLE {table} ADD COLUMN {decl}")
-
-
-@functools.cache
-def _schema_objects() -> frozenset[tuple[str, str]]:
-    """(type, name) of every table and index SCHEMA creates: a file lacking one is migrated."""
-    ref = sqlite3.connect(":memory:")
-    try:
-        ref.executescript(SCHEMA)
-        return frozenset((t, n) for t, n in ref.execute("SELECT type, name FROM sqlite_master WHERE type IN "
-                                                        "('table', 'index') AND name NOT LIKE 'sqlite_%'").fetchall())
-    finally:
-        ref.close()
 
 
 __all__ = ["SQLiteBackend"]
