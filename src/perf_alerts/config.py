@@ -12,7 +12,7 @@ import os
 import re
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Callable, Literal, Mapping
+from typing import Any, Callable, Iterator, Literal, Mapping
 
 import yaml
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, ValidationInfo, field_validator, model_validator
@@ -891,6 +891,14 @@ class TimeIntervalSet(_Strict):
         return v
 
 
+def route_nodes(root: Route, path: str = "route", node_id: str = "0") -> Iterator[tuple[str, str, Route]]:
+    """The route tree depth first, the root included: (its place in the config, e.g.
+    `route.routes[0].routes[1]`; its id as the notification pipeline numbers it, e.g. `0.0.1`; the node)."""
+    yield path, node_id, root
+    for i, child in enumerate(root.routes):
+        yield from route_nodes(child, f"{path}.routes[{i}]", f"{node_id}.{i}")
+
+
 class InhibitRule(_Strict):
     source_matchers: list[Matcher] = Field(default_factory=list)
     target_matchers: list[Matcher] = Field(default_factory=list)
@@ -1565,8 +1573,7 @@ class Config(_Strict):
                 raise ValueError(f"route.{field}: the root route must not have any {field.replace('_', ' ')} "
                                  "(it would mute every alert); put them on a child route")
         used: set[str] = set()
-
-        def walk(r: Route, path: str) -> None:
+        for path, _, r in route_nodes(self.route):
             for field in ("mute_time_intervals", "active_time_intervals"):
                 for j, name in enumerate(getattr(r, field)):
                     if name not in names:
@@ -1576,10 +1583,6 @@ class Config(_Strict):
                         raise ValueError(f"{path}.{field}[{j}]: undefined time interval {name!r} used in route{hint}"
                                          f"{defined}")
                     used.add(name)
-            for i, c in enumerate(r.routes):
-                walk(c, f"{path}.routes[{i}]")
-
-        walk(self.route, "route")
         for name in names:
             if name not in used:
                 self.warnings.append(f"time interval {name!r} is not used by any route "
@@ -1588,6 +1591,17 @@ class Config(_Strict):
     def time_interval_map(self) -> dict[str, list[TimeIntervalSpec]]:
         """Every named time interval (both top-level lists) by name."""
         return {ti.name: ti.time_intervals for ti in [*self.mute_time_intervals, *self.time_intervals]}
+
+    def time_interval_uses(self) -> dict[str, list[str]]:
+        """Per time interval, what it does to which route ("mutes route 0.1 (oncall)"), for
+        `check-config`; route ids as the notification pipeline numbers them."""
+        uses: dict[str, list[str]] = {name: [] for name in self.time_interval_map()}
+        for _, node_id, r in route_nodes(self.route):
+            who = f"route {node_id} ({r.receiver or 'inherited receiver'})"
+            for verb, field in (("mutes", "mute_time_intervals"), ("activates", "active_time_intervals")):
+                for name in getattr(r, field):
+                    uses.setdefault(name, []).append(f"{verb} {who}")
+        return uses
 
     def _slo_rules(self) -> None:
         for i, r in enumerate(self.rules):

@@ -474,19 +474,7 @@ def _time_interval_lines(cfg: Any, now: float) -> list[str]:
     a business-hours or maintenance window can be checked before it silently holds a page back."""
     from perf_alerts.notify.timeintervals import in_interval
 
-    uses: dict[str, list[str]] = {name: [] for name in cfg.time_interval_map()}
-
-    def walk(node: Any, node_id: str) -> None:
-        for i, child in enumerate(node.routes):
-            cid = f"{node_id}.{i}"
-            who = f"route {cid} ({child.receiver or 'inherited receiver'})"
-            for name in child.mute_time_intervals:
-                uses.setdefault(name, []).append(f"mutes {who}")
-            for name in child.active_time_intervals:
-                uses.setdefault(name, []).append(f"activates {who}")
-            walk(child, cid)
-
-    walk(cfg.route, "0")
+    uses = cfg.time_interval_uses()
     lines = []
     for name, specs in cfg.time_interval_map().items():
         state_now = "in the interval now" if in_interval(specs, now) else "outside it now"
