@@ -29,6 +29,13 @@ def compare(values: Any, op: str, threshold: float) -> Any:
     return _OPS[op](values, threshold)
 
 
+def _weights(b: SampleBlock) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """A block's (n, lo, hi), those of one-sample rows (1, value, value) when it carries none."""
+    if b.n is None or b.lo is None or b.hi is None:
+        return np.ones(len(b), dtype=np.int64), b.value, b.value
+    return b.n, b.lo, b.hi
+
+
 def _moved(old: SampleBlock, new: SampleBlock, start: float) -> SampleBlock:
     """`old`'s rows after `start` and `new`'s (later, per series), sorted by (series, time) as
     `store.query` returns them; weights (n, lo, hi) kept only while some row stands for several samples."""
@@ -39,15 +46,9 @@ def _moved(old: SampleBlock, new: SampleBlock, start: float) -> SampleBlock:
         val = np.insert(old.value, pos, new.value)
         if old.n is None and new.n is None:
             n = lo = hi = None
-        elif old.n is None or old.lo is None or old.hi is None:   # only the new rows have weights
-            assert new.n is not None and new.lo is not None and new.hi is not None
-            n = np.insert(np.ones(len(old), dtype=np.int64), pos, new.n)
-            lo, hi = np.insert(old.value, pos, new.lo), np.insert(old.value, pos, new.hi)
-        elif new.n is None or new.lo is None or new.hi is None:   # only the old rows have weights
-            n = np.insert(old.n, pos, np.ones(len(new), dtype=np.int64))
-            lo, hi = np.insert(old.lo, pos, new.value), np.insert(old.hi, pos, new.value)
-        else:
-            n, lo, hi = np.insert(old.n, pos, new.n), np.insert(old.lo, pos, new.lo), np.insert(old.hi, pos, new.hi)
+        else:  # a side without weights: each row stands for one sample (n 1, its value as min and max)
+            (on, olo, ohi), (nn, nlo, nhi) = _weights(old), _weights(new)
+            n, lo, hi = np.insert(on, pos, nn), np.insert(olo, pos, nlo), np.insert(ohi, pos, nhi)
     else:
         sid, ts, val, n, lo, hi = old.series_id, old.ts, old.value, old.n, old.lo, old.hi
     keep = ts > start
